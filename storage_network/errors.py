@@ -1,0 +1,37 @@
+"""The exception tree of :mod:`storage_network`.
+
+Every error raised on purpose by this package derives from
+:class:`StorageNetworkError`, so callers can catch the package as a whole.
+"""
+
+
+class StorageNetworkError(Exception):
+    """Base class of every error :mod:`storage_network` raises on purpose."""
+
+
+class NetworkFileError(StorageNetworkError):
+    """The network file (TOML) is missing, unreadable or inconsistent."""
+
+
+class AuthError(StorageNetworkError):
+    """A write request's publisher signature is missing, malformed, stale or wrong."""
+
+
+class ShardProofError(StorageNetworkError):
+    """A shard body does not prove membership in the stripe its id names."""
+
+
+class RecordError(StorageNetworkError):
+    """A record is malformed, or its signature is missing or not from a trusted publisher."""
+
+
+class NodeError(StorageNetworkError):
+    """A node answered with an error, timed out or could not be reached."""
+
+
+class ChunkUnavailableError(StorageNetworkError):
+    """Fewer than k verified shards of a chunk could be fetched."""
+
+
+class NotFoundError(StorageNetworkError):
+    """Enough nodes agree that the asked-for record does not exist."""
