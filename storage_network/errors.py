@@ -35,3 +35,7 @@ class ChunkUnavailableError(StorageNetworkError):
 
 class NotFoundError(StorageNetworkError):
     """Enough nodes agree that the asked-for record does not exist."""
+
+
+class RecordUnavailableError(StorageNetworkError):
+    """Too few nodes answered to tell whether a record exists."""

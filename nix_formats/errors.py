@@ -1,0 +1,81 @@
+"""The one exception tree of :mod:`nix_formats`.
+
+Every error raised by this package is a :class:`NixFormatError`; callers that
+only want "the input was malformed" catch that.  Subclasses name the format
+that was wrong, and every message says exactly what was wrong (and, for NARs,
+at which byte offset).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "HashError",
+    "NarError",
+    "NarInfoError",
+    "Nix32Error",
+    "NixFormatError",
+    "NixKeyError",
+    "SignatureError",
+    "StorePathError",
+]
+
+
+class NixFormatError(Exception):
+    """Base class: some Nix-format input was malformed or unsupported."""
+
+
+class Nix32Error(NixFormatError):
+    """A string is not valid Nix base-32 (bad character, length or excess bits).
+
+    Format defined in Nix ``src/libutil/hash.cc`` (``printHash32``/``parseHash32``).
+    """
+
+
+class HashError(NixFormatError):
+    """A Nix hash string (``sha256:...``, SRI, base16) could not be parsed.
+
+    Format defined in Nix ``src/libutil/hash.cc`` (``Hash::parseAnyPrefixed``).
+    """
+
+
+class StorePathError(NixFormatError):
+    """A store path, store-path basename, or store-path hash part is invalid.
+
+    Rules defined in Nix ``src/libstore/path.cc``.
+    """
+
+
+class NarError(NixFormatError):
+    """A NAR stream is malformed, or a file tree cannot be serialised as a NAR.
+
+    ``offset`` is the byte offset in the NAR stream where the problem was
+    found (``None`` when the error is about a file on disk, not a stream).
+    Format defined in Nix ``src/libutil/archive.cc``.
+    """
+
+    def __init__(self, message: str, offset: int | None = None) -> None:
+        if offset is not None:
+            message = f"invalid NAR at byte offset {offset}: {message}"
+        super().__init__(message)
+        self.offset = offset
+
+
+class NarInfoError(NixFormatError):
+    """A ``.narinfo`` text is malformed (or a NarInfo cannot be rendered).
+
+    Format defined in Nix ``src/libstore/nar-info.cc``.
+    """
+
+
+class NixKeyError(NixFormatError):
+    """A Nix ed25519 key (``name:base64``) is malformed or inconsistent.
+
+    Format defined in Nix ``src/libutil/crypto.cc``.
+    """
+
+
+class SignatureError(NixFormatError):
+    """A ``Sig:`` value (``name:base64(64-byte signature)``) is malformed.
+
+    Format defined in Nix ``src/libutil/crypto.cc``.
+    """

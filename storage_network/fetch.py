@@ -1,0 +1,200 @@
+"""The read path: record lookup, availability plan, verified chunk stream.
+
+- :func:`fetch_record` finds a record on the nodes of its rendezvous
+  ranking and verifies its signature.  It reports "absent"
+  (:class:`NotFoundError`) only when ``record_replicas`` reachable nodes, in
+  ranking order, say they do not hold it; if too few answer it raises
+  :class:`RecordUnavailableError` instead.
+- :func:`plan_fetch` asks every node, in one request per node, which of its
+  shards it holds, and fails with :class:`ChunkUnavailableError` if any
+  chunk has fewer than k reachable shards: callers do this before they
+  commit to a response.
+- :func:`stream_payload` yields the chunks' zstd frames in order, fetching
+  ``prefetch`` chunks ahead.  Each chunk takes its data shards first (no
+  decoding then); every shard is checked against the stripe root before
+  use, and a node that serves wrong bytes is logged and replaced by another
+  shard of the same stripe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from .auth import PublisherKey
+from .errors import (
+    ChunkUnavailableError,
+    NodeError,
+    NotFoundError,
+    RecordError,
+    RecordUnavailableError,
+    ShardProofError,
+)
+from .manifest import ChunkRef, Manifest
+from .network_client import NetworkClient
+from .network_file import NodeInfo
+from .placement import record_nodes, shard_nodes
+from .record import Record, open_record
+from .stripe import shard_id, verify_shard
+
+log = logging.getLogger("nixshard.network")
+DEFAULT_PREFETCH = 8
+
+
+async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
+                      trusted: dict[str, PublisherKey]) -> Record | None | Exception:
+    try:
+        data = await net.nodes[node.id].get_record(key)
+    except NodeError as exc:
+        log.info("record %s: %s", key, exc)
+        return exc
+    if data is None:
+        return None
+    try:
+        return open_record(trusted, key, data)
+    except RecordError as exc:
+        log.warning("node %s served a bad record for %s: %s", node.id, key, exc)
+        return exc
+
+
+async def fetch_record(net: NetworkClient, key: str,
+                       trusted: dict[str, PublisherKey] | None = None) -> Record:
+    """The verified record under ``key``.
+
+    Args:
+        trusted: publisher keys whose records are accepted (default: the
+            network file's publishers).
+
+    Raises:
+        NotFoundError: ``record_replicas`` reachable nodes say it is absent.
+        RecordUnavailableError: too few nodes answered to tell.
+    """
+    keys = net.network.publishers if trusted is None else trusted
+    ranking = record_nodes(net.network.nodes, key)
+    want = net.network.record_replicas
+    denials = 0
+    pos = 0
+    problems: list[str] = []
+    while denials < want and pos < len(ranking):
+        ask = ranking[pos:pos + want - denials]
+        pos += len(ask)
+        for answer in await asyncio.gather(*(_ask_record(net, n, key, keys) for n in ask)):
+            if isinstance(answer, Record):
+                return answer
+            if answer is None:
+                denials += 1
+            else:
+                problems.append(str(answer))
+    if denials >= want:
+        raise NotFoundError(f"record {key}: absent on {denials} nodes")
+    raise RecordUnavailableError(
+        f"record {key}: only {denials} of {want} needed nodes answered; " + "; ".join(problems))
+
+
+@dataclass(frozen=True)
+class FetchPlan:
+    """Where each chunk's shards are: per chunk, shard index -> node that claims it."""
+
+    manifest: Manifest
+    holders: tuple[dict[int, NodeInfo], ...]
+
+
+async def plan_fetch(net: NetworkClient, manifest: Manifest) -> FetchPlan:
+    """Check that every chunk of ``manifest`` has at least k reachable shards.
+
+    Raises:
+        ChunkUnavailableError: naming the first short chunk and the nodes
+            that could not be reached.
+    """
+    nodes = net.network.nodes
+    placed = [shard_nodes(nodes, c.chunk_id, manifest.n) for c in manifest.chunks]
+    if any(len(p) < manifest.n for p in placed):
+        raise ChunkUnavailableError(
+            f"manifest wants {manifest.n} shards a chunk, the network has {len(nodes)} nodes")
+    wanted: dict[str, set[str]] = defaultdict(set)
+    for ref, pnodes in zip(manifest.chunks, placed, strict=True):
+        for index, node in enumerate(pnodes):
+            wanted[node.id].add(shard_id(ref.root, index))
+    failed: dict[str, str] = {}
+
+    async def ask(node_id: str) -> set[str]:
+        try:
+            return await net.nodes[node_id].has(sorted(wanted[node_id]))
+        except NodeError as exc:
+            failed[node_id] = str(exc)
+            return set()
+
+    held = dict(zip(wanted, await asyncio.gather(*(ask(nid) for nid in wanted)), strict=True))
+    holders = []
+    for number, (ref, pnodes) in enumerate(zip(manifest.chunks, placed, strict=True)):
+        have = {i: node for i, node in enumerate(pnodes) if shard_id(ref.root, i) in held[node.id]}
+        if len(have) < manifest.k:
+            down = ", ".join(sorted(failed)) or "none"
+            raise ChunkUnavailableError(
+                f"chunk {number} of {len(manifest.chunks)}: {len(have)} of {manifest.n} shards "
+                f"reachable, {manifest.k} needed (unreachable nodes: {down})")
+        holders.append(have)
+    return FetchPlan(manifest, tuple(holders))
+
+
+async def _fetch_shard(net: NetworkClient, node: NodeInfo, ref: ChunkRef,
+                       index: int) -> bytes | None:
+    sid = shard_id(ref.root, index)
+    try:
+        body = await net.nodes[node.id].get_shard(sid)
+    except NodeError as exc:
+        log.warning("shard %s: %s", sid[:20], exc)
+        return None
+    if body is None:
+        log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
+        return None
+    try:
+        return bytes(verify_shard(ref.root, index, body))
+    except ShardProofError as exc:
+        log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], exc)
+        return None
+
+
+async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
+                      holders: dict[int, NodeInfo]) -> bytes:
+    """Fetch, verify and decode one chunk; returns its zstd frame.
+
+    Raises:
+        ChunkUnavailableError: fewer than k shards could be fetched and verified.
+    """
+    candidates = sorted(holders)  # data shards (index < k) first
+    fragments: dict[int, bytes] = {}
+    pos = 0
+    while len(fragments) < manifest.k and pos < len(candidates):
+        take = candidates[pos:pos + manifest.k - len(fragments)]
+        pos += len(take)
+        got = await asyncio.gather(*(_fetch_shard(net, holders[i], ref, i) for i in take))
+        fragments.update((i, f) for i, f in zip(take, got, strict=True) if f is not None)
+    codec = net.codec(manifest.codec, manifest.k, manifest.m)
+    return codec.decode(ref, fragments)
+
+
+async def stream_payload(net: NetworkClient, plan: FetchPlan,
+                         prefetch: int = DEFAULT_PREFETCH) -> AsyncIterator[bytes]:
+    """Yield the zstd frame of every chunk in order, ``prefetch`` chunks ahead.
+
+    Raises:
+        ChunkUnavailableError: a chunk could not be rebuilt (the caller must
+            then abort its response, never end it cleanly).
+    """
+    manifest = plan.manifest
+    tasks: dict[int, asyncio.Task[bytes]] = {}
+    nxt = 0
+    try:
+        for i in range(len(manifest.chunks)):
+            while nxt < len(manifest.chunks) and nxt < i + prefetch:
+                tasks[nxt] = asyncio.create_task(
+                    fetch_chunk(net, manifest, manifest.chunks[nxt], plan.holders[nxt]))
+                nxt += 1
+            yield await tasks.pop(i)
+    finally:
+        for task in tasks.values():
+            task.cancel()

@@ -1,0 +1,54 @@
+"""One client for the whole network: a session, a node client per node, the codec."""
+
+from __future__ import annotations
+
+from types import TracebackType
+
+import aiohttp
+
+from .codec import StripeCodec
+from .network_file import Network
+from .node_client import NodeClient
+
+
+class NetworkClient:
+    """Async context manager holding what readers and publishers share.
+
+    Args:
+        network: the parsed network file.
+        timeout: seconds for one node request.
+        connections: open connections at most, over all nodes.
+    """
+
+    def __init__(self, network: Network, timeout: float = 30.0, connections: int = 128):
+        self.network = network
+        self._timeout = timeout
+        self._connections = connections
+        self._session: aiohttp.ClientSession | None = None
+        self.nodes: dict[str, NodeClient] = {}
+        self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
+
+    async def __aenter__(self) -> NetworkClient:
+        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=32,
+                                         keepalive_timeout=60)
+        self._session = aiohttp.ClientSession(connector=connector)
+        self.nodes = {info.id: NodeClient(info, self._session, self._timeout)
+                      for info in self.network.nodes}
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        """Close the HTTP session."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    def codec(self, codec: str, k: int, m: int) -> StripeCodec:
+        """A (cached) codec for the given parameters; zstd level from the network file."""
+        key = (codec, k, m)
+        if key not in self._codecs:
+            self._codecs[key] = StripeCodec(k, m, codec, self.network.zstd_level)
+        return self._codecs[key]

@@ -1,0 +1,106 @@
+"""HTTP client for one storage node (the node API of :mod:`storage_node`).
+
+Node API used here (reads open, writes signed, see :mod:`storage_network.auth`)::
+
+    PUT  /shards/<id>     201 new, 200 already held
+    GET  /shards/<id>     200 body, 404 absent
+    POST /shards/has      {"ids": [...]} -> {"present": [...]}
+    PUT  /records/<key>   201/200
+    GET  /records/<key>   200 body, 404 absent
+    GET  /healthz         JSON
+
+Every failure other than "absent" (connection refused, timeout, 5xx, 4xx)
+raises :class:`~storage_network.errors.NodeError` naming the node.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+
+import aiohttp
+
+from .auth import Publisher, sign_write
+from .errors import NodeError
+from .network_file import NodeInfo
+
+HAS_BATCH = 5000
+
+
+class NodeClient:
+    """Talks to one node over a shared :class:`aiohttp.ClientSession`.
+
+    Args:
+        info: the node's id and base URL.
+        session: a session owned by the caller (connection reuse).
+        timeout: seconds for one whole request.
+    """
+
+    def __init__(self, info: NodeInfo, session: aiohttp.ClientSession, timeout: float = 30.0):
+        self.info = info
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+
+    @property
+    def id(self) -> str:
+        """The node id."""
+        return self.info.id
+
+    async def _request(self, method: str, path: str, *, body: bytes | None = None,
+                       json_body: Any = None, publisher: Publisher | None = None,
+                       ok: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
+        headers = {}
+        if publisher is not None:
+            digest = hashlib.sha256(body or b"").digest()
+            headers.update(sign_write(publisher, method, path, digest))
+        try:
+            async with self._session.request(method, self.info.url + path, data=body, json=json_body,
+                                             headers=headers, timeout=self._timeout) as resp:
+                data = await resp.read()
+                if resp.status in ok:
+                    return resp.status, data
+                text = data[:200].decode("utf-8", "replace").strip()
+                raise NodeError(f"node {self.id}: {method} {path} -> {resp.status} {text}")
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            raise NodeError(f"node {self.id}: {method} {path} failed: "
+                            f"{type(exc).__name__} {exc}") from exc
+
+    async def put_shard(self, shard_id: str, body: bytes, publisher: Publisher) -> bool:
+        """Store a shard body; True if the node did not hold it before."""
+        status, _ = await self._request("PUT", f"/shards/{shard_id}", body=body,
+                                        publisher=publisher, ok=(200, 201))
+        return status == 201
+
+    async def get_shard(self, shard_id: str) -> bytes | None:
+        """The stored shard body, or None when the node says it has none (404)."""
+        status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404))
+        return data if status == 200 else None
+
+    async def has(self, shard_ids: list[str]) -> set[str]:
+        """The subset of ``shard_ids`` the node claims to hold."""
+        present: set[str] = set()
+        for start in range(0, len(shard_ids), HAS_BATCH):
+            batch = shard_ids[start:start + HAS_BATCH]
+            status, data = await self._request("POST", "/shards/has", json_body={"ids": batch})
+            try:
+                present.update(str(x) for x in json.loads(data)["present"])
+            except (ValueError, KeyError, TypeError) as exc:
+                raise NodeError(f"node {self.id}: malformed /shards/has answer") from exc
+        return present
+
+    async def put_record(self, key: str, data: bytes, publisher: Publisher) -> None:
+        """Store a signed record under ``key``."""
+        await self._request("PUT", f"/records/{key}", body=data, publisher=publisher,
+                            ok=(200, 201))
+
+    async def get_record(self, key: str) -> bytes | None:
+        """The record bytes under ``key``, or None when absent (404)."""
+        status, data = await self._request("GET", f"/records/{key}", ok=(200, 404))
+        return data if status == 200 else None
+
+    async def health(self) -> dict[str, Any]:
+        """The node's ``/healthz`` JSON."""
+        _, data = await self._request("GET", "/healthz")
+        result: dict[str, Any] = json.loads(data)
+        return result

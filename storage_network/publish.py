@@ -1,0 +1,183 @@
+"""The write path: payload -> chunks -> stripes -> shards on nodes -> record last.
+
+:func:`store_payload` streams a payload (any iterable of byte pieces) through
+the chunker, encodes chunks on a thread pool (zstd releases the GIL) with a
+bounded number in flight, asks each node in one request per batch which
+shards it already holds, uploads only the missing ones, and returns the
+manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
+size.  :func:`publish_record` then writes the signed record: the commit
+point, so a reader never sees a record whose shards are not all stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Iterable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+from .auth import Publisher
+from .chunker import iter_chunks
+from .codec import EncodedChunk, StripeCodec
+from .errors import NodeError
+from .manifest import ChunkRef, Manifest
+from .network_client import NetworkClient
+from .placement import record_nodes, shard_nodes
+from .record import seal_record
+from .stripe import shard_id
+
+BATCH_CHUNKS = 16
+MAX_PUTS_IN_FLIGHT = 24
+
+
+@dataclass
+class PublishStats:
+    """What one or more publishes did, in bytes and counts."""
+
+    payload_bytes: int = 0
+    chunks: int = 0
+    chunks_reused: int = 0
+    stored_bytes: int = 0
+    reused_bytes: int = 0
+
+    def add(self, other: PublishStats) -> None:
+        """Add ``other``'s figures to these."""
+        for name in self.__dataclass_fields__:
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
+
+@dataclass
+class _Batch:
+    chunks: list[EncodedChunk] = field(default_factory=list)
+
+
+async def _encoded_chunks(pieces: Iterable[bytes], network_client: NetworkClient,
+                          codec: StripeCodec, pool: Executor,
+                          window: int) -> AsyncIterator[EncodedChunk]:
+    """Encoded chunks in payload order; at most ``window`` being encoded at once."""
+    loop = asyncio.get_running_loop()
+    chunks = iter_chunks(pieces, network_client.network.chunking)
+    pending: deque[asyncio.Future[EncodedChunk]] = deque()
+    with ThreadPoolExecutor(1, thread_name_prefix="nixshard-read") as reader:
+        while True:
+            chunk = await loop.run_in_executor(reader, next, chunks, None)
+            if chunk is None:
+                break
+            pending.append(loop.run_in_executor(pool, codec.encode, chunk))
+            if len(pending) >= window:
+                yield await pending.popleft()
+    while pending:
+        yield await pending.popleft()
+
+
+async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher: Publisher,
+                        stats: PublishStats, limit: asyncio.Semaphore) -> None:
+    """Store every shard of ``batch`` its node does not hold yet."""
+    n = net.network.n
+    wanted: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
+    for enc in batch:
+        nodes = shard_nodes(net.network.nodes, enc.ref.chunk_id, n)
+        for index, (node, body) in enumerate(zip(nodes, enc.bodies, strict=True)):
+            wanted[node.id].append((shard_id(enc.ref.root, index), body))
+
+    async def has(node_id: str) -> set[str]:
+        return await net.nodes[node_id].has([sid for sid, _ in wanted[node_id]])
+
+    held = dict(zip(wanted, await asyncio.gather(*(has(nid) for nid in wanted)), strict=True))
+
+    async def put(node_id: str, sid: str, body: bytes) -> None:
+        async with limit:
+            await net.nodes[node_id].put_shard(sid, body, publisher)
+
+    puts = []
+    for node_id, items in wanted.items():
+        for sid, body in items:
+            if sid in held[node_id]:
+                stats.reused_bytes += len(body)
+            else:
+                stats.stored_bytes += len(body)
+                puts.append(put(node_id, sid, body))
+    await asyncio.gather(*puts)
+    for enc in batch:
+        ids_held = all(shard_id(enc.ref.root, i) in held[node.id] for i, node in
+                       enumerate(shard_nodes(net.network.nodes, enc.ref.chunk_id, n)))
+        stats.chunks_reused += ids_held
+
+
+async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],
+                        pool: Executor | None = None,
+                        window: int | None = None) -> tuple[Manifest, PublishStats]:
+    """Chunk, encode and store a payload; return its manifest and what was stored.
+
+    Args:
+        pieces: the payload as byte pieces of any size (read on a helper thread).
+        pool: executor for encoding (default: a thread pool of ``os.cpu_count()``).
+        window: chunks encoded ahead at most (memory bound; default 2 batches).
+
+    Raises:
+        NodeError: a node could not store a shard (the payload is then not
+            published; shards already stored are harmless and reused later).
+    """
+    nw = net.network
+    codec = net.codec(nw.codec, nw.k, nw.m)
+    stats = PublishStats()
+    refs: list[ChunkRef] = []
+    own_pool = pool is None
+    executor = pool or ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-enc")
+    limit = asyncio.Semaphore(MAX_PUTS_IN_FLIGHT)
+    uploads: deque[asyncio.Task[None]] = deque()
+    try:
+        batch: list[EncodedChunk] = []
+        async for enc in _encoded_chunks(pieces, net, codec, executor,
+                                         window or 2 * BATCH_CHUNKS):
+            refs.append(enc.ref)
+            stats.chunks += 1
+            stats.payload_bytes += enc.ref.size
+            batch.append(enc)
+            if len(batch) >= BATCH_CHUNKS:
+                uploads.append(asyncio.create_task(
+                    _upload_batch(net, batch, publisher, stats, limit)))
+                batch = []
+                if len(uploads) > 1:
+                    await uploads.popleft()
+        if batch:
+            uploads.append(asyncio.create_task(_upload_batch(net, batch, publisher, stats, limit)))
+        while uploads:
+            await uploads.popleft()
+    finally:
+        for task in uploads:
+            task.cancel()
+        if own_pool:
+            executor.shutdown(wait=False, cancel_futures=True)
+    return Manifest(nw.codec, nw.k, nw.m, tuple(refs)), stats
+
+
+async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
+                         metadata: bytes, manifest: Manifest) -> int:
+    """Sign and write the record to ``record_replicas`` nodes of its ranking.
+
+    Unreachable nodes are passed over for the next ones in the ranking, so
+    readers (who walk the same ranking) still find it.  Returns the record
+    size in bytes.
+
+    Raises:
+        NodeError: fewer than ``record_replicas`` nodes stored it.
+    """
+    data = seal_record(publisher, record_key, metadata, manifest)
+    want = net.network.record_replicas
+    stored = 0
+    errors: list[str] = []
+    for node in record_nodes(net.network.nodes, record_key):
+        if stored >= want:
+            break
+        try:
+            await net.nodes[node.id].put_record(record_key, data, publisher)
+            stored += 1
+        except NodeError as exc:
+            errors.append(str(exc))
+    if stored < want:
+        raise NodeError(f"record {record_key} stored on {stored} of {want} nodes: "
+                        + "; ".join(errors))
+    return len(data)
