@@ -55,8 +55,9 @@ class NodeClient:
             digest = hashlib.sha256(body or b"").digest()
             headers.update(sign_write(publisher, method, path, digest))
         try:
-            async with self._session.request(method, self.info.url + path, data=body, json=json_body,
-                                             headers=headers, timeout=self._timeout) as resp:
+            async with self._session.request(
+                    method, self.info.url + path, data=body, json=json_body,
+                    headers=headers, timeout=self._timeout) as resp:
                 data = await resp.read()
                 if resp.status in ok:
                     return resp.status, data
