@@ -1,0 +1,1 @@
+"""``nixshard serve``: the Nix binary-cache HTTP protocol over the shard network."""

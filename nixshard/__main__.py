@@ -1,0 +1,5 @@
+"""``python -m nixshard`` = the ``nixshard`` command."""
+
+from .cli import main
+
+main()

@@ -1,0 +1,55 @@
+"""``nixshard network init``: write a network file from node URLs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from storage_network.auth import PublisherKey, parse_publisher_key
+from storage_network.errors import AuthError, NetworkFileError
+from storage_network.network_file import ChunkingParams, init_network, write_network
+
+
+@click.group("network")
+def network_group() -> None:
+    """Create and inspect network files."""
+
+
+def _read_key(value: str) -> PublisherKey:
+    text = Path(value).read_text().strip() if Path(value).is_file() else value
+    try:
+        return parse_publisher_key(text)
+    except AuthError as exc:
+        raise click.BadParameter(f"{value}: {exc}") from exc
+
+
+@network_group.command("init")
+@click.option("--node", "nodes", multiple=True, required=True,
+              help="A node's base URL (repeat, in any order).")
+@click.option("-k", "k", type=int, required=True, help="Data shards per chunk.")
+@click.option("-m", "m", type=int, required=True, help="Parity shards per chunk.")
+@click.option("--publisher", "publishers", multiple=True, required=True,
+              help="Publisher public key, name:base64 or a file holding it (repeatable).")
+@click.option("--record-replicas", type=int, default=None,
+              help="Nodes holding each record [default: max(3, m + 1), at most the node count].")
+@click.option("--chunk-avg", type=int, default=ChunkingParams().avg_size, show_default=True,
+              help="Average chunk size, bytes (min = avg/4, max = avg*4).")
+@click.option("--zstd-level", type=int, default=3, show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
+              help="Where to write the network file.")
+def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, ...],
+                 record_replicas: int | None, chunk_avg: int, zstd_level: int,
+                 output: str) -> None:
+    """Write a network file for NODES with k-of-(k+m) coding."""
+    replicas = record_replicas or min(len(nodes), max(3, m + 1))
+    try:
+        network = init_network(
+            nodes, k, m, [_read_key(p) for p in publishers], record_replicas=replicas,
+            zstd_level=zstd_level,
+            chunking=ChunkingParams(chunk_avg // 4, chunk_avg, chunk_avg * 4))
+    except NetworkFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_network(network, output)
+    click.echo(f"wrote {output}: {len(nodes)} nodes, {k}-of-{k + m}, "
+               f"{len(network.publishers)} publisher key(s)")

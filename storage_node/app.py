@@ -1,0 +1,37 @@
+"""The app factory: :func:`create_app` wires config, store and routes together."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from . import routes_health, routes_records, routes_shards
+from .appkeys import CONFIG, STORE
+from .config import NodeConfig
+from .responses import error_middleware
+from .store import Store
+
+
+def create_app(config: NodeConfig) -> web.Application:
+    """Build the node's aiohttp application.
+
+    Opens (and locks) the data directory and counts what it holds; the
+    lock is released when the app is cleaned up.
+
+    Raises:
+        ConfigError: the configuration is unusable (see :meth:`NodeConfig.validate`).
+        DataDirError: the data directory cannot be created, read or locked.
+    """
+    config.validate()
+    store = Store.open(config.data_dir)
+    app = web.Application(middlewares=[error_middleware])
+    app[CONFIG] = config
+    app[STORE] = store
+    routes_health.setup(app)
+    routes_shards.setup(app)
+    routes_records.setup(app)
+
+    async def close_store(app: web.Application) -> None:
+        app[STORE].close()
+
+    app.on_cleanup.append(close_store)
+    return app

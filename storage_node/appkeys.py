@@ -1,0 +1,11 @@
+"""Typed keys under which :func:`storage_node.app.create_app` stores shared state."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from .config import NodeConfig
+from .store import Store
+
+CONFIG = web.AppKey("config", NodeConfig)
+STORE = web.AppKey("store", Store)

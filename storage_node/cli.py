@@ -1,0 +1,134 @@
+"""``nixshard node``: run a storage node (also ``python -m storage_node``).
+
+This is the only place the node's configuration is read: command-line
+options and, with ``--network``, the publisher keys of the network file.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+from pathlib import Path
+
+import click
+from aiohttp import web
+
+from storage_network.auth import PublisherKey, parse_publisher_key
+from storage_network.errors import AuthError, NetworkFileError
+from storage_network.network_file import Network, load_network
+
+from .app import create_app
+from .appkeys import STORE
+from .config import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_SHARD_BYTES, NodeConfig
+from .errors import StorageNodeError
+
+log = logging.getLogger("nixshard.node")
+
+
+def parse_listen(text: str) -> tuple[str, int]:
+    """Split ``HOST:PORT`` (``[v6addr]:PORT`` for IPv6) into host and port.
+
+    Raises:
+        click.BadParameter: no port, or a port outside 0-65535.
+    """
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
+        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--listen")
+    return host.strip("[]"), int(port_text)
+
+
+def _add_key(publishers: dict[str, PublisherKey], key: PublisherKey, source: str) -> None:
+    known = publishers.get(key.name)
+    if known is not None and bytes(known.verify_key) != bytes(key.verify_key):
+        raise click.UsageError(
+            f"publisher name {key.name!r} is given twice with different keys ({source})")
+    publishers[key.name] = key
+
+
+def gather_publishers(network: Network | None,
+                      accepted: tuple[str, ...]) -> dict[str, PublisherKey]:
+    """The network file's publishers plus each ``--accept-publisher`` key.
+
+    Raises:
+        click.BadParameter: a malformed key.
+        click.UsageError: two different keys under one name, or no key at all.
+    """
+    publishers: dict[str, PublisherKey] = {}
+    if network is not None:
+        for key in network.publishers.values():
+            _add_key(publishers, key, "network file")
+    for text in accepted:
+        try:
+            key = parse_publisher_key(text)
+        except AuthError as exc:
+            raise click.BadParameter(str(exc), param_hint="--accept-publisher") from exc
+        _add_key(publishers, key, "--accept-publisher")
+    if not publishers:
+        raise click.UsageError(
+            "no publisher key given: a node accepts writes only from publishers it lists. "
+            "Pass --accept-publisher NAME:BASE64 (a public key), or --network FILE whose "
+            "`publishers` lists some.")
+    return publishers
+
+
+@click.command("node")
+@click.option("--data", "data_dir", required=True,
+              type=click.Path(file_okay=False, path_type=Path),
+              help="Data directory (shards/, records/, tmp/); created if missing.")
+@click.option("--listen", default="127.0.0.1:9001", show_default=True,
+              help="HOST:PORT to serve HTTP on.")
+@click.option("--network", "network_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Network file; its `publishers` are accepted.")
+@click.option("--accept-publisher", "accepted", multiple=True, metavar="NAME:BASE64",
+              help="Accept writes and records signed by this public key (repeatable).")
+@click.option("--node-id", default=None,
+              help="This node's id in the network file (default: the short host name).")
+@click.option("--max-shard-bytes", type=click.IntRange(min=1),
+              default=DEFAULT_MAX_SHARD_BYTES, show_default=True,
+              help="Largest shard body accepted, in bytes.")
+@click.option("--max-record-bytes", type=click.IntRange(min=1),
+              default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
+              help="Largest record body accepted, in bytes.")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
+              default="info", show_default=True, help="Log level of the nixshard.node logger.")
+def node_command(data_dir: Path, listen: str, network_path: Path | None,
+                 accepted: tuple[str, ...], node_id: str | None, max_shard_bytes: int,
+                 max_record_bytes: int, log_level: str) -> None:
+    """Run a storage node: keep shards and signed records, serve them over HTTP.
+
+    Reads are open; writes must be signed by an accepted publisher key.
+    """
+    host, port = parse_listen(listen)
+    network = None
+    if network_path is not None:
+        try:
+            network = load_network(network_path)
+        except NetworkFileError as exc:
+            raise click.ClickException(str(exc)) from exc
+    publishers = gather_publishers(network, accepted)
+    node_id = node_id or socket.gethostname().split(".")[0]
+    logging.basicConfig(level=log_level.upper(),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("nixshard").setLevel(log_level.upper())
+    if network is not None and node_id not in {n.id for n in network.nodes}:
+        log.warning("node id %r is not listed in %s", node_id, network_path)
+    config = NodeConfig(data_dir=data_dir, node_id=node_id, publishers=publishers,
+                        max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes)
+    try:
+        app = create_app(config)
+    except StorageNodeError as exc:
+        raise click.ClickException(exc.message) from exc
+    stats = app_stats_line(app)
+    log.info("node %s listening on http://%s:%d, data %s (%s), publishers %s",
+             node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
+    try:
+        web.run_app(app, host=host, port=port, access_log=None, print=None)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    log.info("node %s stopped", node_id)
+
+
+def app_stats_line(app: web.Application) -> str:
+    """A short summary of what the app's store holds, for the start-up log line."""
+    s = app[STORE].stats
+    return f"{s.shards} shards, {s.shard_bytes} bytes, {s.records} records"

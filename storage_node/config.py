@@ -1,0 +1,55 @@
+"""The node's configuration, built by the CLI (the only place config is read)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from storage_network.auth import PublisherKey
+from storage_network.network_file import NODE_ID_RE
+
+from .errors import ConfigError
+
+MiB = 1024 * 1024
+DEFAULT_MAX_SHARD_BYTES = 64 * MiB
+DEFAULT_MAX_RECORD_BYTES = 64 * MiB
+
+
+@dataclass
+class NodeConfig:
+    """Everything a node needs to run.
+
+    Attributes:
+        data_dir: the directory holding ``shards/``, ``records/`` and ``tmp/``
+            (created if missing).
+        node_id: the id this node has in the network file (reported by ``/healthz``).
+        publishers: accepted publisher keys by name; writes signed by any
+            other key are refused, and so are records signed by any other key.
+        max_shard_bytes: largest shard body accepted, in bytes.
+        max_record_bytes: largest record body accepted, in bytes.
+    """
+
+    data_dir: Path
+    node_id: str
+    publishers: dict[str, PublisherKey]
+    max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+
+    def validate(self) -> NodeConfig:
+        """Check the configuration; return self.
+
+        Raises:
+            ConfigError: no publisher key, a node id that does not match
+                :data:`storage_network.network_file.NODE_ID_RE`, or a
+                non-positive size limit.
+        """
+        if not self.publishers:
+            raise ConfigError(
+                "no publisher key: a node accepts writes only from listed publishers; "
+                "pass --accept-publisher NAME:BASE64 or a --network file with publishers")
+        if not NODE_ID_RE.match(self.node_id):
+            raise ConfigError(f"node id {self.node_id!r} must match {NODE_ID_RE.pattern}")
+        for name in ("max_shard_bytes", "max_record_bytes"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be at least 1 byte, got {getattr(self, name)}")
+        return self

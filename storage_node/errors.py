@@ -1,0 +1,71 @@
+"""The exception tree of :mod:`storage_node`.
+
+Every error this package raises on purpose derives from
+:class:`StorageNodeError`.  Errors that answer an HTTP request derive from
+:class:`RequestError` and carry the status code; the app's error middleware
+turns them into a plain-text ``error: <message>`` response.
+"""
+
+from __future__ import annotations
+
+
+class StorageNodeError(Exception):
+    """Base class of every error :mod:`storage_node` raises on purpose."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class ConfigError(StorageNodeError):
+    """The node configuration is unusable (no publisher keys, bad limits, bad node id)."""
+
+
+class DataDirError(StorageNodeError):
+    """The data directory cannot be created, opened or locked."""
+
+
+class RequestError(StorageNodeError):
+    """A request the node refuses; ``status`` is the HTTP status to answer with."""
+
+    status = 400
+
+
+class BadRequest(RequestError):
+    """400: malformed id or key, malformed JSON, or other bad input."""
+
+    status = 400
+
+
+class BodyTruncated(BadRequest):
+    """400: the client closed the connection before sending its whole body."""
+
+
+class Unauthorized(RequestError):
+    """401: a write request without the publisher signature headers."""
+
+    status = 401
+
+
+class Forbidden(RequestError):
+    """403: a write signed by an unknown key, with a bad signature or a stale date."""
+
+    status = 403
+
+
+class NotFound(RequestError):
+    """404: no such shard or record (or no such route)."""
+
+    status = 404
+
+
+class PayloadTooLarge(RequestError):
+    """413: the request body exceeds the node's limit for that kind of object."""
+
+    status = 413
+
+
+class Unprocessable(RequestError):
+    """422: a well-formed request whose body does not verify (shard proof, record signature)."""
+
+    status = 422

@@ -1,0 +1,115 @@
+"""Shard endpoints: ``PUT``/``GET``/``HEAD /shards/{id}`` and ``POST /shards/has``.
+
+A shard id is ``<64 hex stripe root>.<index 0-255>``; the node checks on
+write that the body's Merkle proof leads from the fragment to that root
+(:func:`storage_network.stripe.verify_shard`), so it stores only shards
+that match their ids.  Shards are immutable: a second PUT of a stored id
+answers 200 and leaves the stored file untouched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+
+from aiohttp import web
+
+from storage_network.errors import ShardProofError
+from storage_network.stripe import parse_shard_id, verify_shard
+
+from .appkeys import CONFIG, STORE
+from .body import check_declared_length, read_body
+from .errors import BadRequest, NotFound, Unprocessable
+from .expect import expect_handler
+from .write_auth import check_write, require_signature_headers
+
+log = logging.getLogger("nixshard.node")
+
+MAX_HAS_IDS = 10_000
+MAX_HAS_BODY_BYTES = 2 * 1024 * 1024
+_SHARD_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "Cache-Control": "public, max-age=31536000, immutable",
+}
+
+
+def _parse_id(text: str) -> tuple[bytes, int]:
+    try:
+        return parse_shard_id(text)
+    except ShardProofError as exc:
+        raise BadRequest(str(exc)) from exc
+
+
+def _precheck_put(request: web.Request) -> tuple[str, bytes, int]:
+    shard_id = request.match_info["id"]
+    root, index = _parse_id(shard_id)
+    require_signature_headers(request)
+    check_declared_length(request, request.app[CONFIG].max_shard_bytes, "shard")
+    return shard_id, root, index
+
+
+async def put_shard(request: web.Request) -> web.Response:
+    """Store a shard.
+
+    Answers 201 (stored), 200 (already stored), 400 (bad id, truncated
+    body), 401 (no signature), 403 (signature refused), 413 (body over
+    ``max_shard_bytes``), 422 (proof does not match the id).  The body goes
+    to a temp file that is deleted on any refusal.
+    """
+    config, store = request.app[CONFIG], request.app[STORE]
+    shard_id, root, index = _precheck_put(request)
+    with store.new_temp() as temp:
+        body, digest = await read_body(request, config.max_shard_bytes, "shard", temp.write)
+        publisher = check_write(request, config.publishers, f"/shards/{shard_id}", digest)
+        try:
+            await asyncio.to_thread(verify_shard, root, index, memoryview(body))
+        except ShardProofError as exc:
+            raise Unprocessable(f"shard does not match its id: {exc}") from exc
+        created = await store.commit_shard(temp, shard_id)
+    log.info("%s shard %s (%d bytes) for publisher %s",
+             "stored" if created else "already had", shard_id, len(body), publisher.name)
+    return web.json_response({"id": shard_id, "created": created, "bytes": len(body)},
+                             status=201 if created else 200)
+
+
+async def get_shard(request: web.Request) -> web.StreamResponse:
+    """Send a stored shard's exact bytes (``HEAD``: headers only); 404 absent, 400 bad id."""
+    shard_id = request.match_info["id"]
+    _parse_id(shard_id)
+    path = request.app[STORE].shard_path(shard_id)
+    if not path.is_file():
+        raise NotFound(f"no shard {shard_id}")
+    return web.FileResponse(path, headers=_SHARD_HEADERS)
+
+
+async def post_has(request: web.Request) -> web.Response:
+    """Answer which of the listed shards are stored.
+
+    Body: ``{"ids": [shard id, ...]}`` (at most 10000 ids, 2 MiB).
+    Answer: ``{"present": [the stored ones, in request order]}``.
+    400 on malformed JSON or any bad id, 413 on a body over 2 MiB.
+    """
+    body, _ = await read_body(request, MAX_HAS_BODY_BYTES, "has request")
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"has request body is not JSON: {exc}") from exc
+    ids = doc.get("ids") if isinstance(doc, dict) else None
+    if not isinstance(ids, list):
+        raise BadRequest('has request body must be {"ids": [shard id, ...]}')
+    if len(ids) > MAX_HAS_IDS:
+        raise BadRequest(f"has request lists {len(ids)} ids, at most {MAX_HAS_IDS} allowed")
+    for item in ids:
+        if not isinstance(item, str):
+            raise BadRequest(f"bad shard id {item!r}: not a string")
+        _parse_id(item)
+    present = await request.app[STORE].present_shards(ids)
+    return web.json_response({"present": present})
+
+
+def setup(app: web.Application) -> None:
+    """Register the shard routes on ``app``."""
+    app.router.add_post("/shards/has", post_has)
+    app.router.add_put("/shards/{id}", put_shard, expect_handler=expect_handler(_precheck_put))
+    app.router.add_get("/shards/{id}", get_shard)

@@ -1,0 +1,303 @@
+"""The on-disk store of one node: shards and records, written atomically.
+
+Layout under the data directory::
+
+    shards/<first 2 hex of the root>/<root hex>.<index>
+    records/<record key>
+    tmp/<random>.part          bodies being received; never read
+    lock                       flock'd while a node runs on this directory
+
+Every object is written to a uniquely named file under ``tmp/``, fsync'd,
+then moved into place (a hard link for shards, which are never rewritten; a
+rename for records, which may be replaced) and the directory is fsync'd, so
+a reader never sees a partial file and a crash leaves at worst a stray file
+in ``tmp/`` (removed at the next start).
+
+Names are validated against :data:`storage_network.stripe.SHARD_ID_RE` and
+:data:`RECORD_KEY_RE` before any path is built, so no request can name a
+file outside the data directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import fcntl
+import logging
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import IO
+
+from storage_network.stripe import SHARD_ID_RE
+
+from .errors import DataDirError
+
+log = logging.getLogger("nixshard.node")
+
+RECORD_KEY_RE = re.compile(r"^[0-9a-z]{32}$")
+_FANOUT = [f"{i:02x}" for i in range(256)]
+# Filesystems that cannot hard-link: fall back to check-then-rename.
+_NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass
+class StoreStats:
+    """Counters kept in memory: shard count, total shard bytes, record count."""
+
+    shards: int = 0
+    shard_bytes: int = 0
+    records: int = 0
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _place(tmp: Path, final: Path, replace: bool) -> bool:
+    """Move ``tmp`` to ``final`` atomically; return True if ``final`` is new.
+
+    With ``replace=False`` an existing ``final`` is kept and ``tmp`` dropped
+    (so concurrent writers of one shard id never rewrite it).
+    """
+    try:
+        os.link(tmp, final)
+    except FileExistsError:
+        if replace:
+            os.replace(tmp, final)
+        else:
+            os.unlink(tmp)
+        return False
+    except OSError as exc:
+        if exc.errno not in _NO_LINK_ERRNOS:
+            raise
+        existed = final.exists()
+        if existed and not replace:
+            os.unlink(tmp)
+            return False
+        os.replace(tmp, final)
+        return not existed
+    os.unlink(tmp)
+    return True
+
+
+class TempFile:
+    """A uniquely named file under ``tmp/`` being written.
+
+    Use it as a context manager: unless :meth:`Store.commit_shard` consumed
+    it, leaving the ``with`` block closes and deletes it (client gone, bad
+    signature, bad proof: nothing is left behind).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.size = 0
+        self.committed = False
+        self._fh: IO[bytes] | None = open(path, "xb")  # noqa: SIM115 - closed in discard/sync
+
+    def write(self, data: bytes | memoryview) -> None:
+        """Append ``data`` (buffered; made durable by the commit)."""
+        assert self._fh is not None, "write after close"
+        self._fh.write(data)
+        self.size += len(data)
+
+    def sync_close(self) -> None:
+        """Flush, fsync and close the file (blocking: call it from a thread)."""
+        if self._fh is not None:
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+            self._fh = None
+
+    def discard(self) -> None:
+        """Close and delete the file unless it was committed; never raises."""
+        if self._fh is not None:
+            try:
+                self._fh.close()
+            except OSError:
+                pass
+            self._fh = None
+        if not self.committed:
+            try:
+                self.path.unlink(missing_ok=True)
+            except OSError as exc:
+                log.error("cannot delete temporary file %s: %s", self.path, exc)
+
+    def __enter__(self) -> TempFile:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.discard()
+
+
+class Store:
+    """Shards and records in one data directory, with in-memory counters.
+
+    Build one with :meth:`open`; call :meth:`close` when done (releases the
+    directory lock).
+    """
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.shards_dir = root / "shards"
+        self.records_dir = root / "records"
+        self.tmp_dir = root / "tmp"
+        self.stats = StoreStats()
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def open(cls, root: Path) -> Store:
+        """Create the layout if needed, lock it, clear ``tmp/`` and count what is stored.
+
+        Raises:
+            DataDirError: the directory cannot be created or read, or another
+                node process holds its lock.
+        """
+        store = cls(root)
+        try:
+            for d in (store.shards_dir, store.records_dir, store.tmp_dir):
+                d.mkdir(parents=True, exist_ok=True)
+            for sub in _FANOUT:
+                (store.shards_dir / sub).mkdir(exist_ok=True)
+            store._lock()
+            store._clear_tmp()
+            store._scan()
+        except OSError as exc:
+            store.close()
+            raise DataDirError(f"data dir {root}: {exc.strerror or exc}") from exc
+        except DataDirError:
+            store.close()
+            raise
+        return store
+
+    def _lock(self) -> None:
+        path = self.root / "lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            os.close(fd)
+            raise DataDirError(
+                f"data dir {self.root} is in use by another node process (lock {path})") from exc
+        self._lock_fd = fd
+
+    def _clear_tmp(self) -> None:
+        for entry in os.scandir(self.tmp_dir):
+            if entry.is_file(follow_symlinks=False):
+                os.unlink(entry.path)
+                log.info("removed leftover temporary file %s", entry.path)
+
+    def _scan(self) -> None:
+        stats = StoreStats()
+        for sub in _FANOUT:
+            for entry in os.scandir(self.shards_dir / sub):
+                if SHARD_ID_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                    stats.shards += 1
+                    stats.shard_bytes += entry.stat(follow_symlinks=False).st_size
+        for entry in os.scandir(self.records_dir):
+            if RECORD_KEY_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                stats.records += 1
+        self.stats = stats
+
+    def close(self) -> None:
+        """Release the data-directory lock (idempotent)."""
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)
+            self._lock_fd = None
+
+    def shard_path(self, shard_id: str) -> Path:
+        """Where shard ``shard_id`` lives (whether or not it exists).
+
+        Raises:
+            ValueError: ``shard_id`` does not match ``SHARD_ID_RE`` (callers
+                validate first; this is the last line of defence for paths).
+        """
+        if not SHARD_ID_RE.match(shard_id):
+            raise ValueError(f"not a shard id: {shard_id[:80]!r}")
+        return self.shards_dir / shard_id[:2] / shard_id
+
+    def record_path(self, key: str) -> Path:
+        """Where record ``key`` lives (whether or not it exists).
+
+        Raises:
+            ValueError: ``key`` does not match :data:`RECORD_KEY_RE`.
+        """
+        if not RECORD_KEY_RE.match(key):
+            raise ValueError(f"not a record key: {key[:80]!r}")
+        return self.records_dir / key
+
+    def new_temp(self) -> TempFile:
+        """A fresh, uniquely named :class:`TempFile` under ``tmp/``."""
+        return TempFile(self.tmp_dir / f"{secrets.token_hex(12)}.part")
+
+    def free_bytes(self) -> int:
+        """Bytes free on the data directory's filesystem (for unprivileged users)."""
+        return shutil.disk_usage(self.root).free
+
+    async def commit_shard(self, temp: TempFile, shard_id: str) -> bool:
+        """Make ``temp`` shard ``shard_id``: fsync, link into place, fsync the directory.
+
+        An existing shard is kept as it is (shards are immutable) and ``temp``
+        is dropped.
+
+        Returns:
+            True if the shard is new, False if it was already stored.
+
+        Raises:
+            OSError: the disk refused (full, read-only, ...).
+        """
+        final = self.shard_path(shard_id)
+        created = await asyncio.to_thread(self._commit_shard_sync, temp, final)
+        if created:
+            self.stats.shards += 1
+            self.stats.shard_bytes += temp.size
+        return created
+
+    @staticmethod
+    def _commit_shard_sync(temp: TempFile, final: Path) -> bool:
+        temp.sync_close()
+        created = _place(temp.path, final, replace=False)
+        temp.committed = True
+        if created:
+            _fsync_dir(final.parent)
+        return created
+
+    async def write_record(self, key: str, data: bytes | memoryview) -> bool:
+        """Store record ``key`` atomically (temp file, fsync, rename, fsync directory).
+
+        Returns:
+            True if the record is new, False if it replaced an existing one.
+
+        Raises:
+            OSError: the disk refused (full, read-only, ...).
+        """
+        final = self.record_path(key)
+        created = await asyncio.to_thread(self._write_record_sync, data, final)
+        if created:
+            self.stats.records += 1
+        return created
+
+    def _write_record_sync(self, data: bytes | memoryview, final: Path) -> bool:
+        with self.new_temp() as temp:
+            temp.write(data)
+            temp.sync_close()
+            created = _place(temp.path, final, replace=True)
+            temp.committed = True
+        _fsync_dir(final.parent)
+        return created
+
+    async def present_shards(self, shard_ids: Iterable[str]) -> list[str]:
+        """The subset of ``shard_ids`` (already validated) that is stored, in order."""
+        ids = list(shard_ids)
+        return await asyncio.to_thread(
+            lambda: [i for i in ids if self.shard_path(i).is_file()])

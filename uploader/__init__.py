@@ -1,0 +1,1 @@
+"""``nixshard push``: store paths -> NARs -> the shard network, references first."""
