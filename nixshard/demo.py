@@ -36,7 +36,7 @@ from .localnet import LocalNetwork, env_with_nix_config, new_publisher
 # Three derivations built by /bin/sh: env -> app -> lib (references by string context).
 DEMO_EXPR = (
     'let mk = name: script: derivation { inherit name; system = builtins.currentSystem;'
-    ' builder = "/bin/sh"; args = [ "-c" script ]; };'
+    ' builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" script ]; };'
     ' lib = mk "nixshard-demo-lib" "mkdir -p $out/lib; echo greeting=hello > $out/lib/conf;'
     ' seq 1 20000 > $out/lib/numbers";'
     ' app = mk "nixshard-demo-app" "mkdir -p $out/bin; echo cat ${lib}/lib/conf > $out/bin/app;'
@@ -75,7 +75,8 @@ def fetch_with_nix(url: str, public_key: str, paths: list[str], dest: Path) -> N
     subprocess.run(["nix", "copy", "--from", url, "--to", str(dest),
                     "--option", "trusted-public-keys", public_key, *paths],
                    check=True, env=env, capture_output=True, text=True)
-    subprocess.run(["nix", "store", "verify", "--store", str(dest), "-r", *paths],
+    subprocess.run(["nix", "store", "verify", "--store", str(dest), "-r",
+                    "--option", "trusted-public-keys", public_key, *paths],
                    check=True, env=env, capture_output=True, text=True)
 
 

@@ -166,8 +166,8 @@ def new_publisher(name: str = "nixshard-demo-1") -> tuple[Publisher, str]:
 
 
 def env_with_nix_config() -> dict[str, str]:
-    """os.environ plus the NIX_CONFIG a root user without a daemon needs here."""
+    """os.environ plus the NIX_CONFIG a root user without a daemon needs (no default substituter)."""
     env = dict(os.environ)
     env["NIX_CONFIG"] = ("experimental-features = nix-command\nsandbox = false\n"
-                         "build-users-group =\n" + env.get("NIX_CONFIG", ""))
+                         "build-users-group =\nsubstituters =\n" + env.get("NIX_CONFIG", ""))
     return env

@@ -1,0 +1,37 @@
+"""Sample shards and records for the storage-node tests."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import secrets
+
+from storage_network.auth import Publisher
+from storage_network.manifest import ChunkRef, make_manifest
+from storage_network.record import seal_record
+from storage_network.stripe import build_stripe, shard_id
+
+NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+def stripe(n: int = 3, size: int = 200) -> list[tuple[str, bytes]]:
+    """``n`` shards ``(id, body)`` of one stripe over random fragments of ``size`` bytes."""
+    fragments = [os.urandom(size) for _ in range(n)]
+    root, proofs = build_stripe(fragments)
+    return [(shard_id(root, i), proofs[i] + fragments[i]) for i in range(n)]
+
+
+def record_key() -> str:
+    """A random 32-character store-path hash part."""
+    return "".join(secrets.choice(NIX32) for _ in range(32))
+
+
+def record(publisher: Publisher, key: str, chunks: int = 2, note: str = "") -> bytes:
+    """A record for ``key`` sealed by ``publisher``: a small narinfo and ``chunks`` chunk refs."""
+    refs = []
+    for i in range(chunks):
+        plain = os.urandom(64)
+        refs.append(ChunkRef(hashlib.sha256(plain).digest(), os.urandom(32), 1000 + i, 500 + i))
+    manifest = make_manifest("isa_l_rs_cauchy", 4, 2, refs)
+    narinfo = f"StorePath: /nix/store/{key}-hello{note}\nURL: nar/x.nar.zst\n".encode()
+    return seal_record(publisher, key, narinfo, manifest)
