@@ -102,7 +102,7 @@ class TempFile:
         self.path = path
         self.size = 0
         self.committed = False
-        self._fh: IO[bytes] | None = open(path, "xb")  # noqa: SIM115 - closed in discard/sync
+        self._fh: IO[bytes] | None = open(path, "xb")  # closed by discard() or sync_close()
 
     def write(self, data: bytes | memoryview) -> None:
         """Append ``data`` (buffered; made durable by the commit)."""

@@ -1,0 +1,86 @@
+"""Fixtures for end-to-end tests: real nix, real node processes, a real daemon."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from nixshard.demo import build_closure
+from nixshard.localnet import LocalNetwork, env_with_nix_config
+from storage_network.auth import parse_publisher_secret
+
+BIG_TREE_CANDIDATES = ("/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/python3")
+MIN_BIG_TREE = 20 * 1000 * 1000
+
+
+def nix(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    """Run a nix command with the test NIX_CONFIG; output captured as text."""
+    return subprocess.run(list(args), capture_output=True, text=True,
+                          env=env_with_nix_config(), check=check)
+
+
+def nixshard(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the ``nixshard`` command (as ``python -m nixshard``)."""
+    return subprocess.run([sys.executable, "-m", "nixshard", *args], capture_output=True,
+                          text=True, check=False)
+
+
+@dataclass(frozen=True)
+class NixKey:
+    """A key pair made by ``nix-store --generate-binary-cache-key``."""
+
+    secret_file: Path
+    public: str
+
+
+@dataclass(frozen=True)
+class Closure:
+    """Store paths to push: ``roots`` and their whole closure with original path info."""
+
+    roots: list[str]
+    big: str
+    infos: dict[str, dict[str, object]]
+
+
+def tree_size(path: Path) -> int:
+    """Bytes of the regular files under ``path``."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+@pytest.fixture(scope="session")
+def nix_key(tmp_path_factory: pytest.TempPathFactory) -> NixKey:
+    """A fresh Nix binary-cache key pair."""
+    d = tmp_path_factory.mktemp("keys")
+    nix("nix-store", "--generate-binary-cache-key", "e2e-cache-1", str(d / "sk"), str(d / "pk"))
+    return NixKey(d / "sk", (d / "pk").read_text().strip())
+
+
+@pytest.fixture(scope="session")
+def closure(tmp_path_factory: pytest.TempPathFactory) -> Closure:
+    """3 built paths with references, plus a >= 20 MB copy of a /usr/lib tree added to the store."""
+    built = build_closure("e2e")
+    source = next(Path(c) for c in BIG_TREE_CANDIDATES
+                  if Path(c).is_dir() and tree_size(Path(c)) >= MIN_BIG_TREE)
+    copy = tmp_path_factory.mktemp("tree") / "nixshard-e2e-tree"
+    shutil.copytree(source, copy, symlinks=True)
+    big = nix("nix-store", "--add", str(copy)).stdout.strip()
+    roots = [*built, big]
+    entries = json.loads(nix("nix", "path-info", "--json", "--recursive", *roots).stdout)
+    return Closure(roots, big, {e["path"]: e for e in entries})
+
+
+@pytest.fixture
+def local_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
+    """6 node processes (4-of-6) and a cache daemon, publisher = the nix key."""
+    publisher = parse_publisher_secret(nix_key.secret_file.read_text())
+    with LocalNetwork(tmp_path, publisher) as net:
+        net.start_nodes(6, 4, 2)
+        net.start_daemon()
+        yield net

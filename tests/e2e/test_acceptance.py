@@ -1,0 +1,112 @@
+"""The acceptance flow of issue 2 on the real nix binary and real processes."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nixshard.localnet import LocalNetwork
+from storage_network.placement import record_nodes
+
+from .conftest import Closure, NixKey, nix, nixshard
+
+pytestmark = pytest.mark.nix
+
+
+def push(net: LocalNetwork, key: NixKey, paths: list[str]) -> str:
+    """``nixshard push``; returns its summary (stdout) and asserts success."""
+    res = nixshard("push", "--network", str(net.network_file), "--signing-key",
+                   str(key.secret_file), *paths)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def copy_from(net: LocalNetwork, key: NixKey, dest: Path, paths: list[str],
+              check: bool = True):  # type: ignore[no-untyped-def]
+    """``nix copy --from`` the daemon into a fresh store root."""
+    assert net.daemon is not None
+    return nix("nix", "copy", "--from", net.daemon.url, "--to", str(dest),
+               "--option", "trusted-public-keys", key.public, *paths, check=check)
+
+
+def verify(key: NixKey, dest: Path, paths: list[str]) -> None:
+    """``nix store verify -r`` the copy, signatures included."""
+    nix("nix", "store", "verify", "--store", str(dest), "-r",
+        "--option", "trusted-public-keys", key.public, *paths)
+
+
+def nar_hashes(store: Path | None, paths: list[str]) -> dict[str, str]:
+    """NarHash of every path in the closure of ``paths`` according to a store."""
+    args = ["--store", str(store)] if store else []
+    out = nix("nix", "path-info", "--json", "--recursive", *args, *paths).stdout
+    return {e["path"]: e["narHash"] for e in json.loads(out)}
+
+
+def summary_field(summary: str, name: str) -> str:
+    """The value after ``name:`` in the push summary."""
+    for line in summary.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name!r} in summary:\n{summary}")
+
+
+def test_push_survives_m_node_loss_and_refuses_beyond(
+        local_net: LocalNetwork, nix_key: NixKey, closure: Closure, tmp_path: Path) -> None:
+    first = push(local_net, nix_key, closure.roots)
+    assert summary_field(first, "paths pushed") == str(len(closure.infos))
+    again = push(local_net, nix_key, closure.roots)
+    assert summary_field(again, "paths pushed") == "0"
+    assert summary_field(again, "paths skipped").startswith(str(len(closure.infos)))
+    assert summary_field(again, "stored on nodes").startswith("0 B of new shards")
+
+    for node in local_net.nodes[:2]:
+        node.kill()
+    dest = tmp_path / "copy-1"
+    copy_from(local_net, nix_key, dest, closure.roots)
+    verify(nix_key, dest, closure.roots)
+    originals = {p: str(e["narHash"]) for p, e in closure.infos.items()}
+    assert nar_hashes(dest, closure.roots) == originals
+
+    # Kill a third node, keeping one replica of the big path's record alive,
+    # so the narinfo is still found but every chunk has only 3 of 4 needed shards.
+    assert local_net.network is not None
+    big_hash = Path(closure.big).name[:32]
+    replicas = [n.id for n in record_nodes(local_net.network.nodes, big_hash)[:3]]
+    alive = [n for n in local_net.nodes if n.running]
+    alive_replicas = [n for n in alive if n.name in replicas]
+    victim = next(n for n in alive if n.name not in replicas or len(alive_replicas) > 1)
+    victim.kill()
+    url = local_net.daemon.url  # type: ignore[union-attr]
+    narinfo = httpx.get(f"{url}/{big_hash}.narinfo")
+    assert narinfo.status_code == 200
+    nar_url = next(line.split(": ", 1)[1] for line in narinfo.text.splitlines()
+                   if line.startswith("URL: "))
+    with httpx.stream("GET", f"{url}/{nar_url}") as resp:
+        body = resp.read()
+    assert resp.status_code == 503
+    assert body.startswith(b"error: chunk ") and b"reachable" in body
+    failed = copy_from(local_net, nix_key, tmp_path / "copy-2", [closure.big], check=False)
+    assert failed.returncode != 0
+    assert "503" in failed.stderr
+
+
+def test_corrupt_node_is_caught_and_copy_succeeds(
+        local_net: LocalNetwork, nix_key: NixKey, closure: Closure, tmp_path: Path) -> None:
+    push(local_net, nix_key, [closure.big])
+    bad = local_net.nodes[0]
+    shard_files = [p for p in (local_net.root / bad.name / "shards").rglob("*") if p.is_file()]
+    assert shard_files
+    for path in shard_files:
+        data = bytearray(path.read_bytes())
+        for i in range(len(data) - 64, len(data)):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    dest = tmp_path / "copy"
+    copy_from(local_net, nix_key, dest, [closure.big])
+    verify(nix_key, dest, [closure.big])
+    assert nar_hashes(dest, [closure.big])[closure.big] == closure.infos[closure.big]["narHash"]
+    log = (local_net.root / "serve.log").read_text()
+    assert f"node {bad.name} served bad data for shard" in log

@@ -1,0 +1,122 @@
+"""Record endpoints of an in-process node: round trip, replacement and refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from storage_network.auth import Publisher
+from storage_network.record import open_record
+from tests.netsupport import signed_headers
+
+from .conftest import MAX_RECORD
+from .samples import record, record_key
+
+
+async def put(client: TestClient, publisher: Publisher, key: str, body: bytes):
+    headers = signed_headers(publisher, "PUT", f"/records/{key}", body)
+    return await client.put(f"/records/{key}", data=body, headers=headers)
+
+
+def stored(data_dir: Path) -> list[str]:
+    return sorted(p.name for p in (data_dir / "records").iterdir())
+
+
+async def test_round_trip_and_replacement(client: TestClient, publisher: Publisher,
+                                          data_dir: Path) -> None:
+    key = record_key()
+    first = record(publisher, key)
+    resp = await put(client, publisher, key, first)
+    assert resp.status == 201, await resp.text()
+    assert await resp.json() == {"key": key, "created": True, "bytes": len(first)}
+    resp = await client.get(f"/records/{key}")
+    assert resp.status == 200
+    got = await resp.read()
+    assert got == first
+    opened = open_record({publisher.name: publisher.public}, key, got)
+    assert len(opened.manifest.chunks) == 2
+
+    second = record(publisher, key, chunks=3, note="-2.0")
+    resp = await put(client, publisher, key, second)
+    assert resp.status == 200
+    assert (await resp.json())["created"] is False
+    assert await (await client.get(f"/records/{key}")).read() == second
+    resp = await client.head(f"/records/{key}")
+    assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(second)
+    assert stored(data_dir) == [key]
+    assert list((data_dir / "tmp").iterdir()) == []
+
+
+async def test_absent_record_is_404(client: TestClient) -> None:
+    key = record_key()
+    resp = await client.get(f"/records/{key}")
+    assert resp.status == 404
+    assert await resp.text() == f"error: no record {key}"
+
+
+@pytest.mark.parametrize("bad_key", [
+    "A" * 32, "a" * 31, "a" * 33, "a" * 31 + "-", "..%2F..%2Fsecret",
+])
+async def test_bad_record_key_is_400(client: TestClient, publisher: Publisher,
+                                     bad_key: str) -> None:
+    for resp in (await client.get(f"/records/{bad_key}"),
+                 await put(client, publisher, bad_key, b"x")):
+        assert resp.status == 400
+        assert (await resp.text()).startswith("error: bad record key")
+
+
+async def test_record_signed_by_unknown_key_is_422(client: TestClient, publisher: Publisher,
+                                                   stranger: Publisher, data_dir: Path) -> None:
+    key = record_key()
+    resp = await put(client, publisher, key, record(stranger, key))
+    assert resp.status == 422
+    assert await resp.text() == (f"error: record {key} is signed by untrusted key "
+                                 "'stranger-1'")
+    assert (await client.get(f"/records/{key}")).status == 404
+    assert stored(data_dir) == []
+
+
+async def test_record_put_under_another_key_is_422(client: TestClient, publisher: Publisher,
+                                                   data_dir: Path) -> None:
+    key, other = record_key(), record_key()
+    resp = await put(client, publisher, other, record(publisher, key))
+    assert resp.status == 422
+    assert "bad signature" in await resp.text()
+    assert stored(data_dir) == []
+
+
+@pytest.mark.parametrize("body, message", [
+    (b"", "bad magic"),
+    (b"hello world", "bad magic"),
+    (b"nixshard-record-v1\n\x00", "truncated"),
+])
+async def test_malformed_record_is_422(client: TestClient, publisher: Publisher,
+                                       data_dir: Path, body: bytes, message: str) -> None:
+    key = record_key()
+    resp = await put(client, publisher, key, body)
+    assert resp.status == 422
+    assert message in await resp.text()
+    assert stored(data_dir) == []
+
+
+async def test_record_write_needs_a_publisher_signature(client: TestClient, publisher: Publisher,
+                                                        stranger: Publisher) -> None:
+    key = record_key()
+    body = record(publisher, key)
+    assert (await client.put(f"/records/{key}", data=body)).status == 401
+    assert (await put(client, stranger, key, body)).status == 403
+    headers = signed_headers(publisher, "PUT", f"/records/{key}", body + b"x")
+    resp = await client.put(f"/records/{key}", data=body, headers=headers)
+    assert resp.status == 403
+    assert (await client.get(f"/records/{key}")).status == 404
+
+
+async def test_oversize_record_is_413(client: TestClient, publisher: Publisher,
+                                      data_dir: Path) -> None:
+    key = record_key()
+    resp = await put(client, publisher, key, b"\0" * (MAX_RECORD + 1))
+    assert resp.status == 413
+    assert "exceeds the limit" in await resp.text()
+    assert stored(data_dir) == []
