@@ -437,9 +437,7 @@ class NarParser:
         while True:
             yield from self._expect(b"(", "start of a node")
             yield from self._expect(b"type", "node type field")
-            kind = yield from self._choice(
-                (b"regular", b"symlink", b"directory"), "node type"
-            )
+            kind = yield from self._choice((b"regular", b"symlink", b"directory"), "node type")
             if kind == b"directory":
                 self._directories += 1
                 open_dirs.append(None)

@@ -182,9 +182,7 @@ class NarInfo:
                     sigs.append(value)
                 continue
             if key in seen:
-                raise NarInfoError(
-                    f"line {lineno}: duplicate {key} (first on line {seen[key]})"
-                )
+                raise NarInfoError(f"line {lineno}: duplicate {key} (first on line {seen[key]})")
             seen[key] = lineno
             if key in _KNOWN_KEYS:
                 values[key] = value

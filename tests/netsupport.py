@@ -166,17 +166,24 @@ class NodeProcess:
         if self.proc is not None:
             self.proc.wait()
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """SIGTERM the process and wait for it (SIGKILL after ``timeout`` seconds)."""
+    def terminate(self) -> None:
+        """Send SIGTERM once (clean shutdown) without waiting; see :meth:`wait`."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait(self, timeout: float = 10.0) -> None:
+        """Wait for the process to exit; SIGKILL it after ``timeout`` seconds."""
         if self.proc is None:
             return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.kill()
-        self.proc.wait()
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """SIGTERM the process and wait for it (SIGKILL after ``timeout`` seconds)."""
+        self.terminate()
+        self.wait(timeout)
 
     def restart(self, timeout: float = START_TIMEOUT_SECONDS) -> NodeProcess:
         """Stop (SIGTERM) and start again on the same port and data; wait until ready."""
@@ -226,7 +233,6 @@ def stop_nodes(nodes: Iterable[NodeProcess]) -> None:
     """SIGTERM every node first, then wait for each (fast teardown)."""
     nodes = list(nodes)
     for node in nodes:
-        if node.running and node.proc is not None:
-            node.proc.send_signal(signal.SIGTERM)
+        node.terminate()
     for node in nodes:
-        node.stop()
+        node.wait()

@@ -31,8 +31,8 @@ DRV_A = (
     'builder = "/bin/sh"; args = ["-c" "echo a > $out"]; }'
 )
 DRV_B = (
-    f"let a = {DRV_A}; in derivation {{ name = \"nixfmt-test-b\"; "
-    "system = builtins.currentSystem; builder = \"/bin/sh\"; "
+    f'let a = {DRV_A}; in derivation {{ name = "nixfmt-test-b"; '
+    'system = builtins.currentSystem; builder = "/bin/sh"; '
     'args = ["-c" "mkdir $out; echo ${a} > $out/ref; printf x > $out/x; '
     'chmod +x $out/x; ln -s ${a} $out/link"]; }'
 )

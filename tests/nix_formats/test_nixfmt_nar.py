@@ -154,9 +154,16 @@ def test_dump_deep_tree_without_recursion(tmp_path: Path) -> None:
         q = q / "d"
         q.mkdir()
     (q / "leaf").write_bytes(b"leaf")
-    stats = validate_nar(dump_path(p))
-    assert stats.directories == 1501
-    assert stats.regular_files == 1
+    try:
+        stats = validate_nar(dump_path(p))
+        assert stats.directories == 1501
+        assert stats.regular_files == 1
+    finally:
+        # shutil.rmtree (pytest's cleanup) recurses and would fail on this depth.
+        (q / "leaf").unlink()
+        while q != tmp_path:
+            q.rmdir()
+            q = q.parent
 
 
 def test_dump_rejects_fifo(tmp_path: Path) -> None:
@@ -359,15 +366,33 @@ def test_missing_type_field() -> None:
 
 def test_regular_field_order() -> None:
     data = nar(s(b"(") + s(b"type") + s(b"regular") + s(b"target") + s(b"x") + s(b")"))
-    expect_error(data, "expected 'executable' or 'contents'.*found 'target'", offset_of(s(b"target"), data))
-    bad_exec = nar(
-        s(b"(") + s(b"type") + s(b"regular") + s(b"executable") + s(b"yes") + s(b"contents")
-        + s(b"") + s(b")")
+    expect_error(
+        data, "expected 'executable' or 'contents'.*found 'target'", offset_of(s(b"target"), data)
     )
-    expect_error(bad_exec, "executable marker has non-empty value 'yes'", offset_of(s(b"yes"), bad_exec))
+    bad_exec = nar(
+        s(b"(")
+        + s(b"type")
+        + s(b"regular")
+        + s(b"executable")
+        + s(b"yes")
+        + s(b"contents")
+        + s(b"")
+        + s(b")")
+    )
+    expect_error(
+        bad_exec,
+        "executable marker has non-empty value 'yes'",
+        offset_of(s(b"yes"), bad_exec),
+    )
     twice = nar(
-        s(b"(") + s(b"type") + s(b"regular") + s(b"contents") + s(b"") + s(b"contents")
-        + s(b"") + s(b")")
+        s(b"(")
+        + s(b"type")
+        + s(b"regular")
+        + s(b"contents")
+        + s(b"")
+        + s(b"contents")
+        + s(b"")
+        + s(b")")
     )
     expect_error(
         twice,
@@ -425,7 +450,7 @@ def test_duplicate_entries() -> None:
 
 
 def test_sort_order_is_per_directory() -> None:
-    data = nar(directory((b"m", directory((b"z", reg(b"")),)), (b"n", directory((b"a", reg(b"")),))))
+    data = nar(directory((b"m", directory((b"z", reg(b"")))), (b"n", directory((b"a", reg(b""))))))
     assert parse(data).directories == 3
 
 

@@ -50,13 +50,13 @@ def test_all_ones_and_zeros() -> None:
 @pytest.mark.parametrize("bad", ["e", "o", "t", "u", "E", "A", "-", " ", "\u00e9"])
 def test_decode_rejects_characters_outside_alphabet(bad: str) -> None:
     text = "0" * 10 + bad + "0" * 21
-    with pytest.raises(Nix32Error, match=rf"invalid nix32 character .* at position 10"):
+    with pytest.raises(Nix32Error, match=r"invalid nix32 character .* at position 10"):
         nix32.decode(text)
 
 
 @pytest.mark.parametrize("length", [1, 3, 6, 33, 51, 54])
 def test_decode_rejects_impossible_lengths(length: int) -> None:
-    with pytest.raises(Nix32Error, match=rf"invalid nix32 length {length} "):
+    with pytest.raises(Nix32Error, match=r"invalid nix32 length {length} "):
         nix32.decode("0" * length)
 
 

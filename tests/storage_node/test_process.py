@@ -152,7 +152,8 @@ def test_data_persists_across_restarts(tmp_path: Path, publisher: Publisher) -> 
         for sid, body in shards:
             assert httpx.get(f"{proc.url}/shards/{sid}").content == body
         assert httpx.get(f"{proc.url}/records/{key}").content == sealed
-    assert "node node-1 stopped" in proc.log_text()
+    assert proc.proc is not None and proc.proc.returncode == 0
+    assert "node node-1 stopped" in proc.log_tail(1)
 
 
 def test_start_nodes_starts_several_at_once(tmp_path: Path, publisher: Publisher) -> None:
@@ -167,7 +168,8 @@ def test_start_nodes_starts_several_at_once(tmp_path: Path, publisher: Publisher
             assert n.log_path == tmp_path / f"{n.node_id}.log"
     finally:
         stop_nodes(nodes)
-    assert not any(n.running for n in nodes)
+    assert [n.proc.returncode for n in nodes if n.proc] == [0, 0, 0]
+    assert all("stopped" in n.log_tail(1) for n in nodes)
 
 
 def test_cli_refuses_to_start_without_publisher_keys(tmp_path: Path) -> None:
