@@ -56,8 +56,9 @@ async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
     try:
         return open_record(trusted, key, data)
     except RecordError as exc:
+        # A record we cannot trust is no record: it counts as "absent here".
         log.warning("node %s served a bad record for %s: %s", node.id, key, exc)
-        return exc
+        return None
 
 
 async def fetch_record(net: NetworkClient, key: str,

@@ -56,7 +56,7 @@ def test_decode_rejects_characters_outside_alphabet(bad: str) -> None:
 
 @pytest.mark.parametrize("length", [1, 3, 6, 33, 51, 54])
 def test_decode_rejects_impossible_lengths(length: int) -> None:
-    with pytest.raises(Nix32Error, match=r"invalid nix32 length {length} "):
+    with pytest.raises(Nix32Error, match=rf"invalid nix32 length {length} "):
         nix32.decode("0" * length)
 
 
