@@ -108,7 +108,8 @@ def _publish(s: Served, publisher: Publisher, key: str, metadata: bytes) -> None
 
     async def run() -> None:
         async with NetworkClient(network) as net:
-            await publish_record(net, publisher, key, metadata, Manifest("isa_l_rs_cauchy", 4, 2, ()))
+            empty = Manifest("isa_l_rs_cauchy", 4, 2, ())
+            await publish_record(net, publisher, key, metadata, empty)
 
     asyncio.run(run())
 
