@@ -522,7 +522,9 @@ class NarParser:
         self._symlinks += 1
 
 
-def validate_nar(chunks: Iterable[bytes], *, compute_sha256: bool = True) -> NarStats:
+def validate_nar(
+    chunks: Iterable[bytes | bytearray | memoryview], *, compute_sha256: bool = True
+) -> NarStats:
     """Validate a whole NAR given as an iterable of byte pieces.
 
     Returns its :class:`NarStats` (size in bytes, sha256, counts).  Raises

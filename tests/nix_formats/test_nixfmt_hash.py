@@ -46,7 +46,7 @@ def test_parse_every_form(text: str) -> None:
 def test_round_trip_every_algorithm(algo: str) -> None:
     digest = hashlib.new(algo, b"x").digest()
     for encoding in ("nix32", "base16", "base64", "sri"):
-        assert parse_nix_hash(format_hash(algo, digest, encoding)) == (algo, digest)  # type: ignore[arg-type]
+        assert parse_nix_hash(format_hash(algo, digest, encoding)) == (algo, digest)
 
 
 def test_bare_digest_needs_default_algo() -> None:
