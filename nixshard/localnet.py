@@ -166,7 +166,7 @@ def new_publisher(name: str = "nixshard-demo-1") -> tuple[Publisher, str]:
 
 
 def env_with_nix_config() -> dict[str, str]:
-    """os.environ plus the NIX_CONFIG a root user without a daemon needs (no default substituter)."""
+    """os.environ plus the NIX_CONFIG for root without a daemon, and no default substituter."""
     env = dict(os.environ)
     env["NIX_CONFIG"] = ("experimental-features = nix-command\nsandbox = false\n"
                          "build-users-group =\nsubstituters =\n" + env.get("NIX_CONFIG", ""))

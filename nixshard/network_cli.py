@@ -42,10 +42,10 @@ def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, 
                  record_replicas: int | None, chunk_avg: int, zstd_level: int,
                  output: str) -> None:
     """Write a network file for NODES with k-of-(k+m) coding."""
-    replicas = record_replicas or min(len(nodes), max(3, m + 1))
+    extra = {"record_replicas": record_replicas} if record_replicas else {}
     try:
         network = init_network(
-            nodes, k, m, [_read_key(p) for p in publishers], record_replicas=replicas,
+            nodes, k, m, [_read_key(p) for p in publishers], **extra,
             zstd_level=zstd_level,
             chunking=ChunkingParams(chunk_avg // 4, chunk_avg, chunk_avg * 4))
     except NetworkFileError as exc:

@@ -1,10 +1,12 @@
 """The read path: record lookup, availability plan, verified chunk stream.
 
-- :func:`fetch_record` finds a record on the nodes of its rendezvous
-  ranking and verifies its signature.  It reports "absent"
-  (:class:`NotFoundError`) only when ``record_replicas`` reachable nodes, in
-  ranking order, say they do not hold it; if too few answer it raises
-  :class:`RecordUnavailableError` instead.
+- :func:`fetch_record` asks the first ``record_replicas`` nodes of the
+  record's rendezvous ranking and verifies the signature.  A publish stores
+  the record on all of them, so when one of them answers and none holds a
+  valid record (none, or one failing its signature check, which is logged)
+  the record is absent (:class:`NotFoundError`); when none answers it
+  raises :class:`RecordUnavailableError`.  With ``record_replicas >= m + 1``
+  a miss stays a 404 while up to m nodes are down.
 - :func:`plan_fetch` asks every node, in one request per node, which of its
   shards it holds, and fails with :class:`ChunkUnavailableError` if any
   chunk has fewer than k reachable shards: callers do this before they
@@ -70,29 +72,21 @@ async def fetch_record(net: NetworkClient, key: str,
             network file's publishers).
 
     Raises:
-        NotFoundError: ``record_replicas`` reachable nodes say it is absent.
-        RecordUnavailableError: too few nodes answered to tell.
+        NotFoundError: a record node answered and none holds a valid record.
+        RecordUnavailableError: none of the record's nodes answered.
     """
     keys = net.network.publishers if trusted is None else trusted
-    ranking = record_nodes(net.network.nodes, key)
-    want = net.network.record_replicas
-    denials = 0
-    pos = 0
-    problems: list[str] = []
-    while denials < want and pos < len(ranking):
-        ask = ranking[pos:pos + want - denials]
-        pos += len(ask)
-        for answer in await asyncio.gather(*(_ask_record(net, n, key, keys) for n in ask)):
-            if isinstance(answer, Record):
-                return answer
-            if answer is None:
-                denials += 1
-            else:
-                problems.append(str(answer))
-    if denials >= want:
-        raise NotFoundError(f"record {key}: absent on {denials} nodes")
+    replicas = record_nodes(net.network.nodes, key)[:net.network.record_replicas]
+    answers = await asyncio.gather(*(_ask_record(net, n, key, keys) for n in replicas))
+    for answer in answers:
+        if isinstance(answer, Record):
+            return answer
+    denials = sum(answer is None for answer in answers)
+    if denials:
+        raise NotFoundError(f"record {key}: absent on {denials} of its {len(replicas)} nodes")
     raise RecordUnavailableError(
-        f"record {key}: only {denials} of {want} needed nodes answered; " + "; ".join(problems))
+        f"record {key}: none of its {len(replicas)} nodes answered; "
+        + "; ".join(str(a) for a in answers))
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,8 @@ import tomli_w
 from .auth import PublisherKey, parse_publisher_key
 from .errors import AuthError, NetworkFileError
 
-NODE_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+NODE_URL_RE = re.compile(r"https?://[^/\s]+/?")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
 
 
@@ -95,9 +96,9 @@ class Network:
         if len(set(ids)) != len(ids):
             raise NetworkFileError(f"duplicate node ids in {ids}")
         for info in self.nodes:
-            if not NODE_ID_RE.match(info.id):
+            if not NODE_ID_RE.fullmatch(info.id):
                 raise NetworkFileError(f"node id {info.id!r} must match {NODE_ID_RE.pattern}")
-            if not re.match(r"^https?://[^/\s]+/?$", info.url):
+            if not NODE_URL_RE.fullmatch(info.url):
                 raise NetworkFileError(f"node {info.id}: url {info.url!r} is not http(s)://host:port")
         if self.k < 1 or self.m < 0:
             raise NetworkFileError(f"need k >= 1 and m >= 0, got k={self.k} m={self.m}")
@@ -137,6 +138,11 @@ class Network:
             },
             "nodes": [{"id": n.id, "url": n.url} for n in self.nodes],
         }
+
+
+def default_record_replicas(nodes: int, m: int) -> int:
+    """Records live on max(3, m + 1) nodes (at most all): they survive what chunks survive."""
+    return max(1, min(nodes, max(3, m + 1)))
 
 
 def _get(doc: dict[str, Any], key: str, kind: type, default: Any) -> Any:
@@ -183,7 +189,8 @@ def parse_network(doc: dict[str, Any]) -> Network:
         publishers=publishers,
         codec=_get(doc, "codec", str, "isa_l_rs_cauchy"),
         zstd_level=_get(doc, "zstd_level", int, 3),
-        record_replicas=_get(doc, "record_replicas", int, 3),
+        record_replicas=_get(doc, "record_replicas", int,
+                             default_record_replicas(len(nodes), _get(doc, "m", int, 0))),
         chunking=chunking,
     ).validate()
 
@@ -200,8 +207,8 @@ def load_network(path: str | Path) -> Network:
             doc = tomllib.load(fh)
     except OSError as exc:
         raise NetworkFileError(f"cannot read network file {path}: {exc.strerror}") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise NetworkFileError(f"network file {path} is not valid TOML: {exc}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NetworkFileError(f"network file {path} is not valid TOML (UTF-8): {exc}") from exc
     try:
         return parse_network(doc)
     except NetworkFileError as exc:
@@ -216,8 +223,7 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
     or ``chunking``.  Raises NetworkFileError like :meth:`Network.validate`.
     """
     nodes = tuple(NodeInfo(f"node-{i}", url.rstrip("/")) for i, url in enumerate(node_urls, 1))
-    if "record_replicas" not in params:
-        params["record_replicas"] = min(3, len(nodes)) if nodes else 1
+    params.setdefault("record_replicas", default_record_replicas(len(nodes), m))
     return Network(nodes=nodes, k=k, m=m, publishers={p.name: p for p in publishers},
                    **params).validate()
 

@@ -156,28 +156,23 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
 
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
                          metadata: bytes, manifest: Manifest) -> int:
-    """Sign and write the record to ``record_replicas`` nodes of its ranking.
+    """Sign and write the record to the first ``record_replicas`` nodes of its ranking.
 
-    Unreachable nodes are passed over for the next ones in the ranking, so
-    readers (who walk the same ranking) still find it.  Returns the record
-    size in bytes.
+    All of them must store it, as every shard's node must: readers rely on
+    it, since a reachable top-ranked node without the record proves the
+    record absent.  Returns the record size in bytes.
 
     Raises:
-        NodeError: fewer than ``record_replicas`` nodes stored it.
+        NodeError: one of those nodes did not store it (the record may then be
+            on some of them; publishing again completes it).
     """
     data = seal_record(publisher, record_key, metadata, manifest)
-    want = net.network.record_replicas
-    stored = 0
-    errors: list[str] = []
-    for node in record_nodes(net.network.nodes, record_key):
-        if stored >= want:
-            break
-        try:
-            await net.nodes[node.id].put_record(record_key, data, publisher)
-            stored += 1
-        except NodeError as exc:
-            errors.append(str(exc))
-    if stored < want:
-        raise NodeError(f"record {record_key} stored on {stored} of {want} nodes: "
-                        + "; ".join(errors))
+    targets = record_nodes(net.network.nodes, record_key)[:net.network.record_replicas]
+    results = await asyncio.gather(
+        *(net.nodes[n.id].put_record(record_key, data, publisher) for n in targets),
+        return_exceptions=True)
+    errors = [str(r) for r in results if isinstance(r, BaseException)]
+    if errors:
+        raise NodeError(f"record {record_key} not stored on {len(errors)} of {len(targets)} "
+                        "nodes: " + "; ".join(errors))
     return len(data)

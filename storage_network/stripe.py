@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from .errors import ShardProofError
 
 ROOT_BYTES = 32
-SHARD_ID_RE = re.compile(r"^([0-9a-f]{64})\.(0|[1-9][0-9]{0,2})$")
+SHARD_ID_RE = re.compile(r"([0-9a-f]{64})\.(0|[1-9][0-9]{0,2})")
 MAX_DEPTH = 8  # at most 256 shards per stripe
 _EMPTY = bytes(32)
 
@@ -77,7 +77,7 @@ def parse_shard_id(text: str) -> tuple[bytes, int]:
     Raises:
         ShardProofError: not 64 lowercase hex digits, a dot and an index < 256.
     """
-    m = SHARD_ID_RE.match(text)
+    m = SHARD_ID_RE.fullmatch(text)
     if m is None or int(m.group(2)) >= 1 << MAX_DEPTH:
         raise ShardProofError(f"bad shard id {text[:80]!r}: want <64 hex>.<index 0-255>")
     return bytes.fromhex(m.group(1)), int(m.group(2))

@@ -118,9 +118,11 @@ def test_truncated_body_leaves_nothing(node: NodeProcess, publisher: Publisher) 
         sock.sendall((f"PUT /shards/{sid} HTTP/1.1\r\nHost: x\r\n{headers}"
                       "Content-Length: 100000\r\n\r\n").encode() + b"0123456789")
         time.sleep(0.1)
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 10
     while f"{sid}' from 127.0.0.1: 400 shard body truncated" not in node.log_text():
-        assert time.monotonic() < deadline, node.log_tail()
+        assert time.monotonic() < deadline, (
+            f"no truncation logged; log {node.log_path} exists: {node.log_path.exists()}, "
+            f"node running: {node.running}, tail:\n{node.log_tail()}")
         time.sleep(0.05)
     assert "the client sent 10 of 100000 bytes" in node.log_text()
     assert list((node.data_dir / "tmp").iterdir()) == []

@@ -1,0 +1,67 @@
+"""Fixtures of the storage_network tests: real node processes via nixshard.localnet.
+
+``live_net`` is one 6-node network (k=4, m=2, small chunks) shared by a test
+module; tests on it never kill nodes and use their own payloads.  ``fresh_net``
+is a new 6-node network per test, for tests that kill nodes.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network.network_file import ChunkingParams
+
+NODES, K, M = 6, 4, 2
+SMALL_CHUNKS = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)
+NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+def start_network(root: Path) -> LocalNetwork:
+    local = LocalNetwork(root, new_publisher("sn-test-1")[0])
+    try:
+        local.start_nodes(NODES, K, M, SMALL_CHUNKS)
+    except BaseException:
+        local.close()
+        raise
+    return local
+
+
+@pytest.fixture(scope="module")
+def live_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    """A started 6-node network, shared by the tests of one module."""
+    local = start_network(tmp_path_factory.mktemp("live-net"))
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+@pytest.fixture
+def fresh_net(tmp_path: Path) -> Iterator[LocalNetwork]:
+    """A started 6-node network of this test alone (it may kill nodes)."""
+    local = start_network(tmp_path / "net")
+    try:
+        yield local
+    finally:
+        local.close()
+
+
+def payload(seed: int, size: int) -> bytes:
+    """``size`` bytes: random runs mixed with repetitive runs (compressible, no dedup inside)."""
+    rng = random.Random(seed)
+    out = bytearray()
+    while len(out) < size:
+        out += rng.randbytes(rng.randrange(1000, 9000))
+        out += bytes([rng.randrange(256)]) * rng.randrange(100, 3000) + rng.randbytes(8)
+    return bytes(out[:size])
+
+
+def record_key(seed: int) -> str:
+    """A record key of the form nodes accept (32 nix32 characters)."""
+    rng = random.Random(seed)
+    return "".join(rng.choice(NIX32) for _ in range(32))

@@ -1,0 +1,140 @@
+"""Publish and fetch with dead nodes: every test starts its own 6-node network (k=4, m=2)."""
+
+from __future__ import annotations
+
+import pytest
+import zstandard
+
+from nixshard.localnet import LocalNetwork, ManagedProcess
+from storage_network.errors import (
+    ChunkUnavailableError,
+    NodeError,
+    NotFoundError,
+    RecordUnavailableError,
+)
+from storage_network.fetch import fetch_record, plan_fetch, stream_payload
+from storage_network.manifest import Manifest
+from storage_network.network_client import NetworkClient
+from storage_network.placement import record_nodes, shard_nodes
+from storage_network.publish import publish_record, store_payload
+
+from .conftest import K, M, payload, record_key
+
+REPLICAS = 3
+
+
+def process(local: LocalNetwork, node_id: str) -> ManagedProcess:
+    (proc,) = [p for p in local.nodes if p.name == node_id]
+    return proc
+
+
+def kill(local: LocalNetwork, node_ids: list[str]) -> None:
+    for node_id in node_ids:
+        process(local, node_id).kill()
+
+
+async def read_back(net: NetworkClient, manifest: Manifest) -> bytes:
+    plan = await plan_fetch(net, manifest)
+    frames = [frame async for frame in stream_payload(net, plan)]
+    return zstandard.ZstdDecompressor().decompressobj(
+        read_across_frames=True).decompress(b"".join(frames))
+
+
+async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
+                  size: int = 200_000) -> tuple[str, bytes, Manifest]:
+    data = payload(100 + seed, size)
+    key = record_key(100 + seed)
+    manifest, _ = await store_payload(net, local.publisher, [data])
+    await publish_record(net, local.publisher, key, b"meta", manifest)
+    return key, data, manifest
+
+
+def client(local: LocalNetwork) -> NetworkClient:
+    assert local.network is not None
+    assert local.network.record_replicas == REPLICAS
+    return NetworkClient(local.network, timeout=10.0)
+
+
+async def test_round_trip_with_m_nodes_dead(fresh_net: LocalNetwork) -> None:
+    async with client(fresh_net) as net:
+        key, data, manifest = await publish(net, fresh_net, 1)
+        # kill the nodes of data shards 0 and 1 of the first chunk: it must be decoded
+        first = shard_nodes(net.network.nodes, manifest.chunks[0].chunk_id, K + M)
+        dead = [first[0].id, first[1].id]
+        kill(fresh_net, dead)
+
+        record = await fetch_record(net, key)
+        assert record.manifest == manifest
+        plan = await plan_fetch(net, manifest)
+        for holders in plan.holders:
+            assert len(holders) == K + M - len(dead)
+            assert not {n.id for n in holders.values()} & set(dead)
+        assert set(plan.holders[0]) == {2, 3, 4, 5}
+        assert await read_back(net, manifest) == data
+
+        # writing a new payload needs every shard's node: it fails, naming a dead one
+        with pytest.raises(NodeError, match=rf"node ({dead[0]}|{dead[1]}): POST /shards/has"):
+            await store_payload(net, fresh_net.publisher, [payload(2, 50_000)])
+
+
+async def test_m_plus_1_nodes_dead(fresh_net: LocalNetwork) -> None:
+    async with client(fresh_net) as net:
+        _, _, manifest = await publish(net, fresh_net, 3)
+        plan = await plan_fetch(net, manifest)  # made while every node is up
+        dead = sorted(n.id for n in net.network.nodes)[1:M + 2]
+        kill(fresh_net, dead)
+
+        with pytest.raises(ChunkUnavailableError) as info:
+            await plan_fetch(net, manifest)
+        msg = str(info.value)
+        assert msg.startswith(f"chunk 0 of {len(manifest.chunks)}: 3 of 6 shards reachable, "
+                              "4 needed")
+        assert f"(unreachable nodes: {', '.join(dead)})" in msg
+
+        # the old plan no longer works either: the stream fails, it never ends short
+        with pytest.raises(ChunkUnavailableError, match="3 of 4 needed fragments"):
+            async for _ in stream_payload(net, plan):
+                pass
+
+
+async def test_fetch_record_with_all_replicas_dead(fresh_net: LocalNetwork) -> None:
+    """Nodes beyond the record's replicas never held it: their 404s prove nothing."""
+    async with client(fresh_net) as net:
+        key, _, _ = await publish(net, fresh_net, 4, size=20_000)
+        ranked = [n.id for n in record_nodes(net.network.nodes, key)]
+        for node_id in ranked[:REPLICAS]:
+            assert (fresh_net.root / node_id / "records" / key).is_file()
+        kill(fresh_net, ranked[:REPLICAS])
+        with pytest.raises(RecordUnavailableError,
+                           match=f"record {key}: none of its 3 nodes answered; "
+                                 f"node {ranked[0]}: GET /records/{key} failed"):
+            await fetch_record(net, key)
+
+
+async def test_miss_with_m_nodes_down_is_still_absent(fresh_net: LocalNetwork) -> None:
+    async with client(fresh_net) as net:
+        key = record_key(8)
+        ranked = [n.id for n in record_nodes(net.network.nodes, key)]
+        kill(fresh_net, ranked[:M])
+        with pytest.raises(NotFoundError, match=f"record {key}: absent on 1 of its 3 nodes"):
+            await fetch_record(net, key)
+
+
+async def test_publish_record_needs_every_replica_node(fresh_net: LocalNetwork) -> None:
+    async with client(fresh_net) as net:
+        manifest, _ = await store_payload(net, fresh_net.publisher, [payload(5, 20_000)])
+        key = record_key(5)
+        ranked = [n.id for n in record_nodes(net.network.nodes, key)]
+        kill(fresh_net, [ranked[1]])
+        with pytest.raises(NodeError, match=f"record {key} not stored on 1 of 3 nodes: "
+                                            f"node {ranked[1]}: PUT /records/{key} failed"):
+            await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
+        assert not (fresh_net.root / ranked[3] / "records" / key).exists()
+
+        # once the node is back, publishing again completes the record everywhere
+        process(fresh_net, ranked[1]).start()
+        process(fresh_net, ranked[1]).wait_ready()
+        await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
+        for node_id in ranked[:REPLICAS]:
+            assert (fresh_net.root / node_id / "records" / key).is_file()
+        assert (await fetch_record(net, key)).manifest == manifest

@@ -1,0 +1,176 @@
+"""Stripe Merkle trees, shard ids and shard proofs (storage_network.stripe)."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from storage_network.errors import ShardProofError
+from storage_network.stripe import (
+    MAX_DEPTH,
+    build_stripe,
+    parse_shard_id,
+    shard_id,
+    verify_shard,
+)
+
+ROOT_HEX = "0123456789abcdef" * 4
+
+
+def fragments(n: int, seed: int = 0) -> list[bytes]:
+    rng = random.Random(seed * 1000 + n)
+    return [rng.randbytes(rng.randrange(1, 300)) for _ in range(n)]
+
+
+def bodies(n: int) -> tuple[bytes, list[bytes], list[bytes]]:
+    frags = fragments(n)
+    root, proofs = build_stripe(frags)
+    return root, frags, [p + f for p, f in zip(proofs, frags, strict=True)]
+
+
+def flip(data: bytes, pos: int) -> bytes:
+    b = bytearray(data)
+    b[pos] ^= 0x01
+    return bytes(b)
+
+
+def reference_root(frags: list[bytes]) -> bytes:
+    """The tree of the module docstring, computed independently."""
+    width = 1
+    while width < len(frags) or width < 2:
+        width *= 2
+    level = [hashlib.sha256(b"\x00" + f).digest() for f in frags]
+    level += [bytes(32)] * (width - len(frags))
+    while len(level) > 1:
+        level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
+                 for i in range(0, len(level), 2)]
+    return level[0]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 16, 40])
+def test_every_shard_verifies(n: int) -> None:
+    root, frags, shard_bodies = bodies(n)
+    assert len(root) == 32
+    assert root == reference_root(frags)
+    depth = max(1, (n - 1).bit_length())
+    for i, body in enumerate(shard_bodies):
+        assert body[0] == depth
+        assert len(body) == 1 + 32 * depth + len(frags[i])
+        view = verify_shard(root, i, body)
+        assert bytes(view) == frags[i]
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 16, 40])
+def test_flipped_fragment_byte_fails(n: int) -> None:
+    root, _, shard_bodies = bodies(n)
+    for i, body in enumerate(shard_bodies):
+        with pytest.raises(ShardProofError, match=f"shard {i} does not match stripe root"):
+            verify_shard(root, i, flip(body, len(body) - 1))
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 6, 16, 40])
+def test_flipped_proof_byte_fails(n: int) -> None:
+    root, _, shard_bodies = bodies(n)
+    depth = shard_bodies[0][0]
+    for i, body in enumerate(shard_bodies):
+        for level in range(depth):
+            with pytest.raises(ShardProofError, match="does not match stripe root"):
+                verify_shard(root, i, flip(body, 1 + 32 * level + 5))
+
+
+@pytest.mark.parametrize("n", [2, 3, 6, 16, 40])
+def test_wrong_index_fails(n: int) -> None:
+    root, _, shard_bodies = bodies(n)
+    for i, body in enumerate(shard_bodies):
+        other = (i + 1) % n
+        with pytest.raises(ShardProofError, match=f"shard {other} does not match"):
+            verify_shard(root, other, body)
+
+
+def test_padding_index_of_a_one_shard_stripe_fails() -> None:
+    root, _, shard_bodies = bodies(1)
+    with pytest.raises(ShardProofError, match="shard 1 does not match"):
+        verify_shard(root, 1, shard_bodies[0])
+
+
+def test_other_root_fails() -> None:
+    root, _, shard_bodies = bodies(6)
+    other_root, _ = build_stripe(fragments(6, seed=1))
+    assert other_root != root
+    with pytest.raises(ShardProofError, match="does not match stripe root"):
+        verify_shard(other_root, 0, shard_bodies[0])
+
+
+def test_empty_body() -> None:
+    root, _, _ = bodies(6)
+    with pytest.raises(ShardProofError, match="empty shard body"):
+        verify_shard(root, 0, b"")
+
+
+@pytest.mark.parametrize("keep", [1, 10, 1 + 32 * 3])
+def test_truncated_body(keep: int) -> None:
+    root, _, shard_bodies = bodies(6)  # depth 3
+    with pytest.raises(ShardProofError, match=f"shard body of {keep} bytes is shorter"):
+        verify_shard(root, 0, shard_bodies[0][:keep])
+
+
+def test_truncated_fragment_fails() -> None:
+    root, _, shard_bodies = bodies(6)
+    with pytest.raises(ShardProofError, match="does not match stripe root"):
+        verify_shard(root, 2, shard_bodies[2][:-1])
+
+
+@pytest.mark.parametrize("depth", [0, MAX_DEPTH + 1, 255])
+def test_bad_depth(depth: int) -> None:
+    root, _, shard_bodies = bodies(6)
+    body = bytes([depth]) + shard_bodies[0][1:]
+    with pytest.raises(ShardProofError, match=f"shard proof depth {depth} does not fit"):
+        verify_shard(root, 0, body)
+
+
+def test_depth_too_small_for_index() -> None:
+    root, _, shard_bodies = bodies(6)
+    body = bytes([2]) + shard_bodies[5][1:]
+    with pytest.raises(ShardProofError, match="depth 2 does not fit index 5"):
+        verify_shard(root, 5, body)
+
+
+def test_build_stripe_rejects_bad_counts() -> None:
+    with pytest.raises(ValueError, match="not 0"):
+        build_stripe([])
+    with pytest.raises(ValueError, match="not 257"):
+        build_stripe([b"x"] * 257)
+
+
+def test_shard_id_round_trip() -> None:
+    root = bytes(range(32))
+    for index in (0, 7, 39, 255):
+        text = shard_id(root, index)
+        assert text == f"{root.hex()}.{index}"
+        assert parse_shard_id(text) == (root, index)
+
+
+@pytest.mark.parametrize("text", [
+    ROOT_HEX.upper() + ".0",               # uppercase hex
+    ROOT_HEX[:-2] + ".0",                  # short hex
+    ROOT_HEX + "00.0",                     # long hex
+    ROOT_HEX + ".256",                     # index 256
+    ROOT_HEX + ".1000",                    # index of four digits
+    "../x",                                # path traversal
+    ROOT_HEX + "/../x.0",
+    ROOT_HEX + ".01",                      # leading zero
+    ROOT_HEX + ".-1",
+    ROOT_HEX + ".",
+    ROOT_HEX,
+    "",
+])
+def test_parse_shard_id_rejects(text: str) -> None:
+    with pytest.raises(ShardProofError, match=r"bad shard id .*want <64 hex>\.<index 0-255>"):
+        parse_shard_id(text)
+
+
+def test_parse_shard_id_rejects_trailing_newline() -> None:
+    with pytest.raises(ShardProofError, match="bad shard id"):
+        parse_shard_id(ROOT_HEX + ".0\n")
