@@ -37,8 +37,8 @@ import tomli_w
 from .auth import PublisherKey, parse_publisher_key
 from .errors import AuthError, NetworkFileError
 
-NODE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-NODE_URL_RE = re.compile(r"https?://[^/\s]+/?")
+NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+NODE_URL_RE = re.compile(r"\Ahttps?://[^/\s]+/?\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
 
 

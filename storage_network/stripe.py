@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from .errors import ShardProofError
 
 ROOT_BYTES = 32
-SHARD_ID_RE = re.compile(r"([0-9a-f]{64})\.(0|[1-9][0-9]{0,2})")
+SHARD_ID_RE = re.compile(r"\A([0-9a-f]{64})\.(0|[1-9][0-9]{0,2})\Z")
 MAX_DEPTH = 8  # at most 256 shards per stripe
 _EMPTY = bytes(32)
 

@@ -75,13 +75,13 @@ def gather_publishers(network: Network | None,
 @click.option("--data", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
               help="Data directory (shards/, records/, tmp/); created if missing.")
-@click.option("--listen", default="127.0.0.1:9001", show_default=True,
+@click.option("--listen", default="127.0.0.1:9001", show_default=True, metavar="HOST:PORT",
               help="HOST:PORT to serve HTTP on.")
 @click.option("--network", "network_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Network file; its `publishers` are accepted.")
 @click.option("--accept-publisher", "accepted", multiple=True, metavar="NAME:BASE64",
               help="Accept writes and records signed by this public key (repeatable).")
-@click.option("--node-id", default=None,
+@click.option("--node-id", default=None, metavar="ID",
               help="This node's id in the network file (default: the short host name).")
 @click.option("--max-shard-bytes", type=click.IntRange(min=1),
               default=DEFAULT_MAX_SHARD_BYTES, show_default=True,

@@ -47,7 +47,7 @@ class NodeConfig:
             raise ConfigError(
                 "no publisher key: a node accepts writes only from listed publishers; "
                 "pass --accept-publisher NAME:BASE64 or a --network file with publishers")
-        if not NODE_ID_RE.match(self.node_id):
+        if not NODE_ID_RE.fullmatch(self.node_id):
             raise ConfigError(f"node id {self.node_id!r} must match {NODE_ID_RE.pattern}")
         for name in ("max_shard_bytes", "max_record_bytes"):
             if getattr(self, name) < 1:

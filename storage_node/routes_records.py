@@ -30,7 +30,7 @@ log = logging.getLogger("nixshard.node")
 
 def _parse_key(request: web.Request) -> str:
     key = request.match_info["key"]
-    if not RECORD_KEY_RE.match(key):
+    if not RECORD_KEY_RE.fullmatch(key):
         raise BadRequest(f"bad record key {key[:80]!r}: want 32 characters of [0-9a-z]")
     return key
 

@@ -40,7 +40,7 @@ from .errors import DataDirError
 
 log = logging.getLogger("nixshard.node")
 
-RECORD_KEY_RE = re.compile(r"^[0-9a-z]{32}$")
+RECORD_KEY_RE = re.compile(r"[0-9a-z]{32}")  # use fullmatch: "$" would allow a trailing "\n"
 _FANOUT = [f"{i:02x}" for i in range(256)]
 # Filesystems that cannot hard-link: fall back to check-then-rename.
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
@@ -201,11 +201,11 @@ class Store:
         stats = StoreStats()
         for sub in _FANOUT:
             for entry in os.scandir(self.shards_dir / sub):
-                if SHARD_ID_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+                if SHARD_ID_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                     stats.shards += 1
                     stats.shard_bytes += entry.stat(follow_symlinks=False).st_size
         for entry in os.scandir(self.records_dir):
-            if RECORD_KEY_RE.match(entry.name) and entry.is_file(follow_symlinks=False):
+            if RECORD_KEY_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
                 stats.records += 1
         self.stats = stats
 
@@ -222,7 +222,7 @@ class Store:
             ValueError: ``shard_id`` does not match ``SHARD_ID_RE`` (callers
                 validate first; this is the last line of defence for paths).
         """
-        if not SHARD_ID_RE.match(shard_id):
+        if not SHARD_ID_RE.fullmatch(shard_id):
             raise ValueError(f"not a shard id: {shard_id[:80]!r}")
         return self.shards_dir / shard_id[:2] / shard_id
 
@@ -232,7 +232,7 @@ class Store:
         Raises:
             ValueError: ``key`` does not match :data:`RECORD_KEY_RE`.
         """
-        if not RECORD_KEY_RE.match(key):
+        if not RECORD_KEY_RE.fullmatch(key):
             raise ValueError(f"not a record key: {key[:80]!r}")
         return self.records_dir / key
 
@@ -265,6 +265,9 @@ class Store:
 
     @staticmethod
     def _commit_shard_sync(temp: TempFile, final: Path) -> bool:
+        if final.exists():  # common on re-uploads: skip the fsync of a copy we drop
+            temp.discard()
+            return False
         temp.sync_close()
         created = _place(temp.path, final, replace=False)
         temp.committed = True

@@ -16,10 +16,8 @@ same order.
 
 from __future__ import annotations
 
-import base64
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -28,8 +26,8 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
-from nacl.signing import SigningKey
 
+from nixshard.localnet import free_port, new_publisher
 from storage_network.auth import Publisher, parse_publisher_secret, sha256, sign_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -40,13 +38,6 @@ class NodeStartError(RuntimeError):
     """A node process exited or did not answer ``/healthz`` in time (message has its log tail)."""
 
 
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def make_publisher(name: str = "test-publisher-1") -> tuple[Publisher, str]:
     """A fresh publisher key.
 
@@ -55,15 +46,9 @@ def make_publisher(name: str = "test-publisher-1") -> tuple[Publisher, str]:
         ``name:base64(seed + public key)`` text, as a key file holds it) and
         the ``name:base64`` public key that nodes accept.
     """
-    signing_key = SigningKey.generate()
-    publisher = parse_publisher_secret(publisher_secret_text(name, signing_key))
+    _, secret_text = new_publisher(name)
+    publisher = parse_publisher_secret(secret_text)
     return publisher, publisher.public.text()
-
-
-def publisher_secret_text(name: str, signing_key: SigningKey) -> str:
-    """The ``name:base64(64 bytes: seed + public key)`` secret-key text (a key file's content)."""
-    raw = bytes(signing_key) + bytes(signing_key.verify_key)
-    return f"{name}:{base64.b64encode(raw).decode()}"
 
 
 def signed_headers(publisher: Publisher, method: str, path: str, body: bytes,

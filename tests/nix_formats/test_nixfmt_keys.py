@@ -11,25 +11,14 @@ import pytest
 from nix_formats.errors import NixFormatError, NixKeyError, SignatureError
 from nix_formats.keys import PublicKey, SecretKey, sign_narinfo, verify_narinfo
 from nix_formats.narinfo import NarInfo
+from tests.nix_formats.samples import NIX_WRITTEN_NARINFO
 
 # Made by `nix-store --generate-binary-cache-key test1 sk pk` (Nix 2.8.0).
 SK = (
     "test1:DX/gJH7xYYpnVtqb/Ha9D7iv2kvwbWtj2uW6V90D9p2vcLUhwwFkzwCHOI8LVu5mqW6FJUbTFKnIPSi3XN8ztg=="
 )
 PK = "test1:r3C1IcMBZM8AhziPC1buZqluhSVG0xSpyD0ot1zfM7Y="
-# A narinfo that `nix copy --to file://...?secret-key=sk` signed with that key.
-NARINFO = """\
-StorePath: /nix/store/54dfqaxwz23zvax91bpff2q48w2d2w6s-b
-URL: nar/1py0ql2r3fvf5h8h9xh2fdsxkizwb8p4wgfa848nlfiv612sv3vr.nar.xz
-Compression: xz
-FileHash: sha256:1py0ql2r3fvf5h8h9xh2fdsxkizwb8p4wgfa848nlfiv612sv3vr
-FileSize: 168
-NarHash: sha256:1p2169hbi1x462yd1i8wjipy0kdc1lmp14qdqg0p2lmfp88hcwqh
-NarSize: 160
-References: ggbqg8lqjwj75wznkv03h0x2bjr2in0j-a
-Deriver: zv5r7h905kpqkma1x4xvwvxjamg6sdgq-b.drv
-Sig: test1:/8AULi8QZDhb12Bh2uTPgROdR5TubIdK5UhQLcNnqGlhxflG1nwSb6IKWJKVLAYzfAnalO8LYHhknydy/XwTBg==
-"""
+NARINFO = NIX_WRITTEN_NARINFO
 NIX_SIG = NARINFO.split("Sig: ")[1].strip()
 
 

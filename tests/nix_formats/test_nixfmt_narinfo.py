@@ -8,20 +8,9 @@ from nix_formats.errors import NarInfoError, NixFormatError, SignatureError
 from nix_formats.hash import format_hash, parse_nix_hash
 from nix_formats.narinfo import NarInfo, check_sig_text
 from nix_formats.store_path import StorePath
+from tests.nix_formats.samples import NIX_WRITTEN_NARINFO
 
-# Written by `nix copy --to file://...` (Nix 2.8.0).
-NIX_WRITTEN = """\
-StorePath: /nix/store/54dfqaxwz23zvax91bpff2q48w2d2w6s-b
-URL: nar/1py0ql2r3fvf5h8h9xh2fdsxkizwb8p4wgfa848nlfiv612sv3vr.nar.xz
-Compression: xz
-FileHash: sha256:1py0ql2r3fvf5h8h9xh2fdsxkizwb8p4wgfa848nlfiv612sv3vr
-FileSize: 168
-NarHash: sha256:1p2169hbi1x462yd1i8wjipy0kdc1lmp14qdqg0p2lmfp88hcwqh
-NarSize: 160
-References: ggbqg8lqjwj75wznkv03h0x2bjr2in0j-a
-Deriver: zv5r7h905kpqkma1x4xvwvxjamg6sdgq-b.drv
-Sig: test1:/8AULi8QZDhb12Bh2uTPgROdR5TubIdK5UhQLcNnqGlhxflG1nwSb6IKWJKVLAYzfAnalO8LYHhknydy/XwTBg==
-"""
+NIX_WRITTEN = NIX_WRITTEN_NARINFO
 NO_REFS = """\
 StorePath: /nix/store/ggbqg8lqjwj75wznkv03h0x2bjr2in0j-a
 URL: nar/0kwnzfnhkydqkdls2rc7ag3w795w1ffd9m2vl1ys33y5hsg961lz.nar.xz

@@ -52,9 +52,11 @@ def test_create_app_refuses_no_publishers(tmp_path: Path) -> None:
         create_app(NodeConfig(tmp_path, "node-1", {}))
 
 
-def test_create_app_refuses_bad_node_id(tmp_path: Path, publisher: Publisher) -> None:
+@pytest.mark.parametrize("node_id", ["no/slashes", "", "-dash-first", "node-1\n", "x" * 65])
+def test_create_app_refuses_bad_node_id(tmp_path: Path, publisher: Publisher,
+                                        node_id: str) -> None:
     with pytest.raises(ConfigError, match="node id"):
-        create_app(NodeConfig(tmp_path, "no/slashes", {publisher.name: publisher.public}))
+        create_app(NodeConfig(tmp_path, node_id, {publisher.name: publisher.public}))
 
 
 async def test_data_dir_is_locked_while_a_node_uses_it(client: TestClient, data_dir: Path,

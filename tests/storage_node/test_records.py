@@ -57,7 +57,8 @@ async def test_absent_record_is_404(client: TestClient) -> None:
 
 
 @pytest.mark.parametrize("bad_key", [
-    "A" * 32, "a" * 31, "a" * 33, "a" * 31 + "-", "..%2F..%2Fsecret",
+    "A" * 32, "a" * 31, "a" * 33, "a" * 31 + "-", "..%2F..%2Fsecret", "a" * 32 + "%0A",
+    "a" * 32 + "%2F..",
 ])
 async def test_bad_record_key_is_400(client: TestClient, publisher: Publisher,
                                      bad_key: str) -> None:

@@ -109,6 +109,8 @@ async def test_has_refuses_a_body_over_2_mib(client: TestClient) -> None:
     "a" * 64 + ".256",        # index beyond a stripe
     "a" * 64 + ".01",         # leading zero
     "a" * 64 + ".0.gz",       # trailing suffix
+    "a" * 64 + ".0%0A",       # trailing newline ("$" would let it through)
+    "a" * 64 + ".0%2F..",     # a valid prefix, then more
     "has",
     "..%2F..%2Fsecret",
 ])

@@ -69,7 +69,10 @@ def test_temp_file_is_deleted_unless_committed(tmp_path: Path) -> None:
     store.close()
 
 
-@pytest.mark.parametrize("name", ["../../etc/passwd", "..", "", "a" * 64, "/etc/passwd"])
+@pytest.mark.parametrize("name", [
+    "../../etc/passwd", "..", "", "a" * 64, "/etc/passwd", "a" * 64 + ".0\n", "a" * 32 + "\n",
+    "a" * 64 + ".0/../../x", "a" * 32 + "/../../x",
+])
 def test_paths_are_only_built_from_valid_names(tmp_path: Path, name: str) -> None:
     store = Store(tmp_path)
     with pytest.raises(ValueError):
