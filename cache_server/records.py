@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass
 
-from nix_formats.narinfo import NarInfo
-
 from nix_formats.errors import NixFormatError
+from nix_formats.narinfo import NarInfo
 from storage_network.fetch import fetch_record
 from storage_network.network_client import NetworkClient
 from storage_network.record import Record

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import click
-from storage_node.cli import node_command
 
 from cache_server.cli import serve_command
+from storage_node.cli import node_command
 from uploader.cli import push_command
 
 from .demo import demo_command

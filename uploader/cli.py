@@ -6,9 +6,9 @@ import asyncio
 from pathlib import Path
 
 import click
-from nix_formats.keys import SecretKey
 
 from nix_formats.errors import NixFormatError
+from nix_formats.keys import SecretKey
 from storage_network.auth import Publisher, parse_publisher_secret
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.network_client import NetworkClient

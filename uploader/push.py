@@ -13,11 +13,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from nix_formats.keys import SecretKey, sign_narinfo
-from nix_formats.narinfo import NarInfo
-
 from nix_formats.hash import format_sha256_nix32
+from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
+from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from storage_network.auth import Publisher
 from storage_network.errors import NotFoundError, StorageNetworkError
