@@ -7,19 +7,12 @@ import logging
 import click
 from aiohttp import web
 
+from storage_network.addresses import parse_host_port
 from storage_network.errors import NetworkFileError
 from storage_network.network_file import load_network
 
 from .app import create_app
 from .config import ServeConfig
-
-
-def split_listen(listen: str) -> tuple[str, int]:
-    """``HOST:PORT`` -> (host, port); raises click.BadParameter."""
-    host, sep, port = listen.rpartition(":")
-    if not sep or not port.isdigit() or not 0 < int(port) < 65536:
-        raise click.BadParameter(f"{listen!r} is not HOST:PORT")
-    return host.strip("[]") or "127.0.0.1", int(port)
 
 
 @click.command("serve")
@@ -35,7 +28,10 @@ def split_listen(listen: str) -> tuple[str, int]:
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
                   prefetch: int) -> None:
     """Serve the Nix binary-cache protocol from the shard network."""
-    host, port = split_listen(listen)
+    try:
+        host, port = parse_host_port(listen)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
     try:
         network = load_network(network_file)
     except NetworkFileError as exc:

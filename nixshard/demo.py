@@ -25,6 +25,7 @@ import zstandard
 from nix_formats import nix32
 from nix_formats.hash import parse_nix_hash
 from nix_formats.keys import SecretKey
+from nix_formats.nar import nar_hash_of_path
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from uploader.cli import run_push
@@ -61,8 +62,6 @@ def build_closure(stamp: str) -> list[str]:
 
 def tree_path_info(tree: Path) -> PathInfo:
     """A store path for a plain tree when Nix is absent (hash from the tree's NAR)."""
-    from nix_formats.nar import nar_hash_of_path
-
     digest, size = nar_hash_of_path(tree)
     hash_part = nix32.encode(hashlib.sha256(b"nixshard-demo:" + digest).digest()[:20])
     return PathInfo(StorePath(hash_part, f"demo-{tree.name}"), str(tree), nar_hash=digest,

@@ -6,7 +6,6 @@ output in a log file, and is stopped when the :class:`LocalNetwork` closes.
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
 import subprocess
@@ -17,8 +16,10 @@ from pathlib import Path
 
 import httpx
 
+from nix_formats.keys import SecretKey
 from storage_network.auth import Publisher
 from storage_network.network_file import ChunkingParams, Network, init_network, write_network
+from uploader.closure import nix_env
 
 
 class LocalNetworkError(Exception):
@@ -156,18 +157,10 @@ class LocalNetwork:
 
 def new_publisher(name: str = "nixshard-demo-1") -> tuple[Publisher, str]:
     """A fresh ed25519 key: the publisher and its secret-key text (Nix key-file format)."""
-    import base64
-
-    from nacl.signing import SigningKey
-
-    sk = SigningKey.generate()
-    text = f"{name}:{base64.b64encode(bytes(sk) + bytes(sk.verify_key)).decode()}"
-    return Publisher(name, sk), text
+    key = SecretKey.generate(name)
+    return Publisher(name, key.signing_key), key.text()
 
 
 def env_with_nix_config() -> dict[str, str]:
     """os.environ plus the NIX_CONFIG for root without a daemon, and no default substituter."""
-    env = dict(os.environ)
-    env["NIX_CONFIG"] = ("experimental-features = nix-command\nsandbox = false\n"
-                         "build-users-group =\nsubstituters =\n" + env.get("NIX_CONFIG", ""))
-    return env
+    return nix_env("sandbox = false", "build-users-group =", "substituters =")

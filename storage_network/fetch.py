@@ -135,9 +135,8 @@ async def plan_fetch(net: NetworkClient, manifest: Manifest) -> FetchPlan:
     return FetchPlan(manifest, tuple(holders))
 
 
-async def _fetch_shard(net: NetworkClient, node: NodeInfo, ref: ChunkRef,
-                       index: int) -> bytes | None:
-    sid = shard_id(ref.root, index)
+async def _get_shard(net: NetworkClient, node: NodeInfo, sid: str) -> bytes | None:
+    """The shard body a node serves, or None (logged) when it fails or lacks it."""
     try:
         body = await net.nodes[node.id].get_shard(sid)
     except NodeError as exc:
@@ -145,31 +144,49 @@ async def _fetch_shard(net: NetworkClient, node: NodeInfo, ref: ChunkRef,
         return None
     if body is None:
         log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
-        return None
-    try:
-        return bytes(verify_shard(ref.root, index, body))
-    except ShardProofError as exc:
-        log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], exc)
-        return None
+    return body
+
+
+def _verify_shards(ref: ChunkRef, served: list[tuple[int, NodeInfo, bytes | None]]
+                   ) -> dict[int, bytes]:
+    """The fragments of the served bodies that prove membership in ``ref``'s stripe.
+
+    A body that fails its proof is logged with the node that served it.
+    """
+    good: dict[int, bytes] = {}
+    for index, node, body in served:
+        if body is None:
+            continue
+        try:
+            good[index] = bytes(verify_shard(ref.root, index, body))
+        except ShardProofError as exc:
+            log.warning("node %s served bad data for shard %s: %s",
+                        node.id, shard_id(ref.root, index)[:20], exc)
+    return good
 
 
 async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
                       holders: dict[int, NodeInfo]) -> bytes:
     """Fetch, verify and decode one chunk; returns its zstd frame.
 
+    Hashing and decoding run on the client's pool, off the event loop.
+
     Raises:
         ChunkUnavailableError: fewer than k shards could be fetched and verified.
     """
+    loop = asyncio.get_running_loop()
     candidates = sorted(holders)  # data shards (index < k) first
     fragments: dict[int, bytes] = {}
     pos = 0
     while len(fragments) < manifest.k and pos < len(candidates):
         take = candidates[pos:pos + manifest.k - len(fragments)]
         pos += len(take)
-        got = await asyncio.gather(*(_fetch_shard(net, holders[i], ref, i) for i in take))
-        fragments.update((i, f) for i, f in zip(take, got, strict=True) if f is not None)
+        bodies = await asyncio.gather(
+            *(_get_shard(net, holders[i], shard_id(ref.root, i)) for i in take))
+        served = [(i, holders[i], body) for i, body in zip(take, bodies, strict=True)]
+        fragments.update(await loop.run_in_executor(net.pool, _verify_shards, ref, served))
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    return codec.decode(ref, fragments)
+    return await loop.run_in_executor(net.pool, codec.decode, ref, fragments)
 
 
 async def stream_payload(net: NetworkClient, plan: FetchPlan,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
 
 import aiohttp
@@ -13,6 +15,10 @@ from .node_client import NodeClient
 
 class NetworkClient:
     """Async context manager holding what readers and publishers share.
+
+    That is an HTTP session, a client per node, codecs, and ``pool``: the
+    thread pool (one thread a core) that encodes, verifies and decodes off
+    the event loop.
 
     Args:
         network: the parsed network file.
@@ -27,6 +33,7 @@ class NetworkClient:
         self._session: aiohttp.ClientSession | None = None
         self.nodes: dict[str, NodeClient] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
+        self.pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-cpu")
 
     async def __aenter__(self) -> NetworkClient:
         connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=32,
@@ -41,10 +48,11 @@ class NetworkClient:
         await self.close()
 
     async def close(self) -> None:
-        """Close the HTTP session."""
+        """Close the HTTP session and stop the thread pool."""
         if self._session is not None:
             await self._session.close()
             self._session = None
+        self.pool.shutdown(wait=False, cancel_futures=True)
 
     def codec(self, codec: str, k: int, m: int) -> StripeCodec:
         """A (cached) codec for the given parameters; zstd level from the network file."""

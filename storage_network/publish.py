@@ -1,7 +1,7 @@
 """The write path: payload -> chunks -> stripes -> shards on nodes -> record last.
 
 :func:`store_payload` streams a payload (any iterable of byte pieces) through
-the chunker, encodes chunks on a thread pool (zstd releases the GIL) with a
+the chunker, encodes chunks on the client's thread pool (zstd releases the GIL) with a
 bounded number in flight, asks each node in one request per batch which
 shards it already holds, uploads only the missing ones, and returns the
 manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
@@ -12,11 +12,10 @@ point, so a reader never sees a record whose shards are not all stored.
 from __future__ import annotations
 
 import asyncio
-import os
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 
 from .auth import Publisher
 from .chunker import iter_chunks
@@ -48,24 +47,18 @@ class PublishStats:
             setattr(self, name, getattr(self, name) + getattr(other, name))
 
 
-@dataclass
-class _Batch:
-    chunks: list[EncodedChunk] = field(default_factory=list)
-
-
-async def _encoded_chunks(pieces: Iterable[bytes], network_client: NetworkClient,
-                          codec: StripeCodec, pool: Executor,
+async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: StripeCodec,
                           window: int) -> AsyncIterator[EncodedChunk]:
     """Encoded chunks in payload order; at most ``window`` being encoded at once."""
     loop = asyncio.get_running_loop()
-    chunks = iter_chunks(pieces, network_client.network.chunking)
+    chunks = iter_chunks(pieces, net.network.chunking)
     pending: deque[asyncio.Future[EncodedChunk]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="nixshard-read") as reader:
         while True:
             chunk = await loop.run_in_executor(reader, next, chunks, None)
             if chunk is None:
                 break
-            pending.append(loop.run_in_executor(pool, codec.encode, chunk))
+            pending.append(loop.run_in_executor(net.pool, codec.encode, chunk))
             if len(pending) >= window:
                 yield await pending.popleft()
     while pending:
@@ -75,12 +68,14 @@ async def _encoded_chunks(pieces: Iterable[bytes], network_client: NetworkClient
 async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher: Publisher,
                         stats: PublishStats, limit: asyncio.Semaphore) -> None:
     """Store every shard of ``batch`` its node does not hold yet."""
-    n = net.network.n
+    placed = [[(node.id, shard_id(enc.ref.root, index), body) for index, (node, body) in
+               enumerate(zip(shard_nodes(net.network.nodes, enc.ref.chunk_id, net.network.n),
+                             enc.bodies, strict=True))]
+              for enc in batch]
     wanted: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
-    for enc in batch:
-        nodes = shard_nodes(net.network.nodes, enc.ref.chunk_id, n)
-        for index, (node, body) in enumerate(zip(nodes, enc.bodies, strict=True)):
-            wanted[node.id].append((shard_id(enc.ref.root, index), body))
+    for shards in placed:
+        for node_id, sid, body in shards:
+            wanted[node_id].append((sid, body))
 
     async def has(node_id: str) -> set[str]:
         return await net.nodes[node_id].has([sid for sid, _ in wanted[node_id]])
@@ -100,21 +95,18 @@ async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher
                 stats.stored_bytes += len(body)
                 puts.append(put(node_id, sid, body))
     await asyncio.gather(*puts)
-    for enc in batch:
-        ids_held = all(shard_id(enc.ref.root, i) in held[node.id] for i, node in
-                       enumerate(shard_nodes(net.network.nodes, enc.ref.chunk_id, n)))
-        stats.chunks_reused += ids_held
+    stats.chunks_reused += sum(all(sid in held[node_id] for node_id, sid, _ in shards)
+                               for shards in placed)
 
 
 async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],
-                        pool: Executor | None = None,
-                        window: int | None = None) -> tuple[Manifest, PublishStats]:
+                        window: int = 2 * BATCH_CHUNKS) -> tuple[Manifest, PublishStats]:
     """Chunk, encode and store a payload; return its manifest and what was stored.
 
     Args:
         pieces: the payload as byte pieces of any size (read on a helper thread).
-        pool: executor for encoding (default: a thread pool of ``os.cpu_count()``).
         window: chunks encoded ahead at most (memory bound; default 2 batches).
+            Encoding runs on the network client's pool.
 
     Raises:
         NodeError: a node could not store a shard (the payload is then not
@@ -124,14 +116,11 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     codec = net.codec(nw.codec, nw.k, nw.m)
     stats = PublishStats()
     refs: list[ChunkRef] = []
-    own_pool = pool is None
-    executor = pool or ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-enc")
     limit = asyncio.Semaphore(MAX_PUTS_IN_FLIGHT)
     uploads: deque[asyncio.Task[None]] = deque()
     try:
         batch: list[EncodedChunk] = []
-        async for enc in _encoded_chunks(pieces, net, codec, executor,
-                                         window or 2 * BATCH_CHUNKS):
+        async for enc in _encoded_chunks(pieces, net, codec, window):
             refs.append(enc.ref)
             stats.chunks += 1
             stats.payload_bytes += enc.ref.size
@@ -149,8 +138,6 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     finally:
         for task in uploads:
             task.cancel()
-        if own_pool:
-            executor.shutdown(wait=False, cancel_futures=True)
     return Manifest(nw.codec, nw.k, nw.m, tuple(refs)), stats
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from storage_network.addresses import parse_host_port
 from storage_network.auth import PublisherKey, parse_publisher_key
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.network_file import Network, load_network
@@ -31,10 +32,10 @@ def parse_listen(text: str) -> tuple[str, int]:
     Raises:
         click.BadParameter: no port, or a port outside 0-65535.
     """
-    host, sep, port_text = text.rpartition(":")
-    if not sep or not host or not port_text.isdigit() or int(port_text) > 65535:
-        raise click.BadParameter(f"{text!r} is not HOST:PORT", param_hint="--listen")
-    return host.strip("[]"), int(port_text)
+    try:
+        return parse_host_port(text)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--listen") from exc
 
 
 def _add_key(publishers: dict[str, PublisherKey], key: PublisherKey, source: str) -> None:

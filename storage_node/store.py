@@ -40,7 +40,7 @@ from .errors import DataDirError
 
 log = logging.getLogger("nixshard.node")
 
-RECORD_KEY_RE = re.compile(r"[0-9a-z]{32}")  # use fullmatch: "$" would allow a trailing "\n"
+RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
 _FANOUT = [f"{i:02x}" for i in range(256)]
 # Filesystems that cannot hard-link: fall back to check-then-rename.
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}

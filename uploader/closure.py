@@ -20,8 +20,6 @@ from nix_formats.store_path import StorePath
 
 from .errors import NixQueryError
 
-NIX_ENV = {"NIX_CONFIG": "experimental-features = nix-command\n"}
-
 
 @dataclass(frozen=True)
 class PathInfo:
@@ -41,10 +39,14 @@ class PathInfo:
     nar_size: int | None = None
 
 
-def _nix_env() -> dict[str, str]:
+def nix_env(*settings: str) -> dict[str, str]:
+    """os.environ with ``experimental-features = nix-command`` and ``settings`` added.
+
+    They go before the user's own NIX_CONFIG, so the user's lines still win.
+    """
     env = dict(os.environ)
-    extra = NIX_ENV["NIX_CONFIG"]
-    env["NIX_CONFIG"] = (env.get("NIX_CONFIG", "") + "\n" + extra).strip() + "\n"
+    lines = ["experimental-features = nix-command", *settings, env.get("NIX_CONFIG", "")]
+    env["NIX_CONFIG"] = "\n".join(lines).strip() + "\n"
     return env
 
 
@@ -59,7 +61,7 @@ def query_closure(paths: Sequence[str]) -> list[PathInfo]:
         return []
     cmd = ["nix", "path-info", "--json", "--recursive", *paths]
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_nix_env(), check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=nix_env(), check=False)
     except FileNotFoundError as exc:
         raise NixQueryError("`nix` is not on PATH: install Nix (Debian: nix-bin)") from exc
     if proc.returncode != 0:

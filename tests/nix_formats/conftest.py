@@ -16,15 +16,7 @@ from pathlib import Path
 
 import pytest
 
-NIX_CONFIG = "\n".join(
-    [
-        "experimental-features = nix-command",
-        "sandbox = false",
-        "build-users-group =",
-        # No network: without this every build first waits ~5 s on cache.nixos.org.
-        "substituters =",
-    ]
-)
+from nixshard.localnet import env_with_nix_config
 
 DRV_A = (
     'derivation { name = "nixfmt-test-a"; system = builtins.currentSystem; '
@@ -85,9 +77,7 @@ def nix() -> Nix:
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
             pytest.fail(f"{message}; CI is set, so the golden tests must run")
         pytest.skip(message)
-    env = dict(os.environ)
-    env["NIX_CONFIG"] = NIX_CONFIG
-    return Nix(env)
+    return Nix(env_with_nix_config())
 
 
 @dataclass(frozen=True)
