@@ -6,11 +6,14 @@ output in a log file, and is stopped when the :class:`LocalNetwork` closes.
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,13 +47,17 @@ class ManagedProcess:
     log_path: Path
     health_path: str
     proc: subprocess.Popen[bytes] | None = None
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> None:
-        """Start the process (does not wait for it; see :meth:`wait_ready`)."""
+        """Start the process (does not wait for it; see :meth:`wait_ready`).
+
+        ``env`` entries are added to this process's environment.
+        """
         log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([sys.executable, "-m", "nixshard", *self.args],
                                      stdout=log, stderr=subprocess.STDOUT,
-                                     stdin=subprocess.DEVNULL)
+                                     stdin=subprocess.DEVNULL, env={**os.environ, **self.env})
         log.close()
 
     def wait_ready(self, timeout: float = 30.0) -> None:
@@ -110,18 +117,63 @@ class LocalNetwork:
         """Path of the network file."""
         return self.root / "network.toml"
 
+    def node_dir(self, number: int) -> Path:
+        """Data directory of node ``number`` (1-based, as in ``node-<number>``)."""
+        return self.root / f"node-{number}"
+
+    def _node_process(self, number: int, port: int, extra: Sequence[str],
+                      env: Mapping[str, str]) -> ManagedProcess:
+        data = self.node_dir(number)
+        data.mkdir(parents=True, exist_ok=True)
+        return ManagedProcess(
+            f"node-{number}",
+            ["node", "--data", str(data), "--listen", f"127.0.0.1:{port}",
+             "--node-id", f"node-{number}", "--accept-publisher", self.publisher.public.text(),
+             *extra],
+            f"http://127.0.0.1:{port}", self.root / f"node-{number}.log", "/healthz",
+            env=dict(env))
+
+    def add_node(self, extra: Sequence[str] = (), env: Mapping[str, str] | None = None
+                 ) -> ManagedProcess:
+        """Start one more node (``node-<count+1>``); the network file is not changed."""
+        node = self._node_process(len(self.nodes) + 1, free_port(), extra, env or {})
+        self.nodes.append(node)
+        node.start()
+        node.wait_ready()
+        return node
+
+    def restart_node(self, number: int, extra: Sequence[str] = (),
+                     env: Mapping[str, str] | None = None, wipe: bool = False) -> None:
+        """Stop node ``number`` and start it again on the same port and data.
+
+        Args:
+            extra: replaces the node's extra command-line arguments.
+            wipe: delete its data directory first (a node that lost its disk).
+        """
+        old = self.nodes[number - 1]
+        old.stop()
+        if wipe:
+            shutil.rmtree(self.node_dir(number), ignore_errors=True)
+        port = int(old.url.rsplit(":", 1)[1])
+        node = self._node_process(number, port, extra, env or {})
+        self.nodes[number - 1] = node
+        node.start()
+        node.wait_ready()
+
     def start_nodes(self, count: int, k: int, m: int,
-                    chunking: ChunkingParams | None = None) -> Network:
-        """Start ``count`` nodes, write the network file, return the network."""
-        key = self.publisher.public.text()
+                    chunking: ChunkingParams | None = None,
+                    node_args: Mapping[int, Sequence[str]] | None = None,
+                    node_env: Mapping[str, str] | None = None) -> Network:
+        """Start ``count`` nodes, write the network file, return the network.
+
+        Args:
+            node_args: extra command-line arguments by node number (1-based).
+            node_env: environment entries added for every node.
+        """
+        args = node_args or {}
         for i in range(1, count + 1):
-            data = self.root / f"node-{i}"
-            data.mkdir(parents=True, exist_ok=True)
-            port = free_port()
-            self.nodes.append(ManagedProcess(
-                f"node-{i}", ["node", "--data", str(data), "--listen", f"127.0.0.1:{port}",
-                              "--node-id", f"node-{i}", "--accept-publisher", key],
-                f"http://127.0.0.1:{port}", self.root / f"node-{i}.log", "/healthz"))
+            self.nodes.append(self._node_process(i, free_port(), args.get(i, ()),
+                                                 node_env or {}))
         for node in self.nodes:
             node.start()
         for node in self.nodes:

@@ -4,9 +4,17 @@ Node API used here (reads open, writes signed, see :mod:`storage_network.auth`):
 
     PUT  /shards/<id>     201 new, 200 already held
     GET  /shards/<id>     200 body, 404 absent
-    POST /shards/has      {"ids": [...]} -> {"present": [...]}
+    POST /shards/has      {"ids": [...], "touch": bool} -> {"present": [...]}
+                          (touch: signed; sets the mtime of the present ones)
+    DELETE /shards/<id>?before=T   signed; 204 deleted, 404 absent,
+                          412 the shard was written or touched at/after T
+    GET  /shards          "<id> <size> <mtime>" lines
     PUT  /records/<key>   201/200
     GET  /records/<key>   200 body, 404 absent
+    DELETE /records/<key>?sha256=HEX  signed; 204 deleted, 404 absent,
+                          412 the stored record is not the one named
+    GET  /records         "<key> <size> <mtime> <atime>" lines
+    POST /proofs          {"nonce": hex, "ids": [...]} -> binary answers
     GET  /healthz         JSON
 
 Every failure other than "absent" (connection refused, timeout, 5xx, 4xx)
@@ -17,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -26,6 +35,35 @@ from .errors import NodeError
 from .network_file import NodeInfo
 
 HAS_BATCH = 5000
+
+
+@dataclass(frozen=True)
+class ListedShard:
+    """A shard a node lists: id, size (bytes), mtime (unix seconds)."""
+
+    id: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class ListedRecord:
+    """A record a node lists: key, size (bytes), mtime and last read time (unix seconds)."""
+
+    key: str
+    size: int
+    mtime: float
+    atime: float
+
+
+def _listing_lines(node_id: str, data: bytes, fields: int) -> list[list[str]]:
+    rows = []
+    for line in data.decode("utf-8", "replace").splitlines():
+        parts = line.split()
+        if len(parts) != fields:
+            raise NodeError(f"node {node_id}: malformed listing line {line[:100]!r}")
+        rows.append(parts)
+    return rows
 
 
 class NodeClient:
@@ -78,17 +116,63 @@ class NodeClient:
         status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404))
         return data if status == 200 else None
 
-    async def has(self, shard_ids: list[str]) -> set[str]:
-        """The subset of ``shard_ids`` the node claims to hold."""
+    async def has(self, shard_ids: list[str], touch: Publisher | None = None) -> set[str]:
+        """The subset of ``shard_ids`` the node claims to hold.
+
+        Args:
+            touch: a publisher about to reference these shards: the node then
+                also sets their mtime to now, so a garbage collection running
+                meanwhile keeps them (see :mod:`storage_network.gc`).
+        """
         present: set[str] = set()
         for start in range(0, len(shard_ids), HAS_BATCH):
             batch = shard_ids[start:start + HAS_BATCH]
-            status, data = await self._request("POST", "/shards/has", json_body={"ids": batch})
+            if touch is None:
+                status, data = await self._request("POST", "/shards/has",
+                                                   json_body={"ids": batch})
+            else:
+                body = json.dumps({"ids": batch, "touch": True}).encode()
+                status, data = await self._request("POST", "/shards/has", body=body,
+                                                   publisher=touch)
             try:
                 present.update(str(x) for x in json.loads(data)["present"])
             except (ValueError, KeyError, TypeError) as exc:
                 raise NodeError(f"node {self.id}: malformed /shards/has answer") from exc
         return present
+
+    async def delete_shard(self, shard_id: str, before: float, publisher: Publisher) -> bool:
+        """Delete a shard unless it was written or touched at or after ``before`` (unix s).
+
+        Returns:
+            True if deleted; False if absent or kept because it is recent (412).
+        """
+        status, _ = await self._request("DELETE", f"/shards/{shard_id}?before={before:.3f}",
+                                        publisher=publisher, ok=(204, 404, 412))
+        return status == 204
+
+    async def list_shards(self) -> list[ListedShard]:
+        """Every shard the node lists (``GET /shards``)."""
+        _, data = await self._request("GET", "/shards")
+        try:
+            return [ListedShard(i, int(s), float(t))
+                    for i, s, t in _listing_lines(self.id, data, 3)]
+        except ValueError as exc:
+            raise NodeError(f"node {self.id}: malformed shard listing: {exc}") from exc
+
+    async def list_records(self) -> list[ListedRecord]:
+        """Every record the node lists (``GET /records``)."""
+        _, data = await self._request("GET", "/records")
+        try:
+            return [ListedRecord(k, int(s), float(m), float(a))
+                    for k, s, m, a in _listing_lines(self.id, data, 4)]
+        except ValueError as exc:
+            raise NodeError(f"node {self.id}: malformed record listing: {exc}") from exc
+
+    async def prove(self, nonce: bytes, shard_ids: list[str]) -> bytes:
+        """The node's raw answer to a storage challenge (see :mod:`storage_network.proofs`)."""
+        _, data = await self._request("POST", "/proofs",
+                                      json_body={"nonce": nonce.hex(), "ids": shard_ids})
+        return data
 
     async def put_record(self, key: str, data: bytes, publisher: Publisher) -> None:
         """Store a signed record under ``key``."""
@@ -99,6 +183,16 @@ class NodeClient:
         """The record bytes under ``key``, or None when absent (404)."""
         status, data = await self._request("GET", f"/records/{key}", ok=(200, 404))
         return data if status == 200 else None
+
+    async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:
+        """Delete record ``key`` if the stored bytes have SHA-256 ``sha256_hex``.
+
+        Returns:
+            True if deleted; False if absent or replaced meanwhile (412).
+        """
+        status, _ = await self._request("DELETE", f"/records/{key}?sha256={sha256_hex}",
+                                        publisher=publisher, ok=(204, 404, 412))
+        return status == 204
 
     async def health(self) -> dict[str, Any]:
         """The node's ``/healthz`` JSON."""

@@ -7,10 +7,13 @@ written to nodes last, after every shard it references is stored.
 
 Envelope (integers big-endian)::
 
-    b"nixshard-record-v1\\n" | u16 len | publisher key name (utf-8)
+    b"nixshard-record-v2\\n" | u16 len | publisher key name (utf-8)
     | signature (64 bytes, ed25519) | payload
 
-    payload = u32 len | metadata | manifest bytes
+    payload = u64 created (unix seconds) | u32 len | metadata | manifest bytes
+
+``created`` is signed, so garbage collection can expire records by age
+without trusting the nodes' clocks or file times.
 
 The signature covers ``MAGIC | record key | b"\\n" | payload``, so a record
 cannot be replayed under another key.
@@ -19,6 +22,7 @@ cannot be replayed under another key.
 from __future__ import annotations
 
 import struct
+import time
 from dataclasses import dataclass
 
 from nacl.exceptions import BadSignatureError
@@ -27,18 +31,20 @@ from .auth import Publisher, PublisherKey
 from .errors import RecordError
 from .manifest import Manifest
 
-MAGIC = b"nixshard-record-v1\n"
+MAGIC = b"nixshard-record-v2\n"
+_PAYLOAD_HEAD = struct.Struct(">QI")
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 
 
 @dataclass(frozen=True)
 class Record:
-    """An opened record: who signed it, its metadata and manifest."""
+    """An opened record: who signed it, when (unix seconds), its metadata and manifest."""
 
     key: str
     publisher: PublisherKey
     metadata: bytes
     manifest: Manifest
+    created: int
 
 
 def _signed_message(record_key: str, payload: bytes | memoryview) -> bytes:
@@ -46,9 +52,14 @@ def _signed_message(record_key: str, payload: bytes | memoryview) -> bytes:
 
 
 def seal_record(publisher: Publisher, record_key: str, metadata: bytes,
-                manifest: Manifest) -> bytes:
-    """Serialise and sign a record; returns the envelope bytes."""
-    payload = struct.pack(">I", len(metadata)) + metadata + manifest.encode()
+                manifest: Manifest, created: int | None = None) -> bytes:
+    """Serialise and sign a record; returns the envelope bytes.
+
+    Args:
+        created: unix seconds the record counts as made at (default: now).
+    """
+    when = int(time.time()) if created is None else created
+    payload = _PAYLOAD_HEAD.pack(when, len(metadata)) + metadata + manifest.encode()
     name = publisher.name.encode()
     sig = publisher.sign(_signed_message(record_key, payload))
     return MAGIC + struct.pack(">H", len(name)) + name + sig + payload
@@ -77,7 +88,7 @@ def open_record(keys: dict[str, PublisherKey], record_key: str,
     sig = bytes(view[off:off + 64])
     off += 64
     payload = view[off:]
-    if len(sig) != 64 or len(payload) < 4:
+    if len(sig) != 64 or len(payload) < _PAYLOAD_HEAD.size:
         raise RecordError("record truncated in its header")
     key = keys.get(name)
     if key is None:
@@ -86,9 +97,10 @@ def open_record(keys: dict[str, PublisherKey], record_key: str,
         key.verify_key.verify(_signed_message(record_key, payload), sig)
     except BadSignatureError as exc:
         raise RecordError(f"record {record_key}: bad signature by key {name!r}") from exc
-    (mlen,) = struct.unpack_from(">I", payload, 0)
-    if 4 + mlen > len(payload):
+    created, mlen = _PAYLOAD_HEAD.unpack_from(payload, 0)
+    start = _PAYLOAD_HEAD.size
+    if start + mlen > len(payload):
         raise RecordError(f"record {record_key}: metadata length {mlen} overruns the record")
-    metadata = bytes(payload[4:4 + mlen])
-    manifest = Manifest.decode(payload[4 + mlen:])
-    return Record(record_key, key, metadata, manifest)
+    metadata = bytes(payload[start:start + mlen])
+    manifest = Manifest.decode(payload[start + mlen:])
+    return Record(record_key, key, metadata, manifest, created)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import routes_health, routes_records, routes_shards
+from . import routes_health, routes_listing, routes_proofs, routes_records, routes_shards
 from .appkeys import CONFIG, STORE
 from .config import NodeConfig
 from .responses import error_middleware
@@ -29,6 +29,8 @@ def create_app(config: NodeConfig) -> web.Application:
     routes_health.setup(app)
     routes_shards.setup(app)
     routes_records.setup(app)
+    routes_listing.setup(app)
+    routes_proofs.setup(app)
 
     async def close_store(app: web.Application) -> None:
         app[STORE].close()

@@ -28,7 +28,7 @@ import os
 import re
 import secrets
 import shutil
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -44,6 +44,25 @@ RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
 _FANOUT = [f"{i:02x}" for i in range(256)]
 # Filesystems that cannot hard-link: fall back to check-then-rename.
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+
+
+@dataclass(frozen=True)
+class ShardEntry:
+    """One stored shard as listed: id, size in bytes, mtime in unix seconds."""
+
+    id: str
+    size: int
+    mtime: float
+
+
+@dataclass(frozen=True)
+class RecordEntry:
+    """One stored record as listed: key, size in bytes, mtime and atime in unix seconds."""
+
+    key: str
+    size: int
+    mtime: float
+    atime: float
 
 
 @dataclass
@@ -304,3 +323,32 @@ class Store:
         ids = list(shard_ids)
         return await asyncio.to_thread(
             lambda: [i for i in ids if self.shard_path(i).is_file()])
+
+    def iter_shard_dir(self, fanout: int) -> list[ShardEntry]:
+        """The shards under fan-out directory ``fanout`` (0-255), sorted by id.
+
+        Blocking (scandir + stat): call it from a thread.  Files that vanish
+        while listed are skipped.
+        """
+        entries = []
+        for entry in os.scandir(self.shards_dir / _FANOUT[fanout]):
+            if SHARD_ID_RE.fullmatch(entry.name):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                entries.append(ShardEntry(entry.name, st.st_size, st.st_mtime))
+        entries.sort(key=lambda e: e.id)
+        return entries
+
+    def iter_records(self) -> Iterator[RecordEntry]:
+        """Every stored record, sorted by key (blocking: call it from a thread)."""
+        entries = []
+        for entry in os.scandir(self.records_dir):
+            if RECORD_KEY_RE.fullmatch(entry.name):
+                try:
+                    st = entry.stat(follow_symlinks=False)
+                except FileNotFoundError:
+                    continue
+                entries.append(RecordEntry(entry.name, st.st_size, st.st_mtime, st.st_atime))
+        yield from sorted(entries, key=lambda e: e.key)

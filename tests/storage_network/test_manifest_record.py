@@ -183,7 +183,7 @@ def test_record_same_name_other_key(envelope: bytes) -> None:
 def test_record_tampered_payload_byte(keys: dict[str, PublisherKey], envelope: bytes,
                                       where: str) -> None:
     header = len(RECORD_MAGIC) + 2 + len("rec-pub-1") + 64
-    pos = {"metadata": header + 6, "manifest": header + 4 + 24 + 10,
+    pos = {"metadata": header + 8 + 6, "manifest": header + 8 + 4 + 24 + 10,
            "last": len(envelope) - 1}[where]
     data = bytearray(envelope)
     data[pos] ^= 0x40
@@ -218,7 +218,17 @@ def test_record_truncated_payload(keys: dict[str, PublisherKey], envelope: bytes
 
 def test_record_bad_magic(keys: dict[str, PublisherKey], envelope: bytes) -> None:
     with pytest.raises(RecordError, match=r"not a nixshard record \(bad magic\)"):
-        open_record(keys, KEY, b"nixshard-record-v2\n" + envelope[len(RECORD_MAGIC):])
+        open_record(keys, KEY, b"nixshard-record-v1\n" + envelope[len(RECORD_MAGIC):])
+
+
+def test_record_created_is_signed_and_kept(publisher: Publisher,
+                                           keys: dict[str, PublisherKey]) -> None:
+    data = seal_record(publisher, KEY, b"md", sample_manifest(1), created=1_700_000_123)
+    assert open_record(keys, KEY, data).created == 1_700_000_123
+    tampered = bytearray(data)
+    tampered[len(RECORD_MAGIC) + 2 + len(publisher.name) + 64 + 7] ^= 0x01
+    with pytest.raises(RecordError, match="bad signature"):
+        open_record(keys, KEY, bytes(tampered))
 
 
 def test_record_empty(keys: dict[str, PublisherKey]) -> None:
@@ -229,7 +239,7 @@ def test_record_empty(keys: dict[str, PublisherKey]) -> None:
 def test_record_signed_with_overrunning_metadata(publisher: Publisher,
                                                  keys: dict[str, PublisherKey]) -> None:
     """A validly signed payload whose metadata length runs past its end."""
-    payload = struct.pack(">I", 1000) + b"short"
+    payload = struct.pack(">QI", 1, 1000) + b"short"
     message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
     name = publisher.name.encode()
     data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)
@@ -240,7 +250,7 @@ def test_record_signed_with_overrunning_metadata(publisher: Publisher,
 
 def test_record_signed_with_bad_manifest(publisher: Publisher,
                                          keys: dict[str, PublisherKey]) -> None:
-    payload = struct.pack(">I", 2) + b"md" + b"NXSM\x09\x00"
+    payload = struct.pack(">QI", 1, 2) + b"md" + b"NXSM\x09\x00"
     message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
     name = publisher.name.encode()
     data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)

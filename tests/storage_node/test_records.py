@@ -91,7 +91,7 @@ async def test_record_put_under_another_key_is_422(client: TestClient, publisher
 @pytest.mark.parametrize("body, message", [
     (b"", "bad magic"),
     (b"hello world", "bad magic"),
-    (b"nixshard-record-v1\n\x00", "truncated"),
+    (b"nixshard-record-v2\n\x00", "truncated"),
 ])
 async def test_malformed_record_is_422(client: TestClient, publisher: Publisher,
                                        data_dir: Path, body: bytes, message: str) -> None:

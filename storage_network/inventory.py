@@ -1,0 +1,127 @@
+"""What the network holds: every valid record and the stripes they reference.
+
+Audit, repair, garbage collection and status all start here: every node
+lists its records (``GET /records``); each key is read from the nodes that
+list it until one copy opens under a trusted publisher key (bad copies are
+logged and skipped).  The manifests then give every stripe the network
+must keep, with the records that reference it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+from .auth import PublisherKey
+from .errors import NodeError, RecordError
+from .manifest import ChunkRef
+from .network_client import NetworkClient
+from .node_client import ListedRecord
+from .placement import record_nodes
+from .record import Record, open_record
+
+log = logging.getLogger("nixshard.network")
+READS_IN_FLIGHT = 32
+
+
+@dataclass(frozen=True)
+class Stripe:
+    """One chunk's stripe as the manifests describe it."""
+
+    ref: ChunkRef
+    codec: str
+    k: int
+    m: int
+
+    @property
+    def n(self) -> int:
+        """Shards in the stripe."""
+        return self.k + self.m
+
+
+@dataclass
+class Inventory:
+    """Records and stripes found in the network.
+
+    Attributes:
+        records: record key -> the verified record.
+        listings: record key -> what each node listing it said (node id -> entry).
+        stripes: stripe root -> stripe; ``users[root]`` are the record keys using it.
+        bad_records: record key -> why no listed copy could be opened.
+        unreachable: node id -> why it could not be listed.
+    """
+
+    records: dict[str, Record] = field(default_factory=dict)
+    listings: dict[str, dict[str, ListedRecord]] = field(default_factory=dict)
+    stripes: dict[bytes, Stripe] = field(default_factory=dict)
+    users: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set))
+    bad_records: dict[str, str] = field(default_factory=dict)
+    unreachable: dict[str, str] = field(default_factory=dict)
+
+    def add(self, record: Record) -> None:
+        """Add a verified record and its stripes."""
+        self.records[record.key] = record
+        man = record.manifest
+        for ref in man.chunks:
+            self.stripes.setdefault(ref.root, Stripe(ref, man.codec, man.k, man.m))
+            self.users[ref.root].add(record.key)
+
+
+async def _read_record(net: NetworkClient, key: str, node_ids: list[str],
+                       trusted: dict[str, PublisherKey]) -> Record | str:
+    problems = []
+    for node_id in node_ids:
+        try:
+            data = await net.nodes[node_id].get_record(key)
+        except NodeError as exc:
+            problems.append(str(exc))
+            continue
+        if data is None:
+            problems.append(f"node {node_id} listed it but does not serve it")
+            continue
+        try:
+            return await asyncio.to_thread(open_record, trusted, key, data)
+        except RecordError as exc:
+            log.warning("node %s holds a bad record %s: %s", node_id, key, exc)
+            problems.append(f"node {node_id}: {exc}")
+    return "; ".join(problems)
+
+
+async def take_inventory(net: NetworkClient,
+                         trusted: dict[str, PublisherKey] | None = None) -> Inventory:
+    """List every node's records, read and verify each, collect the stripes.
+
+    Never raises for node failures: they land in :attr:`Inventory.unreachable`
+    and :attr:`Inventory.bad_records`.
+    """
+    keys = net.network.publishers if trusted is None else trusted
+    inv = Inventory()
+
+    async def listing(node_id: str) -> list[ListedRecord]:
+        try:
+            return await net.nodes[node_id].list_records()
+        except NodeError as exc:
+            inv.unreachable[node_id] = str(exc)
+            return []
+
+    ids = [n.id for n in net.network.nodes]
+    for node_id, entries in zip(ids, await asyncio.gather(*(listing(i) for i in ids)),
+                                strict=True):
+        for entry in entries:
+            inv.listings.setdefault(entry.key, {})[node_id] = entry
+    limit = asyncio.Semaphore(READS_IN_FLIGHT)
+
+    async def read(key: str) -> None:
+        order = [n.id for n in record_nodes(net.network.nodes, key)
+                 if n.id in inv.listings[key]]
+        async with limit:
+            result = await _read_record(net, key, order, keys)
+        if isinstance(result, Record):
+            inv.add(result)
+        else:
+            inv.bad_records[key] = result
+
+    await asyncio.gather(*(read(key) for key in sorted(inv.listings)))
+    return inv
