@@ -96,7 +96,7 @@ async def locate_shards(net: NetworkClient, refs: Sequence[ChunkRef], k: int, m:
     _record(refs, first, held, holders)
 
     second: list[list[tuple[NodeInfo, list[int]]]] = []
-    for ref, rank, have in zip(refs, rankings, holders, strict=True):
+    for rank, have in zip(rankings, holders, strict=True):
         missing = [i for i in range(n) if i not in have]
         second.append([(node, missing) for node in rank[n + m:]]
                       if len(have) < want and missing else [])
