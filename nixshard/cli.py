@@ -8,7 +8,9 @@ from cache_server.cli import serve_command
 from storage_node.cli import node_command
 from uploader.cli import push_command
 
+from .audit_cli import audit_command
 from .demo import demo_command
+from .gc_cli import gc_command
 from .network_cli import network_group
 
 
@@ -23,3 +25,5 @@ main.add_command(push_command)
 main.add_command(serve_command)
 main.add_command(network_group)
 main.add_command(demo_command)
+main.add_command(audit_command)
+main.add_command(gc_command)
