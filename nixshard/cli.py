@@ -10,8 +10,11 @@ from uploader.cli import push_command
 
 from .audit_cli import audit_command
 from .demo import demo_command
+from .durability_cli import durability_command
 from .gc_cli import gc_command
 from .network_cli import network_group
+from .repair_cli import repair_command
+from .status_cli import status_command
 
 
 @click.group()
@@ -27,3 +30,6 @@ main.add_command(network_group)
 main.add_command(demo_command)
 main.add_command(audit_command)
 main.add_command(gc_command)
+main.add_command(repair_command)
+main.add_command(status_command)
+main.add_command(durability_command)

@@ -1,4 +1,4 @@
-"""``nixshard network init``: write a network file from node URLs."""
+"""``nixshard network init|add-node|remove-node``: write and change network files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,10 @@ import click
 
 from storage_network.auth import PublisherKey, parse_publisher_key
 from storage_network.errors import AuthError, NetworkFileError
-from storage_network.network_file import ChunkingParams, init_network, write_network
+from storage_network.membership import with_node, without_node
+from storage_network.network_file import ChunkingParams, NodeInfo, init_network, write_network
+
+from .cli_common import network_or_exit
 
 
 @click.group("network")
@@ -53,3 +56,36 @@ def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, 
     write_network(network, output)
     click.echo(f"wrote {output}: {len(nodes)} nodes, {k}-of-{k + m}, "
                f"{len(network.publishers)} publisher key(s)")
+
+
+@network_group.command("add-node")
+@click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
+              help="The network file to change (rewritten atomically).")
+@click.option("--id", "node_id", required=True,
+              help="The new node's id (stable; used for placement).")
+@click.option("--url", required=True, help="The new node's base URL, http(s)://host:port.")
+def add_node_command(network_file: str, node_id: str, url: str) -> None:
+    """Add a node.  Readers keep working; new writes use it at once; run
+    `nixshard repair` to copy records to their new replicas."""
+    try:
+        network = with_node(network_or_exit(network_file), NodeInfo(node_id, url))
+    except NetworkFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_network(network, network_file)
+    click.echo(f"{network_file}: added {node_id} ({url}); {len(network.nodes)} nodes")
+
+
+@network_group.command("remove-node")
+@click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
+              help="The network file to change (rewritten atomically).")
+@click.argument("node_id")
+def remove_node_command(network_file: str, node_id: str) -> None:
+    """Remove node NODE_ID.  Its shards count as lost: run `nixshard repair` to rebuild
+    them elsewhere before removing another (never more than m between two repairs)."""
+    try:
+        network = without_node(network_or_exit(network_file), node_id)
+    except NetworkFileError as exc:
+        raise click.ClickException(str(exc)) from exc
+    write_network(network, network_file)
+    click.echo(f"{network_file}: removed {node_id}; {len(network.nodes)} nodes; "
+               "run `nixshard repair` now")

@@ -66,10 +66,19 @@ class StripeCodec:
         """Compress ``chunk`` into one zstd frame and code it into ``k + m`` shard bodies."""
         chunk_id = hashlib.sha256(chunk).digest()
         frame = self._compressor().compress(chunk)
+        root, bodies = self.encode_frame(frame)
+        return EncodedChunk(ChunkRef(chunk_id, root, len(chunk), len(frame)), bodies)
+
+    def encode_frame(self, frame: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+        """Erasure-code an already compressed zstd frame.
+
+        Returns:
+            ``(stripe root, n shard bodies)``.  The code is deterministic, so
+            repair re-encodes a decoded frame and gets the stripe it lost.
+        """
         fragments = self._driver().encode(frame)
         root, proofs = build_stripe(fragments)
-        bodies = tuple(p + f for p, f in zip(proofs, fragments, strict=True))
-        return EncodedChunk(ChunkRef(chunk_id, root, len(chunk), len(frame)), bodies)
+        return root, tuple(p + f for p, f in zip(proofs, fragments, strict=True))
 
     def decode(self, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
         """Rebuild the zstd frame of ``ref`` from verified fragments by index.

@@ -1,0 +1,108 @@
+"""``nixshard repair``: rebuild lost shards and re-replicate records."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+
+import click
+
+from storage_network.auth import Publisher
+from storage_network.network_client import NetworkClient
+from storage_network.network_file import Network
+from storage_network.repair import DEFAULT_JOBS, RepairReport, repair_network
+
+from .cli_common import network_or_exit, publisher_or_exit
+
+
+async def _run_once(network: Network, publisher: Publisher, dry_run: bool, jobs: int,
+                    show_progress: bool) -> RepairReport:
+    bar = None
+
+    def on_start(total: int) -> None:
+        nonlocal bar
+        if show_progress:
+            bar = click.progressbar(length=total, label="stripes checked",
+                                    file=click.get_text_stream("stderr"))
+            bar.__enter__()
+
+    try:
+        async with NetworkClient(network) as net:
+            return await repair_network(
+                net, publisher, dry_run=dry_run, jobs=jobs, on_start=on_start,
+                progress=(lambda n: bar.update(n)) if show_progress else None)
+    finally:
+        if bar is not None:
+            bar.__exit__(None, None, None)
+
+
+def format_report(report: RepairReport, dry_run: bool) -> str:
+    """A few lines for people: stripes checked, what was (or would be) written, problems."""
+    planned_shards = sum(len(ids) for key, ids in report.planned.items() if key != "records")
+    if dry_run:
+        shards = f"shards: would write {planned_shards}"
+        records = f"{len(report.planned.get('records', []))} copies planned"
+    else:
+        rate = report.bytes_written / max(report.seconds, 1e-9) / 1e6
+        shards = (f"shards: wrote {report.shards_written} ({report.bytes_written} bytes, "
+                  f"{rate:.1f} MB/s)")
+        records = f"{report.records_copied} copies written"
+    lines = [
+        f"stripes: {report.stripes} checked, {report.healthy} healthy, "
+        f"{report.degraded} degraded, {len(report.lost)} lost",
+        shards,
+        f"records: {report.records} checked, {records}",
+        f"time: {report.seconds:.2f} s",
+    ]
+    if dry_run:
+        lines += [f"  {key}: {len(ids)} {'copies' if key == 'records' else 'shards'}"
+                  for key, ids in sorted(report.planned.items())]
+    if report.unplaceable:
+        lines.append(f"unplaceable: {report.unplaceable} shards have no free node "
+                     "(add nodes: a stripe keeps one shard a node)")
+    lines += [f"unreachable: {node}: {why}" for node, why in sorted(report.unreachable.items())]
+    lines += [f"lost: stripe {root}" for root in report.lost]
+    lines += [f"failed: {why}" for why in report.failures]
+    return "\n".join(lines)
+
+
+@click.command("repair")
+@click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
+              help="The network file (TOML).")
+@click.option("--signing-key", required=True, type=click.Path(dir_okay=False),
+              help="Publisher secret key file (Nix key format) the nodes accept.")
+@click.option("--dry-run", is_flag=True, help="Plan only: list what would be written.")
+@click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
+              help="Stripes rebuilt at once, at most.")
+@click.option("--watch", type=click.FloatRange(min=1.0), default=None, metavar="SECONDS",
+              help="Repeat every SECONDS until interrupted.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--progress/--no-progress", default=None,
+              help="Progress bar on stderr [default: when stderr is a terminal].")
+def repair_command(network_file: str, signing_key: str, dry_run: bool, jobs: int,
+                   watch: float | None, as_json: bool, progress: bool | None) -> None:
+    """Rebuild missing shards from any k and store them on live nodes; copy records to
+    their replicas.
+
+    Idempotent and safe to interrupt: run it again and it finishes the job.
+    Exit status 0 when the network is whole afterwards, 1 when shards were
+    lost, could not be placed or written.
+    """
+    network = network_or_exit(network_file)
+    publisher = publisher_or_exit(network, signing_key)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    show = click.get_text_stream("stderr").isatty() if progress is None else progress
+    while True:
+        report = asyncio.run(_run_once(network, publisher, dry_run, jobs, show and not as_json))
+        click.echo(json.dumps(report.to_json(), indent=1) if as_json
+                   else format_report(report, dry_run))
+        if watch is None:
+            break
+        try:
+            time.sleep(watch)
+        except KeyboardInterrupt:
+            break
+    if not report.complete:
+        raise SystemExit(1)
