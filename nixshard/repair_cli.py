@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
+from typing import Any
 
 import click
 
@@ -19,23 +21,21 @@ from .cli_common import network_or_exit, publisher_or_exit
 
 async def _run_once(network: Network, publisher: Publisher, dry_run: bool, jobs: int,
                     show_progress: bool) -> RepairReport:
-    bar = None
+    with contextlib.ExitStack() as stack:
+        bars: list[Any] = []
 
-    def on_start(total: int) -> None:
-        nonlocal bar
-        if show_progress:
-            bar = click.progressbar(length=total, label="stripes checked",
-                                    file=click.get_text_stream("stderr"))
-            bar.__enter__()
+        def on_start(total: int) -> None:
+            if show_progress:
+                bars.append(stack.enter_context(click.progressbar(
+                    length=total, label="stripes checked", file=click.get_text_stream("stderr"))))
 
-    try:
+        def progress(count: int) -> None:
+            for bar in bars:
+                bar.update(count)
+
         async with NetworkClient(network) as net:
-            return await repair_network(
-                net, publisher, dry_run=dry_run, jobs=jobs, on_start=on_start,
-                progress=(lambda n: bar.update(n)) if show_progress else None)
-    finally:
-        if bar is not None:
-            bar.__exit__(None, None, None)
+            return await repair_network(net, publisher, dry_run=dry_run, jobs=jobs,
+                                        on_start=on_start, progress=progress)
 
 
 def format_report(report: RepairReport, dry_run: bool) -> str:

@@ -11,8 +11,9 @@ A run (:func:`repair_network`):
    each missing shard i on its *target*: its home (position i of the
    ranking) if that node answers and holds no shard of the stripe, else the
    first node past position n of the ranking that answers and holds none;
-4. copies each record to those of its first ``record_replicas`` nodes that
-   answer and lack it (a copy of the signed bytes; nothing is re-signed).
+4. copies each record to those of the first ``record_replicas`` answering
+   nodes of its ranking that lack it (a copy of the signed bytes; nothing
+   is re-signed); readers follow the ranking past nodes that do not answer.
 
 Targets depend only on the ranking and on which nodes answer and what they
 hold, so a run is idempotent, and a run killed halfway and started again
@@ -184,8 +185,9 @@ async def _repair_records(net: NetworkClient, publisher: Publisher, inv: Invento
 
     async def copy(key: str) -> None:
         listed = inv.listings.get(key, {})
-        want = [n for n in record_nodes(net.network.nodes, key)[:replicas]
-                if n.id not in listed and n.id not in inv.unreachable]
+        live = [n for n in record_nodes(net.network.nodes, key)
+                if n.id not in inv.unreachable][:replicas]
+        want = [n for n in live if n.id not in listed]
         if not want:
             return
         if dry_run:

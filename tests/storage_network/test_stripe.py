@@ -9,7 +9,12 @@ import pytest
 
 from storage_network.errors import ShardProofError
 from storage_network.stripe import (
+    BLOCK_SIZE,
     MAX_DEPTH,
+    block_count,
+    block_depth,
+    block_levels,
+    block_root,
     build_stripe,
     parse_shard_id,
     shard_id,
@@ -36,17 +41,27 @@ def flip(data: bytes, pos: int) -> bytes:
     return bytes(b)
 
 
-def reference_root(frags: list[bytes]) -> bytes:
-    """The tree of the module docstring, computed independently."""
+def reference_tree(leaves: list[bytes], min_width: int) -> bytes:
     width = 1
-    while width < len(frags) or width < 2:
+    while width < len(leaves) or width < min_width:
         width *= 2
-    level = [hashlib.sha256(b"\x00" + f).digest() for f in frags]
-    level += [bytes(32)] * (width - len(frags))
+    level = leaves + [bytes(32)] * (width - len(leaves))
     while len(level) > 1:
         level = [hashlib.sha256(b"\x01" + level[i] + level[i + 1]).digest()
                  for i in range(0, len(level), 2)]
     return level[0]
+
+
+def reference_block_root(frag: bytes) -> bytes:
+    blocks = [frag[i:i + 4096] for i in range(0, len(frag), 4096)] or [b""]
+    return reference_tree([hashlib.sha256(b"\x00" + b).digest() for b in blocks], 1)
+
+
+def reference_root(frags: list[bytes]) -> bytes:
+    """The trees of the module docstring, computed independently."""
+    leaves = [hashlib.sha256(b"\x02" + len(f).to_bytes(8, "big")
+                             + reference_block_root(f)).digest() for f in frags]
+    return reference_tree(leaves, 2)
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 6, 16, 40])
@@ -174,3 +189,52 @@ def test_parse_shard_id_rejects(text: str) -> None:
 def test_parse_shard_id_rejects_trailing_newline() -> None:
     with pytest.raises(ShardProofError, match="bad shard id"):
         parse_shard_id(ROOT_HEX + ".0\n")
+
+
+@pytest.mark.parametrize("length", [0, 1, 4095, 4096, 4097, 8192, 3 * 4096 + 17, 16 * 4096,
+                                    17 * 4096 - 1])
+def test_block_tree_matches_reference(length: int) -> None:
+    frag = random.Random(length).randbytes(length)
+    assert block_count(length) == max(1, -(-length // BLOCK_SIZE))
+    assert block_root(frag) == reference_block_root(frag)
+    levels = block_levels(frag)
+    assert levels[-1] == [block_root(frag)]
+    assert len(levels) == block_depth(length) + 1
+    assert len(levels[0]) == 1 << block_depth(length)
+
+
+def test_one_block_fragment_root_is_its_leaf() -> None:
+    frag = b"x" * 100
+    assert block_depth(100) == 0
+    assert block_root(frag) == hashlib.sha256(b"\x00" + frag).digest()
+
+
+@pytest.mark.parametrize("lengths", [[1, 4096, 4097], [5000, 12288, 99999, 3],
+                                     [65536] * 6, [4096 * 5 + 1] * 3])
+def test_odd_fragment_lengths_verify(lengths: list[int]) -> None:
+    rng = random.Random(sum(lengths))
+    frags = [rng.randbytes(n) for n in lengths]
+    root, proofs = build_stripe(frags)
+    assert root == reference_root(frags)
+    for i, (proof, frag) in enumerate(zip(proofs, frags, strict=True)):
+        assert bytes(verify_shard(root, i, proof + frag)) == frag
+
+
+def test_fragment_length_is_bound_into_the_leaf() -> None:
+    """Two fragments with the same block root but different lengths differ in the stripe."""
+    frag = bytes(4096)
+    root, proofs = build_stripe([frag, b"y"])
+    # the same bytes with one block fewer / one more trailing byte do not verify
+    for other in (frag[:-1], frag + b"\x00"):
+        with pytest.raises(ShardProofError, match="shard 0 does not match"):
+            verify_shard(root, 0, proofs[0] + other)
+
+
+def test_flipped_byte_in_any_block_fails() -> None:
+    frags = [random.Random(i).randbytes(5 * 4096 + 7) for i in range(3)]
+    root, proofs = build_stripe(frags)
+    body = proofs[1] + frags[1]
+    start = len(proofs[1])
+    for pos in (0, 4095, 4096, 3 * 4096 + 5, len(frags[1]) - 1):
+        with pytest.raises(ShardProofError, match="shard 1 does not match"):
+            verify_shard(root, 1, flip(body, start + pos))
