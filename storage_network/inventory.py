@@ -74,7 +74,7 @@ async def _read_record(net: NetworkClient, key: str, node_ids: list[str],
     problems = []
     for node_id in node_ids:
         try:
-            data = await net.nodes[node_id].get_record(key)
+            data = await net.nodes[node_id].get_record(key, peek=True)
         except NodeError as exc:
             problems.append(str(exc))
             continue

@@ -7,6 +7,9 @@ Example (every key shown; ``nixshard network init`` writes it)::
     codec = "isa_l_rs_cauchy"   # pyeclib backend
     zstd_level = 3              # compression level of each chunk's zstd frame
     record_replicas = 3         # nodes that hold each signed record
+    gc_grace_seconds = 86400    # a push must write its record within half of this
+                                # after touching its first shard; `nixshard gc`
+                                # keeps unreferenced shards this recent by default
     publishers = ["cache.example-1:BASE64..."]  # ed25519 public keys, name:base64
 
     [chunking]                  # FastCDC sizes of the uncompressed payload, bytes
@@ -71,6 +74,7 @@ class Network:
     zstd_level: int = 3
     record_replicas: int = 3
     chunking: ChunkingParams = ChunkingParams()
+    gc_grace_seconds: int = 86400
 
     @property
     def n(self) -> int:
@@ -120,6 +124,9 @@ class Network:
                 f"{c.min_size}/{c.avg_size}/{c.max_size}")
         if not 1 <= self.zstd_level <= 22:
             raise NetworkFileError(f"zstd_level {self.zstd_level} must be 1..22")
+        if self.gc_grace_seconds < 2:
+            raise NetworkFileError(
+                f"gc_grace_seconds = {self.gc_grace_seconds} must be at least 2 (seconds)")
         return self
 
     def to_toml(self) -> dict[str, Any]:
@@ -130,6 +137,7 @@ class Network:
             "codec": self.codec,
             "zstd_level": self.zstd_level,
             "record_replicas": self.record_replicas,
+            "gc_grace_seconds": self.gc_grace_seconds,
             "publishers": [key.text() for key in self.publishers.values()],
             "chunking": {
                 "min_size": self.chunking.min_size,
@@ -192,6 +200,7 @@ def parse_network(doc: dict[str, Any]) -> Network:
         record_replicas=_get(doc, "record_replicas", int,
                              default_record_replicas(len(nodes), _get(doc, "m", int, 0))),
         chunking=chunking,
+        gc_grace_seconds=_get(doc, "gc_grace_seconds", int, 86400),
     ).validate()
 
 
@@ -219,8 +228,8 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
                  publishers: Iterable[PublisherKey] = (), **params: Any) -> Network:
     """A validated :class:`Network` over ``node_urls`` (ids ``node-1`` ...).
 
-    Extra keyword arguments set ``codec``, ``zstd_level``, ``record_replicas``
-    or ``chunking``.  Raises NetworkFileError like :meth:`Network.validate`.
+    Extra keyword arguments set ``codec``, ``zstd_level``, ``record_replicas``,
+    ``chunking`` or ``gc_grace_seconds``.  Raises NetworkFileError like :meth:`Network.validate`.
     """
     nodes = tuple(NodeInfo(f"node-{i}", url.rstrip("/")) for i, url in enumerate(node_urls, 1))
     params.setdefault("record_replicas", default_record_replicas(len(nodes), m))

@@ -35,6 +35,8 @@ from .errors import NodeError
 from .network_file import NodeInfo
 
 HAS_BATCH = 5000
+PEEK_HEADER = "X-Nixshard-Peek"
+"""A record read carrying ``X-Nixshard-Peek: 1`` does not move the record's last-read time."""
 
 
 @dataclass(frozen=True)
@@ -87,8 +89,9 @@ class NodeClient:
 
     async def _request(self, method: str, path: str, *, body: bytes | None = None,
                        json_body: Any = None, publisher: Publisher | None = None,
-                       ok: tuple[int, ...] = (200,)) -> tuple[int, bytes]:
-        headers = {}
+                       ok: tuple[int, ...] = (200,),
+                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+        headers = dict(headers or {})
         if publisher is not None:
             digest = hashlib.sha256(body or b"").digest()
             headers.update(sign_write(publisher, method, path, digest))
@@ -179,9 +182,16 @@ class NodeClient:
         await self._request("PUT", f"/records/{key}", body=data, publisher=publisher,
                             ok=(200, 201))
 
-    async def get_record(self, key: str) -> bytes | None:
-        """The record bytes under ``key``, or None when absent (404)."""
-        status, data = await self._request("GET", f"/records/{key}", ok=(200, 404))
+    async def get_record(self, key: str, peek: bool = False) -> bytes | None:
+        """The record bytes under ``key``, or None when absent (404).
+
+        Args:
+            peek: a maintenance read (inventory, audit, gc, repair): sends
+                ``X-Nixshard-Peek: 1`` so the node does not count it as a use
+                of the record (its last-read time stays).
+        """
+        status, data = await self._request("GET", f"/records/{key}", ok=(200, 404),
+                                           headers={PEEK_HEADER: "1"} if peek else None)
         return data if status == 200 else None
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:

@@ -7,11 +7,22 @@ shards it already holds, uploads only the missing ones, and returns the
 manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
 size.  :func:`publish_record` then writes the signed record: the commit
 point, so a reader never sees a record whose shards are not all stored.
+
+Garbage collection (:mod:`storage_network.gc`) may run meanwhile.  The
+``has`` query is signed with ``touch``, so every shard a push reuses gets
+a fresh mtime on its node, as every shard it uploads does; and
+:attr:`PublishStats.touched_at` notes when the first one was touched.
+Given it, :func:`publish_record` refuses to write a record more than half
+the network's ``gc_grace_seconds`` after that (:func:`check_push_window`):
+a collector spares unreferenced shards younger than the grace, so a push
+that keeps to half of it (the other half absorbs clock skew between
+publisher, nodes and collector) never references a collected shard.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -33,18 +44,28 @@ MAX_PUTS_IN_FLIGHT = 24
 
 @dataclass
 class PublishStats:
-    """What one or more publishes did, in bytes and counts."""
+    """What one or more publishes did, in bytes and counts.
+
+    Attributes:
+        touched_at: unix time (publisher's clock) just before the first shard
+            was touched or written; None when nothing was.  Pass it to
+            :func:`publish_record` as ``touched_at``.
+    """
 
     payload_bytes: int = 0
     chunks: int = 0
     chunks_reused: int = 0
     stored_bytes: int = 0
     reused_bytes: int = 0
+    touched_at: float | None = None
 
     def add(self, other: PublishStats) -> None:
-        """Add ``other``'s figures to these."""
-        for name in self.__dataclass_fields__:
+        """Add ``other``'s figures to these (``touched_at``: the earlier one)."""
+        for name in ("payload_bytes", "chunks", "chunks_reused", "stored_bytes",
+                     "reused_bytes"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        times = [t for t in (self.touched_at, other.touched_at) if t is not None]
+        self.touched_at = min(times) if times else None
 
 
 async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: StripeCodec,
@@ -78,7 +99,9 @@ async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher
             wanted[node_id].append((sid, body))
 
     async def has(node_id: str) -> set[str]:
-        return await net.nodes[node_id].has([sid for sid, _ in wanted[node_id]])
+        # touch: the held ones get a fresh mtime, so a gc running now keeps them
+        return await net.nodes[node_id].has([sid for sid, _ in wanted[node_id]],
+                                            touch=publisher)
 
     held = dict(zip(wanted, await asyncio.gather(*(has(nid) for nid in wanted)), strict=True))
 
@@ -126,12 +149,16 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
             stats.payload_bytes += enc.ref.size
             batch.append(enc)
             if len(batch) >= BATCH_CHUNKS:
+                if stats.touched_at is None:
+                    stats.touched_at = time.time()
                 uploads.append(asyncio.create_task(
                     _upload_batch(net, batch, publisher, stats, limit)))
                 batch = []
                 if len(uploads) > 1:
                     await uploads.popleft()
         if batch:
+            if stats.touched_at is None:
+                stats.touched_at = time.time()
             uploads.append(asyncio.create_task(_upload_batch(net, batch, publisher, stats, limit)))
         while uploads:
             await uploads.popleft()
@@ -141,18 +168,51 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     return Manifest(nw.codec, nw.k, nw.m, tuple(refs)), stats
 
 
+def check_push_window(net: NetworkClient, touched_at: float | None,
+                      now: float | None = None) -> None:
+    """Refuse a record written too long after its payload's first shard was touched.
+
+    Args:
+        touched_at: :attr:`PublishStats.touched_at` of the payload (None: no
+            shards, nothing to check).
+        now: the current unix time (default: the clock).
+
+    Raises:
+        NodeError: more than half the network's ``gc_grace_seconds`` passed
+            since ``touched_at``: a garbage collection may have deleted a
+            shard the push reused (pushing again touches them anew).
+    """
+    if touched_at is None:
+        return
+    grace = net.network.gc_grace_seconds
+    elapsed = (time.time() if now is None else now) - touched_at
+    if elapsed > grace / 2:
+        raise NodeError(
+            f"push took longer than gc_grace_seconds/2 ({elapsed:.0f} s > {grace / 2:.0f} s, "
+            f"gc_grace_seconds = {grace}) between touching its first shard and writing its "
+            "record: a garbage collection may have removed shards it reuses; push again")
+
+
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
-                         metadata: bytes, manifest: Manifest) -> int:
+                         metadata: bytes, manifest: Manifest, *,
+                         touched_at: float | None = None) -> int:
     """Sign and write the record to the first ``record_replicas`` nodes of its ranking.
 
     All of them must store it, as every shard's node must: readers rely on
     it, since a reachable top-ranked node without the record proves the
     record absent.  Returns the record size in bytes.
 
+    Args:
+        touched_at: :attr:`PublishStats.touched_at` from :func:`store_payload`;
+            when given, the record is refused if it comes too late (see
+            :func:`check_push_window`).
+
     Raises:
         NodeError: one of those nodes did not store it (the record may then be
-            on some of them; publishing again completes it).
+            on some of them; publishing again completes it), or the push took
+            longer than half of ``gc_grace_seconds`` (nothing written).
     """
+    check_push_window(net, touched_at)
     data = seal_record(publisher, record_key, metadata, manifest)
     targets = record_nodes(net.network.nodes, record_key)[:net.network.record_replicas]
     results = await asyncio.gather(

@@ -196,7 +196,7 @@ async def _repair_records(net: NetworkClient, publisher: Publisher, inv: Invento
         data = None
         for node_id in listed:
             try:
-                data = await net.nodes[node_id].get_record(key)
+                data = await net.nodes[node_id].get_record(key, peek=True)
             except NodeError:
                 continue
             if data is not None:

@@ -1,4 +1,4 @@
-"""Record endpoints: ``PUT``/``GET``/``HEAD /records/{key}``.
+"""Record endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /records/{key}``.
 
 A record key is 32 characters of ``[0-9a-z]`` (to nixshard, a store-path
 hash part; the node does not need to know).  The node stores a record only
@@ -6,26 +6,39 @@ if :func:`storage_network.record.open_record` accepts it under that key
 with one of the node's publisher keys, so it never holds a record an
 accepted publisher did not sign.  A newer valid record may replace an
 older one (atomically).
+
+A ``GET`` counts as a use of the record: the node sets the file's atime to
+now (at most once a minute), which ``GET /records`` reports as the last
+read, so garbage collection can expire records nobody fetches.  A ``GET``
+carrying ``X-Nixshard-Peek: 1`` (the collector's own reads) is not counted;
+neither is ``HEAD``.  ``DELETE /records/{key}?sha256=HEX`` (signed over the
+path with its query) deletes the record only if the stored bytes are the
+ones named, so a record replaced since the collector read it survives.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import re
 
 from aiohttp import web
 
 from storage_network.errors import RecordError
+from storage_network.node_client import PEEK_HEADER
 from storage_network.record import open_record
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
 from .errors import BadRequest, NotFound, Unprocessable
 from .expect import expect_handler
-from .store import RECORD_KEY_RE
+from .routes_shards import MAX_DELETE_BODY_BYTES, PreconditionFailed
+from .store import RECORD_KEY_RE, Deletion
 from .write_auth import check_write, require_signature_headers
 
 log = logging.getLogger("nixshard.node")
+_SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
+_RECORD_HEADERS = {"Content-Type": "application/octet-stream", "Cache-Control": "no-cache"}
 
 
 def _parse_key(request: web.Request) -> str:
@@ -66,14 +79,49 @@ async def put_record(request: web.Request) -> web.Response:
                              status=201 if created else 200)
 
 
-async def get_record(request: web.Request) -> web.StreamResponse:
-    """Send a stored record's bytes (``HEAD``: headers only); 404 absent, 400 bad key."""
+async def get_record(request: web.Request) -> web.Response:
+    """Send a stored record's bytes (``HEAD``: headers only); 404 absent, 400 bad key.
+
+    A ``GET`` without ``X-Nixshard-Peek: 1`` sets the record's atime to now
+    (when it is more than a minute old).
+    """
     key = _parse_key(request)
-    path = request.app[STORE].record_path(key)
-    if not path.is_file():
+    count = request.method == "GET" and request.headers.get(PEEK_HEADER) != "1"
+    data = await request.app[STORE].read_record(key, count_access=count)
+    if data is None:
         raise NotFound(f"no record {key}")
-    return web.FileResponse(path, headers={"Content-Type": "application/octet-stream",
-                                           "Cache-Control": "no-cache"})
+    return web.Response(body=data, headers=_RECORD_HEADERS)
+
+
+def _parse_sha256(request: web.Request) -> bytes:
+    values = request.query.getall("sha256", [])
+    if len(values) != 1 or not _SHA256_RE.fullmatch(values[0]):
+        shown = values[0][:80] if values else ""
+        raise BadRequest(f"delete needs exactly one ?sha256=<64 hex digits>, got {shown!r}")
+    return bytes.fromhex(values[0])
+
+
+async def delete_record(request: web.Request) -> web.Response:
+    """Delete a record if its stored bytes have the SHA-256 ``?sha256=HEX``.
+
+    Signed over the path with its query (``/records/<key>?sha256=HEX``).
+    Answers 204 (deleted), 404 (absent), 412 (the stored record is another
+    one: replaced since), 400 (bad key, missing or bad ``sha256``), 401/403
+    (signature missing or refused).
+    """
+    config, store = request.app[CONFIG], request.app[STORE]
+    key = _parse_key(request)
+    sha256 = _parse_sha256(request)
+    require_signature_headers(request)
+    _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
+    publisher = check_write(request, config.publishers, request.path_qs, digest)
+    outcome = await store.delete_record(key, sha256)
+    if outcome is Deletion.ABSENT:
+        raise NotFound(f"no record {key}")
+    if outcome is Deletion.KEPT:
+        raise PreconditionFailed(f"record {key} is not the one with sha256 {sha256.hex()}; kept")
+    log.info("deleted record %s for publisher %s", key, publisher.name)
+    return web.Response(status=204)
 
 
 def setup(app: web.Application) -> None:
@@ -81,3 +129,4 @@ def setup(app: web.Application) -> None:
     app.router.add_put("/records/{key}", put_record,
                        expect_handler=expect_handler(_precheck_put))
     app.router.add_get("/records/{key}", get_record)
+    app.router.add_delete("/records/{key}", delete_record)

@@ -1,10 +1,17 @@
-"""Shard endpoints: ``PUT``/``GET``/``HEAD /shards/{id}`` and ``POST /shards/has``.
+"""Shard endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /shards/{id}`` and ``POST /shards/has``.
 
 A shard id is ``<64 hex stripe root>.<index 0-255>``; the node checks on
 write that the body's Merkle proof leads from the fragment to that root
 (:func:`storage_network.stripe.verify_shard`), so it stores only shards
 that match their ids.  Shards are immutable: a second PUT of a stored id
-answers 200 and leaves the stored file untouched.
+answers 200 and leaves the stored bytes as they are, but sets the file's
+mtime to now.
+
+The mtime is the garbage collector's clock (see :mod:`storage_network.gc`):
+a signed ``POST /shards/has`` with ``"touch": true`` sets it on every listed
+shard the node holds, and ``DELETE /shards/{id}?before=T`` (signed over the
+path with its query) deletes a shard only if its mtime is earlier than T,
+atomically with respect to touches and PUTs of it.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 
 from aiohttp import web
 
@@ -20,18 +28,26 @@ from storage_network.stripe import parse_shard_id, verify_shard
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
-from .errors import BadRequest, NotFound, Unprocessable
+from .errors import BadRequest, NotFound, RequestError, Unprocessable
 from .expect import expect_handler
+from .store import Deletion
 from .write_auth import check_write, require_signature_headers
 
 log = logging.getLogger("nixshard.node")
 
 MAX_HAS_IDS = 10_000
 MAX_HAS_BODY_BYTES = 2 * 1024 * 1024
+MAX_DELETE_BODY_BYTES = 1024
 _SHARD_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Cache-Control": "public, max-age=31536000, immutable",
 }
+
+
+class PreconditionFailed(RequestError):
+    """412: a conditional delete whose condition no longer holds."""
+
+    status = 412
 
 
 def _parse_id(text: str) -> tuple[bytes, int]:
@@ -84,13 +100,17 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
 
 
 async def post_has(request: web.Request) -> web.Response:
-    """Answer which of the listed shards are stored.
+    """Answer which of the listed shards are stored; optionally touch them.
 
-    Body: ``{"ids": [shard id, ...]}`` (at most 10000 ids, 2 MiB).
-    Answer: ``{"present": [the stored ones, in request order]}``.
-    400 on malformed JSON or any bad id, 413 on a body over 2 MiB.
+    Body: ``{"ids": [shard id, ...], "touch": bool}`` (at most 10000 ids,
+    2 MiB; ``touch`` optional).  Answer: ``{"present": [the stored ones, in
+    request order]}``.  With ``"touch": true`` the request must be signed by
+    an accepted publisher (over the path ``/shards/has``) and the node sets
+    the mtime of every present one to now.
+    400 on malformed JSON, any bad id or a non-boolean touch, 401/403 on a
+    touch without an accepted signature, 413 on a body over 2 MiB.
     """
-    body, _ = await read_body(request, MAX_HAS_BODY_BYTES, "has request")
+    body, digest = await read_body(request, MAX_HAS_BODY_BYTES, "has request")
     try:
         doc = json.loads(body)
     except ValueError as exc:
@@ -98,14 +118,65 @@ async def post_has(request: web.Request) -> web.Response:
     ids = doc.get("ids") if isinstance(doc, dict) else None
     if not isinstance(ids, list):
         raise BadRequest('has request body must be {"ids": [shard id, ...]}')
+    touch = doc.get("touch", False)
+    if not isinstance(touch, bool):
+        raise BadRequest(f"has request: touch must be true or false, got {touch!r}")
+    publisher = None
+    if touch:
+        publisher = check_write(request, request.app[CONFIG].publishers, "/shards/has", digest)
     if len(ids) > MAX_HAS_IDS:
         raise BadRequest(f"has request lists {len(ids)} ids, at most {MAX_HAS_IDS} allowed")
     for item in ids:
         if not isinstance(item, str):
             raise BadRequest(f"bad shard id {item!r}: not a string")
         _parse_id(item)
-    present = await request.app[STORE].present_shards(ids)
+    store = request.app[STORE]
+    if publisher is None:
+        present = await store.present_shards(ids)
+    else:
+        present = await store.touch_shards(ids)
+        log.info("touched %d of %d shards for publisher %s", len(present), len(ids),
+                 publisher.name)
     return web.json_response({"present": present})
+
+
+def _parse_before(request: web.Request) -> float:
+    values = request.query.getall("before", [])
+    if len(values) != 1:
+        raise BadRequest("delete needs exactly one ?before=<unix seconds>")
+    try:
+        before = float(values[0])
+    except ValueError as exc:
+        raise BadRequest(f"before={values[0][:40]!r} is not a number of unix seconds") from exc
+    if not math.isfinite(before) or before < 0:
+        raise BadRequest(f"before={values[0][:40]!r} is not a number of unix seconds")
+    return before
+
+
+async def delete_shard(request: web.Request) -> web.Response:
+    """Delete a shard unless it was written or touched at or after ``?before=T``.
+
+    Signed over the path with its query (``/shards/<id>?before=T``).
+    Answers 204 (deleted), 404 (absent), 412 (mtime >= T: a push wrote or
+    touched it since the collector looked), 400 (bad id, missing or bad
+    ``before``), 401/403 (signature missing or refused).
+    """
+    config, store = request.app[CONFIG], request.app[STORE]
+    shard_id = request.match_info["id"]
+    _parse_id(shard_id)
+    before = _parse_before(request)
+    require_signature_headers(request)
+    _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
+    publisher = check_write(request, config.publishers, request.path_qs, digest)
+    outcome = await store.delete_shard(shard_id, before)
+    if outcome is Deletion.ABSENT:
+        raise NotFound(f"no shard {shard_id}")
+    if outcome is Deletion.KEPT:
+        raise PreconditionFailed(f"shard {shard_id} was written or touched at or after "
+                                 f"{before:.3f}; kept")
+    log.info("deleted shard %s (older than %.3f) for publisher %s", shard_id, before,
+             publisher.name)
+    return web.Response(status=204)
 
 
 def setup(app: web.Application) -> None:
@@ -113,3 +184,4 @@ def setup(app: web.Application) -> None:
     app.router.add_post("/shards/has", post_has)
     app.router.add_put("/shards/{id}", put_shard, expect_handler=expect_handler(_precheck_put))
     app.router.add_get("/shards/{id}", get_shard)
+    app.router.add_delete("/shards/{id}", delete_shard)

@@ -16,18 +16,36 @@ in ``tmp/`` (removed at the next start).
 Names are validated against :data:`storage_network.stripe.SHARD_ID_RE` and
 :data:`RECORD_KEY_RE` before any path is built, so no request can name a
 file outside the data directory.
+
+File times carry garbage-collection state (see :mod:`storage_network.gc`):
+
+- a shard's mtime is when it was last written or touched: a PUT of a shard
+  already held and a signed ``has`` with ``touch`` set it to now, so a
+  collector never deletes a shard a push is about to reference;
+  :meth:`Store.delete_shard` deletes only shards older than the collector's
+  cut-off, and the check and the unlink happen under the lock that touches
+  and PUTs take, so neither can slip in between;
+- a record's atime is when a reader last fetched it (:meth:`Store.read_record`
+  sets it, at most once a minute; records are read with ``O_NOATIME`` so
+  the kernel's own atime updates do not count reads that asked not to be
+  counted).  :meth:`Store.delete_record` deletes a record only if its bytes
+  are the ones the collector judged, under the lock record writes take.
 """
 
 from __future__ import annotations
 
 import asyncio
+import enum
 import errno
 import fcntl
+import hashlib
 import logging
 import os
 import re
 import secrets
 import shutil
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +62,16 @@ RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
 _FANOUT = [f"{i:02x}" for i in range(256)]
 # Filesystems that cannot hard-link: fall back to check-then-rename.
 _NO_LINK_ERRNOS = {errno.EPERM, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK, errno.ENOSYS}
+# A record read moves its atime forward only when the stored one is older than this.
+ATIME_RESOLUTION_SECONDS = 60.0
+
+
+class Deletion(enum.Enum):
+    """What a conditional delete did."""
+
+    DELETED = "deleted"
+    ABSENT = "absent"
+    KEPT = "kept"  # the precondition failed: shard touched since, or record replaced
 
 
 @dataclass(frozen=True)
@@ -80,6 +108,14 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _open_noatime(path: Path) -> int:
+    """Open ``path`` read-only without updating its atime where the kernel allows it."""
+    try:
+        return os.open(path, os.O_RDONLY | os.O_NOATIME)
+    except PermissionError:  # O_NOATIME needs the file's owner: fall back
+        return os.open(path, os.O_RDONLY)
 
 
 def _place(tmp: Path, final: Path, replace: bool) -> bool:
@@ -173,6 +209,10 @@ class Store:
         self.tmp_dir = root / "tmp"
         self.stats = StoreStats()
         self._lock_fd: int | None = None
+        # Held (on worker threads) around every check-then-act on shard and
+        # record files: placing, touching and conditional deletes.
+        self._shard_lock = threading.Lock()
+        self._record_lock = threading.Lock()
 
     @classmethod
     def open(cls, root: Path) -> Store:
@@ -267,7 +307,8 @@ class Store:
         """Make ``temp`` shard ``shard_id``: fsync, link into place, fsync the directory.
 
         An existing shard is kept as it is (shards are immutable) and ``temp``
-        is dropped.
+        is dropped; its mtime is set to now (a push reusing it keeps it from
+        garbage collection).
 
         Returns:
             True if the shard is new, False if it was already stored.
@@ -282,17 +323,70 @@ class Store:
             self.stats.shard_bytes += temp.size
         return created
 
-    @staticmethod
-    def _commit_shard_sync(temp: TempFile, final: Path) -> bool:
-        if final.exists():  # common on re-uploads: skip the fsync of a copy we drop
-            temp.discard()
+    def _touch_if_present(self, final: Path) -> bool:
+        """Set ``final``'s mtime to now if it exists (caller holds the shard lock)."""
+        try:
+            os.utime(final)
+        except FileNotFoundError:
             return False
+        return True
+
+    def _commit_shard_sync(self, temp: TempFile, final: Path) -> bool:
+        with self._shard_lock:
+            if self._touch_if_present(final):  # common on re-uploads: skip the fsync
+                temp.discard()
+                return False
         temp.sync_close()
-        created = _place(temp.path, final, replace=False)
-        temp.committed = True
+        with self._shard_lock:
+            created = _place(temp.path, final, replace=False)
+            temp.committed = True
+            if not created:
+                self._touch_if_present(final)
         if created:
             _fsync_dir(final.parent)
         return created
+
+    async def touch_shards(self, shard_ids: Iterable[str]) -> list[str]:
+        """Set the mtime of the stored ones of ``shard_ids`` (validated) to now.
+
+        Returns:
+            The stored ones, in order.
+        """
+        paths = [(i, self.shard_path(i)) for i in shard_ids]
+
+        def touch() -> list[str]:
+            with self._shard_lock:
+                return [i for i, path in paths if self._touch_if_present(path)]
+
+        return await asyncio.to_thread(touch)
+
+    async def delete_shard(self, shard_id: str, before: float) -> Deletion:
+        """Delete shard ``shard_id`` if its mtime is earlier than ``before`` (unix seconds).
+
+        Returns:
+            DELETED; ABSENT; or KEPT when it was written or touched at or after ``before``.
+
+        Raises:
+            OSError: the disk refused.
+        """
+        final = self.shard_path(shard_id)
+        outcome, size = await asyncio.to_thread(self._delete_shard_sync, final, before)
+        if outcome is Deletion.DELETED:
+            self.stats.shards -= 1
+            self.stats.shard_bytes -= size
+        return outcome
+
+    def _delete_shard_sync(self, final: Path, before: float) -> tuple[Deletion, int]:
+        with self._shard_lock:
+            try:
+                st = os.stat(final, follow_symlinks=False)
+            except FileNotFoundError:
+                return Deletion.ABSENT, 0
+            if st.st_mtime >= before:
+                return Deletion.KEPT, 0
+            os.unlink(final)
+        _fsync_dir(final.parent)
+        return Deletion.DELETED, st.st_size
 
     async def write_record(self, key: str, data: bytes | memoryview) -> bool:
         """Store record ``key`` atomically (temp file, fsync, rename, fsync directory).
@@ -313,10 +407,74 @@ class Store:
         with self.new_temp() as temp:
             temp.write(data)
             temp.sync_close()
-            created = _place(temp.path, final, replace=True)
-            temp.committed = True
+            with self._record_lock:
+                created = _place(temp.path, final, replace=True)
+                temp.committed = True
         _fsync_dir(final.parent)
         return created
+
+    async def read_record(self, key: str, count_access: bool = True) -> bytes | None:
+        """The bytes of record ``key``, or None when absent.
+
+        Args:
+            count_access: set the record's atime to now (when it is more than
+                :data:`ATIME_RESOLUTION_SECONDS` old), so listings report
+                this read; False for reads that are not a use (audit, gc).
+        """
+        return await asyncio.to_thread(self._read_record_sync, self.record_path(key),
+                                       count_access)
+
+    @staticmethod
+    def _read_record_sync(path: Path, count_access: bool) -> bytes | None:
+        try:
+            fd = _open_noatime(path)
+        except FileNotFoundError:
+            return None
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                data = fh.read()
+            if count_access:
+                st = os.fstat(fd)
+                now = time.time()
+                if now - st.st_atime >= ATIME_RESOLUTION_SECONDS:
+                    # by descriptor: a record replaced meanwhile keeps its own times
+                    os.utime(fd, (now, st.st_mtime))
+        finally:
+            os.close(fd)
+        return data
+
+    async def delete_record(self, key: str, sha256: bytes) -> Deletion:
+        """Delete record ``key`` if its stored bytes have SHA-256 ``sha256`` (32 bytes).
+
+        Returns:
+            DELETED; ABSENT; or KEPT when the stored bytes differ (replaced).
+
+        Raises:
+            OSError: the disk refused.
+        """
+        final = self.record_path(key)
+        outcome = await asyncio.to_thread(self._delete_record_sync, final, sha256)
+        if outcome is Deletion.DELETED:
+            self.stats.records -= 1
+        return outcome
+
+    def _delete_record_sync(self, final: Path, sha256: bytes) -> Deletion:
+        with self._record_lock:
+            try:
+                fd = _open_noatime(final)
+            except FileNotFoundError:
+                return Deletion.ABSENT
+            try:
+                digest = hashlib.sha256()
+                while piece := os.read(fd, 1 << 20):
+                    digest.update(piece)
+            finally:
+                os.close(fd)
+            if digest.digest() != sha256:
+                return Deletion.KEPT
+            os.unlink(final)
+        _fsync_dir(final.parent)
+        return Deletion.DELETED
 
     async def present_shards(self, shard_ids: Iterable[str]) -> list[str]:
         """The subset of ``shard_ids`` (already validated) that is stored, in order."""

@@ -96,7 +96,8 @@ async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
     narinfo = make_narinfo(info, nar.sha256, nar.size, manifest.stored_size, nix_key)
     try:
         summary.record_bytes += await publish_record(
-            net, publisher, key, narinfo.render().encode(), manifest)
+            net, publisher, key, narinfo.render().encode(), manifest,
+            touched_at=stats.touched_at)
     except StorageNetworkError as exc:
         raise PushError(f"{info.store_path.path}: record not stored: {exc}") from exc
     summary.stats.add(stats)

@@ -42,7 +42,7 @@ async def test_healthz_counts_move(client: TestClient, publisher: Publisher) -> 
 async def test_unknown_route_and_method_answer_in_the_error_format(client: TestClient) -> None:
     resp = await client.get("/nope")
     assert resp.status == 404 and await resp.text() == "error: not found"
-    resp = await client.delete(f"/shards/{stripe()[0][0]}")
+    resp = await client.patch(f"/shards/{stripe()[0][0]}")
     assert resp.status == 405 and await resp.text() == "error: method not allowed"
     assert "PUT" in resp.headers["Allow"]
 

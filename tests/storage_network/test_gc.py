@@ -1,0 +1,451 @@
+"""Garbage collection against real node processes (one 6-node network, k=4, m=2, per module).
+
+Every test uses its own payloads and record keys; a collection sweeps the
+whole network, so tests only assert about their own objects.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from pathlib import Path
+
+import pytest
+import zstandard
+from click.testing import CliRunner
+
+from nixshard.gc_cli import gc_command, parse_duration
+from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network.auth import Publisher
+from storage_network.errors import NetworkFileError, NodeError, NotFoundError
+from storage_network.fetch import fetch_record, plan_fetch, stream_payload
+from storage_network.gc import GcReport, collect_garbage
+from storage_network.manifest import Manifest
+from storage_network.network_client import NetworkClient
+from storage_network.network_file import init_network, load_network, parse_network
+from storage_network.node_client import ListedShard
+from storage_network.placement import record_nodes
+from storage_network.publish import check_push_window, publish_record, store_payload
+from storage_network.record import seal_record
+from storage_network.stripe import shard_id
+
+from .conftest import NODES, SMALL_CHUNKS, K, M, payload, record_key
+
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def gc_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
+    """A started 6-node network and the path of its publisher's secret-key file."""
+    root = tmp_path_factory.mktemp("gc-net")
+    publisher, secret_text = new_publisher("gc-test-1")
+    key_file = root / "secret.key"
+    key_file.write_text(secret_text)
+    local = LocalNetwork(root, publisher)
+    try:
+        local.start_nodes(NODES, K, M, SMALL_CHUNKS)
+        yield local, key_file
+    finally:
+        local.close()
+
+
+@pytest.fixture
+def local(gc_net: tuple[LocalNetwork, Path]) -> LocalNetwork:
+    return gc_net[0]
+
+
+@pytest.fixture
+def publisher(local: LocalNetwork) -> Publisher:
+    return local.publisher
+
+
+@pytest.fixture
+async def net(local: LocalNetwork) -> AsyncIterator[NetworkClient]:
+    assert local.network is not None
+    async with NetworkClient(local.network, timeout=10.0) as client:
+        yield client
+
+
+async def gc(net: NetworkClient, publisher: Publisher, *, max_age: float | None = None,
+             max_idle: float | None = None, grace: float = 0.0, dry_run: bool = False,
+             force: bool = False) -> GcReport:
+    return await collect_garbage(net, publisher, max_age=max_age, max_idle=max_idle,
+                                 grace=grace, dry_run=dry_run, force=force)
+
+
+async def publish(net: NetworkClient, publisher: Publisher, key: str, data: bytes,
+                  age: float = 0.0) -> Manifest:
+    """Store ``data`` and its record, sealed as created ``age`` seconds ago."""
+    manifest, stats = await store_payload(net, publisher, [data])
+    if age == 0.0:
+        await publish_record(net, publisher, key, b"meta", manifest, touched_at=stats.touched_at)
+        return manifest
+    sealed = seal_record(publisher, key, b"meta", manifest, created=int(time.time() - age))
+    for node in record_nodes(net.network.nodes, key)[:net.network.record_replicas]:
+        await net.nodes[node.id].put_record(key, sealed, publisher)
+    return manifest
+
+
+async def read_back(net: NetworkClient, key: str) -> bytes:
+    record = await fetch_record(net, key)
+    plan = await plan_fetch(net, record.manifest)
+    frames = [frame async for frame in stream_payload(net, plan)]
+    return zstandard.ZstdDecompressor().decompressobj(
+        read_across_frames=True).decompress(b"".join(frames))
+
+
+async def shards_by_node(net: NetworkClient) -> dict[str, set[str]]:
+    return {node_id: {s.id for s in await client.list_shards()}
+            for node_id, client in net.nodes.items()}
+
+
+def stripe_ids(manifest: Manifest, roots: set[bytes] | None = None) -> set[str]:
+    return {shard_id(ref.root, i) for ref in manifest.chunks for i in range(manifest.n)
+            if roots is None or ref.root in roots}
+
+
+def held(listing: dict[str, set[str]]) -> set[str]:
+    return set().union(*listing.values())
+
+
+def deleted_ids(report: GcReport) -> dict[str, set[str]]:
+    return {node_id: {s.id for s in sweep.deleted} for node_id, sweep in report.nodes.items()}
+
+
+def record_files(local: LocalNetwork, key: str) -> list[Path]:
+    paths = [local.node_dir(i) / "records" / key for i in range(1, NODES + 1)]
+    return [p for p in paths if p.exists()]
+
+
+# --- the acceptance test ------------------------------------------------------------------
+
+
+async def test_gc_removes_an_unreferenced_chunk_and_keeps_a_shared_one(
+        net: NetworkClient, publisher: Publisher) -> None:
+    shared = payload(1001, 150_000)
+    data_a = shared + payload(1002, 100_000)
+    data_b = shared + payload(1003, 100_000)
+    key_a, key_b = record_key(1001), record_key(1002)
+    man_a = await publish(net, publisher, key_a, data_a, age=10 * DAY)
+    man_b = await publish(net, publisher, key_b, data_b)
+    roots_a = {c.root for c in man_a.chunks}
+    roots_b = {c.root for c in man_b.chunks}
+    assert roots_a & roots_b, "the payloads share no chunk"
+    assert roots_a - roots_b, "A has no chunk of its own"
+    before = held(await shards_by_node(net))
+    assert stripe_ids(man_a) | stripe_ids(man_b) <= before
+
+    report = await gc(net, publisher, max_age=DAY, grace=0)
+
+    assert [(e.key, e.reason.split(":")[0]) for e in report.expired
+            if e.key in (key_a, key_b)] == [(key_a, "age")]
+    assert report.swept and not report.skipped
+    after = held(await shards_by_node(net))
+    a_only = stripe_ids(man_a, roots_a - roots_b)
+    assert not a_only & after, "A's own chunks left shards behind"
+    assert stripe_ids(man_b) <= after, "a shard of B (or of the shared chunk) went"
+    assert a_only <= set().union(*deleted_ids(report).values())
+    with pytest.raises(NotFoundError):
+        await fetch_record(net, key_a)
+    assert await read_back(net, key_b) == data_b
+
+
+# --- dry run, expiry by age and by last read ----------------------------------------------
+
+
+async def test_dry_run_deletes_nothing_and_lists_what_a_real_run_deletes(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork) -> None:
+    orphan, _ = await store_payload(net, publisher, [payload(2001, 80_000)])
+    old_key = record_key(2001)
+    old = await publish(net, publisher, old_key, payload(2002, 60_000), age=40 * DAY)
+    before = await shards_by_node(net)
+
+    dry = await gc(net, publisher, max_age=30 * DAY, dry_run=True)
+
+    assert await shards_by_node(net) == before
+    assert record_files(local, old_key), "a dry run deleted the record"
+    would = deleted_ids(dry)
+    assert stripe_ids(orphan) | stripe_ids(old) <= held(would)
+    (expired,) = [e for e in dry.expired if e.key == old_key]
+    assert expired.reason.startswith("age: created 40.0 d ago")
+    assert dry.to_json()["dry_run"] is True
+    assert dry.to_json()["deleted_shards"] == sum(len(ids) for ids in would.values())
+
+    real = await gc(net, publisher, max_age=30 * DAY)
+
+    assert deleted_ids(real) == would
+    assert [e.key for e in real.expired] == [e.key for e in dry.expired]
+    assert record_files(local, old_key) == []
+    assert not held(would) & held(await shards_by_node(net))
+
+
+async def test_expiry_by_last_read(net: NetworkClient, publisher: Publisher,
+                                   local: LocalNetwork) -> None:
+    unread, read = record_key(3001), record_key(3002)
+    await publish(net, publisher, unread, payload(3001, 30_000))
+    await publish(net, publisher, read, payload(3002, 30_000))
+    long_ago = time.time() - 2 * DAY
+    for key in (unread, read):
+        for path in record_files(local, key):
+            os.utime(path, (long_ago, path.stat().st_mtime))
+    await fetch_record(net, read)  # a reader: moves the atime of what it fetched
+
+    for _ in range(2):  # the collector's own reads do not count as reads
+        dry = await gc(net, publisher, max_idle=DAY, dry_run=True)
+        assert [e.key for e in dry.expired if e.key in (unread, read)] == [unread]
+        (expired,) = [e for e in dry.expired if e.key == unread]
+        assert expired.reason.startswith("idle: last read 2.0 d ago (max 1.0 d)")
+
+    real = await gc(net, publisher, max_idle=DAY)
+    assert unread in {e.key for e in real.expired}
+    assert record_files(local, unread) == []
+    with pytest.raises(NotFoundError):
+        await fetch_record(net, unread)
+    assert await read_back(net, read) == payload(3002, 30_000)
+
+
+async def test_a_record_replaced_after_it_was_read_survives(
+        net: NetworkClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    key = record_key(3501)
+    data = payload(3501, 30_000)
+    manifest = await publish(net, publisher, key, data, age=10 * DAY)
+    fresh = seal_record(publisher, key, b"meta", manifest)
+    replicas = record_nodes(net.network.nodes, key)[:net.network.record_replicas]
+    target = net.nodes[replicas[0].id]
+    original = target.delete_record
+
+    async def replaced_first(key_: str, sha: str, signer: Publisher) -> bool:
+        await target.put_record(key_, fresh, signer)  # a newer push landed meanwhile
+        return await original(key_, sha, signer)
+
+    monkeypatch.setattr(target, "delete_record", replaced_first)
+    report = await gc(net, publisher, max_age=DAY)
+    (expired,) = [e for e in report.expired if e.key == key]
+    assert replicas[0].id not in expired.nodes
+    assert [(k.node, k.reason) for k in report.kept_records if k.key == key] == [
+        (replicas[0].id, "replaced since it was read, or already gone")]
+    assert await read_back(net, key) == data
+
+
+# --- racing a push ------------------------------------------------------------------------
+
+
+def node_logs(local: LocalNetwork) -> dict[Path, int]:
+    return {p.log_path: p.log_path.stat().st_size for p in local.nodes}
+
+
+def logged_since(marks: dict[Path, int]) -> str:
+    text = ""
+    for path, size in marks.items():
+        with open(path, "rb") as fh:
+            fh.seek(size)
+            text += fh.read().decode(errors="replace")
+    return text
+
+
+async def test_gc_racing_a_push_deletes_none_of_its_shards(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Between the collector's shard listing and its deletes, a push reuses orphaned
+    chunks (touching them) and writes new ones; its record lands after the collection."""
+    old_part = payload(4001, 120_000)
+    orphan, _ = await store_payload(net, publisher, [old_part])  # pushed, never published
+    data = old_part + payload(4002, 60_000)
+    pushed: list[tuple[Manifest, float | None]] = []
+    started: list[bool] = []
+    originals = {node_id: client.list_shards for node_id, client in net.nodes.items()}
+
+    def listing_then_push(node_id: str) -> Callable[[], Awaitable[list[ListedShard]]]:
+        async def list_shards() -> list[ListedShard]:
+            result = await originals[node_id]()
+            if not started:  # once, right after the first node answered
+                started.append(True)
+                manifest, stats = await store_payload(net, publisher, [data])
+                pushed.append((manifest, stats.touched_at))
+            return result
+        return list_shards
+
+    for node_id, client in net.nodes.items():
+        monkeypatch.setattr(client, "list_shards", listing_then_push(node_id))
+    marks = node_logs(local)
+    report = await gc(net, publisher, grace=0)
+
+    ((manifest, touched_at),) = pushed
+    reused = stripe_ids(manifest, {c.root for c in orphan.chunks})
+    assert reused, "the push reused no orphaned chunk"
+    assert not stripe_ids(manifest) & set().union(*deleted_ids(report).values())
+    assert sum(s.kept_recent for s in report.nodes.values()) >= len(reused)
+    assert "412 shard" in logged_since(marks), "no delete met a touched shard"
+    assert stripe_ids(manifest) <= held(await shards_by_node(net))
+    key = record_key(4001)
+    await publish_record(net, publisher, key, b"meta", manifest, touched_at=touched_at)
+    assert await read_back(net, key) == data
+
+
+async def test_recent_unreferenced_shards_are_kept_within_the_grace(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork) -> None:
+    recent, _ = await store_payload(net, publisher, [payload(4501, 40_000)])
+    stale, _ = await store_payload(net, publisher, [payload(4502, 40_000)])
+    long_ago = time.time() - 2 * DAY
+    for sid in stripe_ids(stale):
+        for i in range(1, NODES + 1):
+            path = local.node_dir(i) / "shards" / sid[:2] / sid
+            if path.exists():
+                os.utime(path, (long_ago, long_ago))
+
+    report = await gc(net, publisher, grace=DAY)
+
+    gone = set().union(*deleted_ids(report).values())
+    assert stripe_ids(stale) <= gone
+    assert not stripe_ids(recent) & gone
+    assert stripe_ids(recent) <= held(await shards_by_node(net))
+    assert sum(s.kept_recent for s in report.nodes.values()) >= len(stripe_ids(recent))
+
+
+# --- an incomplete inventory --------------------------------------------------------------
+
+
+async def test_a_node_down_deletes_no_shards_without_force(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork) -> None:
+    orphan, _ = await store_payload(net, publisher, [payload(5001, 60_000)])
+    listing = await shards_by_node(net)
+    on_live_nodes = stripe_ids(orphan) & set().union(
+        *(ids for node_id, ids in listing.items() if node_id != f"node-{NODES}"))
+    assert on_live_nodes and on_live_nodes != stripe_ids(orphan)
+    local.nodes[-1].kill()
+    try:
+        report = await gc(net, publisher, grace=0)
+        assert not report.swept and report.deleted_shards == 0
+        assert any(f"node node-{NODES} could not list its records" in s for s in report.skipped)
+        assert any("no shard deleted" in s for s in report.skipped)
+        assert on_live_nodes <= held(await shards_by_node_up(net, local))
+
+        forced = await gc(net, publisher, grace=0, force=True)
+        assert forced.swept and forced.deleted_shards > 0
+        assert "not swept" in forced.nodes[f"node-{NODES}"].errors[0]
+        assert not on_live_nodes & held(await shards_by_node_up(net, local))
+    finally:
+        local.restart_node(NODES)
+
+
+async def shards_by_node_up(net: NetworkClient, local: LocalNetwork) -> dict[str, set[str]]:
+    up = {p.name for p in local.nodes if p.running}
+    return {node_id: {s.id for s in await client.list_shards()}
+            for node_id, client in net.nodes.items() if node_id in up}
+
+
+async def test_an_unreadable_record_deletes_no_shards_without_force(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork) -> None:
+    orphan, _ = await store_payload(net, publisher, [payload(5501, 40_000)])
+    junk = local.node_dir(1) / "records" / record_key(5501)
+    junk.write_bytes(b"not a record")
+    try:
+        report = await gc(net, publisher, grace=0)
+        assert not report.swept
+        assert any(f"record {record_key(5501)} could not be opened" in s for s in report.skipped)
+        assert stripe_ids(orphan) <= held(await shards_by_node(net))
+    finally:
+        junk.unlink()
+
+
+# --- the push side ------------------------------------------------------------------------
+
+
+async def test_a_push_touches_the_shards_it_reuses(net: NetworkClient, publisher: Publisher,
+                                                   local: LocalNetwork) -> None:
+    data = payload(6001, 50_000)
+    first, stats = await store_payload(net, publisher, [data])
+    assert stats.touched_at is not None and abs(stats.touched_at - time.time()) < 60
+    paths = [local.node_dir(i) / "shards" / sid[:2] / sid
+             for sid in stripe_ids(first) for i in range(1, NODES + 1)]
+    paths = [p for p in paths if p.exists()]
+    assert len(paths) == len(stripe_ids(first))
+    for path in paths:
+        os.utime(path, (1e9, 1e9))
+    start = time.time()
+    again, stats2 = await store_payload(net, publisher, [data])
+    assert again == first and stats2.chunks_reused == stats2.chunks
+    assert all(p.stat().st_mtime >= start - 1 for p in paths)
+
+
+async def test_a_record_after_half_the_grace_is_refused(net: NetworkClient,
+                                                        publisher: Publisher) -> None:
+    key = record_key(6501)
+    manifest, stats = await store_payload(net, publisher, [payload(6501, 20_000)])
+    half = net.network.gc_grace_seconds / 2
+    with pytest.raises(NodeError, match="push took longer than gc_grace_seconds"):
+        await publish_record(net, publisher, key, b"meta", manifest,
+                             touched_at=time.time() - half - 5)
+    with pytest.raises(NotFoundError):
+        await fetch_record(net, key)
+    check_push_window(net, None)
+    check_push_window(net, 1000.0, now=1000.0 + half)
+    with pytest.raises(NodeError, match="push again"):
+        check_push_window(net, 1000.0, now=1000.0 + half + 1)
+    await publish_record(net, publisher, key, b"meta", manifest, touched_at=stats.touched_at)
+    assert (await fetch_record(net, key)).manifest == manifest
+
+
+def test_gc_grace_seconds_in_the_network_file(tmp_path: Path) -> None:
+    nodes = [{"id": f"node-{i}", "url": f"http://127.0.0.1:{9000 + i}"} for i in (1, 2, 3)]
+    assert parse_network({"k": 2, "m": 1, "nodes": nodes}).gc_grace_seconds == 86400
+    network = init_network([n["url"] for n in nodes], 2, 1, gc_grace_seconds=3600)
+    assert network.to_toml()["gc_grace_seconds"] == 3600
+    path = tmp_path / "network.toml"
+    path.write_text("k = 2\nm = 1\ngc_grace_seconds = 3600\n" + "".join(
+        f'[[nodes]]\nid = "{n["id"]}"\nurl = "{n["url"]}"\n' for n in nodes))
+    assert load_network(path) == network
+    for bad, message in ((1, "at least 2"), ("1d", "must be a int"), (True, "must be a int")):
+        with pytest.raises(NetworkFileError, match=message):
+            parse_network({"k": 2, "m": 1, "nodes": nodes, "gc_grace_seconds": bad})
+
+
+# --- the command --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * DAY), ("12h", 43200.0),
+                                               ("90m", 5400.0), ("45s", 45.0), ("2w", 14 * DAY),
+                                               ("600", 600.0), ("1.5h", 5400.0)])
+def test_parse_duration(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "d", "30x", "-1d", "1d2h", "3 days"])
+def test_parse_duration_refuses(text: str) -> None:
+    with pytest.raises(ValueError, match="is not a duration"):
+        parse_duration(text)
+
+
+def test_gc_command_dry_run_json(gc_net: tuple[LocalNetwork, Path]) -> None:
+    local, key_file = gc_net
+    result = CliRunner().invoke(gc_command, [
+        "--network", str(local.network_file), "--signing-key", str(key_file),
+        "--max-age", "3650d", "--max-idle", "3650d", "--dry-run", "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["dry_run"] is True
+    assert report["grace_seconds"] == 86400.0
+    assert set(report["nodes"]) == {f"node-{i}" for i in range(1, NODES + 1)}
+
+
+def test_gc_command_text_and_bad_duration(gc_net: tuple[LocalNetwork, Path]) -> None:
+    local, key_file = gc_net
+    args = ["--network", str(local.network_file), "--signing-key", str(key_file)]
+    result = CliRunner().invoke(gc_command, [*args, "--dry-run", "--grace", "1h"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith("gc (dry run): ")
+    assert "below the network's gc_grace_seconds" in result.stderr
+    result = CliRunner().invoke(gc_command, [*args, "--max-age", "soon"])
+    assert result.exit_code == 2 and "is not a duration" in result.output
+
+
+def test_gc_command_refuses_a_key_the_network_does_not_list(
+        gc_net: tuple[LocalNetwork, Path], tmp_path: Path) -> None:
+    local, _ = gc_net
+    other = tmp_path / "other.key"
+    other.write_text(new_publisher("someone-else-1")[1])
+    result = CliRunner().invoke(gc_command, ["--network", str(local.network_file),
+                                             "--signing-key", str(other), "--dry-run"])
+    assert result.exit_code == 1 and "does not list publisher key" in result.output
