@@ -59,6 +59,12 @@ class NotFound(RequestError):
     status = 404
 
 
+class PreconditionFailed(RequestError):
+    """412: a conditional delete whose condition no longer holds (touched or replaced since)."""
+
+    status = 412
+
+
 class PayloadTooLarge(RequestError):
     """413: the request body exceeds the node's limit for that kind of object."""
 

@@ -30,9 +30,9 @@ from storage_network.record import open_record
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
-from .errors import BadRequest, NotFound, Unprocessable
+from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
-from .routes_shards import MAX_DELETE_BODY_BYTES, PreconditionFailed
+from .routes_shards import MAX_DELETE_BODY_BYTES
 from .store import RECORD_KEY_RE, Deletion
 from .write_auth import check_write, require_signature_headers
 

@@ -28,7 +28,7 @@ from storage_network.stripe import parse_shard_id, verify_shard
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
-from .errors import BadRequest, NotFound, RequestError, Unprocessable
+from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
 from .store import Deletion
 from .write_auth import check_write, require_signature_headers
@@ -42,12 +42,6 @@ _SHARD_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Cache-Control": "public, max-age=31536000, immutable",
 }
-
-
-class PreconditionFailed(RequestError):
-    """412: a conditional delete whose condition no longer holds."""
-
-    status = 412
 
 
 def _parse_id(text: str) -> tuple[bytes, int]:
