@@ -13,6 +13,7 @@ from .records import RecordLookup
 from .routes.nar import nar
 from .routes.narinfo import narinfo
 from .routes.nix_cache_info import nix_cache_info
+from .routes.nodes import nodes
 from .state import CONFIG, NETWORK, RECORDS
 
 
@@ -22,7 +23,8 @@ def create_app(config: ServeConfig) -> web.Application:
     app[CONFIG] = config
 
     async def network_ctx(app: web.Application) -> AsyncIterator[None]:
-        async with NetworkClient(config.network, timeout=config.node_timeout) as net:
+        async with NetworkClient(config.network, timeout=config.node_timeout,
+                                 scores=config.scores, hedge_after=config.hedge_after) as net:
             app[NETWORK] = net
             app[RECORDS] = RecordLookup(net, config.record_cache)
             yield
@@ -31,4 +33,5 @@ def create_app(config: ServeConfig) -> web.Application:
     app.router.add_get("/nix-cache-info", nix_cache_info)
     app.router.add_get("/{hash}.narinfo", narinfo)
     app.router.add_get("/nar/{file}", nar)
+    app.router.add_get("/nixshard/nodes", nodes)
     return app

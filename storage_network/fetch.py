@@ -1,30 +1,42 @@
-"""The read path: record lookup, availability plan, verified chunk stream.
+"""The read path: record lookup, availability plan, hedged and verified chunk fetch.
 
 - :func:`fetch_record` asks the first ``record_replicas`` nodes of the
-  record's rendezvous ranking and verifies the signature.  A publish stores
-  the record on all of them, so when one of them answers and none holds a
-  valid record (none, or one failing its signature check, which is logged)
-  the record is absent (:class:`NotFoundError`); when none answers it
-  raises :class:`RecordUnavailableError`.  With ``record_replicas >= m + 1``
-  a miss stays a 404 while up to m nodes are down.
-- :func:`plan_fetch` asks every node, in one request per node, which of its
-  shards it holds, and fails with :class:`ChunkUnavailableError` if any
-  chunk has fewer than k reachable shards: callers do this before they
-  commit to a response.
+  record's rendezvous ranking and verifies the signature; once a valid
+  record is in, slower replicas get ``hedge_after`` seconds more, then are
+  no longer waited for.  A publish stores the record on all of them, so
+  when one of them answers and none holds a valid record (none, or one
+  failing its signature check, which is logged) the record is absent
+  (:class:`NotFoundError`); when none answers it raises
+  :class:`RecordUnavailableError`.  With ``record_replicas >= m + 1`` a
+  miss stays a 404 while up to m nodes are down.
+- :func:`plan_fetch` finds every chunk's shards with
+  :func:`~storage_network.locate.locate_shards` (one ``has`` request per
+  node; shards moved past the first n nodes of a ranking by repair are
+  found too; ``has`` answers slower than the client's ``hedge_after`` are
+  abandoned once every chunk has k claimed shards) and fails with
+  :class:`ChunkUnavailableError` if any chunk has fewer than k: callers do
+  this before they commit to a response.
+- :func:`fetch_chunk` asks k nodes for k distinct shards, data shards on
+  nodes in good standing first (see :mod:`storage_network.node_health`).
+  Every body is checked against the stripe root.  A body that fails its
+  proof, a 404 for a claimed shard, a connection error or a timeout counts
+  against the node and another candidate is asked at once; when the k are
+  not all verified within ``hedge_after`` seconds, one more candidate is
+  asked per such period (another index, or another holder of the same
+  index).  The first k verified fragments win; the other requests are
+  cancelled, and the nodes of those that ran ``hedge_after`` seconds or
+  more are recorded as slow.
 - :func:`stream_payload` yields the chunks' zstd frames in order, fetching
-  ``prefetch`` chunks ahead.  Each chunk takes its data shards first (no
-  decoding then); every shard is checked against the stripe root before
-  use, and a node that serves wrong bytes is logged and replaced by another
-  shard of the same stripe.
+  ``prefetch`` chunks ahead.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import defaultdict
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import TypeVar
 
 from .auth import PublisherKey
 from .errors import (
@@ -35,23 +47,27 @@ from .errors import (
     RecordUnavailableError,
     ShardProofError,
 )
+from .locate import locate_shards
 from .manifest import ChunkRef, Manifest
 from .network_client import NetworkClient
 from .network_file import NodeInfo
-from .placement import record_nodes, shard_nodes
+from .placement import record_nodes
 from .record import Record, open_record
 from .stripe import shard_id, verify_shard
 
 log = logging.getLogger("nixshard.network")
 DEFAULT_PREFETCH = 8
+_T = TypeVar("_T")
 
 
 async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
                       trusted: dict[str, PublisherKey]) -> Record | None | Exception:
+    """The node's valid record, None if it has none (or an invalid one), or its NodeError."""
     try:
         data = await net.nodes[node.id].get_record(key)
     except NodeError as exc:
         log.info("record %s: %s", key, exc)
+        net.health.failed(node.id, str(exc))
         return exc
     if data is None:
         return None
@@ -59,134 +75,311 @@ async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
         return open_record(trusted, key, data)
     except RecordError as exc:
         # A record we cannot trust is no record: it counts as "absent here".
+        # Not held against the node: the key may just be one we do not trust.
         log.warning("node %s served a bad record for %s: %s", node.id, key, exc)
         return None
+
+
+async def _ask_round(net: NetworkClient, nodes: list[NodeInfo], key: str,
+                     trusted: dict[str, PublisherKey]) -> dict[str, Record | None | Exception]:
+    """Ask ``nodes`` at once; after the first valid record, the rest get ``hedge_after`` s."""
+    loop = asyncio.get_running_loop()
+    tasks = {asyncio.create_task(_ask_record(net, node, key, trusted)): node for node in nodes}
+    answers: dict[str, Record | None | Exception] = {}
+    pending = set(tasks)
+    grace_end: float | None = None
+    try:
+        while pending:
+            timeout = None if grace_end is None else max(0.0, grace_end - loop.time())
+            done, pending = await asyncio.wait(pending, timeout=timeout,
+                                               return_when=asyncio.FIRST_COMPLETED)
+            if not done:
+                break
+            answers.update((tasks[task].id, task.result()) for task in done)
+            if grace_end is None and any(isinstance(a, Record) for a in answers.values()):
+                grace_end = loop.time() + net.hedge_after
+    finally:
+        await _cancel(pending)
+    for task in pending:
+        net.health.slow(tasks[task].id, f"record {key}: hedged past")
+    return answers
 
 
 async def fetch_record(net: NetworkClient, key: str,
                        trusted: dict[str, PublisherKey] | None = None) -> Record:
     """The verified record under ``key``.
 
+    Asks the first ``record_replicas`` nodes of the record's ranking; for
+    each that does not answer it asks the next node of the ranking, until
+    ``record_replicas`` nodes have answered or the ranking is exhausted
+    (repair copies records past dead nodes the same way).
+
     Args:
         trusted: publisher keys whose records are accepted (default: the
             network file's publishers).
 
+    Once a valid record has arrived, the other nodes of that round get
+    ``net.hedge_after`` seconds more; then the valid record first in ranking
+    order wins and the requests still running are cancelled and recorded as slow.
+
     Raises:
-        NotFoundError: a record node answered and none holds a valid record.
-        RecordUnavailableError: none of the record's nodes answered.
+        NotFoundError: no valid record, and at least one of the first
+            ``record_replicas`` nodes (where every publish writes it) answered
+            that it has none.
+        RecordUnavailableError: no valid record, and none of the first
+            ``record_replicas`` nodes answered: the record may exist on them,
+            so this is not a 404.
     """
     keys = net.network.publishers if trusted is None else trusted
-    replicas = record_nodes(net.network.nodes, key)[:net.network.record_replicas]
-    answers = await asyncio.gather(*(_ask_record(net, n, key, keys) for n in replicas))
-    for answer in answers:
-        if isinstance(answer, Record):
-            return answer
-    denials = sum(answer is None for answer in answers)
-    if denials:
-        raise NotFoundError(f"record {key}: absent on {denials} of its {len(replicas)} nodes")
+    ranked = record_nodes(net.network.nodes, key)
+    wanted = net.network.record_replicas
+    answers: dict[str, Record | None | Exception] = {}
+    asked: list[NodeInfo] = []
+    while True:
+        answered = sum(not isinstance(a, Exception) for a in answers.values())
+        batch = ranked[len(asked):len(asked) + wanted - answered]
+        if not batch:
+            break
+        asked += batch
+        answers.update(await _ask_round(net, batch, key, keys))
+        for node in asked:
+            answer = answers.get(node.id)
+            if isinstance(answer, Record):
+                return answer
+    ordered = [answers.get(node.id) for node in asked]
+    home_denials = sum(answers.get(node.id, False) is None for node in ranked[:wanted])
+    if home_denials:
+        denials = sum(answer is None for answer in ordered)
+        raise NotFoundError(f"record {key}: absent on {denials} of the {len(asked)} nodes asked")
+    home = [answers.get(node.id) for node in ranked[:wanted]]
+    further = len(asked) - len(home)
     raise RecordUnavailableError(
-        f"record {key}: none of its {len(replicas)} nodes answered; "
-        + "; ".join(str(a) for a in answers))
+        f"record {key}: none of its {len(home)} replica nodes answered"
+        + (f" ({further} further nodes asked, none holds it)" if further else "") + "; "
+        + "; ".join(str(a) for a in home))
+
+
+async def _cancel(tasks: set[asyncio.Task[_T]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
 
 
 @dataclass(frozen=True)
 class FetchPlan:
-    """Where each chunk's shards are: per chunk, shard index -> node that claims it."""
+    """Where each chunk's shards are.
+
+    Attributes:
+        manifest: what is fetched.
+        holders: per chunk, shard index -> the nodes claiming it, in the
+            chunk's ranking order; at least k indices per chunk.
+    """
 
     manifest: Manifest
-    holders: tuple[dict[int, NodeInfo], ...]
+    holders: tuple[dict[int, list[NodeInfo]], ...]
 
 
 async def plan_fetch(net: NetworkClient, manifest: Manifest) -> FetchPlan:
-    """Check that every chunk of ``manifest`` has at least k reachable shards.
+    """Find every chunk's shards; check each chunk has at least k claimed.
+
+    Nodes that do not answer count as failed in ``net.health``; nodes whose
+    answer was abandoned (slower than ``net.hedge_after`` seconds while the
+    others sufficed) as slow.
 
     Raises:
-        ChunkUnavailableError: naming the first short chunk and the nodes
-            that could not be reached.
+        ChunkUnavailableError: the network has fewer than n nodes, or a
+            chunk has fewer than k claimed shards (naming the first such
+            chunk and the nodes that could not be reached).
     """
     nodes = net.network.nodes
-    placed = [shard_nodes(nodes, c.chunk_id, manifest.n) for c in manifest.chunks]
-    if any(len(p) < manifest.n for p in placed):
+    if len(nodes) < manifest.n:
         raise ChunkUnavailableError(
             f"manifest wants {manifest.n} shards a chunk, the network has {len(nodes)} nodes")
-    wanted: dict[str, set[str]] = defaultdict(set)
-    for ref, pnodes in zip(manifest.chunks, placed, strict=True):
-        for index, node in enumerate(pnodes):
-            wanted[node.id].add(shard_id(ref.root, index))
-    failed: dict[str, str] = {}
-
-    async def ask(node_id: str) -> set[str]:
-        try:
-            return await net.nodes[node_id].has(sorted(wanted[node_id]))
-        except NodeError as exc:
-            failed[node_id] = str(exc)
-            return set()
-
-    held = dict(zip(wanted, await asyncio.gather(*(ask(nid) for nid in wanted)), strict=True))
-    holders = []
-    for number, (ref, pnodes) in enumerate(zip(manifest.chunks, placed, strict=True)):
-        have = {i: node for i, node in enumerate(pnodes) if shard_id(ref.root, i) in held[node.id]}
+    found = await locate_shards(net, manifest.chunks, manifest.k, manifest.m,
+                                want=manifest.k, settle=net.hedge_after)
+    for node_id, reason in found.unreachable.items():
+        net.health.failed(node_id, reason)
+    for node_id, reason in found.slow.items():
+        net.health.slow(node_id, reason)
+    for number, have in enumerate(found.holders):
         if len(have) < manifest.k:
-            down = ", ".join(sorted(failed)) or "none"
+            down = ", ".join(sorted(found.unreachable)) or "none"
             raise ChunkUnavailableError(
                 f"chunk {number} of {len(manifest.chunks)}: {len(have)} of {manifest.n} shards "
                 f"reachable, {manifest.k} needed (unreachable nodes: {down})")
-        holders.append(have)
-    return FetchPlan(manifest, tuple(holders))
+    return FetchPlan(manifest, tuple(found.holders))
 
 
-async def _get_shard(net: NetworkClient, node: NodeInfo, sid: str) -> bytes | None:
-    """The shard body a node serves, or None (logged) when it fails or lacks it."""
+@dataclass(frozen=True)
+class _Candidate:
+    """One shard request a chunk fetch may make: shard ``index`` from ``node``,
+    the ``pos``-th of that shard's holders in ranking order."""
+
+    index: int
+    node: NodeInfo
+    pos: int
+
+
+def _candidates(holders: dict[int, list[NodeInfo]]) -> list[_Candidate]:
+    """Every (index, holder) pair of ``holders``."""
+    return [_Candidate(index, node, pos)
+            for index, nodes in holders.items() for pos, node in enumerate(nodes)]
+
+
+def _preference(net: NetworkClient, k: int, cand: _Candidate
+                ) -> tuple[int, int, bool, int, int]:
+    """Sort key of a candidate, lower first: the node's standing and audit score
+    bucket now (``net.health.rank``), data before parity, shard index, ranking order."""
+    standing, bucket = net.health.rank(cand.node.id)
+    return standing, bucket, cand.index >= k, cand.index, cand.pos
+
+
+def _fragment(root: bytes, index: int, body: bytes) -> bytes:
+    return bytes(verify_shard(root, index, body))
+
+
+async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
+                     problems: list[str]) -> bytes | None:
+    """The verified fragment of one shard, or None.
+
+    On failure the node is reported to ``net.health`` (bad data and a
+    missing claimed shard bench it; an error or timeout demotes it), the
+    failure is logged and a line is added to ``problems``.
+    """
+    node, sid = cand.node, shard_id(ref.root, cand.index)
     try:
         body = await net.nodes[node.id].get_shard(sid)
     except NodeError as exc:
         log.warning("shard %s: %s", sid[:20], exc)
+        net.health.failed(node.id, str(exc))
+        problems.append(str(exc))
         return None
     if body is None:
         log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
-    return body
+        net.health.bad(node.id, f"claimed shard {sid[:20]} but did not serve it")
+        problems.append(f"node {node.id} claimed shard {cand.index} but does not serve it")
+        return None
+    loop = asyncio.get_running_loop()
+    try:
+        fragment = await loop.run_in_executor(net.pool, _fragment, ref.root, cand.index, body)
+    except ShardProofError as exc:
+        log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], exc)
+        net.health.bad(node.id, f"served bad data for shard {sid[:20]}: {exc}")
+        problems.append(f"node {node.id} served bad data for shard {cand.index}")
+        return None
+    net.health.served(node.id, len(body))
+    return fragment
 
 
-def _verify_shards(ref: ChunkRef, served: list[tuple[int, NodeInfo, bytes | None]]
-                   ) -> dict[int, bytes]:
-    """The fragments of the served bodies that prove membership in ``ref``'s stripe.
+class _HedgedFetch:
+    """The requests of one chunk fetch (see :func:`fetch_chunk`)."""
 
-    A body that fails its proof is logged with the node that served it.
-    """
-    good: dict[int, bytes] = {}
-    for index, node, body in served:
-        if body is None:
-            continue
+    def __init__(self, net: NetworkClient, ref: ChunkRef, k: int,
+                 candidates: list[_Candidate]) -> None:
+        self.net, self.ref, self.k = net, ref, k
+        self.queue = candidates
+        self.running: dict[asyncio.Task[bytes | None], tuple[_Candidate, float]] = {}
+        self.fragments: dict[int, bytes] = {}
+        self.problems: list[str] = []
+
+    def _launch(self) -> bool:
+        """Ask the best candidate not asked yet; False when none is left.
+
+        Candidates are ranked by :func:`_preference` at the time of asking,
+        so a node benched meanwhile (by this fetch or another) goes last.
+        An index neither verified nor being fetched is preferred; else
+        another holder of an index still being fetched.
+        """
+        busy = {cand.index for cand, _ in self.running.values()}
+        wanted = sorted((c for c in self.queue if c.index not in self.fragments),
+                        key=lambda c: _preference(self.net, self.k, c))
+        pick = next((c for c in wanted if c.index not in busy), None) \
+            or next(iter(wanted), None)
+        if pick is None:
+            return False
+        self.queue.remove(pick)
+        task = asyncio.create_task(_fetch_one(self.net, self.ref, pick, self.problems))
+        self.running[task] = (pick, asyncio.get_running_loop().time())
+        return True
+
+    def _top_up(self) -> None:
+        """Keep enough distinct indices in flight to reach k if they all verify."""
+        while True:
+            busy = {cand.index for cand, _ in self.running.values()} - self.fragments.keys()
+            if len(self.fragments) + len(busy) >= self.k or not self._launch():
+                return
+
+    async def run(self) -> dict[int, bytes]:
+        """At least k verified fragments by index.
+
+        Raises:
+            ChunkUnavailableError: every candidate was tried and fewer than
+                k fragments verified.
+        """
+        loop = asyncio.get_running_loop()
+        hedge_after = self.net.hedge_after
+        self._top_up()
+        next_hedge = loop.time() + hedge_after
+        complete = False
         try:
-            good[index] = bytes(verify_shard(ref.root, index, body))
-        except ShardProofError as exc:
-            log.warning("node %s served bad data for shard %s: %s",
-                        node.id, shard_id(ref.root, index)[:20], exc)
-    return good
+            while len(self.fragments) < self.k and self.running:
+                done, _ = await asyncio.wait(set(self.running),
+                                             timeout=max(0.0, next_hedge - loop.time()),
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:
+                    self._launch()
+                    next_hedge = loop.time() + hedge_after
+                    continue
+                for task in done:
+                    cand, _ = self.running.pop(task)
+                    fragment = task.result()
+                    if fragment is not None:
+                        self.fragments.setdefault(cand.index, fragment)
+                self._top_up()
+            complete = len(self.fragments) >= self.k
+        finally:
+            await self._stop(complete)
+        if not complete:
+            raise ChunkUnavailableError(
+                f"chunk {self.ref.chunk_id.hex()[:16]}: {len(self.fragments)} of {self.k} "
+                f"needed fragments verified ({'; '.join(self.problems) or 'no more holders'})")
+        return self.fragments
+
+    async def _stop(self, complete: bool) -> None:
+        """Cancel what still runs; when the fetch completed, a request running
+        ``hedge_after`` seconds or more was hedged past: its node was slow."""
+        now = asyncio.get_running_loop().time()
+        if complete:
+            for cand, started in self.running.values():
+                if now - started >= self.net.hedge_after:
+                    self.net.health.slow(cand.node.id, f"hedged past after {now - started:.1f} s "
+                                         f"on shard {shard_id(self.ref.root, cand.index)[:20]}")
+        await _cancel(set(self.running))
+        self.running.clear()
 
 
 async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
-                      holders: dict[int, NodeInfo]) -> bytes:
+                      holders: dict[int, list[NodeInfo]]) -> bytes:
     """Fetch, verify and decode one chunk; returns its zstd frame.
 
-    Hashing and decoding run on the client's pool, off the event loop.
+    Args:
+        manifest: gives the codec, k and m (its chunk list is not used).
+        holders: shard index -> nodes claiming that shard, in ranking order
+            (from :func:`plan_fetch` or :func:`~storage_network.locate.locate_shards`).
+
+    Requests are hedged after ``net.hedge_after`` seconds and every outcome
+    is reported to ``net.health`` (see the module docstring).  Hashing and
+    decoding run on the client's pool, off the event loop.
 
     Raises:
-        ChunkUnavailableError: fewer than k shards could be fetched and verified.
+        ChunkUnavailableError: fewer than k shards could be fetched and
+            verified, or they did not decode to the chunk's frame.
     """
-    loop = asyncio.get_running_loop()
-    candidates = sorted(holders)  # data shards (index < k) first
-    fragments: dict[int, bytes] = {}
-    pos = 0
-    while len(fragments) < manifest.k and pos < len(candidates):
-        take = candidates[pos:pos + manifest.k - len(fragments)]
-        pos += len(take)
-        bodies = await asyncio.gather(
-            *(_get_shard(net, holders[i], shard_id(ref.root, i)) for i in take))
-        served = [(i, holders[i], body) for i, body in zip(take, bodies, strict=True)]
-        fragments.update(await loop.run_in_executor(net.pool, _verify_shards, ref, served))
+    fragments = await _HedgedFetch(net, ref, manifest.k, _candidates(holders)).run()
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    return await loop.run_in_executor(net.pool, codec.decode, ref, fragments)
+    return await asyncio.get_running_loop().run_in_executor(net.pool, codec.decode, ref,
+                                                            fragments)
 
 
 async def stream_payload(net: NetworkClient, plan: FetchPlan,

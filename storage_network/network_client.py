@@ -1,4 +1,4 @@
-"""One client for the whole network: a session, a node client per node, the codec."""
+"""One client for the whole network: a session, a node client per node, codecs, node health."""
 
 from __future__ import annotations
 
@@ -11,23 +11,41 @@ import aiohttp
 from .codec import StripeCodec
 from .network_file import Network
 from .node_client import NodeClient
+from .node_health import NodeHealth
+from .scores import Scores
+
+DEFAULT_HEDGE_AFTER = 0.5
 
 
 class NetworkClient:
     """Async context manager holding what readers and publishers share.
 
-    That is an HTTP session, a client per node, codecs, and ``pool``: the
+    That is an HTTP session, a client per node, codecs, ``pool``: the
     thread pool (one thread a core) that encodes, verifies and decodes off
-    the event loop.
+    the event loop, and ``health``: how each node behaved on the read path
+    (see :mod:`storage_network.node_health`).
 
     Args:
         network: the parsed network file.
         timeout: seconds for one node request.
         connections: open connections at most, over all nodes.
+        scores: audit scores that order reads among nodes in good standing
+            (loaded by the entry point; None: every node counts as 1.0).
+        hedge_after: seconds a read waits for its first k shards (and for
+            ``has`` answers) before it asks one more node per such period.
+
+    Raises:
+        ValueError: ``hedge_after`` is not positive.
     """
 
-    def __init__(self, network: Network, timeout: float = 30.0, connections: int = 128):
+    def __init__(self, network: Network, timeout: float = 30.0, connections: int = 128, *,
+                 scores: Scores | None = None, hedge_after: float = DEFAULT_HEDGE_AFTER):
+        if not hedge_after > 0:
+            raise ValueError(f"hedge_after must be a positive number of seconds, "
+                             f"not {hedge_after}")
         self.network = network
+        self.hedge_after = hedge_after
+        self.health = NodeHealth(scores)
         self._timeout = timeout
         self._connections = connections
         self._session: aiohttp.ClientSession | None = None

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from aiohttp import web
+from aiohttp.typedefs import Middleware
 
 from . import routes_health, routes_listing, routes_proofs, routes_records, routes_shards
 from .appkeys import CONFIG, STORE
 from .config import NodeConfig
+from .faults import fault_middleware
 from .responses import error_middleware
 from .store import Store
 
@@ -23,7 +25,10 @@ def create_app(config: NodeConfig) -> web.Application:
     """
     config.validate()
     store = Store.open(config.data_dir)
-    app = web.Application(middlewares=[error_middleware])
+    middlewares: list[Middleware] = [error_middleware]
+    if config.faults.active:  # TEST-ONLY: see storage_node.faults
+        middlewares.append(fault_middleware(config.faults, store))
+    app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[STORE] = store
     routes_health.setup(app)

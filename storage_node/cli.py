@@ -7,6 +7,7 @@ options and, with ``--network``, the publisher keys of the network file.
 from __future__ import annotations
 
 import logging
+import os
 import socket
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from .app import create_app
 from .appkeys import STORE
 from .config import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_SHARD_BYTES, NodeConfig
 from .errors import StorageNodeError
+from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_faults
 
 log = logging.getLogger("nixshard.node")
 
@@ -72,6 +74,26 @@ def gather_publishers(network: Network | None,
     return publishers
 
 
+def gather_faults(specs: tuple[str, ...]) -> Faults:
+    """The TEST-ONLY fault modes of ``--fault`` (see :mod:`storage_node.faults`).
+
+    Raises:
+        click.UsageError: ``--fault`` given while the environment lacks
+            ``NIXSHARD_TEST_FAULTS=1``.
+        click.BadParameter: a malformed fault spec.
+    """
+    if not specs:
+        return Faults()
+    if not faults_allowed(os.environ):
+        raise click.UsageError(
+            f"--fault makes this node misbehave on purpose and is for tests only; "
+            f"it is refused unless the environment has {ENV_VAR}=1")
+    try:
+        return parse_faults(specs)
+    except FaultSpecError as exc:
+        raise click.BadParameter(str(exc), param_hint="--fault") from exc
+
+
 @click.command("node")
 @click.option("--data", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -92,14 +114,18 @@ def gather_publishers(network: Network | None,
               help="Largest record body accepted, in bytes.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Log level of the nixshard.node logger.")
+@click.option("--fault", "fault_specs", multiple=True, hidden=True, metavar="MODE[,MODE...]",
+              help="TEST ONLY (needs NIXSHARD_TEST_FAULTS=1): stall=SECONDS, flip, short, "
+                   "lie-has.")
 def node_command(data_dir: Path, listen: str, network_path: Path | None,
                  accepted: tuple[str, ...], node_id: str | None, max_shard_bytes: int,
-                 max_record_bytes: int, log_level: str) -> None:
+                 max_record_bytes: int, log_level: str, fault_specs: tuple[str, ...]) -> None:
     """Run a storage node: keep shards and signed records, serve them over HTTP.
 
     Reads are open; writes must be signed by an accepted publisher key.
     """
     host, port = parse_listen(listen)
+    faults = gather_faults(fault_specs)
     network = None
     if network_path is not None:
         try:
@@ -114,12 +140,16 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     if network is not None and node_id not in {n.id for n in network.nodes}:
         log.warning("node id %r is not listed in %s", node_id, network_path)
     config = NodeConfig(data_dir=data_dir, node_id=node_id, publishers=publishers,
-                        max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes)
+                        max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes,
+                        faults=faults)
     try:
         app = create_app(config)
     except StorageNodeError as exc:
         raise click.ClickException(exc.message) from exc
     stats = app_stats_line(app)
+    if faults.active:
+        log.warning("TEST FAULTS ACTIVE on node %s: %s (this node misbehaves on purpose)",
+                    node_id, faults.describe())
     log.info("node %s listening on http://%s:%d, data %s (%s), publishers %s",
              node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
     try:

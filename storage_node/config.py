@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage_network.auth import PublisherKey
 from storage_network.network_file import NODE_ID_RE
 
 from .errors import ConfigError
+from .faults import Faults
 
 MiB = 1024 * 1024
 DEFAULT_MAX_SHARD_BYTES = 64 * MiB
@@ -27,6 +28,8 @@ class NodeConfig:
             other key are refused, and so are records signed by any other key.
         max_shard_bytes: largest shard body accepted, in bytes.
         max_record_bytes: largest record body accepted, in bytes.
+        faults: TEST-ONLY misbehaviour (see :mod:`storage_node.faults`);
+            none by default.
     """
 
     data_dir: Path
@@ -34,6 +37,7 @@ class NodeConfig:
     publishers: dict[str, PublisherKey]
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    faults: Faults = field(default_factory=Faults)
 
     def validate(self) -> NodeConfig:
         """Check the configuration; return self.

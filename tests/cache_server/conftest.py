@@ -13,6 +13,7 @@ from nix_formats.keys import SecretKey
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.network_file import ChunkingParams
+from storage_network.scores import Scores
 from uploader.cli import run_push
 from uploader.closure import PathInfo
 
@@ -64,3 +65,65 @@ def own_served(tmp_path: Path) -> Iterator[Served]:
     s = serve_pushed(tmp_path)
     yield s
     s.net.close()
+
+
+FAULT_ENV = {"NIXSHARD_TEST_FAULTS": "1"}
+STALL_SECONDS = 10
+
+
+@dataclass
+class StalledServed:
+    """A daemon over 6 nodes (4-of-6) one of which stalls every request for 10 s.
+
+    Attributes:
+        served: the network, daemon and pushed path.
+        stalled: id of the stalling node (the one holding most data shards).
+        low_score: id of a node given audit score 0.5 in the daemon's ``--scores`` file.
+    """
+
+    served: Served
+    stalled: str
+    low_score: str
+
+
+def _data_shards(root: Path, node_id: str, k: int) -> int:
+    return sum(int(p.name.rsplit(".", 1)[1]) < k
+               for p in (root / node_id / "shards").rglob("*.*") if p.is_file())
+
+
+def serve_with_stalled_node(root: Path) -> StalledServed:
+    """Push a tree to 6 healthy nodes, make one stall (stall=10), then start the daemon
+    with ``--hedge-after 0.2`` and a scores file."""
+    publisher, secret_text = new_publisher("http-tests-1")
+    net = LocalNetwork(root, publisher)
+    try:
+        network = net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
+        info = tree_path_info(make_tree(root))
+        asyncio.run(run_push(network, [info], SecretKey.parse(secret_text), publisher))
+        ids = [node.id for node in network.nodes]
+        stalled = max(ids, key=lambda nid: _data_shards(root, nid, network.k))
+        number = ids.index(stalled) + 1
+        net.nodes[number - 1].kill()
+        net.restart_node(number, extra=("--fault", f"stall={STALL_SECONDS}"), env=FAULT_ENV)
+        low_score = next(nid for nid in ids if nid != stalled)
+        scores = Scores()
+        scores.update(low_score, 0.0, {"held": 0})
+        scores.save(root / "scores.json")
+        url = net.start_daemon(extra=("--hedge-after", "0.2",
+                                      "--scores", str(root / "scores.json")))
+    except BaseException:
+        net.close()
+        raise
+    return StalledServed(Served(net, url, info, secret_text), stalled, low_score)
+
+
+@pytest.fixture(scope="module")
+def stalled_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[StalledServed]:
+    """Shared, read-only use: a daemon whose network has one stalling node."""
+    s = serve_with_stalled_node(tmp_path_factory.mktemp("stalled"))
+    try:
+        yield s
+    finally:
+        for node in s.served.net.nodes:
+            node.kill()  # a stalling node would hold up a clean stop
+        s.served.net.close()

@@ -68,7 +68,7 @@ async def test_round_trip_with_m_nodes_dead(fresh_net: LocalNetwork) -> None:
         plan = await plan_fetch(net, manifest)
         for holders in plan.holders:
             assert len(holders) == K + M - len(dead)
-            assert not {n.id for n in holders.values()} & set(dead)
+            assert not {n.id for nodes in holders.values() for n in nodes} & set(dead)
         assert set(plan.holders[0]) == {2, 3, 4, 5}
         assert await read_back(net, manifest) == data
 
@@ -98,7 +98,7 @@ async def test_m_plus_1_nodes_dead(fresh_net: LocalNetwork) -> None:
 
 
 async def test_fetch_record_with_all_replicas_dead(fresh_net: LocalNetwork) -> None:
-    """Nodes beyond the record's replicas never held it: their 404s prove nothing."""
+    """Nodes beyond the record's replicas are asked too, but their 404s prove nothing."""
     async with client(fresh_net) as net:
         key, _, _ = await publish(net, fresh_net, 4, size=20_000)
         ranked = [n.id for n in record_nodes(net.network.nodes, key)]
@@ -106,7 +106,8 @@ async def test_fetch_record_with_all_replicas_dead(fresh_net: LocalNetwork) -> N
             assert (fresh_net.root / node_id / "records" / key).is_file()
         kill(fresh_net, ranked[:REPLICAS])
         with pytest.raises(RecordUnavailableError,
-                           match=f"record {key}: none of its 3 nodes answered; "
+                           match=f"record {key}: none of its 3 replica nodes answered "
+                                 r"\(3 further nodes asked, none holds it\); "
                                  f"node {ranked[0]}: GET /records/{key} failed"):
             await fetch_record(net, key)
 
@@ -116,7 +117,7 @@ async def test_miss_with_m_nodes_down_is_still_absent(fresh_net: LocalNetwork) -
         key = record_key(8)
         ranked = [n.id for n in record_nodes(net.network.nodes, key)]
         kill(fresh_net, ranked[:M])
-        with pytest.raises(NotFoundError, match=f"record {key}: absent on 1 of its 3 nodes"):
+        with pytest.raises(NotFoundError, match=f"record {key}: absent on 3 of the 5 nodes asked"):
             await fetch_record(net, key)
 
 
@@ -138,3 +139,15 @@ async def test_publish_record_needs_every_replica_node(fresh_net: LocalNetwork) 
         for node_id in ranked[:REPLICAS]:
             assert (fresh_net.root / node_id / "records" / key).is_file()
         assert (await fetch_record(net, key)).manifest == manifest
+
+
+async def test_record_found_past_dead_replicas(fresh_net: LocalNetwork) -> None:
+    """Repair copies records down the ranking past dead nodes; readers follow it."""
+    async with client(fresh_net) as net:
+        key, _, _ = await publish(net, fresh_net, 9, size=20_000)
+        ranked = [n.id for n in record_nodes(net.network.nodes, key)]
+        data = (fresh_net.root / ranked[0] / "records" / key).read_bytes()
+        await net.nodes[ranked[4]].put_record(key, data, fresh_net.publisher)
+        kill(fresh_net, ranked[:REPLICAS])
+        record = await fetch_record(net, key)
+        assert record.key == key

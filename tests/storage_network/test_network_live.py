@@ -139,7 +139,7 @@ async def test_half_shared_payload_reuses_those_chunks(net: NetworkClient,
 
 async def test_fetch_absent_record(net: NetworkClient) -> None:
     key = record_key(7)
-    with pytest.raises(NotFoundError, match=f"record {key}: absent on 3 of its 3 nodes"):
+    with pytest.raises(NotFoundError, match=f"record {key}: absent on 3 of the 3 nodes asked"):
         await fetch_record(net, key)
 
 
@@ -174,12 +174,18 @@ async def test_node_serving_corrupted_shards_is_logged_and_bypassed(
 
     caplog.set_level(logging.WARNING, logger="nixshard.network")
     assert await read_back(net, manifest) == data
-    bad = [r.getMessage() for r in caplog.records
-           if r.name == "nixshard.network" and "served bad data" in r.getMessage()]
-    # only data shards are asked for first; each bad one is replaced by a parity shard
-    assert len(bad) == data_shards_on_victim
+    messages = [r.getMessage() for r in caplog.records if r.name == "nixshard.network"]
+    bad = [msg for msg in messages if "served bad data" in msg and " benched " not in msg]
+    benched = [msg for msg in messages if " benched " in msg]
+    assert len(benched) == 1 and benched[0].startswith(f"node {victim} benched for 300 s: ")
+    # each bad shard is replaced by another one; once benched, the victim is
+    # asked last, so later chunks need not ask it at all
+    assert 1 <= len(bad) <= data_shards_on_victim
     assert all(msg.startswith(f"node {victim} served bad data for shard ") for msg in bad)
     assert all("does not match stripe root" in msg for msg in bad)
+    status = net.health.status(victim)
+    assert status.benched and status.shards_served == 0
+    assert status.reason is not None and status.reason.startswith("served bad data for shard ")
 
 
 async def test_node_client_calls(live_net: LocalNetwork, net: NetworkClient,
@@ -213,7 +219,7 @@ async def test_missing_shard_file_is_logged_and_bypassed(
     manifest, _ = await store_payload(net, publisher, [data])
     plan = await plan_fetch(net, manifest)  # every shard claimed
     ref = manifest.chunks[0]
-    holder = plan.holders[0][1]
+    (holder,) = plan.holders[0][1]
     sid = shard_id(ref.root, 1)
     shard_file(live_net, holder.id, sid).unlink()  # gone after the plan was made
     caplog.set_level(logging.WARNING, logger="nixshard.network")
@@ -237,6 +243,7 @@ async def test_bad_record_on_one_replica_is_logged_and_skipped(
     tampered = path.read_bytes().replace(b"good metadata", b"evil metadata")
     path.write_bytes(tampered)
     caplog.set_level(logging.WARNING, logger="nixshard.network")
+    net.hedge_after = 60.0  # wait for every replica, however loaded the machine
     record = await fetch_record(net, key)
     assert record.metadata == b"good metadata"
     assert f"node {first} served a bad record for {key}" in caplog.text
