@@ -10,7 +10,8 @@ A run (:func:`repair_network`):
    the stripe root must come out equal, or nothing is written) and stores
    each missing shard i on its *target*: its home (position i of the
    ranking) if that node answers and holds no shard of the stripe, else the
-   first node past position n of the ranking that answers and holds none;
+   first node past position n of the ranking that answers and holds none
+   (then any other such node, in ranking order) — see :func:`plan_stripe`;
 4. copies each record to those of the first ``record_replicas`` answering
    nodes of its ranking that lack it (a copy of the signed bytes; nothing
    is re-signed); readers follow the ranking past nodes that do not answer.
@@ -95,24 +96,34 @@ class RepairReport:
 def plan_stripe(stripe: Stripe, locations: Locations, number: int) -> StripePlan:
     """Choose a target node for each missing shard of ``stripe`` (see the module docstring).
 
-    ``number`` is the stripe's position in ``locations``.
+    ``number`` is the stripe's position in ``locations``.  First every
+    missing shard whose home answers and holds nothing of the stripe goes
+    home; then the others, in index order, take the first such node past
+    position n of the ranking, then any other such node in ranking order.
     """
     have = locations.holders[number]
     rank = locations.rankings[number]
     used = locations.holding(number)
+    missing = [i for i in range(stripe.n) if i not in have]
+
+    def free(node: NodeInfo) -> bool:
+        return node.id not in used and node.id not in locations.unreachable
+
     targets: dict[int, NodeInfo] = {}
+    for index in missing:
+        if index < len(rank) and free(rank[index]):
+            targets[index] = rank[index]
+            used.add(rank[index].id)
     unplaceable = []
-    for index in range(stripe.n):
-        if index in have:
+    for index in missing:
+        if index in targets:
             continue
-        home = [rank[index]] if index < len(rank) else []
-        for node in [*home, *rank[stripe.n:]]:
-            if node.id not in used and node.id not in locations.unreachable:
-                targets[index] = node
-                used.add(node.id)
-                break
-        else:
+        node = next((c for c in [*rank[stripe.n:], *rank[:stripe.n]] if free(c)), None)
+        if node is None:
             unplaceable.append(index)
+        else:
+            targets[index] = node
+            used.add(node.id)
     return StripePlan(stripe, len(have), targets, unplaceable)
 
 
