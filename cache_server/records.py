@@ -7,9 +7,9 @@ from dataclasses import dataclass
 
 from nix_formats.errors import NixFormatError
 from nix_formats.narinfo import NarInfo
-from storage_network.fetch import fetch_record
 from storage_network.network_client import NetworkClient
 from storage_network.record import Record
+from storage_network.record_lookup import fetch_record
 
 from .errors import BadRecordError
 

@@ -1,10 +1,15 @@
-"""One client for the whole network: a session, a node client per node, codecs, node health."""
+"""One client for the whole network: a session, a node client per node, codecs, node health.
+
+Also :func:`cancel_and_wait`, for requests hedged past.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import os
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
+from typing import TypeVar
 
 import aiohttp
 
@@ -13,6 +18,8 @@ from .network_file import Network
 from .node_client import NodeClient
 from .node_health import NodeHealth
 from .scores import Scores
+
+_T = TypeVar("_T")
 
 DEFAULT_HEDGE_AFTER = 0.5
 
@@ -78,3 +85,10 @@ class NetworkClient:
         if key not in self._codecs:
             self._codecs[key] = StripeCodec(k, m, codec, self.network.zstd_level)
         return self._codecs[key]
+
+
+async def cancel_and_wait(tasks: set[asyncio.Task[_T]]) -> None:
+    """Cancel ``tasks`` and wait until they have ended."""
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

@@ -20,9 +20,9 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from storage_network.auth import Publisher
 from storage_network.errors import NotFoundError, StorageNetworkError
-from storage_network.fetch import fetch_record
 from storage_network.network_client import NetworkClient
 from storage_network.publish import PublishStats, publish_record, store_payload
+from storage_network.record_lookup import fetch_record
 
 from .closure import PathInfo
 from .errors import PushError

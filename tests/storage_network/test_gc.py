@@ -20,7 +20,7 @@ from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.auth import Publisher
 from storage_network.errors import NetworkFileError, NodeError, NotFoundError
-from storage_network.fetch import fetch_record, plan_fetch, stream_payload
+from storage_network.fetch import plan_fetch, stream_payload
 from storage_network.gc import GcReport, collect_garbage
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
@@ -29,6 +29,7 @@ from storage_network.node_client import ListedShard
 from storage_network.placement import record_nodes
 from storage_network.publish import check_push_window, publish_record, store_payload
 from storage_network.record import seal_record
+from storage_network.record_lookup import fetch_record
 from storage_network.stripe import shard_id
 
 from .conftest import NODES, SMALL_CHUNKS, K, M, payload, record_key

@@ -12,11 +12,12 @@ from storage_network.errors import (
     NotFoundError,
     RecordUnavailableError,
 )
-from storage_network.fetch import fetch_record, plan_fetch, stream_payload
+from storage_network.fetch import plan_fetch, stream_payload
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.placement import record_nodes, shard_nodes
 from storage_network.publish import publish_record, store_payload
+from storage_network.record_lookup import fetch_record
 
 from .conftest import K, M, payload, record_key
 

@@ -15,12 +15,13 @@ import zstandard
 from nixshard.localnet import LocalNetwork
 from storage_network.auth import Publisher
 from storage_network.errors import ChunkUnavailableError, NodeError, NotFoundError
-from storage_network.fetch import fetch_record, plan_fetch, stream_payload
+from storage_network.fetch import plan_fetch, stream_payload
 from storage_network.manifest import ChunkRef, Manifest, make_manifest
 from storage_network.network_client import NetworkClient
 from storage_network.placement import record_nodes, shard_nodes
 from storage_network.publish import publish_record, store_payload
 from storage_network.record import seal_record
+from storage_network.record_lookup import fetch_record
 from storage_network.stripe import shard_id
 from tests.netsupport import make_publisher
 
