@@ -13,11 +13,12 @@ import re
 import click
 
 from storage_network.auth import Publisher
-from storage_network.errors import NetworkFileError
 from storage_network.gc import GcReport, collect_garbage
 from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, load_network
-from uploader.cli import check_publisher, load_signing_key
+from storage_network.network_file import Network
+from uploader.push import format_bytes
+
+from .cli_common import network_or_exit, publisher_or_exit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"\A(\d+(?:\.\d+)?)([smhdw]?)\Z")
@@ -45,28 +46,22 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
         raise click.BadParameter(str(exc), ctx, param) from exc
 
 
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000 or unit == "GB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} GB"
-
-
 def format_report(report: GcReport) -> str:
     """The report as text for a terminal."""
     would = "would be " if report.dry_run else ""
     lines = [f"gc{' (dry run)' if report.dry_run else ''}: "
              f"{len(report.expired)} records {would}expired, "
-             f"{report.deleted_shards} shards ({_size(report.deleted_bytes)}) {would}deleted, "
+             f"{report.deleted_shards} shards ({format_bytes(report.deleted_bytes)}) "
+             f"{would}deleted, "
              f"{report.live_stripes} stripes live"]
     for exp in report.expired:
         lines.append(f"  record {exp.key}: {exp.reason} (nodes {', '.join(exp.nodes)})")
     for kept in report.kept_records:
         lines.append(f"  record {kept.key} kept on node {kept.node}: {kept.reason}")
     for node_id, sweep in sorted(report.nodes.items()):
-        lines.append(f"  {node_id}: {len(sweep.deleted)} shards, {_size(sweep.deleted_bytes)} "
-                     f"{would}deleted; {sweep.kept_recent} unreferenced kept as recent")
+        lines.append(f"  {node_id}: {len(sweep.deleted)} shards, "
+                     f"{format_bytes(sweep.deleted_bytes)} {would}deleted; "
+                     f"{sweep.kept_recent} unreferenced kept as recent")
         lines.extend(f"    error: {err}" for err in sweep.errors)
     lines.extend(f"  skipped: {why}" for why in report.skipped)
     return "\n".join(lines)
@@ -101,12 +96,8 @@ def gc_command(network_file: str, signing_key: str, max_age: float | None,
                max_idle: float | None, grace: float | None, dry_run: bool, force: bool,
                as_json: bool) -> None:
     """Expire records by age or last read; delete shards no record references."""
-    try:
-        network = load_network(network_file)
-    except NetworkFileError as exc:
-        raise click.ClickException(str(exc)) from exc
-    _, publisher = load_signing_key(signing_key)
-    check_publisher(network, publisher)
+    network = network_or_exit(network_file)
+    publisher = publisher_or_exit(network, signing_key)
     if grace is None:
         grace = float(network.gc_grace_seconds)
     elif grace < network.gc_grace_seconds:

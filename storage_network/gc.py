@@ -54,11 +54,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .auth import Publisher
-from .errors import NodeError, RecordError, ShardProofError
-from .inventory import Inventory, take_inventory
+from .errors import NodeError, ShardProofError
+from .inventory import Inventory, RecordCopy, take_inventory
 from .network_client import NetworkClient
 from .node_client import ListedShard
-from .record import Record, open_record
 from .stripe import parse_shard_id
 
 log = logging.getLogger("nixshard.gc")
@@ -169,38 +168,6 @@ class GcReport:
         }
 
 
-Copy = tuple[bytes, Record]
-
-
-async def _read_copies(net: NetworkClient, inv: Inventory, limit: asyncio.Semaphore
-                       ) -> tuple[dict[str, dict[str, Copy]], list[str]]:
-    """Every listed copy of every record, verified; and why some could not be used."""
-    copies: dict[str, dict[str, Copy]] = {}
-    problems: list[str] = []
-
-    async def read(key: str, node_id: str) -> None:
-        async with limit:
-            try:
-                data = await net.nodes[node_id].get_record(key, peek=True)
-            except NodeError as exc:
-                problems.append(f"record {key} on node {node_id} could not be read: {exc}")
-                return
-        if data is None:  # deleted or replaced-and-deleted since the listing
-            return
-        try:
-            record = await asyncio.to_thread(open_record, net.network.publishers, key, data)
-        except RecordError as exc:
-            problems.append(f"record {key} on node {node_id} could not be opened: {exc}")
-            return
-        copies.setdefault(key, {})[node_id] = (data, record)
-
-    await asyncio.gather(*(read(key, node_id)
-                           for key, nodes in sorted(inv.listings.items())
-                           if key not in inv.bad_records
-                           for node_id in sorted(nodes)))
-    return copies, problems
-
-
 def _days(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
@@ -231,20 +198,17 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     t0 = time.time() if now is None else now
     report = GcReport(started=t0, dry_run=dry_run, grace=grace)
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
-    inv = await take_inventory(net)
-    copies, incomplete = await _read_copies(net, inv, limit)
-    incomplete[:0] = ([f"node {n} could not list its records: {why}"
-                       for n, why in sorted(inv.unreachable.items())]
-                      + [f"record {k} could not be opened: {why}"
-                         for k, why in sorted(inv.bad_records.items())])
+    inv = await take_inventory(net, every_copy=True)
+    incomplete = ([f"node {n} could not list its records: {why}"
+                   for n, why in sorted(inv.unreachable.items())]
+                  + [f"record {k} could not be opened: {why}"
+                     for k, why in sorted(inv.bad_records.items())]
+                  + inv.copy_problems)
 
     live: set[bytes] = set()
-    for key, record in inv.records.items():
-        if key not in copies:  # every copy vanished or failed since the inventory read one
-            live.update(ref.root for ref in record.manifest.chunks)
     await asyncio.gather(*(_expire(net, publisher, key, held, inv, report, live, limit,
                                    max_age, max_idle)
-                           for key, held in sorted(copies.items())))
+                           for key, held in sorted(inv.copies.items())))
     report.expired.sort(key=lambda e: e.key)
     report.kept_records.sort(key=lambda k: (k.key, k.node))
     report.live_stripes = len(live)
@@ -262,9 +226,10 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     return report
 
 
-async def _expire(net: NetworkClient, publisher: Publisher, key: str, held: dict[str, Copy],
-                  inv: Inventory, report: GcReport, live: set[bytes], limit: asyncio.Semaphore,
-                  max_age: float | None, max_idle: float | None) -> None:
+async def _expire(net: NetworkClient, publisher: Publisher, key: str,
+                  held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
+                  live: set[bytes], limit: asyncio.Semaphore, max_age: float | None,
+                  max_idle: float | None) -> None:
     """Judge every copy of record ``key``; delete the expired ones; add the rest to ``live``."""
     t0 = report.started
     idle = None
@@ -274,7 +239,8 @@ async def _expire(net: NetworkClient, publisher: Publisher, key: str, held: dict
             idle = f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
     gone: list[str] = []
     reasons: set[str] = set()
-    for node_id, (data, record) in sorted(held.items()):
+    for node_id, copy in sorted(held.items()):
+        record = copy.record
         reason = idle
         if max_age is not None and record.created < t0 - max_age:
             reason = f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
@@ -285,7 +251,7 @@ async def _expire(net: NetworkClient, publisher: Publisher, key: str, held: dict
         if report.dry_run:
             gone.append(node_id)
             continue
-        digest = hashlib.sha256(data).hexdigest()
+        digest = hashlib.sha256(copy.data).hexdigest()
         try:
             async with limit:
                 deleted = await net.nodes[node_id].delete_record(key, digest, publisher)

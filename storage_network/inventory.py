@@ -41,16 +41,28 @@ class Stripe:
         return self.k + self.m
 
 
+@dataclass(frozen=True)
+class RecordCopy:
+    """One node's copy of a record: its exact bytes and the record they open to."""
+
+    data: bytes
+    record: Record
+
+
 @dataclass
 class Inventory:
     """Records and stripes found in the network.
 
     Attributes:
-        records: record key -> the verified record.
+        records: record key -> the verified record (the first valid copy in
+            ranking order).
         listings: record key -> what each node listing it said (node id -> entry).
         stripes: stripe root -> stripe; ``users[root]`` are the record keys using it.
         bad_records: record key -> why no listed copy could be opened.
         unreachable: node id -> why it could not be listed.
+        copies: with ``every_copy``: record key -> node id -> its valid copy.
+        copy_problems: with ``every_copy``: why a listed copy of a record with
+            another valid copy could not be read or opened.
     """
 
     records: dict[str, Record] = field(default_factory=dict)
@@ -59,6 +71,8 @@ class Inventory:
     users: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set))
     bad_records: dict[str, str] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
+    copies: dict[str, dict[str, RecordCopy]] = field(default_factory=dict)
+    copy_problems: list[str] = field(default_factory=list)
 
     def add(self, record: Record) -> None:
         """Add a verified record and its stripes."""
@@ -69,32 +83,33 @@ class Inventory:
             self.users[ref.root].add(record.key)
 
 
-async def _read_record(net: NetworkClient, key: str, node_ids: list[str],
-                       trusted: dict[str, PublisherKey]) -> Record | str:
-    problems = []
-    for node_id in node_ids:
-        try:
-            data = await net.nodes[node_id].get_record(key, peek=True)
-        except NodeError as exc:
-            problems.append(str(exc))
-            continue
-        if data is None:
-            problems.append(f"node {node_id} listed it but does not serve it")
-            continue
-        try:
-            return await asyncio.to_thread(open_record, trusted, key, data)
-        except RecordError as exc:
-            log.warning("node %s holds a bad record %s: %s", node_id, key, exc)
-            problems.append(f"node {node_id}: {exc}")
-    return "; ".join(problems)
+async def _read_copy(net: NetworkClient, key: str, node_id: str,
+                     trusted: dict[str, PublisherKey]) -> RecordCopy | str | None:
+    """Node ``node_id``'s copy of ``key``; None when it no longer serves one; else why not."""
+    try:
+        data = await net.nodes[node_id].get_record(key, peek=True)
+    except NodeError as exc:
+        return f"node {node_id} could not be read: {exc}"
+    if data is None:
+        return None
+    try:
+        return RecordCopy(data, await asyncio.to_thread(open_record, trusted, key, data))
+    except RecordError as exc:
+        log.warning("node %s holds a bad record %s: %s", node_id, key, exc)
+        return f"node {node_id} could not be opened: {exc}"
 
 
-async def take_inventory(net: NetworkClient,
-                         trusted: dict[str, PublisherKey] | None = None) -> Inventory:
+async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | None = None,
+                         *, every_copy: bool = False) -> Inventory:
     """List every node's records, read and verify each, collect the stripes.
 
-    Never raises for node failures: they land in :attr:`Inventory.unreachable`
-    and :attr:`Inventory.bad_records`.
+    Args:
+        every_copy: read every listed copy of every record (garbage
+            collection needs each copy's bytes) instead of the first copy,
+            in ranking order, that opens.
+
+    Never raises for node failures: they land in :attr:`Inventory.unreachable`,
+    :attr:`Inventory.bad_records` and :attr:`Inventory.copy_problems`.
     """
     keys = net.network.publishers if trusted is None else trusted
     inv = Inventory()
@@ -113,15 +128,37 @@ async def take_inventory(net: NetworkClient,
             inv.listings.setdefault(entry.key, {})[node_id] = entry
     limit = asyncio.Semaphore(READS_IN_FLIGHT)
 
-    async def read(key: str) -> None:
+    async def read(key: str, node_id: str) -> RecordCopy | str | None:
+        async with limit:
+            return await _read_copy(net, key, node_id, keys)
+
+    async def one(key: str) -> None:
         order = [n.id for n in record_nodes(net.network.nodes, key)
                  if n.id in inv.listings[key]]
-        async with limit:
-            result = await _read_record(net, key, order, keys)
-        if isinstance(result, Record):
-            inv.add(result)
+        if every_copy:
+            results = list(await asyncio.gather(*(read(key, node_id) for node_id in order)))
         else:
-            inv.bad_records[key] = result
+            results = []
+            for node_id in order:
+                results.append(await read(key, node_id))
+                if isinstance(results[-1], RecordCopy):
+                    break
+        found: dict[str, RecordCopy] = {}
+        problems = []
+        for node_id, result in zip(order, results, strict=False):
+            if isinstance(result, RecordCopy):
+                found[node_id] = result
+            elif result is not None:
+                problems.append(result)
+            elif not every_copy:  # vanished since the listing: absent, unless all copies did
+                problems.append(f"node {node_id} listed it but does not serve it")
+        if found:
+            inv.add(next(iter(found.values())).record)
+            if every_copy:
+                inv.copies[key] = found
+                inv.copy_problems.extend(f"record {key} on {why}" for why in problems)
+        elif problems:
+            inv.bad_records[key] = "; ".join(problems)
 
-    await asyncio.gather(*(read(key) for key in sorted(inv.listings)))
+    await asyncio.gather(*(one(key) for key in sorted(inv.listings)))
     return inv

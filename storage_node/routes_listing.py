@@ -30,7 +30,7 @@ async def list_shards(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": _TEXT, "Cache-Control": "no-store"})
     await resp.prepare(request)
     for fanout in range(256):
-        entries = await asyncio.to_thread(store.iter_shard_dir, fanout)
+        entries = await asyncio.to_thread(store.list_shard_dir, fanout)
         if entries:
             await resp.write("".join(f"{e.id} {e.size} {e.mtime:.3f}\n"
                                      for e in entries).encode())
@@ -41,7 +41,7 @@ async def list_shards(request: web.Request) -> web.StreamResponse:
 async def list_records(request: web.Request) -> web.Response:
     """Answer every stored record as ``<key> <size> <mtime> <atime>`` lines."""
     store = request.app[STORE]
-    entries = await asyncio.to_thread(lambda: list(store.iter_records()))
+    entries = await asyncio.to_thread(store.list_records)
     text = "".join(f"{e.key} {e.size} {e.mtime:.3f} {e.atime:.3f}\n" for e in entries)
     return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-store"})
 

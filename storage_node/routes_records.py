@@ -32,9 +32,8 @@ from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
 from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
-from .routes_shards import MAX_DELETE_BODY_BYTES
 from .store import RECORD_KEY_RE, Deletion
-from .write_auth import check_write, require_signature_headers
+from .write_auth import check_delete, check_write, require_signature_headers
 
 log = logging.getLogger("nixshard.node")
 _SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
@@ -112,9 +111,7 @@ async def delete_record(request: web.Request) -> web.Response:
     config, store = request.app[CONFIG], request.app[STORE]
     key = _parse_key(request)
     sha256 = _parse_sha256(request)
-    require_signature_headers(request)
-    _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
-    publisher = check_write(request, config.publishers, request.path_qs, digest)
+    publisher = await check_delete(request, config.publishers)
     outcome = await store.delete_record(key, sha256)
     if outcome is Deletion.ABSENT:
         raise NotFound(f"no record {key}")

@@ -31,13 +31,12 @@ from .body import check_declared_length, read_body
 from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
 from .store import Deletion
-from .write_auth import check_write, require_signature_headers
+from .write_auth import check_delete, check_write, require_signature_headers
 
 log = logging.getLogger("nixshard.node")
 
 MAX_HAS_IDS = 10_000
 MAX_HAS_BODY_BYTES = 2 * 1024 * 1024
-MAX_DELETE_BODY_BYTES = 1024
 _SHARD_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Cache-Control": "public, max-age=31536000, immutable",
@@ -159,9 +158,7 @@ async def delete_shard(request: web.Request) -> web.Response:
     shard_id = request.match_info["id"]
     _parse_id(shard_id)
     before = _parse_before(request)
-    require_signature_headers(request)
-    _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
-    publisher = check_write(request, config.publishers, request.path_qs, digest)
+    publisher = await check_delete(request, config.publishers)
     outcome = await store.delete_shard(shard_id, before)
     if outcome is Deletion.ABSENT:
         raise NotFound(f"no shard {shard_id}")

@@ -44,14 +44,16 @@ import os
 import re
 import secrets
 import shutil
+import stat
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from storage_network.node_client import ListedRecord, ListedShard
 from storage_network.stripe import SHARD_ID_RE
 
 from .errors import DataDirError
@@ -72,25 +74,6 @@ class Deletion(enum.Enum):
     DELETED = "deleted"
     ABSENT = "absent"
     KEPT = "kept"  # the precondition failed: shard touched since, or record replaced
-
-
-@dataclass(frozen=True)
-class ShardEntry:
-    """One stored shard as listed: id, size in bytes, mtime in unix seconds."""
-
-    id: str
-    size: int
-    mtime: float
-
-
-@dataclass(frozen=True)
-class RecordEntry:
-    """One stored record as listed: key, size in bytes, mtime and atime in unix seconds."""
-
-    key: str
-    size: int
-    mtime: float
-    atime: float
 
 
 @dataclass
@@ -230,7 +213,7 @@ class Store:
                 (store.shards_dir / sub).mkdir(exist_ok=True)
             store._lock()
             store._clear_tmp()
-            store._scan()
+            store._count()
         except OSError as exc:
             store.close()
             raise DataDirError(f"data dir {root}: {exc.strerror or exc}") from exc
@@ -256,16 +239,13 @@ class Store:
                 os.unlink(entry.path)
                 log.info("removed leftover temporary file %s", entry.path)
 
-    def _scan(self) -> None:
+    def _count(self) -> None:
         stats = StoreStats()
-        for sub in _FANOUT:
-            for entry in os.scandir(self.shards_dir / sub):
-                if SHARD_ID_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                    stats.shards += 1
-                    stats.shard_bytes += entry.stat(follow_symlinks=False).st_size
-        for entry in os.scandir(self.records_dir):
-            if RECORD_KEY_RE.fullmatch(entry.name) and entry.is_file(follow_symlinks=False):
-                stats.records += 1
+        for fanout in range(len(_FANOUT)):
+            for shard in self.list_shard_dir(fanout):
+                stats.shards += 1
+                stats.shard_bytes += shard.size
+        stats.records = len(self.list_records())
         self.stats = stats
 
     def close(self) -> None:
@@ -482,31 +462,30 @@ class Store:
         return await asyncio.to_thread(
             lambda: [i for i in ids if self.shard_path(i).is_file()])
 
-    def iter_shard_dir(self, fanout: int) -> list[ShardEntry]:
+    def list_shard_dir(self, fanout: int) -> list[ListedShard]:
         """The shards under fan-out directory ``fanout`` (0-255), sorted by id.
 
-        Blocking (scandir + stat): call it from a thread.  Files that vanish
-        while listed are skipped.
+        Blocking (scandir + stat): call it from a thread.
         """
-        entries = []
-        for entry in os.scandir(self.shards_dir / _FANOUT[fanout]):
-            if SHARD_ID_RE.fullmatch(entry.name):
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                entries.append(ShardEntry(entry.name, st.st_size, st.st_mtime))
-        entries.sort(key=lambda e: e.id)
-        return entries
+        return [ListedShard(name, st.st_size, st.st_mtime)
+                for name, st in _scan_dir(self.shards_dir / _FANOUT[fanout], SHARD_ID_RE)]
 
-    def iter_records(self) -> Iterator[RecordEntry]:
+    def list_records(self) -> list[ListedRecord]:
         """Every stored record, sorted by key (blocking: call it from a thread)."""
-        entries = []
-        for entry in os.scandir(self.records_dir):
-            if RECORD_KEY_RE.fullmatch(entry.name):
-                try:
-                    st = entry.stat(follow_symlinks=False)
-                except FileNotFoundError:
-                    continue
-                entries.append(RecordEntry(entry.name, st.st_size, st.st_mtime, st.st_atime))
-        yield from sorted(entries, key=lambda e: e.key)
+        return [ListedRecord(name, st.st_size, st.st_mtime, st.st_atime)
+                for name, st in _scan_dir(self.records_dir, RECORD_KEY_RE)]
+
+
+def _scan_dir(directory: Path, name_re: re.Pattern[str]) -> list[tuple[str, os.stat_result]]:
+    """``(name, stat)`` of the regular files in ``directory`` whose names match,
+    sorted by name; files that vanish while listed are skipped."""
+    found = []
+    for entry in os.scandir(directory):
+        if name_re.fullmatch(entry.name):
+            try:
+                st = entry.stat(follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(st.st_mode):
+                found.append((entry.name, st))
+    return sorted(found, key=lambda pair: pair[0])

@@ -7,7 +7,10 @@ from aiohttp import web
 from storage_network.auth import DATE_HEADER, PublisherKey, verify_write
 from storage_network.errors import AuthError
 
+from .body import read_body
 from .errors import Forbidden, Unauthorized
+
+MAX_DELETE_BODY_BYTES = 1024
 
 
 def require_signature_headers(request: web.BaseRequest) -> None:
@@ -45,3 +48,21 @@ def check_write(request: web.BaseRequest, publishers: dict[str, PublisherKey], p
                             request.headers.get(DATE_HEADER), body_sha256)
     except AuthError as exc:
         raise Forbidden(str(exc)) from exc
+
+
+async def check_delete(request: web.Request, publishers: dict[str, PublisherKey]) -> PublisherKey:
+    """Verify a signed ``DELETE``: signed over the path *with* its query (the
+    condition, ``?before=`` or ``?sha256=``) and a body of at most
+    :data:`MAX_DELETE_BODY_BYTES` (normally empty).
+
+    Returns:
+        The accepted publisher key that signed the request.
+
+    Raises:
+        Unauthorized: signature headers missing (checked before the body is read).
+        PayloadTooLarge: a body over the limit.
+        Forbidden: as :func:`check_write`.
+    """
+    require_signature_headers(request)
+    _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
+    return check_write(request, publishers, request.path_qs, digest)

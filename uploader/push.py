@@ -116,7 +116,8 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
     return summary
 
 
-def _size(n: float) -> str:
+def format_bytes(n: float) -> str:
+    """``n`` bytes for people: ``512 B``, ``1.5 KB``, ``12.3 MB``, ``2.0 GB`` (powers of 1000)."""
     for unit in ("B", "KB", "MB", "GB"):
         if n < 1000 or unit == "GB":
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
@@ -131,11 +132,11 @@ def format_summary(summary: PushSummary, k: int, m: int) -> str:
     lines = [
         f"paths pushed:      {len(summary.pushed)}",
         f"paths skipped:     {len(summary.skipped)} (already in the network)",
-        f"NAR bytes pushed:  {_size(s.payload_bytes)} in {s.chunks} chunks",
-        f"stored on nodes:   {_size(s.stored_bytes)} of new shards ({k}-of-{k + m}),"
-        f" {_size(summary.record_bytes)} of records",
-        f"saved by dedup:    {_size(s.reused_bytes)} of shards already held"
+        f"NAR bytes pushed:  {format_bytes(s.payload_bytes)} in {s.chunks} chunks",
+        f"stored on nodes:   {format_bytes(s.stored_bytes)} of new shards ({k}-of-{k + m}),"
+        f" {format_bytes(summary.record_bytes)} of records",
+        f"saved by dedup:    {format_bytes(s.reused_bytes)} of shards already held"
         f" ({s.chunks_reused} chunks)",
-        f"time:              {summary.seconds:.2f} s ({_size(rate)}/s)",
+        f"time:              {summary.seconds:.2f} s ({format_bytes(rate)}/s)",
     ]
     return "\n".join(lines)
