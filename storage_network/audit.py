@@ -47,7 +47,7 @@ from .errors import NodeError, ShardProofError
 from .inventory import Inventory
 from .network_client import NetworkClient
 from .node_client import ListedShard
-from .placement import ranking
+from .placement import shard_nodes
 from .proofs import MAX_IDS, MalformedAnswerError, ShardOutcome, check_answer
 from .scores import Scores
 from .stripe import parse_shard_id, shard_id
@@ -192,7 +192,7 @@ def expected_shards(net: NetworkClient, inventory: Inventory,
     nodes = net.network.nodes
     expected: dict[str, set[str]] = {node.id: set() for node in nodes}
     for root, stripe in inventory.stripes.items():
-        for index, node in enumerate(ranking(nodes, stripe.ref.chunk_id)[:stripe.n]):
+        for index, node in enumerate(shard_nodes(nodes, stripe.ref.chunk_id, stripe.n)):
             expected[node.id].add(shard_id(root, index))
     for node_id, listed in listings.items():
         for entry in listed:

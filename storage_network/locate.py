@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 from .errors import NodeError
 from .manifest import ChunkRef
-from .network_client import NetworkClient
+from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
 from .placement import ranking
 from .stripe import shard_id
@@ -98,9 +98,7 @@ async def _ask_all(net: NetworkClient, wanted: dict[str, set[str]],
             if pending and loop.time() >= deadline and enough(held):
                 break
     finally:
-        for task in pending:
-            task.cancel()
-    await asyncio.gather(*pending, return_exceptions=True)
+        await cancel_and_wait(pending)
     for task in pending:
         slow[tasks[task]] = f"no has answer within {settle:g} s (abandoned)"
     return held

@@ -8,12 +8,14 @@ is a new 6-node network per test, for tests that kill nodes.
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network.auth import Publisher
 from storage_network.network_file import ChunkingParams
 
 NODES, K, M = 6, 4, 2
@@ -21,34 +23,27 @@ SMALL_CHUNKS = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)
 NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
-def start_network(root: Path) -> LocalNetwork:
-    local = LocalNetwork(root, new_publisher("sn-test-1")[0])
-    try:
-        local.start_nodes(NODES, K, M, SMALL_CHUNKS)
-    except BaseException:
-        local.close()
-        raise
-    return local
+@contextmanager
+def running_network(root: Path, count: int = NODES, publisher: Publisher | None = None,
+                    node_env: Mapping[str, str] | None = None) -> Iterator[LocalNetwork]:
+    """``count`` started nodes (k=4, m=2, small chunks) under ``root``; stopped afterwards."""
+    with LocalNetwork(root, publisher or new_publisher("sn-test-1")[0]) as local:
+        local.start_nodes(count, K, M, SMALL_CHUNKS, node_env=node_env)
+        yield local
 
 
 @pytest.fixture(scope="module")
 def live_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """A started 6-node network, shared by the tests of one module."""
-    local = start_network(tmp_path_factory.mktemp("live-net"))
-    try:
+    with running_network(tmp_path_factory.mktemp("live-net")) as local:
         yield local
-    finally:
-        local.close()
 
 
 @pytest.fixture
 def fresh_net(tmp_path: Path) -> Iterator[LocalNetwork]:
     """A started 6-node network of this test alone (it may kill nodes)."""
-    local = start_network(tmp_path / "net")
-    try:
+    with running_network(tmp_path / "net") as local:
         yield local
-    finally:
-        local.close()
 
 
 def payload(seed: int, size: int) -> bytes:

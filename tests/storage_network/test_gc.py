@@ -32,7 +32,7 @@ from storage_network.record import seal_record
 from storage_network.record_lookup import fetch_record
 from storage_network.stripe import shard_id
 
-from .conftest import NODES, SMALL_CHUNKS, K, M, payload, record_key
+from .conftest import NODES, payload, record_key, running_network
 
 DAY = 86400.0
 
@@ -44,12 +44,8 @@ def gc_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetw
     publisher, secret_text = new_publisher("gc-test-1")
     key_file = root / "secret.key"
     key_file.write_text(secret_text)
-    local = LocalNetwork(root, publisher)
-    try:
-        local.start_nodes(NODES, K, M, SMALL_CHUNKS)
+    with running_network(root, NODES, publisher) as local:
         yield local, key_file
-    finally:
-        local.close()
 
 
 @pytest.fixture

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 import pytest
 import zstandard
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import LocalNetwork
 from storage_network.fetch import fetch_chunk, plan_fetch, stream_payload
 from storage_network.manifest import Manifest
 from storage_network.network_client import DEFAULT_HEDGE_AFTER, NetworkClient
@@ -26,7 +25,7 @@ from storage_network.publish import store_payload
 from storage_network.scores import Scores
 from storage_network.stripe import shard_id
 
-from .conftest import SMALL_CHUNKS, K, M, payload
+from .conftest import K, M, payload, running_network
 
 FAULT_ENV = {"NIXSHARD_TEST_FAULTS": "1"}
 STALL = ("--fault", "stall=10")
@@ -36,34 +35,18 @@ HEDGE = 0.2
 PATIENT = 30.0
 
 
-def start(root: Path, count: int) -> LocalNetwork:
-    local = LocalNetwork(root, new_publisher("faults-test-1")[0])
-    try:
-        local.start_nodes(count, K, M, SMALL_CHUNKS, node_env=FAULT_ENV)
-    except BaseException:
-        local.close()
-        raise
-    return local
-
-
 @pytest.fixture(scope="module")
 def net6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """Six nodes (k=4, m=2): each test stores its own payload and breaks one node."""
-    local = start(tmp_path_factory.mktemp("faults6"), 6)
-    try:
+    with running_network(tmp_path_factory.mktemp("faults6"), 6, node_env=FAULT_ENV) as local:
         yield local
-    finally:
-        local.close()
 
 
 @pytest.fixture(scope="module")
 def net8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """Eight well-behaved nodes (k=4, m=2): rankings reach past the first n."""
-    local = start(tmp_path_factory.mktemp("faults8"), 8)
-    try:
+    with running_network(tmp_path_factory.mktemp("faults8"), 8, node_env=FAULT_ENV) as local:
         yield local
-    finally:
-        local.close()
 
 
 def number(node: NodeInfo) -> int:

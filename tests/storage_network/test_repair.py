@@ -18,7 +18,7 @@ from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.repair import repair_network
 
-from .conftest import SMALL_CHUNKS, K, M
+from .conftest import running_network
 from .test_network_failures import publish, read_back
 
 NODES = 8
@@ -29,12 +29,8 @@ def net8(tmp_path: Path) -> Iterator[LocalNetwork]:
     """8 nodes, 4-of-6; the publisher's secret key file is ``tmp_path / "key"``."""
     publisher, secret = new_publisher("repair-test-1")
     (tmp_path / "key").write_text(secret)
-    local = LocalNetwork(tmp_path / "net", publisher)
-    try:
-        local.start_nodes(NODES, K, M, SMALL_CHUNKS)
+    with running_network(tmp_path / "net", NODES, publisher) as local:
         yield local
-    finally:
-        local.close()
 
 
 def client(local: LocalNetwork) -> NetworkClient:
