@@ -9,6 +9,7 @@ from storage_node.cli import node_command
 from uploader.cli import push_command
 
 from .audit_cli import audit_command
+from .config_file import with_config_file
 from .demo import demo_command
 from .durability_cli import durability_command
 from .gc_cli import gc_command
@@ -23,9 +24,9 @@ def main() -> None:
     """nixshard: a Nix binary cache on k-of-n shards over untrusted storage nodes."""
 
 
-main.add_command(node_command)
-main.add_command(push_command)
-main.add_command(serve_command)
+main.add_command(with_config_file(node_command))
+main.add_command(with_config_file(push_command))
+main.add_command(with_config_file(serve_command))
 main.add_command(network_group)
 main.add_command(demo_command)
 main.add_command(audit_command)

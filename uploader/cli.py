@@ -3,35 +3,33 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
+import os
 
 import click
 
-from nix_formats.errors import NixFormatError
 from nix_formats.keys import SecretKey
-from storage_network.auth import Publisher, parse_publisher_secret
-from storage_network.errors import AuthError, NetworkFileError
+from storage_network.auth import Publisher
+from storage_network.errors import NetworkFileError
 from storage_network.network_client import NetworkClient
 from storage_network.network_file import Network, load_network
 
+from . import signing
 from .closure import PathInfo, query_closure
-from .errors import UploaderError
+from .errors import SigningKeyError, UploaderError
 from .push import PushSummary, format_summary, push_closure
 
 
-def load_signing_key(path: str) -> tuple[SecretKey, Publisher]:
-    """The key file (``nix-store --generate-binary-cache-key`` format) as Nix key and publisher.
+def load_signing_key(path: str | None) -> tuple[SecretKey, Publisher]:
+    """The signing key (file ``path``, else ``$NIXSHARD_SIGNING_KEY``) as Nix key and publisher.
 
     Raises:
-        click.ClickException: unreadable or malformed key file.
+        click.ClickException: no key, unreadable or malformed key (see
+            :func:`uploader.signing.load_signing_key`).
     """
     try:
-        text = Path(path).read_text().strip()
-        return SecretKey.parse(text), parse_publisher_secret(text)
-    except OSError as exc:
-        raise click.ClickException(f"cannot read signing key {path}: {exc.strerror}") from exc
-    except (NixFormatError, AuthError) as exc:
-        raise click.ClickException(f"signing key {path}: {exc}") from exc
+        return signing.load_signing_key(path, os.environ)
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def check_publisher(network: Network, publisher: Publisher) -> None:
@@ -53,10 +51,11 @@ async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
 @click.command("push")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
               help="The network file (TOML).")
-@click.option("--signing-key", required=True, type=click.Path(dir_okay=False),
-              help="Secret key file made by `nix-store --generate-binary-cache-key`.")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Secret key file made by `nix-store --generate-binary-cache-key` "
+                   "[default: the key text in $NIXSHARD_SIGNING_KEY].")
 @click.argument("store_paths", nargs=-1, required=True)
-def push_command(network_file: str, signing_key: str, store_paths: tuple[str, ...]) -> None:
+def push_command(network_file: str, signing_key: str | None, store_paths: tuple[str, ...]) -> None:
     """Push the closures of STORE_PATHS into the network, references first."""
     try:
         network = load_network(network_file)

@@ -11,3 +11,7 @@ class NixQueryError(UploaderError):
 
 class PushError(UploaderError):
     """A store path could not be pushed (NAR mismatch, network refused, ...)."""
+
+
+class SigningKeyError(UploaderError):
+    """The signing key is missing, unreadable or not a Nix secret key."""
