@@ -1,37 +1,91 @@
-"""The app factory of the cache daemon."""
+"""The app factory of the cache daemon (the gateway)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
+import aiohttp
 from aiohttp import web
 
 from storage_network.network_client import NetworkClient
 
+from .auth import auth_middleware
 from .config import ServeConfig
+from .metrics import metrics_middleware
+from .nar_cache import NarCache
 from .records import RecordLookup
+from .routes.build_log import get_log, put_log
+from .routes.healthz import healthz
+from .routes.listing import get_listing, put_listing
+from .routes.metrics import metrics
 from .routes.nar import nar
 from .routes.narinfo import narinfo
-from .routes.nix_cache_info import nix_cache_info
+from .routes.nix_cache_info import nix_cache_info, put_nix_cache_info
 from .routes.nodes import nodes
-from .state import CONFIG, NETWORK, RECORDS
+from .routes.upload_nar import put_nar
+from .routes.upload_narinfo import put_narinfo
+from .routes.upstream_nar import upstream_nar
+from .staging import Staging
+from .state import (
+    CONFIG,
+    INGESTS,
+    NAR_CACHE,
+    NETWORK,
+    RECORDS,
+    STAGING,
+    UPSTREAM_SESSION,
+    UPSTREAMS,
+)
+from .upstream import Upstreams
+
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
 
 
 def create_app(config: ServeConfig) -> web.Application:
-    """An aiohttp application serving the Nix binary-cache protocol for ``config``."""
-    app = web.Application()
-    app[CONFIG] = config
+    """An aiohttp application serving the Nix binary-cache protocol for ``config``.
 
-    async def network_ctx(app: web.Application) -> AsyncIterator[None]:
+    Every GET route answers HEAD too.  Middlewares: request metrics
+    (outermost, so refused requests are counted), then basic auth.
+    """
+    app = web.Application(middlewares=[metrics_middleware,
+                                       auth_middleware(config.credentials, config.read_auth)])
+    app[CONFIG] = config
+    app[INGESTS] = {}
+
+    async def state_ctx(app: web.Application) -> AsyncIterator[None]:
+        app[NAR_CACHE] = NarCache(config.cache_dir, config.cache_max_bytes)
+        app[STAGING] = Staging(config.cache_dir / "uploads")
         async with NetworkClient(config.network, timeout=config.node_timeout,
-                                 scores=config.scores, hedge_after=config.hedge_after) as net:
+                                 scores=config.scores, hedge_after=config.hedge_after) as net, \
+                aiohttp.ClientSession() as session:
             app[NETWORK] = net
             app[RECORDS] = RecordLookup(net, config.record_cache)
+            app[UPSTREAM_SESSION] = session
+            if config.upstream is not None:
+                app[UPSTREAMS] = Upstreams(config.upstream.urls, config.upstream.keys, session,
+                                           timeout=config.upstream.timeout)
             yield
+            tasks = list(app[INGESTS].values())
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await app[NAR_CACHE].close()
 
-    app.cleanup_ctx.append(network_ctx)
-    app.router.add_get("/nix-cache-info", nix_cache_info)
-    app.router.add_get("/{hash}.narinfo", narinfo)
-    app.router.add_get("/nar/{file}", nar)
-    app.router.add_get("/nixshard/nodes", nodes)
+    app.cleanup_ctx.append(state_ctx)
+    router = app.router
+    router.add_get("/nix-cache-info", nix_cache_info)
+    router.add_put("/nix-cache-info", put_nix_cache_info)
+    router.add_get("/{hash}.narinfo", narinfo)
+    router.add_put("/{hash}.narinfo", put_narinfo)
+    router.add_get("/{hash}.ls", get_listing)
+    router.add_put("/{hash}.ls", put_listing)
+    router.add_get("/nar/{file}", nar)
+    router.add_put("/nar/{file}", put_nar)
+    router.add_get("/log/{drv}", get_log)
+    router.add_put("/log/{drv}", put_log)
+    router.add_get("/upstream/{index}/{path:.+}", upstream_nar)
+    router.add_get("/nixshard/nodes", nodes)
+    router.add_get("/metrics", metrics)
+    router.add_get("/healthz", healthz)
     return app

@@ -1,21 +1,47 @@
-"""``nixshard serve``: the only place the daemon reads its configuration."""
+"""``nixshard serve``: the only place the daemon reads its configuration.
+
+Secrets come from files (``--signing-key``, ``--upload-credentials``) or
+the environment (``$NIXSHARD_SIGNING_KEY``, ``$NIXSHARD_UPLOAD_CREDENTIALS``),
+never from the command line or the TOML file's values.
+"""
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 
 import click
 from aiohttp import web
 
+from nix_formats.errors import NixFormatError
+from nix_formats.keys import PublicKey
 from storage_network.addresses import parse_host_port
 from storage_network.errors import NetworkFileError
 from storage_network.network_client import DEFAULT_HEDGE_AFTER
-from storage_network.network_file import load_network
+from storage_network.network_file import Network, load_network
 from storage_network.scores import Scores, ScoresFileError, default_scores_path
+from uploader.cli import check_publisher, load_signing_key
+from uploader.errors import SecretError
+from uploader.signing import read_secret
 
-from .app import create_app
-from .config import ServeConfig
+from .app import ACCESS_LOG_FORMAT, create_app
+from .auth import CredentialsError, parse_credentials
+from .config import (
+    DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_MAX_UPLOAD_BYTES,
+    ServeConfig,
+    UploadConfig,
+    UpstreamConfig,
+)
+
+CREDENTIALS_ENV = "NIXSHARD_UPLOAD_CREDENTIALS"
+
+
+def default_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/nixshard/serve`` (``~/.cache/nixshard/serve`` without it)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "nixshard" / "serve"
 
 
 @click.command("serve")
@@ -36,9 +62,48 @@ from .config import ServeConfig
 @click.option("--hedge-after", type=click.FloatRange(min=0, min_open=True),
               default=DEFAULT_HEDGE_AFTER, show_default=True, metavar="SECONDS",
               help="Seconds a chunk waits for its first k shards before asking one more node.")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Local disk cache of rebuilt NARs and staged uploads.  "
+                   "[default: $XDG_CACHE_HOME/nixshard/serve]")
+@click.option("--cache-max-bytes", type=click.IntRange(min=0), default=DEFAULT_CACHE_MAX_BYTES,
+              show_default=True, help="Bytes of NARs the local cache keeps (LRU); 0 keeps none.")
+@click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
+              help="Key file (nix-store --generate-binary-cache-key) that signs the records of "
+                   "uploads and upstream copies; the network file must list it.  "
+                   "[default: the key text in $NIXSHARD_SIGNING_KEY, if set]")
+@click.option("--upload-credentials", type=click.Path(dir_okay=False), default=None,
+              help="File of `user:password` lines allowed to upload (HTTP basic auth).  "
+                   "Without it (and without $NIXSHARD_UPLOAD_CREDENTIALS) uploads are refused.")
+@click.option("--trusted-upload-key", multiple=True, metavar="NAME:BASE64",
+              help="Nix key whose Sig: makes an upload acceptable (repeatable).  "
+                   "[default: the network file's publishers]")
+@click.option("--sign-uploads/--no-sign-uploads", default=False, show_default=True,
+              help="Sign uploads that carry no trusted Sig: with --signing-key instead of "
+                   "refusing them.")
+@click.option("--max-upload-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_UPLOAD_BYTES,
+              show_default=True, help="Largest upload body, in bytes.")
+@click.option("--read-auth/--no-read-auth", default=False, show_default=True,
+              help="Require the upload credentials for reads too (/healthz stays open).")
+@click.option("--upstream", multiple=True, metavar="URL",
+              help="Binary cache asked on a miss, in order (repeatable), e.g. "
+                   "https://cache.nixos.org.")
+@click.option("--upstream-key", multiple=True, metavar="NAME:BASE64",
+              help="Key an upstream narinfo must be signed by (repeatable; needed with "
+                   "--upstream).")
+@click.option("--ingest-upstream/--no-ingest-upstream", default=False, show_default=True,
+              help="Copy paths served from an upstream into the network (needs --signing-key).")
+@click.option("--upstream-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
+              show_default=True, help="Seconds per request to an upstream cache.")
+@click.option("--access-log/--no-access-log", default=True, show_default=True,
+              help="Log one line per request (logger nixshard.serve.access).")
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
-                  prefetch: int, scores_file: Path | None, hedge_after: float) -> None:
-    """Serve the Nix binary-cache protocol from the shard network."""
+                  prefetch: int, scores_file: Path | None, hedge_after: float,
+                  cache_dir: Path | None, cache_max_bytes: int, signing_key: str | None,
+                  upload_credentials: str | None, trusted_upload_key: tuple[str, ...],
+                  sign_uploads: bool, max_upload_bytes: int, read_auth: bool,
+                  upstream: tuple[str, ...], upstream_key: tuple[str, ...],
+                  ingest_upstream: bool, upstream_timeout: float, access_log: bool) -> None:
+    """Serve the Nix binary-cache protocol from the shard network (the gateway)."""
     try:
         host, port = parse_host_port(listen)
     except ValueError as exc:
@@ -48,12 +113,78 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    scores = load_scores(scores_file)
-    config = ServeConfig(network=network, priority=priority, node_timeout=node_timeout,
-                         prefetch=prefetch, scores=scores, hedge_after=hedge_after)
+    credentials = load_credentials(upload_credentials)
+    if read_auth and not credentials:
+        raise click.UsageError("--read-auth needs --upload-credentials (or "
+                               f"${CREDENTIALS_ENV})")
+    keyed = signing_key is not None or os.environ.get("NIXSHARD_SIGNING_KEY")
+    if (credentials or ingest_upstream) and not keyed:
+        raise click.UsageError("uploads (--upload-credentials) and --ingest-upstream need "
+                               "--signing-key or $NIXSHARD_SIGNING_KEY: the gateway signs "
+                               "the records it writes")
+    uploads = None
+    publisher = None
+    if keyed:
+        nix_key, publisher = load_signing_key(signing_key)
+        check_publisher(network, publisher)
+        if credentials:
+            trusted = parse_keys(trusted_upload_key, "--trusted-upload-key") or \
+                publisher_keys(network)
+            uploads = UploadConfig(publisher=publisher, nix_key=nix_key, trusted_keys=trusted,
+                                   sign_uploads=sign_uploads, max_bytes=max_upload_bytes)
+    upstream_config = None
+    if upstream:
+        keys = parse_keys(upstream_key, "--upstream-key")
+        if not keys:
+            raise click.UsageError("--upstream needs at least one --upstream-key: upstream "
+                                   "narinfos are served only with a valid signature")
+        upstream_config = UpstreamConfig(urls=tuple(u.rstrip("/") for u in upstream), keys=keys,
+                                         ingest=ingest_upstream, publisher=publisher,
+                                         timeout=upstream_timeout)
+    config = ServeConfig(network=network, cache_dir=cache_dir or default_cache_dir(),
+                         priority=priority, node_timeout=node_timeout, prefetch=prefetch,
+                         scores=load_scores(scores_file), hedge_after=hedge_after,
+                         cache_max_bytes=cache_max_bytes, read_auth=read_auth,
+                         uploads=uploads, upstream=upstream_config, credentials=credentials)
     click.echo(f"nixshard serve: http://{host}:{port} ({network.k}-of-{network.n}, "
-               f"{len(network.nodes)} nodes)")
-    web.run_app(create_app(config), host=host, port=port, print=None)
+               f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "
+               f"{len(upstream)} upstream(s); cache {config.cache_dir})")
+    web.run_app(create_app(config), host=host, port=port, print=None,
+                access_log=logging.getLogger("nixshard.serve.access") if access_log else None,
+                access_log_format=ACCESS_LOG_FORMAT)
+
+
+def load_credentials(path: str | None) -> dict[str, str]:
+    """user -> password from ``path``, else ``$NIXSHARD_UPLOAD_CREDENTIALS``, else empty.
+
+    Raises:
+        click.ClickException: unreadable file or a malformed line.
+    """
+    try:
+        text = read_secret(path, os.environ, CREDENTIALS_ENV, "upload credentials")
+        return parse_credentials(text, path or f"${CREDENTIALS_ENV}") if text else {}
+    except (SecretError, CredentialsError) as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def parse_keys(texts: tuple[str, ...], option: str) -> tuple[PublicKey, ...]:
+    """Nix public keys ``name:base64`` (or files holding one).
+
+    Raises:
+        click.BadParameter: a key that does not parse (naming the option).
+    """
+    keys = []
+    for text in texts:
+        try:
+            keys.append(PublicKey.load(text) if os.path.isfile(text) else PublicKey.parse(text))
+        except (NixFormatError, OSError) as exc:
+            raise click.BadParameter(f"{text[:60]!r}: {exc}", param_hint=option) from exc
+    return tuple(keys)
+
+
+def publisher_keys(network: Network) -> tuple[PublicKey, ...]:
+    """The network file's publisher keys as Nix public keys."""
+    return tuple(PublicKey.parse(key.text()) for key in network.publishers.values())
 
 
 def load_scores(path: Path | None) -> Scores | None:

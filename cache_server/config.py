@@ -2,11 +2,51 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
+from nix_formats.keys import PublicKey, SecretKey
+from storage_network.auth import Publisher
 from storage_network.network_client import DEFAULT_HEDGE_AFTER
 from storage_network.network_file import Network
 from storage_network.scores import Scores
+
+DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
+DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024**3
+
+
+@dataclass(frozen=True)
+class UploadConfig:
+    """Who may write through the gateway, and how uploads are signed.
+
+    Writers authenticate with :attr:`ServeConfig.credentials`.
+    ``publisher`` signs the network records (it must be listed in the
+    network file); ``nix_key`` is the same key in Nix form, used to add a
+    ``Sig:`` when ``sign_uploads`` is set and an upload carries no
+    signature by a ``trusted_keys`` key.  ``max_bytes``: largest accepted
+    upload body, in bytes.
+    """
+
+    publisher: Publisher
+    nix_key: SecretKey
+    trusted_keys: tuple[PublicKey, ...] = ()
+    sign_uploads: bool = False
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+
+
+@dataclass(frozen=True)
+class UpstreamConfig:
+    """Upstream caches asked on a miss, in order, and the keys their narinfos must carry.
+
+    ``ingest`` copies a path served from an upstream into the network
+    (signed records by ``publisher``; None disables ingest).
+    """
+
+    urls: tuple[str, ...]
+    keys: tuple[PublicKey, ...]
+    ingest: bool = False
+    publisher: Publisher | None = None
+    timeout: float = 10.0
 
 
 @dataclass(frozen=True)
@@ -21,12 +61,25 @@ class ServeConfig:
     which order reads among nodes in good standing.  ``hedge_after`` is
     seconds a chunk waits for its first k shards before one more node is
     asked (see :mod:`storage_network.fetch`).
+
+    ``cache_dir`` holds the local disk cache of rebuilt NARs (``nar/``, at
+    most ``cache_max_bytes`` bytes, least recently used evicted; 0 keeps
+    none) and staged uploads (``uploads/``).  ``credentials``: user ->
+    password for HTTP basic auth (Nix sends them from the user's netrc
+    file); writes need them, and reads too when ``read_auth`` is set.
+    ``uploads`` None: every write is refused (403).  ``upstream`` None: a miss is a miss.
     """
 
     network: Network
+    cache_dir: Path
     priority: int = 30
     node_timeout: float = 10.0
     prefetch: int = 8
     record_cache: int = 4096
     scores: Scores | None = None
     hedge_after: float = DEFAULT_HEDGE_AFTER
+    cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    read_auth: bool = False
+    uploads: UploadConfig | None = None
+    upstream: UpstreamConfig | None = None
+    credentials: dict[str, str] = field(default_factory=dict)

@@ -30,18 +30,61 @@ class BadRecordError(CacheServerError):
     """A record verified by signature carries narinfo text that does not parse or match."""
 
 
+class UploadRejectedError(BadRequestError):
+    """An upload does not check out (NAR vs narinfo, bad NAR, missing NAR): nothing is stored."""
+
+
+class UnauthorizedError(CacheServerError):
+    """A write (or, with ``read_auth``, a read) without valid basic-auth credentials."""
+
+
+class ForbiddenError(CacheServerError):
+    """The request is understood but refused (uploads disabled, no trusted signature)."""
+
+
+class UploadTooLargeError(CacheServerError):
+    """An upload body is larger than the configured limit."""
+
+
+class RangeNotSatisfiableError(CacheServerError):
+    """A ``Range`` header that selects no byte of the NAR."""
+
+    def __init__(self, message: str, size: int):
+        super().__init__(message)
+        self.size = size
+
+
+class UpstreamError(CacheServerError):
+    """An upstream cache could not be asked, or served something unusable."""
+
+
+AUTH_REALM = 'Basic realm="nixshard"'
+
+
 def to_http(exc: Exception) -> web.HTTPException:
     """The HTTP error for ``exc`` (plain-text body ``error: <message>``).
 
-    400 bad request; 404 absent (only when the network says so); 502 a
-    signed record with bad content; 503 too few nodes or shards reachable.
+    400 bad request or a rejected upload; 401 missing or wrong credentials
+    (with ``WWW-Authenticate``); 403 refused; 404 absent (only when the
+    network says so); 413 upload too large; 416 unsatisfiable range; 502 a
+    signed record with bad content or a bad upstream; 503 too few nodes or
+    shards reachable.
     """
     text = f"error: {exc}\n"
+    if isinstance(exc, UnauthorizedError):
+        return web.HTTPUnauthorized(text=text, headers={"WWW-Authenticate": AUTH_REALM})
+    if isinstance(exc, ForbiddenError):
+        return web.HTTPForbidden(text=text)
+    if isinstance(exc, UploadTooLargeError):
+        return web.HTTPRequestEntityTooLarge(max_size=0, actual_size=0, text=text)
+    if isinstance(exc, RangeNotSatisfiableError):
+        return web.HTTPRequestRangeNotSatisfiable(
+            text=text, headers={"Content-Range": f"bytes */{exc.size}"})
     if isinstance(exc, BadRequestError | NixFormatError):
         return web.HTTPBadRequest(text=text)
     if isinstance(exc, NotFoundError | NoSuchNarError):
         return web.HTTPNotFound(text=text)
-    if isinstance(exc, BadRecordError | RecordError):
+    if isinstance(exc, BadRecordError | RecordError | UpstreamError):
         return web.HTTPBadGateway(text=text)
     if isinstance(exc, RecordUnavailableError | ChunkUnavailableError | StorageNetworkError):
         return web.HTTPServiceUnavailable(text=text)

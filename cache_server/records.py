@@ -2,25 +2,33 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from dataclasses import dataclass
 
 from nix_formats.errors import NixFormatError
 from nix_formats.narinfo import NarInfo
+from storage_network.errors import NotFoundError
 from storage_network.network_client import NetworkClient
 from storage_network.record import Record
 from storage_network.record_lookup import fetch_record
 
+from .build_logs import LOG_MAGIC
 from .errors import BadRecordError
 
 
 @dataclass(frozen=True)
 class Entry:
-    """A verified record, its parsed narinfo and the narinfo text as served."""
+    """A verified record, its parsed narinfo and the narinfo text as served.
+
+    ``cache_key`` names the rebuilt NAR in the local disk cache:
+    ``<store hash>-<first 32 hex of sha256(manifest)>``.
+    """
 
     record: Record
     narinfo: NarInfo
     text: str
+    cache_key: str
 
 
 class RecordLookup:
@@ -46,6 +54,8 @@ class RecordLookup:
             self._cache.move_to_end(hash_part)
             return entry
         record = await fetch_record(self._net, hash_part)
+        if record.metadata.startswith(LOG_MAGIC):
+            raise NotFoundError(f"{hash_part} names a build log, not a store path")
         try:
             text = record.metadata.decode("utf-8")
             narinfo = NarInfo.parse(text)
@@ -56,7 +66,8 @@ class RecordLookup:
         if narinfo.nar_size != record.manifest.size:
             raise BadRecordError(f"record {hash_part}: NarSize {narinfo.nar_size} but manifest "
                                  f"holds {record.manifest.size} bytes")
-        entry = Entry(record, narinfo, text)
+        digest = hashlib.sha256(record.manifest.encode()).hexdigest()[:32]
+        entry = Entry(record, narinfo, text, f"{hash_part}-{digest}")
         self._cache[hash_part] = entry
         if len(self._cache) > self._size:
             self._cache.popitem(last=False)

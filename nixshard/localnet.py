@@ -110,6 +110,7 @@ class LocalNetwork:
     publisher: Publisher
     nodes: list[ManagedProcess] = field(default_factory=list)
     daemon: ManagedProcess | None = None
+    gateways: list[ManagedProcess] = field(default_factory=list)
     network: Network | None = None
 
     @property
@@ -184,20 +185,30 @@ class LocalNetwork:
         write_network(self.network, self.network_file)
         return self.network
 
-    def start_daemon(self, port: int | None = None, extra: tuple[str, ...] = ()) -> str:
-        """Start ``nixshard serve`` on the network file; returns its base URL."""
-        port = port or free_port()
-        self.daemon = ManagedProcess(
-            "serve", ["serve", "--network", str(self.network_file),
-                      "--listen", f"127.0.0.1:{port}", *extra],
-            f"http://127.0.0.1:{port}", self.root / "serve.log", "/nix-cache-info")
-        self.daemon.start()
-        self.daemon.wait_ready()
+    def start_daemon(self, port: int | None = None, extra: Sequence[str] = (),
+                     env: Mapping[str, str] | None = None) -> str:
+        """Start ``nixshard serve`` on the network file as :attr:`daemon`; returns its base URL."""
+        self.daemon = self.start_gateway("serve", port, extra, env)
         return self.daemon.url
+
+    def start_gateway(self, name: str, port: int | None = None, extra: Sequence[str] = (),
+                      env: Mapping[str, str] | None = None) -> ManagedProcess:
+        """Start one more ``nixshard serve`` (log ``<name>.log``, cache dir ``<name>-cache``
+        unless ``extra`` names one); it is stopped on :meth:`close`."""
+        port = port or free_port()
+        cache = [] if "--cache-dir" in extra else ["--cache-dir", str(self.root / f"{name}-cache")]
+        gateway = ManagedProcess(
+            name, ["serve", "--network", str(self.network_file),
+                   "--listen", f"127.0.0.1:{port}", *cache, *extra],
+            f"http://127.0.0.1:{port}", self.root / f"{name}.log", "/healthz", env=dict(env or {}))
+        self.gateways.append(gateway)
+        gateway.start()
+        gateway.wait_ready()
+        return gateway
 
     def close(self) -> None:
         """Stop every process."""
-        for proc in [*self.nodes, *([self.daemon] if self.daemon else [])]:
+        for proc in [*self.nodes, *self.gateways]:
             proc.stop()
 
     def __enter__(self) -> LocalNetwork:

@@ -1,5 +1,12 @@
 """The exception tree of :mod:`uploader`."""
 
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .push import PushSummary
+
 
 class UploaderError(Exception):
     """Base class of every error :mod:`uploader` raises on purpose."""
@@ -13,5 +20,30 @@ class PushError(UploaderError):
     """A store path could not be pushed (NAR mismatch, network refused, ...)."""
 
 
-class SigningKeyError(UploaderError):
+class SecretError(UploaderError):
+    """A secret (key, credentials) file cannot be read."""
+
+
+class SigningKeyError(SecretError):
     """The signing key is missing, unreadable or not a Nix secret key."""
+
+
+class PushFailedError(PushError):
+    """Some paths of a closure were not pushed; the others were (records in dependency order).
+
+    Attributes:
+        failures: store path -> why it was not pushed: its own error, or
+            ``not committed: reference ... was not pushed`` for a path whose
+            reference failed (its record was then not written).
+        summary: what the push did do (a :class:`uploader.push.PushSummary`).
+    """
+
+    def __init__(self, failures: dict[str, str], summary: PushSummary) -> None:
+        self.failures = dict(failures)
+        self.summary = summary
+        lines = [f"  {path}: {why}" for path, why in sorted(self.failures.items())]
+        super().__init__(f"{len(self.failures)} store path(s) not pushed:\n" + "\n".join(lines))
+
+
+class StoreWatchError(UploaderError):
+    """The store directory to watch cannot be read (missing, not a directory, no permission)."""

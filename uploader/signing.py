@@ -17,7 +17,7 @@ from nix_formats.keys import SecretKey
 from storage_network.auth import Publisher, parse_publisher_secret
 from storage_network.errors import AuthError
 
-from .errors import SigningKeyError
+from .errors import SecretError, SigningKeyError
 
 SIGNING_KEY_ENV = "NIXSHARD_SIGNING_KEY"
 
@@ -27,13 +27,13 @@ def read_secret(path: str | Path | None, env: Mapping[str, str], env_name: str,
     """The stripped text of the secret file ``path``, else of ``env[env_name]``, else None.
 
     Raises:
-        SigningKeyError: the file cannot be read (the message names it).
+        SecretError: the file cannot be read (the message names it).
     """
     if path is not None:
         try:
             return Path(path).read_text().strip()
         except OSError as exc:
-            raise SigningKeyError(f"cannot read {what} {path}: {exc.strerror}") from exc
+            raise SecretError(f"cannot read {what} {path}: {exc.strerror}") from exc
     text = env.get(env_name, "").strip()
     return text or None
 
@@ -49,7 +49,10 @@ def load_signing_key(path: str | Path | None, env: Mapping[str, str]
         SigningKeyError: no key given, unreadable file, or malformed key.
     """
     source = str(path) if path is not None else f"${SIGNING_KEY_ENV}"
-    text = read_secret(path, env, SIGNING_KEY_ENV, "signing key")
+    try:
+        text = read_secret(path, env, SIGNING_KEY_ENV, "signing key")
+    except SecretError as exc:
+        raise SigningKeyError(str(exc)) from exc
     if text is None:
         raise SigningKeyError(f"no signing key: give a key file or set ${SIGNING_KEY_ENV}")
     try:

@@ -5,12 +5,23 @@ The body is the chunks' zstd frames back to back, which is one valid
 ``.nar.zst``; Content-Length is their total size.  If a chunk cannot be
 rebuilt after the headers went out, the connection is aborted so the
 client sees a short transfer, never a clean end.
+
+``Accept-Ranges: bytes`` is sent and one ``Range`` is honoured (206).  With
+the local disk cache on, a hot NAR is sent from its file with sendfile
+(no byte passes through Python); a cold one is fetched once into the cache
+while every request for it follows the growing file
+(:mod:`cache_server.nar_cache`).
+
+``HEAD /nar/<FileHash>.nar<ext>`` (the names ``nix copy --to`` uses) answers
+200 when such an upload is staged, so Nix does not send it twice, and 404
+otherwise; a ``GET`` of such a name is 404 (staged uploads are not served).
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
 
 from aiohttp import web
 
@@ -18,11 +29,17 @@ from nix_formats.errors import NixFormatError
 from storage_network.errors import StorageNetworkError
 from storage_network.fetch import plan_fetch, stream_payload
 
+from ..byte_range import ByteRange, parse_range, range_frames
 from ..errors import BadRequestError, CacheServerError, NoSuchNarError, to_http
-from ..state import CONFIG, NETWORK, RECORDS
+from ..metrics import NAR_CACHE_OUTCOMES
+from ..nar_cache import Fill
+from ..records import Entry
+from ..state import CONFIG, NAR_CACHE, NETWORK, RECORDS, STAGING
 
 log = logging.getLogger("nixshard.serve")
-NAR_FILE_RE = re.compile(r"^([0-9a-df-np-sv-z]{32})-[0-9a-df-np-sv-z]{52}\.nar\.zst$")
+NAR_FILE_RE = re.compile(r"\A([0-9a-df-np-sv-z]{32})-[0-9a-df-np-sv-z]{52}\.nar\.zst\Z")
+UPLOAD_FILE_RE = re.compile(r"\A[0-9a-df-np-sv-z]{52}\.nar(\.xz|\.bz2|\.zst|\.br|\.lz4|\.lzip)?\Z")
+NAR_TYPE = "application/x-nix-nar"
 
 
 def parse_nar_file(name: str) -> str:
@@ -38,31 +55,63 @@ def parse_nar_file(name: str) -> str:
     return m.group(1)
 
 
+async def _entry(request: web.Request, name: str) -> Entry:
+    entry = await request.app[RECORDS].get(parse_nar_file(name))
+    if entry.narinfo.url != f"nar/{name}":
+        raise NoSuchNarError(f"{entry.narinfo.store_path.path} has NAR {entry.narinfo.url}, "
+                             f"not nar/{name}")
+    return entry
+
+
+def _staged(request: web.Request, name: str) -> web.Response:
+    if request.method == "HEAD" and request.app[STAGING].path(name) is not None:
+        return web.Response(status=200)
+    raise web.HTTPNotFound(text=f"error: no NAR {name}\n")
+
+
 async def nar(request: web.Request) -> web.StreamResponse:
-    """Stream the NAR; see the module docstring for the failure behaviour."""
+    """Send the NAR (or the asked range); see the module docstring for failures."""
     name = request.match_info["file"]
+    if UPLOAD_FILE_RE.match(name):
+        return _staged(request, name)
     net = request.app[NETWORK]
+    cache = request.app[NAR_CACHE]
     try:
-        hash_part = parse_nar_file(name)
-        entry = await request.app[RECORDS].get(hash_part)
-        if entry.narinfo.url != f"nar/{name}":
-            raise NoSuchNarError(f"{entry.narinfo.store_path.path} has NAR {entry.narinfo.url}, "
-                                 f"not nar/{name}")
-        manifest = entry.record.manifest
-        plan = None if request.method == "HEAD" else await plan_fetch(net, manifest)
+        entry = await _entry(request, name)
+        size = entry.record.manifest.stored_size
+        wanted = parse_range(request, size)
+        if request.method == "HEAD":
+            return web.Response(status=206 if wanted.partial else 200,
+                                headers={"Content-Type": NAR_TYPE, **wanted.headers()})
+        if not cache.caches(size):
+            NAR_CACHE_OUTCOMES.labels("bypass").inc()
+            plan = await plan_fetch(net, entry.record.manifest)
+            prefetch = request.app[CONFIG].prefetch
+            return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))
+
+        async def start() -> AsyncIterator[bytes]:
+            plan = await plan_fetch(net, entry.record.manifest)
+            return stream_payload(net, plan, request.app[CONFIG].prefetch)
+
+        found, outcome = await cache.open(entry.cache_key, size, start)
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
-        log.warning("GET nar/%s: %s", name[:80], exc)
+        log.warning("%s nar/%s: %s", request.method, name[:80], exc)
         raise to_http(exc) from exc
-    resp = web.StreamResponse(status=200, headers={
-        "Content-Type": "application/x-nix-nar",
-        "Content-Length": str(manifest.stored_size),
-    })
+    NAR_CACHE_OUTCOMES.labels(outcome).inc()
+    if isinstance(found, Fill):
+        return await _send(request, name, wanted, found.read(wanted.start, wanted.end))
+    return web.FileResponse(found, headers={"Content-Type": NAR_TYPE})
+
+
+async def _send(request: web.Request, name: str, wanted: ByteRange,
+                pieces: AsyncIterator[bytes]) -> web.StreamResponse:
+    """Send ``pieces`` as the body; abort the connection if they fail midway."""
+    resp = web.StreamResponse(status=206 if wanted.partial else 200,
+                              headers={"Content-Type": NAR_TYPE, **wanted.headers()})
     await resp.prepare(request)
-    if plan is None:
-        return resp
     try:
-        async for frame in stream_payload(net, plan, request.app[CONFIG].prefetch):
-            await resp.write(frame)
+        async for piece in pieces:
+            await resp.write(piece)
     except StorageNetworkError as exc:
         log.error("nar/%s: aborting the transfer after the headers: %s", name, exc)
         if request.transport is not None:

@@ -1,22 +1,71 @@
-"""``GET``/``HEAD /<hash32>.narinfo``: the signed narinfo of a store path."""
+"""``GET``/``HEAD /<hash32>.narinfo``: the signed narinfo of a store path.
+
+From the network first.  When the network says the path is absent and
+upstream caches are configured, they are asked in order
+(:mod:`cache_server.upstream`); an upstream narinfo is served only with a
+valid signature by a configured upstream key, with its ``URL`` moved under
+``upstream/<index>/`` so the NAR is fetched through this gateway
+(:mod:`cache_server.routes.upstream_nar`).  With ingest on, the path is then
+copied into the network in the background (:mod:`cache_server.upstream_ingest`).
+
+Answers: 200; 400 bad hash; 404 absent everywhere, or absent from the
+network while every upstream is down (logged: Nix then builds or asks its
+other substituters instead of failing); 502 a signed record with a bad
+narinfo; 503 the network cannot tell.
+"""
 
 from __future__ import annotations
+
+import dataclasses
+import logging
 
 from aiohttp import web
 
 from nix_formats.errors import NixFormatError
 from nix_formats.store_path import validate_hash_part
-from storage_network.errors import StorageNetworkError
+from storage_network.errors import NotFoundError, StorageNetworkError
 
 from ..errors import CacheServerError, to_http
-from ..state import RECORDS
+from ..metrics import UPSTREAM
+from ..state import RECORDS, UPSTREAMS
+from ..upstream import UpstreamUnavailableError
+from ..upstream_ingest import start_upstream_ingest
+
+log = logging.getLogger("nixshard.serve")
+TEXT_TYPE = "text/x-nix-narinfo"
 
 
 async def narinfo(request: web.Request) -> web.Response:
-    """200 with the narinfo text; 400 bad hash; 404 absent; 503 network short."""
+    """200 with the narinfo text; see the module docstring for the other answers."""
     try:
         hash_part = validate_hash_part(request.match_info["hash"])
-        entry = await request.app[RECORDS].get(hash_part)
+        try:
+            entry = await request.app[RECORDS].get(hash_part)
+        except NotFoundError:
+            upstreams = request.app.get(UPSTREAMS)
+            if upstreams is None:
+                raise
+            return await _from_upstream(request, hash_part)
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
         raise to_http(exc) from exc
-    return web.Response(text=entry.text, content_type="text/x-nix-narinfo")
+    return web.Response(text=entry.text, content_type=TEXT_TYPE)
+
+
+async def _from_upstream(request: web.Request, hash_part: str) -> web.Response:
+    upstreams = request.app[UPSTREAMS]
+    try:
+        hit = await upstreams.narinfo(hash_part)
+    except UpstreamUnavailableError as exc:
+        UPSTREAM.labels("down").inc()
+        log.warning("%s.narinfo: not in the network and no upstream answered (%s): "
+                    "answering 404", hash_part, exc)
+        raise web.HTTPNotFound(text=f"error: {hash_part} is not in the network and the "
+                                    f"upstream caches are unreachable: {exc}\n") from exc
+    if hit is None:
+        UPSTREAM.labels("miss").inc()
+        raise web.HTTPNotFound(text=f"error: {hash_part} is in neither the network nor "
+                                    "the upstream caches\n")
+    UPSTREAM.labels("hit").inc()
+    start_upstream_ingest(request.app, hit)
+    served = dataclasses.replace(hit.narinfo, url=f"upstream/{hit.index}/{hit.narinfo.url}")
+    return web.Response(text=served.render(), content_type=TEXT_TYPE)

@@ -1,4 +1,9 @@
-"""``GET /nix-cache-info`` (format: Nix src/libstore/binary-cache-store.cc)."""
+"""``GET``/``HEAD``/``PUT /nix-cache-info`` (format: Nix src/libstore/binary-cache-store.cc).
+
+Nix PUTs a ``nix-cache-info`` when it finds none; this gateway always has
+one, so a PUT (authenticated by the middleware) is checked for the same
+store directory and otherwise ignored.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,21 @@ from aiohttp import web
 from ..config import ServeConfig
 from ..state import CONFIG
 
+MAX_BYTES = 4096
+
 
 async def nix_cache_info(request: web.Request) -> web.Response:
     """The cache's StoreDir, WantMassQuery and Priority."""
     config: ServeConfig = request.app[CONFIG]
     text = f"StoreDir: /nix/store\nWantMassQuery: 1\nPriority: {config.priority}\n"
     return web.Response(text=text, content_type="text/x-nix-cache-info")
+
+
+async def put_nix_cache_info(request: web.Request) -> web.Response:
+    """200 when the uploaded file names ``StoreDir: /nix/store``; 400 otherwise."""
+    body = await request.content.read(MAX_BYTES + 1)
+    lines = body.decode("utf-8", "replace").splitlines()
+    store_dirs = [line.partition(":")[2].strip() for line in lines if line.startswith("StoreDir:")]
+    if len(body) > MAX_BYTES or store_dirs not in ([], ["/nix/store"]):
+        raise web.HTTPBadRequest(text="error: this cache serves StoreDir /nix/store only\n")
+    return web.Response(text="ok\n")

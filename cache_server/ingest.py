@@ -1,0 +1,85 @@
+"""Ingest: a NAR from a staged file (an upload, an upstream download) into the network.
+
+One pass over the file: decompress it by the narinfo's ``Compression``,
+feed every byte to :class:`nix_formats.nar.NarParser` (which hashes it and
+checks the NAR grammar) and to :func:`storage_network.publish.store_payload`.
+Only when the NAR parses and its NarHash and NarSize are the narinfo's is
+the record published (the commit point).  A rejected NAR leaves at most
+unreferenced shards, which readers never see and gc removes.
+
+The stored narinfo is the given one with ``URL`` pointing at the gateway's
+own NAR name, ``Compression: zstd``, ``FileSize`` the stored frames' size
+and no ``FileHash`` (the frames are not the uploaded file); its ``Sig:``
+lines stay valid because the fingerprint covers none of those fields.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator
+from pathlib import Path
+
+from nix_formats.compression import decompress
+from nix_formats.errors import NixFormatError
+from nix_formats.hash import format_sha256_nix32
+from nix_formats.nar import NarParser
+from nix_formats.narinfo import NarInfo
+from storage_network.auth import Publisher
+from storage_network.network_client import NetworkClient
+from storage_network.publish import publish_record, store_payload
+from uploader.push import nar_url
+
+from .errors import UploadRejectedError
+
+PIECE = 1 << 20
+
+
+def _file_pieces(path: Path) -> Iterator[bytes]:
+    with open(path, "rb") as f:
+        while piece := f.read(PIECE):
+            yield piece
+
+
+def _checked_nar(path: Path, compression: str, parser: NarParser) -> Iterator[bytes]:
+    """The NAR inside ``path``; every piece is fed to ``parser`` on the way."""
+    for piece in decompress(compression, _file_pieces(path)):
+        parser.feed(piece)
+        yield piece
+
+
+async def ingest_nar(net: NetworkClient, publisher: Publisher, narinfo: NarInfo,
+                     path: Path) -> NarInfo:
+    """Store the NAR in ``path`` (compressed as ``narinfo.compression``) and its record.
+
+    Returns the narinfo as stored (see the module docstring).
+
+    Raises:
+        UploadRejectedError: the file does not decompress, is not a valid
+            NAR, or its NarHash / NarSize differ from ``narinfo`` (no record
+            is written).
+        StorageNetworkError: a node refused a shard or the record.
+    """
+    where = narinfo.store_path.path
+    try:
+        want_hash = narinfo.nar_hash_digest()
+    except NixFormatError as exc:
+        raise UploadRejectedError(f"{where}: {exc}") from exc
+    parser = NarParser()
+    try:
+        manifest, stats = await store_payload(net, publisher,
+                                              _checked_nar(path, narinfo.compression, parser))
+        nar = parser.finish()
+    except NixFormatError as exc:
+        raise UploadRejectedError(f"{where}: the uploaded NAR is not valid: {exc}") from exc
+    if nar.sha256 != want_hash or nar.nar_size != narinfo.nar_size:
+        assert nar.sha256 is not None
+        raise UploadRejectedError(
+            f"{where}: the NAR has {format_sha256_nix32(nar.sha256)} and {nar.nar_size} bytes, "
+            f"the narinfo says {narinfo.nar_hash} and {narinfo.nar_size} bytes")
+    stored = dataclasses.replace(
+        narinfo, url=nar_url(narinfo.store_path, want_hash), compression="zstd",
+        file_hash=None, file_size=manifest.stored_size,
+        sigs=list(narinfo.sigs), references=list(narinfo.references))
+    await publish_record(net, publisher, narinfo.store_path.hash_part,
+                         stored.render().encode(), manifest, touched_at=stats.touched_at)
+    return stored

@@ -1,0 +1,77 @@
+"""``GET``/``HEAD``/``PUT /log/<drv basename>``: build logs (see :mod:`cache_server.build_logs`).
+
+GET answers 200 with the log as ``text/plain`` (uncompressed, as Nix
+expects), 400 for a name that is not a ``.drv`` basename, 404 when the
+network holds no log for it, 503 when it cannot tell or cannot rebuild it
+(before any body byte; a failure after the headers aborts the connection).
+PUT (``nix store copy-log --to``; credentials checked by the middleware)
+stores the body: 201; 403 uploads disabled; 413 too large; 503 the network
+did not store it.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from aiohttp import web
+
+from storage_network.errors import NotFoundError, StorageNetworkError
+from storage_network.fetch import plan_fetch
+from storage_network.record_lookup import fetch_record
+
+from ..build_logs import log_metadata, log_record_key, parse_drv_name, store_log
+from ..errors import CacheServerError, ForbiddenError, to_http
+from ..payload import payload_pieces
+from ..state import CONFIG, NETWORK, STAGING
+
+log = logging.getLogger("nixshard.serve")
+MAX_LOG_BYTES = 256 * 1024 * 1024
+
+
+async def get_log(request: web.Request) -> web.StreamResponse:
+    """Send the build log of the derivation named in the path."""
+    net = request.app[NETWORK]
+    try:
+        drv = parse_drv_name(request.match_info["drv"])
+        record = await fetch_record(net, log_record_key(drv))
+        if record.metadata != log_metadata(drv):
+            raise NotFoundError(f"no build log of {drv}")
+        plan = None if request.method == "HEAD" else await plan_fetch(net, record.manifest)
+    except (CacheServerError, StorageNetworkError) as exc:
+        raise to_http(exc) from exc
+    resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
+                                       "Content-Length": str(record.manifest.size)})
+    await resp.prepare(request)
+    if plan is None:
+        return resp
+    try:
+        async for piece in payload_pieces(net, plan, request.app[CONFIG].prefetch):
+            await resp.write(piece)
+    except StorageNetworkError as exc:
+        log.error("log/%s: aborting the transfer after the headers: %s", drv, exc)
+        if request.transport is not None:
+            request.transport.abort()
+        raise
+    await resp.write_eof()
+    return resp
+
+
+async def put_log(request: web.Request) -> web.Response:
+    """Store the uploaded build log."""
+    uploads = request.app[CONFIG].uploads
+    staging = request.app[STAGING]
+    name = f"log-{uuid.uuid4().hex}"
+    try:
+        if uploads is None:
+            raise ForbiddenError("uploads are disabled on this gateway")
+        drv = parse_drv_name(request.match_info["drv"])
+        path = await staging.receive(request, name, min(uploads.max_bytes, MAX_LOG_BYTES))
+        size = await store_log(request.app[NETWORK], uploads.publisher, drv, path)
+    except (CacheServerError, StorageNetworkError) as exc:
+        log.warning("PUT log/%s: %s", request.match_info["drv"][:100], exc)
+        raise to_http(exc) from exc
+    finally:
+        staging.remove(name)
+    log.info("stored the build log of %s (%d bytes)", drv, size)
+    return web.Response(status=201, text="stored\n")

@@ -1,0 +1,18 @@
+"""``GET /metrics``: Prometheus text format of the process's default registry.
+
+What is in it: :mod:`cache_server.metrics` (requests, bytes, local cache,
+uploads, upstream) and :mod:`storage_network.metrics` (per-node shard
+latency and errors, degraded chunks, decode time).
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+
+
+async def metrics(request: web.Request) -> web.Response:
+    """200 with every metric in the Prometheus text exposition format."""
+    resp = web.Response(body=generate_latest(REGISTRY))
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp

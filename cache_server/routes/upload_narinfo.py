@@ -1,0 +1,127 @@
+"""``PUT /<hash32>.narinfo``: commit an uploaded store path (``nix copy --to http://...``).
+
+Nix PUTs the narinfo after the NAR it names (``URL: nar/<FileHash>.nar<ext>``).
+The gateway checks, in order, and answers the first failure:
+
+- 403 uploads disabled; 400 a bad hash, a narinfo that does not parse,
+  describes another store path, or names a NAR that was not uploaded;
+- 403 no ``Sig:`` by a trusted upload key (unless ``sign_uploads``: then
+  the gateway adds its own);
+- 400 FileHash / FileSize that do not match the staged file, or a NAR
+  that is not the narinfo's (NarHash, NarSize, NAR grammar);
+- 503 the network did not store it (the staged NAR is kept: retry works).
+
+On success (201) the path's record is in the network, so every gateway on
+the network serves it; the staged file is removed.  A path the network
+already holds answers 200 and stores nothing.  Concurrent uploads of one
+path are ingested once (the others wait for that ingest).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from nix_formats import nix32
+from nix_formats.errors import NixFormatError
+from nix_formats.hash import parse_nix_hash
+from nix_formats.keys import sign_narinfo, verify_narinfo
+from nix_formats.narinfo import NarInfo
+from nix_formats.store_path import validate_hash_part
+from storage_network.errors import NotFoundError, StorageNetworkError
+from storage_network.record_lookup import fetch_record
+
+from ..config import UploadConfig
+from ..errors import CacheServerError, ForbiddenError, UploadRejectedError, to_http
+from ..ingest import ingest_nar
+from ..metrics import UPLOADS
+from ..state import CONFIG, INGESTS, NETWORK, STAGING
+from .nar import UPLOAD_FILE_RE
+
+log = logging.getLogger("nixshard.serve")
+MAX_NARINFO_BYTES = 1 << 20
+
+
+def _check_signature(narinfo: NarInfo, uploads: UploadConfig) -> None:
+    if verify_narinfo(narinfo, uploads.trusted_keys):
+        return
+    if not uploads.sign_uploads:
+        names = ", ".join(k.name for k in uploads.trusted_keys) or "none configured"
+        raise ForbiddenError(
+            f"{narinfo.store_path.path} carries no signature by a trusted upload key "
+            f"(trusted: {names}); sign it (nix copy --to 'http://...?secret-key=FILE') or "
+            "enable sign_uploads on the gateway")
+    sign_narinfo(narinfo, uploads.nix_key)
+
+
+async def _commit(request: web.Request, narinfo: NarInfo, uploads: UploadConfig) -> int:
+    """Ingest the staged NAR of ``narinfo``; 201, or 200 if the network already has the path."""
+    net = request.app[NETWORK]
+    staging = request.app[STAGING]
+    hash_part = narinfo.store_path.hash_part
+    try:
+        await fetch_record(net, hash_part)
+        UPLOADS.labels("exists").inc()
+        return 200
+    except NotFoundError:
+        pass
+    name = narinfo.url.removeprefix("nar/")
+    staged = staging.path(name) if narinfo.url.startswith("nar/") and \
+        UPLOAD_FILE_RE.match(name) else None
+    if staged is None:
+        raise UploadRejectedError(f"{narinfo.store_path.path}: its NAR {narinfo.url} was not "
+                                  "uploaded (PUT it before the narinfo)")
+    file_size = staged.stat().st_size
+    if narinfo.file_size is not None and narinfo.file_size != file_size:
+        raise UploadRejectedError(f"{narinfo.store_path.path}: FileSize {narinfo.file_size} but "
+                                  f"{narinfo.url} has {file_size} bytes")
+    if narinfo.file_hash is not None and \
+            parse_nix_hash(narinfo.file_hash) != ("sha256", nix32.decode(name[:52])):
+        raise UploadRejectedError(f"{narinfo.store_path.path}: FileHash {narinfo.file_hash} "
+                                  f"is not the hash of {narinfo.url}")
+    try:
+        await ingest_nar(net, uploads.publisher, narinfo, staged)
+    except UploadRejectedError:
+        staging.remove(name)
+        raise
+    staging.remove(name)
+    return 201
+
+
+async def put_narinfo(request: web.Request) -> web.Response:
+    """Check and commit an uploaded narinfo and its NAR (see the module docstring)."""
+    uploads = request.app[CONFIG].uploads
+    ingests = request.app[INGESTS]
+    try:
+        if uploads is None:
+            raise ForbiddenError("uploads are disabled on this gateway")
+        hash_part = validate_hash_part(request.match_info["hash"])
+        body = await request.content.read(MAX_NARINFO_BYTES + 1)
+        if len(body) > MAX_NARINFO_BYTES:
+            raise UploadRejectedError(f"narinfo larger than {MAX_NARINFO_BYTES} bytes")
+        try:
+            narinfo = NarInfo.parse(body.decode("utf-8"))
+        except UnicodeDecodeError as exc:
+            raise UploadRejectedError(f"narinfo is not UTF-8: {exc}") from exc
+        if narinfo.store_path.hash_part != hash_part:
+            raise UploadRejectedError(f"{hash_part}.narinfo describes {narinfo.store_path.path}")
+        _check_signature(narinfo, uploads)
+        while (running := ingests.get(hash_part)) is not None:
+            await asyncio.shield(asyncio.wait([running]))
+        task: asyncio.Task[int] = asyncio.create_task(_commit(request, narinfo, uploads))
+        ingests[hash_part] = task
+        task.add_done_callback(
+            lambda t: ingests.pop(hash_part) if ingests.get(hash_part) is t else None)
+        # shielded: a client that hangs up does not cancel an ingest halfway
+        status = await asyncio.shield(task)
+    except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
+        UPLOADS.labels("rejected" if isinstance(exc, CacheServerError | NixFormatError)
+                       else "failed").inc()
+        log.warning("PUT %s.narinfo: %s", request.match_info["hash"][:40], exc)
+        raise to_http(exc) from exc
+    if status == 201:
+        UPLOADS.labels("stored").inc()
+        log.info("stored %s (uploaded)", narinfo.store_path.path)
+    return web.Response(status=status, text="stored\n" if status == 201 else "exists\n")

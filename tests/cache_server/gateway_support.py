@@ -1,0 +1,135 @@
+"""A gateway with uploads on over a live network, and uploads made the way Nix makes them."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import zstandard
+
+from nix_formats import nix32
+from nix_formats.hash import format_sha256_nix32
+from nix_formats.keys import SecretKey, sign_narinfo
+from nix_formats.nar import dump_path
+from nix_formats.narinfo import NarInfo
+from nixshard.demo import tree_path_info
+from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
+from storage_network.network_file import ChunkingParams
+
+USER, PASSWORD = "ci", "s3cret-pass"
+
+
+@dataclass
+class Gateway:
+    """Nodes, a gateway with uploads on, its credentials file and the publisher key text."""
+
+    net: LocalNetwork
+    proc: ManagedProcess
+    root: Path
+    secret_text: str
+    credentials: Path
+
+    @property
+    def url(self) -> str:
+        return self.proc.url
+
+    @property
+    def key(self) -> SecretKey:
+        return SecretKey.parse(self.secret_text)
+
+    def client(self, auth: bool = True) -> httpx.Client:
+        return httpx.Client(base_url=self.url, timeout=60,
+                            auth=(USER, PASSWORD) if auth else None)
+
+    def metric(self, name: str, **labels: str) -> float:
+        """The value of one sample on the gateway's /metrics (0 when absent)."""
+        text = httpx.get(self.url + "/metrics", timeout=30).text
+        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+        for line in text.splitlines():
+            if line.startswith("#"):
+                continue
+            head, _, value = line.rpartition(" ")
+            sample, _, rest = head.partition("{")
+            got = ",".join(sorted(re.findall(r'\w+="[^"]*"', rest)))
+            if sample == name and got == want:
+                return float(value)
+        return 0.0
+
+
+def start_gateway(root: Path, *extra: str, name: str = "gw") -> Gateway:
+    """6 nodes (4-of-6, small chunks) and a gateway accepting uploads from ``USER``."""
+    publisher, secret_text = new_publisher("gw-tests-1")
+    net = LocalNetwork(root, publisher)
+    try:
+        net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
+        key_file = root / "secret.key"
+        key_file.write_text(secret_text)
+        creds = root / "credentials"
+        creds.write_text(f"# uploaders\n{USER}:{PASSWORD}\n")
+        proc = net.start_gateway(name, extra=("--signing-key", str(key_file),
+                                              "--upload-credentials", str(creds), *extra))
+    except BaseException:
+        net.close()
+        raise
+    return Gateway(net, proc, root, secret_text, creds)
+
+
+@dataclass
+class Upload:
+    """One store path as ``nix copy --to http://...?compression=zstd`` would upload it."""
+
+    narinfo: NarInfo
+    nar_name: str
+    body: bytes
+    nar: bytes
+
+    @property
+    def hash_part(self) -> str:
+        return self.narinfo.store_path.hash_part
+
+
+def make_upload(tree: Path, key: SecretKey | None, *, compression: str = "zstd") -> Upload:
+    """The compressed NAR of ``tree`` and its (signed, when ``key``) narinfo."""
+    info = tree_path_info(tree)
+    nar = b"".join(dump_path(tree))
+    if compression == "zstd":
+        body, ext = zstandard.ZstdCompressor().compress(nar), ".zst"
+    else:
+        body, ext = nar, ""
+    file_hash = hashlib.sha256(body).digest()
+    name = f"{nix32.encode(file_hash)}.nar{ext}"
+    narinfo = NarInfo(store_path=info.store_path, url=f"nar/{name}", compression=compression,
+                      file_hash=format_sha256_nix32(file_hash), file_size=len(body),
+                      nar_hash=format_sha256_nix32(hashlib.sha256(nar).digest()),
+                      nar_size=len(nar), references=[])
+    if key is not None:
+        sign_narinfo(narinfo, key)
+    return Upload(narinfo, name, body, nar)
+
+
+def put_upload(client: httpx.Client, up: Upload) -> tuple[httpx.Response, httpx.Response]:
+    """PUT the NAR, then the narinfo (Nix's order); both answers."""
+    nar = client.put(f"/nar/{up.nar_name}", content=up.body,
+                     headers={"Content-Type": "application/x-nix-nar"})
+    info = client.put(f"/{up.hash_part}.narinfo", content=up.narinfo.render().encode(),
+                      headers={"Content-Type": "text/x-nix-narinfo"})
+    return nar, info
+
+
+def basic(user: str, password: str) -> dict[str, str]:
+    """An Authorization header."""
+    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def make_tree(root: Path, name: str, size: int, seed: int = 0) -> Path:
+    """A tree with one ``size``-byte file of varied bytes and a small one."""
+    tree = root / name
+    tree.mkdir(parents=True)
+    data = b"".join(hashlib.sha256(f"{seed}-{i}".encode()).digest() for i in range(size // 32 + 1))
+    (tree / "data").write_bytes(data[:size])
+    (tree / "small").write_text(f"tree {name}\n")
+    return tree

@@ -1,0 +1,549 @@
+"""The Nix side (nix/): every .nix file parses, the parts that need no nixpkgs evaluate,
+the post-build hook keeps Nix's contract, and nix.conf.example holds real Nix settings.
+
+Tests marked ``nix`` drive the real ``nix-instantiate``/``nix-build``
+(tests/conftest.py: skipped without nix on a laptop, failures in CI). The
+hook's argv tests need only bash and run everywhere.
+
+nixpkgs is not available here, so the flake, package and module are
+evaluated against small stand-ins (``STAND_INS`` below) that implement just
+the library functions they call: the checks cover our logic (attribute
+names, argv, settings, hardening), not nixpkgs' module system.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import tomllib
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from nixshard.localnet import env_with_nix_config
+
+REPO = Path(__file__).resolve().parents[1]
+NIX_DIR = REPO / "nix"
+HOOK = NIX_DIR / "post-build-hook.sh"
+
+
+def repo_nix_files() -> list[Path]:
+    """Every ``*.nix`` file of the repository, outside hidden directories (.git, caches)."""
+    found: list[Path] = []
+    for root, dirs, files in os.walk(REPO):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        found.extend(Path(root) / f for f in sorted(files) if f.endswith(".nix"))
+    return found
+
+
+NIX_FILES = repo_nix_files()
+
+
+def nix_tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path is not None, f"`{name}` is not on PATH (Debian: apt-get install nix-bin)"
+    return path
+
+
+def run_nix(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(list(args), capture_output=True, text=True,
+                          env=env_with_nix_config(), check=False, timeout=120)
+
+
+def nix_eval(expr: str, **argstrs: str) -> object:
+    """``nix-instantiate --eval --strict --json`` of ``expr`` (a function of ``argstrs``).
+
+    ``--readonly-mode``: paths interpolated into strings get their store path
+    computed, never copied into the store.
+    """
+    cmd = [nix_tool("nix-instantiate"), "--eval", "--strict", "--json", "--readonly-mode"]
+    for name, value in argstrs.items():
+        cmd += ["--argstr", name, value]
+    proc = run_nix(*cmd, "-E", expr)
+    assert proc.returncode == 0, f"nix-instantiate --eval failed:\n{proc.stderr}"
+    return json.loads(proc.stdout)
+
+
+# ---------------------------------------------------------------------------
+# (1) + (2): every .nix file parses, and the check can fail
+
+
+def test_the_nix_files_are_found() -> None:
+    names = {p.relative_to(REPO).as_posix() for p in NIX_FILES}
+    assert {"nix/flake.nix", "nix/package.nix", "nix/module.nix"} <= names
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize("path", NIX_FILES, ids=lambda p: p.relative_to(REPO).as_posix())
+def test_nix_file_parses(path: Path) -> None:
+    # --parse also resolves every variable outside `with`: an undefined name fails here.
+    proc = run_nix(nix_tool("nix-instantiate"), "--parse", str(path))
+    assert proc.returncode == 0, f"{path} does not parse:\n{proc.stderr}"
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize(("text", "error"), [
+    ("{ a = 1; b = ; }", "syntax error"),
+    ("{ config, ... }: { x = cfg; }", "undefined variable 'cfg'"),
+], ids=["syntax", "undefined-variable"])
+def test_broken_nix_fails_to_parse(tmp_path: Path, text: str, error: str) -> None:
+    broken = tmp_path / "broken.nix"
+    broken.write_text(text)
+    proc = run_nix(nix_tool("nix-instantiate"), "--parse", str(broken))
+    assert proc.returncode != 0
+    assert error in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# (3) evaluation without nixpkgs
+
+
+@pytest.mark.nix
+def test_function_arguments() -> None:
+    got = nix_eval("""{ nixDir }: {
+        module = builtins.functionArgs (import (/. + nixDir + "/module.nix"));
+        package = builtins.functionArgs (import (/. + nixDir + "/package.nix"));
+    }""", nixDir=str(NIX_DIR))
+    assert isinstance(got, dict)
+    assert {"config", "lib", "pkgs"} <= set(got["module"])
+    assert {"lib", "python3Packages", "isa-l", "src"} <= set(got["package"])
+    assert got["package"]["src"] is False, "src has no default: callers name the source tree"
+
+
+@pytest.mark.nix
+def test_flake_metadata() -> None:
+    got = nix_eval("""{ nixDir }: let flake = import (/. + nixDir + "/flake.nix"); in {
+        inherit (flake) description;
+        inputs = builtins.attrNames flake.inputs;
+        nixpkgsUrl = flake.inputs.nixpkgs.url;
+    }""", nixDir=str(NIX_DIR))
+    assert isinstance(got, dict)
+    assert isinstance(got["description"], str) and got["description"].strip()
+    assert "nixpkgs" in got["inputs"]
+    assert got["nixpkgsUrl"].endswith("/nixos-unstable")
+
+
+# Stand-ins for nixpkgs: the library functions the files call, with the same
+# results for the inputs used here. A module merge is a recursive update that
+# concatenates lists; mkIf false contributes nothing; priorities are ignored.
+STAND_INS = r"""
+let
+  drv = name: { outPath = "/nix/store/00000000000000000000000000000000-${name}"; inherit name; };
+  hasPrefix = p: s: builtins.substring 0 (builtins.stringLength p) s == p;
+  hasSuffix = p: s:
+    let n = builtins.stringLength s; k = builtins.stringLength p;
+    in n >= k && builtins.substring (n - k) k s == p;
+  merge = a: b: a // builtins.mapAttrs (name: v:
+    if !(a ? ${name}) then v
+    else if builtins.isList v then a.${name} ++ v
+    else if builtins.isAttrs v && builtins.isAttrs a.${name} then merge a.${name} v
+    else v) b;
+  lib = rec {
+    mkOption = attrs: attrs // { _type = "option"; };
+    mkEnableOption = name: mkOption { type = types.bool; default = false; description = name; };
+    literalExpression = text: { _type = "literalExpression"; inherit text; };
+    types = {
+      bool = "bool"; str = "str"; path = "path"; package = "package";
+      nullOr = t: "nullOr ${t}"; listOf = t: "listOf ${t}";
+      submodule = m: { submodule = m; };
+    };
+    mkIf = cond: value: if cond then value else if builtins.isList value then [ ] else { };
+    mkDefault = value: value;
+    mkMerge = builtins.foldl' merge { };
+    optional = cond: x: if cond then [ x ] else [ ];
+    optionals = cond: xs: if cond then xs else [ ];
+    optionalAttrs = cond: attrs: if cond then attrs else { };
+    concatStringsSep = builtins.concatStringsSep;
+    splitString = sep: s: builtins.filter builtins.isString (builtins.split sep s);
+    last = xs: builtins.elemAt xs (builtins.length xs - 1);
+    toInt = s: builtins.fromJSON s;
+    inherit hasPrefix;
+    removePrefix = p: s:
+      if hasPrefix p s then builtins.substring (builtins.stringLength p) (-1) s else s;
+    removeSuffix = p: s:
+      if hasSuffix p s
+      then builtins.substring 0 (builtins.stringLength s - builtins.stringLength p) s
+      else s;
+    escapeShellArg = s: "'${s}'";
+    makeBinPath = ps: builtins.concatStringsSep ":" (map (p: "${p}/bin") ps);
+    makeLibraryPath = ps: builtins.concatStringsSep ":" (map (p: "${p}/lib") ps);
+    cleanSource = src: src;
+    platforms.linux = [ "x86_64-linux" "aarch64-linux" ];
+  };
+  python3Packages = names:
+    builtins.listToAttrs (map (name: { inherit name; value = drv name; }) names) // {
+      buildPythonApplication = attrs: attrs;
+      python = drv "python3" // { interpreter = "/nix/store/python3/bin/python3"; };
+    };
+  pkgs = pythonNames: {
+    inherit lib;
+    python3Packages = python3Packages pythonNames;
+    isa-l = drv "isa-l";
+    bash = drv "bash";
+    nixshard = drv "nixshard";
+    callPackage = fn: args: drv "called" // { inherit fn args; };
+    formats.toml = { }: {
+      type = "toml";
+      generate = name: value: drv name // { inherit value; };
+    };
+    writeShellScript = name: text: drv name // { inherit text; };
+  };
+in
+"""
+
+
+def pyproject() -> dict[str, Any]:
+    with open(REPO / "pyproject.toml", "rb") as f:
+        return tomllib.load(f)
+
+
+def attribute_names(specs: list[str]) -> list[str]:
+    """Requirement specs as nixpkgs attribute names (PEP 503 normalized project names)."""
+    names = []
+    for spec in specs:
+        match = re.match(r"[A-Za-z0-9._-]+", spec)
+        assert match, spec
+        names.append(re.sub(r"[-_.]+", "-", match.group(0)).lower())
+    return names
+
+
+def pyproject_dependencies() -> list[str]:
+    """pyproject's runtime dependencies as nixpkgs attribute names."""
+    return attribute_names(pyproject()["project"]["dependencies"])
+
+
+def pyproject_build_system() -> list[str]:
+    """pyproject's build-system requirements as nixpkgs attribute names."""
+    return attribute_names(pyproject()["build-system"]["requires"])
+
+
+@pytest.mark.nix
+def test_flake_outputs_with_a_stand_in_nixpkgs() -> None:
+    got = nix_eval(STAND_INS + """{ repo, deps }: let
+        flake = import (/. + repo + "/nix/flake.nix");
+        nixpkgs = {
+          lib.genAttrs = names: f:
+            builtins.listToAttrs (map (name: { inherit name; value = f name; }) names);
+          legacyPackages = nixpkgs.lib.genAttrs [ "x86_64-linux" "aarch64-linux" ]
+            (_: pkgs (builtins.fromJSON deps));
+        };
+        self = flake.outputs { inherit self nixpkgs; };
+        pkg = self.packages.x86_64-linux.default;
+        overlaid = self.overlays.default (pkgs [ ]) { };
+      in {
+        systems = builtins.attrNames self.packages;
+        packageNames = builtins.attrNames self.packages.aarch64-linux;
+        defaultIsNixshard = pkg == self.packages.x86_64-linux.nixshard;
+        callsPackageNix = pkg.fn == /. + repo + "/nix/package.nix";
+        srcIsRepoRoot = pkg.args.src == /. + repo;
+        app = self.apps.x86_64-linux.default;
+        moduleIsModuleNix = self.nixosModules.default == /. + repo + "/nix/module.nix";
+        overlayCallsPackageNix = overlaid.nixshard.fn == /. + repo + "/nix/package.nix";
+      }""", repo=str(REPO), deps=json.dumps(pyproject_dependencies()))
+    assert isinstance(got, dict)
+    assert got["systems"] == ["aarch64-linux", "x86_64-linux"]
+    assert got["packageNames"] == ["default", "nixshard"]
+    assert got["defaultIsNixshard"] is True
+    assert got["callsPackageNix"] is True
+    assert got["srcIsRepoRoot"] is True
+    assert got["app"]["type"] == "app"
+    assert re.fullmatch(r"/nix/store/[a-z0-9]{32}-called/bin/nixshard", got["app"]["program"])
+    assert got["moduleIsModuleNix"] is True
+    assert got["overlayCallsPackageNix"] is True
+
+
+@pytest.mark.nix
+def test_package_matches_pyproject() -> None:
+    deps = pyproject_dependencies()
+    got = nix_eval(STAND_INS + """{ repo, deps }: let
+        p = pkgs (builtins.fromJSON deps);
+        drv = import (/. + repo + "/nix/package.nix") {
+          inherit (p) lib python3Packages isa-l;
+          src = /. + repo;
+        };
+      in {
+        inherit (drv) pname version pyproject doCheck makeWrapperArgs pythonImportsCheck
+          postInstall meta;
+        dependencies = map (d: d.name) drv.dependencies;
+        buildSystem = map (d: d.name) drv.build-system;
+        srcIsRepoRoot = drv.src == /. + repo;
+      }""", repo=str(REPO), deps=json.dumps(deps + pyproject_build_system()))
+    assert isinstance(got, dict)
+    project = pyproject()["project"]
+    assert got["pname"] == project["name"]
+    assert got["version"] == project["version"]
+    assert got["pyproject"] is True
+    assert got["buildSystem"] == pyproject_build_system() == ["setuptools"]
+    assert sorted(got["dependencies"]) == sorted(deps)
+    assert got["doCheck"] is False
+    assert got["srcIsRepoRoot"] is True
+    assert got["meta"]["mainProgram"] == "nixshard"
+    assert got["meta"]["description"] == project["description"]
+    # pyeclib's isa_l_rs_cauchy backend is dlopen()ed from isa-l at run time.
+    assert got["makeWrapperArgs"][:3] == ["--prefix", "LD_LIBRARY_PATH", ":"]
+    assert "isa-l/lib" in got["makeWrapperArgs"][3]
+    assert "isa_l_rs_cauchy" in got["postInstall"]
+    assert "storage_network.chunker" in got["pythonImportsCheck"]
+    script = project["scripts"]["nixshard"].split(":")[0]
+    assert script in got["pythonImportsCheck"]
+
+
+MODULE_CONFIG = """{
+  nix.package = drv "nix";
+  services.nixshard = {
+    package = drv "nixshard";
+    gateway = {
+      enable = true;
+      networkFile = "/etc/nixshard/network.toml";
+      listen = "0.0.0.0:80";
+      cacheDir = "/var/cache/nixshard-gateway";
+      signingKeyFile = "/run/secrets/signing.key";
+      uploadCredentialsFile = "/run/secrets/upload";
+      openFirewall = true;
+      # As the module system would merge them (the module sets these with mkDefault).
+      settings = { network = "/etc/nixshard/network.toml"; listen = "0.0.0.0:80";
+                   cache_dir = "/var/cache/nixshard-gateway"; };
+    };
+    node = {
+      enable = true;
+      dataDir = "/var/lib/nixshard-node";
+      listen = "0.0.0.0:9001";
+      networkFile = "/etc/nixshard/network.toml";
+      acceptPublishers = [ "extra-1:AAAA" ];
+      openFirewall = true;
+      settings = { data = "/var/lib/nixshard-node"; listen = "0.0.0.0:9001";
+                   network = "/etc/nixshard/network.toml"; accept_publisher = [ "extra-1:AAAA" ]; };
+    };
+    postBuildHook = { enable = true; configFile = "/etc/nixshard/push.toml"; };
+    substituter = { enable = true; url = "http://127.0.0.1:80"; publicKey = "mycache-1:BBBB"; };
+  };
+}"""
+
+
+@pytest.mark.nix
+def test_module_with_stand_in_lib() -> None:
+    got = nix_eval(STAND_INS + """{ repo }: let
+        module = import (/. + repo + "/nix/module.nix") {
+          config = """ + MODULE_CONFIG + """;
+          inherit lib; pkgs = pkgs [ ];
+        };
+        opts = module.options.services.nixshard;
+        c = module.config;
+      in {
+        options = builtins.mapAttrs (_: o: builtins.attrNames o)
+          (builtins.removeAttrs opts [ "package" ]);
+        gateway = c.systemd.services.nixshard-gateway.serviceConfig;
+        gatewayWantedBy = c.systemd.services.nixshard-gateway.wantedBy;
+        node = c.systemd.services.nixshard-node.serviceConfig;
+        gatewaySettings = c.services.nixshard.gateway.settings;
+        nodeSettings = c.services.nixshard.node.settings;
+        substituterUrl = c.services.nixshard.substituter.url;
+        ports = c.networking.firewall.allowedTCPPorts;
+        assertions = map (a: a.assertion) c.assertions;
+        hook = c.nix.settings.post-build-hook.text;
+        hookFile = "${/. + repo + "/nix/post-build-hook.sh"}";
+        substituters = c.nix.settings.substituters;
+        trustedKeys = c.nix.settings.trusted-public-keys;
+      }""", repo=str(REPO))
+    assert isinstance(got, dict)
+    assert got["options"] == {
+        "gateway": ["cacheDir", "enable", "listen", "networkFile", "openFirewall", "settings",
+                    "signingKeyFile", "uploadCredentialsFile"],
+        "node": ["acceptPublishers", "dataDir", "enable", "listen", "networkFile",
+                 "openFirewall", "settings"],
+        "postBuildHook": ["configFile", "enable"],
+        "substituter": ["enable", "publicKey", "url"],
+    }
+    store = "/nix/store/00000000000000000000000000000000-"
+    gateway = got["gateway"]
+    assert gateway["ExecStart"] == (
+        f"{store}nixshard/bin/nixshard serve --config {store}nixshard-gateway.toml"
+        " --signing-key %d/signing-key --upload-credentials %d/upload-credentials")
+    assert gateway["LoadCredential"] == ["signing-key:/run/secrets/signing.key",
+                                         "upload-credentials:/run/secrets/upload"]
+    assert gateway["CacheDirectory"] == "nixshard-gateway"
+    # Port 80 is the one exception to "no capabilities".
+    assert gateway["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
+    assert got["gatewayWantedBy"] == ["multi-user.target"]
+    node = got["node"]
+    assert node["ExecStart"] == (
+        f"{store}nixshard/bin/nixshard node --config {store}nixshard-node.toml")
+    assert node["StateDirectory"] == "nixshard-node"
+    assert node["CapabilityBoundingSet"] == ""
+    for unit in (gateway, node):
+        assert unit["DynamicUser"] is True
+        assert unit["ProtectSystem"] == "strict"
+        assert unit["RestrictAddressFamilies"] == ["AF_INET", "AF_INET6", "AF_UNIX"]
+        assert "@system-service" in unit["SystemCallFilter"]
+        assert unit["MemoryDenyWriteExecute"] is True
+        assert unit["Restart"] == "on-failure"
+        for key in ("ProtectHome", "PrivateTmp", "PrivateDevices", "NoNewPrivileges",
+                    "ProtectKernelTunables", "ProtectKernelModules", "ProtectKernelLogs",
+                    "LockPersonality", "RestrictNamespaces"):
+            assert unit[key] is True, key
+    assert got["gatewaySettings"] == {"network": "/etc/nixshard/network.toml",
+                                      "listen": "0.0.0.0:80",
+                                      "cache_dir": "/var/cache/nixshard-gateway"}
+    assert got["nodeSettings"] == {"data": "/var/lib/nixshard-node", "listen": "0.0.0.0:9001",
+                                   "network": "/etc/nixshard/network.toml",
+                                   "accept_publisher": ["extra-1:AAAA"]}
+    assert got["substituterUrl"] == "http://127.0.0.1:80"
+    assert got["ports"] == [80, 9001]
+    assert got["assertions"] == [True, True, True, True]
+    assert f"NIXSHARD_BIN={store}nixshard/bin/nixshard" in got["hook"]
+    assert "NIXSHARD_PUSH_CONFIG='/etc/nixshard/push.toml'" in got["hook"]
+    assert f"bin/bash {got['hookFile']}" in got["hook"]
+    assert got["substituters"] == ["http://127.0.0.1:80"]
+    assert got["trustedKeys"] == ["mycache-1:BBBB"]
+
+
+# ---------------------------------------------------------------------------
+# (4) the post-build hook
+
+
+@pytest.fixture
+def fake_nixshard(tmp_path: Path) -> tuple[Path, Path]:
+    """A stand-in ``nixshard`` that records its argv (as JSON) and exits $FAKE_STATUS."""
+    record = tmp_path / "argv.json"
+    fake = tmp_path / "fake-nixshard"
+    fake.write_text(
+        f"#!{sys.executable}\n"
+        "import json, os, sys\n"
+        f"with open({str(record)!r}, 'w') as f:\n"
+        "    json.dump(sys.argv[1:], f)\n"
+        "sys.exit(int(os.environ.get('FAKE_STATUS', '0')))\n")
+    fake.chmod(0o755)
+    return fake, record
+
+
+def run_hook(env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items()
+            if k not in ("OUT_PATHS", "DRV_PATH", "NIXSHARD_PUSH_CONFIG", "NIXSHARD_BIN")}
+    return subprocess.run([str(HOOK)], env={**base, **env}, cwd=cwd, capture_output=True,
+                          text=True, check=False, timeout=60)
+
+
+def test_hook_is_executable() -> None:
+    assert HOOK.stat().st_mode & stat.S_IXUSR
+    assert HOOK.read_text().startswith("#!/usr/bin/env bash\n")
+
+
+def test_hook_pushes_out_paths(fake_nixshard: tuple[Path, Path], tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    proc = run_hook({"NIXSHARD_BIN": str(fake), "NIXSHARD_PUSH_CONFIG": "/some/file",
+                     "OUT_PATHS": "/nix/store/aaa-x /nix/store/bbb-y",
+                     "DRV_PATH": "/nix/store/ccc-x.drv"}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(record.read_text()) == [
+        "push", "--config", "/some/file", "/nix/store/aaa-x", "/nix/store/bbb-y"]
+    assert "/nix/store/aaa-x /nix/store/bbb-y" in proc.stderr
+
+
+def test_hook_default_config_and_no_globbing(fake_nixshard: tuple[Path, Path],
+                                             tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    (tmp_path / "would-match").write_text("")
+    proc = run_hook({"NIXSHARD_BIN": str(fake), "OUT_PATHS": "/nix/store/aaa-x *"}, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(record.read_text()) == [
+        "push", "--config", "/etc/nixshard/push.toml", "/nix/store/aaa-x", "*"]
+
+
+def test_hook_fails_when_push_fails(fake_nixshard: tuple[Path, Path], tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    proc = run_hook({"NIXSHARD_BIN": str(fake), "OUT_PATHS": "/nix/store/aaa-x",
+                     "FAKE_STATUS": "3"}, tmp_path)
+    assert proc.returncode == 3
+    assert record.exists()
+    assert "failed with status 3" in proc.stderr
+
+
+def test_hook_falls_back_to_the_derivation_outputs(fake_nixshard: tuple[Path, Path],
+                                                    tmp_path: Path) -> None:
+    """Nix 2.8.0 sets OUT_PATHS empty (NixOS/nix#6446): the hook asks nix-store."""
+    fake, record = fake_nixshard
+    out, dev = tmp_path / "out", tmp_path / "dev"
+    out.write_text("")
+    fake_store = tmp_path / "fake-nix-store"
+    fake_store.write_text(
+        "#!/bin/sh\n"
+        '[ "$1 $2 $3" = "--query --outputs /nix/store/ddd-x.drv" ] || exit 9\n'
+        f"echo {out}\necho {dev}\n")  # dev does not exist: not pushed
+    fake_store.chmod(0o755)
+    env = {"NIXSHARD_BIN": str(fake), "NIXSHARD_NIX_STORE": str(fake_store),
+           "NIXSHARD_PUSH_CONFIG": "/some/file", "OUT_PATHS": "",
+           "DRV_PATH": "/nix/store/ddd-x.drv"}
+    proc = run_hook(env, tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(record.read_text()) == ["push", "--config", "/some/file", str(out)]
+
+    record.unlink()
+    out.unlink()
+    proc = run_hook(env, tmp_path)  # no output exists: nothing pushed, and the hook says so
+    assert proc.returncode == 1
+    assert not record.exists()
+
+
+def test_hook_with_nothing_to_push(fake_nixshard: tuple[Path, Path], tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    proc = run_hook({"NIXSHARD_BIN": str(fake), "OUT_PATHS": ""}, tmp_path)
+    assert proc.returncode == 0
+    assert not record.exists()
+
+
+def nix_build_with_hook(tmp_path: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """A real nix-build of a fresh derivation with the hook as post-build-hook."""
+    expr = ('derivation { name = "nixshard-hook-test"; system = builtins.currentSystem; '
+            'builder = "/bin/sh"; args = [ "-c" "echo built > $out" ]; '
+            f'nonce = "{uuid.uuid4().hex}"; }}')
+    return subprocess.run(
+        [nix_tool("nix-build"), "--no-out-link", "--option", "post-build-hook", str(HOOK),
+         "-E", expr],
+        env={**env_with_nix_config(), **env}, cwd=tmp_path, capture_output=True, text=True,
+        check=False, timeout=300)
+
+
+@pytest.mark.nix
+def test_hook_under_real_nix_build(fake_nixshard: tuple[Path, Path], tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    proc = nix_build_with_hook(tmp_path, {"NIXSHARD_BIN": str(fake),
+                                          "NIXSHARD_PUSH_CONFIG": "/some/file"})
+    assert proc.returncode == 0, proc.stderr
+    out_path = proc.stdout.strip()
+    assert out_path.startswith("/nix/store/") and out_path.endswith("-nixshard-hook-test")
+    assert json.loads(record.read_text()) == ["push", "--config", "/some/file", out_path]
+
+
+@pytest.mark.nix
+def test_failing_hook_fails_nix_build(fake_nixshard: tuple[Path, Path], tmp_path: Path) -> None:
+    fake, record = fake_nixshard
+    proc = nix_build_with_hook(tmp_path, {"NIXSHARD_BIN": str(fake), "FAKE_STATUS": "3"})
+    assert proc.returncode != 0
+    assert record.exists()
+    assert "failed with exit code 3" in proc.stderr
+
+
+# ---------------------------------------------------------------------------
+# nix.conf.example
+
+
+@pytest.mark.nix
+def test_nix_conf_example_holds_real_settings() -> None:
+    env = env_with_nix_config()
+    env["NIX_CONFIG"] += (NIX_DIR / "nix.conf.example").read_text()
+    proc = subprocess.run([nix_tool("nix"), "show-config", "--json"], env=env,
+                          capture_output=True, text=True, check=False, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert "unknown setting" not in proc.stderr
+    settings = json.loads(proc.stdout)
+    assert settings["substituters"]["value"][0] == "http://127.0.0.1:5000"
+    assert settings["trusted-public-keys"]["value"][0].startswith("mycache-1:")
+    assert settings["post-build-hook"]["value"] == "/etc/nixshard/post-build-hook.sh"
+    assert settings["netrc-file"]["value"] == "/etc/nix/netrc"
