@@ -26,6 +26,7 @@ from pathlib import Path
 from types import TracebackType
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 
 from nixshard.localnet import free_port, new_publisher
 from storage_network.auth import Publisher, parse_publisher_secret, sha256, sign_write
@@ -221,3 +222,16 @@ def stop_nodes(nodes: Iterable[NodeProcess]) -> None:
         node.terminate()
     for node in nodes:
         node.wait()
+
+
+def scrape(url: str, name: str, **labels: str) -> float:
+    """The value of sample ``name{labels}`` on ``url``/metrics (0.0 when absent).
+
+    Parsed with prometheus-client's own text-format parser.
+    """
+    text = httpx.get(url.rstrip("/") + "/metrics", timeout=30).text
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == name and sample.labels == labels:
+                return float(sample.value)
+    return 0.0

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from nix_formats.narinfo import NarInfo
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
 from storage_network.network_file import ChunkingParams
+from tests.netsupport import scrape
 
 USER, PASSWORD = "ci", "s3cret-pass"
 
@@ -47,17 +47,7 @@ class Gateway:
 
     def metric(self, name: str, **labels: str) -> float:
         """The value of one sample on the gateway's /metrics (0 when absent)."""
-        text = httpx.get(self.url + "/metrics", timeout=30).text
-        want = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
-        for line in text.splitlines():
-            if line.startswith("#"):
-                continue
-            head, _, value = line.rpartition(" ")
-            sample, _, rest = head.partition("{")
-            got = ",".join(sorted(re.findall(r'\w+="[^"]*"', rest)))
-            if sample == name and got == want:
-                return float(value)
-        return 0.0
+        return scrape(self.url, name, **labels)
 
 
 def start_gateway(root: Path, *extra: str, name: str = "gw") -> Gateway:
