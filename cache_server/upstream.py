@@ -16,7 +16,8 @@ skipped for ``breaker_seconds`` (a simple circuit breaker), so a dead
 upstream costs one timeout per period, not one per request; its first
 request after that period tries it again.
 
-The caller owns the :class:`aiohttp.ClientSession`.
+The caller owns the :class:`aiohttp.ClientSession`; its ``raise_for_status``
+setting is overridden per request.
 """
 
 from __future__ import annotations
@@ -227,7 +228,8 @@ class Upstreams:
             sock_read=self._timeout,
         )
         try:
-            response = await self._session.get(url, timeout=timeout, allow_redirects=True)
+            response = await self._session.get(url, timeout=timeout, allow_redirects=True,
+                                               raise_for_status=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = _describe(exc, self._timeout)
             self._trip(hit.index, reason)
@@ -259,7 +261,8 @@ class Upstreams:
         url = f"{base}/{hash_part}.narinfo"
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
-            async with self._session.get(url, timeout=timeout, allow_redirects=True) as resp:
+            async with self._session.get(url, timeout=timeout, allow_redirects=True,
+                                         raise_for_status=False) as resp:
                 if resp.status in _ABSENT:
                     return None
                 if resp.status != 200:

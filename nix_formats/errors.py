@@ -9,14 +9,18 @@ at which byte offset).
 from __future__ import annotations
 
 __all__ = [
+    "CompressedDataError",
+    "CompressionError",
     "HashError",
     "NarError",
     "NarInfoError",
+    "NarListingError",
     "Nix32Error",
     "NixFormatError",
     "NixKeyError",
     "SignatureError",
     "StorePathError",
+    "UnsupportedCompressionError",
 ]
 
 
@@ -79,3 +83,44 @@ class SignatureError(NixFormatError):
 
     Format defined in Nix ``src/libutil/crypto.cc``.
     """
+
+
+class NarListingError(NixFormatError):
+    """A NAR listing (the JSON of a ``<hash>.ls`` file) is malformed.
+
+    Format defined in Nix ``src/libstore/nar-accessor.cc`` (``listNar``) and
+    ``src/libstore/binary-cache-store.cc`` (the ``{"version":1,"root":...}``
+    wrapper).
+    """
+
+
+class CompressionError(NixFormatError):
+    """Base class of the errors of :mod:`nix_formats.compression`."""
+
+
+class UnsupportedCompressionError(CompressionError):
+    """A narinfo ``Compression:`` method this package cannot decompress.
+
+    ``method`` is the method as written.  Methods Nix knows are listed in Nix
+    ``src/libutil/compression.cc`` (``makeDecompressionSink``).
+    """
+
+    def __init__(self, method: str, reason: str | None = None) -> None:
+        message = f"unsupported compression method {method!r}"
+        if reason:
+            message = f"{message}: {reason}"
+        super().__init__(message)
+        self.method = method
+
+
+class CompressedDataError(CompressionError):
+    """Compressed data is corrupt or truncated; the message names the method and why.
+
+    ``method`` is the compression method; ``offset`` the number of compressed
+    bytes read when the problem was found (the whole input when truncated).
+    """
+
+    def __init__(self, method: str, message: str, offset: int) -> None:
+        super().__init__(message)
+        self.method = method
+        self.offset = offset

@@ -29,6 +29,7 @@ import os
 import stat
 from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 from .errors import NarError
 from .hash import format_sha256_nix32
@@ -37,6 +38,7 @@ __all__ = [
     "MAX_NAME_BYTES",
     "MAX_TARGET_BYTES",
     "NAR_MAGIC",
+    "ListingNode",
     "NarParser",
     "NarStats",
     "dump_path",
@@ -269,6 +271,25 @@ class _Skip:
 _Request = int | _Skip
 _Grammar = Generator[_Request, bytes, None]
 
+#: One node of a NAR listing, shaped as in Nix's ``.ls`` files
+#: (``src/libstore/nar-accessor.cc``, ``listNar``), keys in Nix's order:
+#:
+#: - regular file: ``{"type": "regular", "size": int, ["executable": True,]
+#:   "narOffset": int}`` -- ``size`` in bytes, ``narOffset`` the byte offset of
+#:   the file's contents in the NAR (just after the contents' 8-byte length);
+#: - directory: ``{"type": "directory", "entries": {name: node, ...}}``, names
+#:   in byte order;
+#: - symlink: ``{"type": "symlink", "target": str}``.
+#:
+#: Names and targets are ``str`` decoded from the NAR's bytes as UTF-8 with
+#: ``surrogateescape``, so bytes that are not UTF-8 survive a round trip
+#: (``name.encode("utf-8", "surrogateescape")`` gives the NAR's bytes back).
+ListingNode = dict[str, Any]
+
+
+def _listing_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
 
 class NarParser:
     """Streaming NAR validator: :meth:`feed` pieces of any size, then :meth:`finish`.
@@ -284,14 +305,22 @@ class NarParser:
     sha256 of all bytes fed is computed on the way unless
     ``compute_sha256=False``.
 
+    With ``listing=True`` the parser also records every node the grammar
+    accepts (see :data:`ListingNode`; :attr:`listing` after :meth:`finish`),
+    the NAR listing Nix writes as ``<hash>.ls``: memory then grows with the
+    number of entries (names, targets, a small dict each), never with file
+    contents.  Without it nothing is recorded and no per-byte work is added.
+
     Errors are :class:`~nix_formats.errors.NarError` with ``offset`` set to
     the byte offset of the offending string (or of the end, when truncated).
     After an error the parser is dead and re-raises that error.
     Format: Nix ``src/libutil/archive.cc`` (``parseDump``).
     """
 
-    def __init__(self, *, compute_sha256: bool = True) -> None:
+    def __init__(self, *, compute_sha256: bool = True, listing: bool = False) -> None:
         self._sha = hashlib.sha256() if compute_sha256 else None
+        self._record = listing
+        self._root: ListingNode | None = None
         self._fed = 0  # bytes given to feed()
         self._consumed = 0  # bytes handed to the grammar
         self._pending = bytearray()
@@ -310,6 +339,21 @@ class NarParser:
     def offset(self) -> int:
         """Number of bytes fed so far."""
         return self._fed
+
+    @property
+    def listing(self) -> ListingNode:
+        """The root node of the NAR's listing (a :data:`ListingNode` tree).
+
+        Available once :meth:`finish` succeeded on a parser made with
+        ``listing=True``; otherwise raises :class:`~nix_formats.errors.NarError`.
+        """
+        if not self._record:
+            raise NarError("the NAR was parsed with listing=False: no listing available")
+        if self._error is not None:
+            raise self._error
+        if not self._done or self._root is None:
+            raise NarError("the NAR listing is not available before finish()")
+        return self._root
 
     @property
     def done(self) -> bool:
@@ -432,20 +476,43 @@ class NarParser:
 
     def _nar(self) -> _Grammar:
         yield from self._expect(NAR_MAGIC, "NAR magic")
+        record = self._record
         # Last entry name of each open directory (None: no entry yet).
         open_dirs: list[bytes | None] = []
+        # With listing: the "entries" dict of each open directory.
+        open_entries: list[dict[str, ListingNode]] = []
         while True:
             yield from self._expect(b"(", "start of a node")
             yield from self._expect(b"type", "node type field")
             kind = yield from self._choice((b"regular", b"symlink", b"directory"), "node type")
+            node: ListingNode | None = None
+            if record:
+                node = {"type": kind.decode()}
+                if open_entries:
+                    name = open_dirs[-1]
+                    assert name is not None
+                    open_entries[-1][_listing_text(name)] = node
+                else:
+                    self._root = node
             if kind == b"directory":
                 self._directories += 1
                 open_dirs.append(None)
+                if node is not None:
+                    entries: dict[str, ListingNode] = {}
+                    node["entries"] = entries
+                    open_entries.append(entries)
             else:
                 if kind == b"regular":
-                    yield from self._regular()
+                    size, executable, offset = yield from self._regular()
+                    if node is not None:
+                        node["size"] = size
+                        if executable:
+                            node["executable"] = True
+                        node["narOffset"] = offset
                 else:
-                    yield from self._symlink()
+                    target = yield from self._symlink()
+                    if node is not None:
+                        node["target"] = _listing_text(target)
                 yield from self._expect(b")", f"end of a {kind.decode()} node")
                 if not open_dirs:
                     return
@@ -455,6 +522,8 @@ class NarParser:
                 token = yield from self._choice((b"entry", b")"), "directory contents")
                 if token == b")":
                     open_dirs.pop()
+                    if open_entries:
+                        open_entries.pop()
                     if not open_dirs:
                         return
                     yield from self._expect(b")", "end of a directory entry")
@@ -488,7 +557,9 @@ class NarParser:
                     offset,
                 )
 
-    def _regular(self) -> _Grammar:
+    def _regular(self) -> Generator[_Request, bytes, tuple[int, bool, int]]:
+        """Parse a regular file's fields; return (size, executable, offset of contents)."""
+        executable = False
         token = yield from self._choice((b"executable", b"contents"), "regular file field")
         if token == b"executable":
             start = self._consumed
@@ -496,9 +567,11 @@ class NarParser:
             if marker:
                 raise NarError(f"executable marker has non-empty value {_show(marker)}", start)
             self._executables += 1
+            executable = True
             yield from self._expect(b"contents", "regular file contents field")
         self._expecting = "the file size"
         size = int.from_bytes((yield 8), "little")
+        offset = self._consumed
         if size:
             self._expecting = f"{size} bytes of file contents"
             yield _Skip(size)
@@ -510,8 +583,10 @@ class NarParser:
                 raise NarError("non-zero padding after file contents", start)
         self._regular_files += 1
         self._contents_size += size
+        return size, executable, offset
 
-    def _symlink(self) -> _Grammar:
+    def _symlink(self) -> Generator[_Request, bytes, bytes]:
+        """Parse a symlink's fields; return its target."""
         yield from self._expect(b"target", "symlink target field")
         start = self._consumed
         target = yield from self._string("a symlink target", MAX_TARGET_BYTES)
@@ -520,6 +595,7 @@ class NarParser:
         if b"\0" in target:
             raise NarError(f"symlink target {_show(target)} contains a NUL byte", start)
         self._symlinks += 1
+        return target
 
 
 def validate_nar(
