@@ -27,9 +27,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 
+from . import metrics
+from .codec import StripeCodec
 from .errors import ChunkUnavailableError, NodeError, ShardProofError
 from .locate import locate_shards
 from .manifest import ChunkRef, Manifest
@@ -123,14 +126,19 @@ async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
     failure is logged and a line is added to ``problems``.
     """
     node, sid = cand.node, shard_id(ref.root, cand.index)
+    started = time.perf_counter()
     try:
         body = await net.nodes[node.id].get_shard(sid)
     except NodeError as exc:
+        metrics.observe_shard(node.id, time.perf_counter() - started, 0)
+        metrics.shard_error(node.id, "error")
         log.warning("shard %s: %s", sid[:20], exc)
         net.health.failed(node.id, str(exc))
         problems.append(str(exc))
         return None
+    metrics.observe_shard(node.id, time.perf_counter() - started, len(body or b""))
     if body is None:
+        metrics.shard_error(node.id, "missing")
         log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
         net.health.bad(node.id, f"claimed shard {sid[:20]} but did not serve it")
         problems.append(f"node {node.id} claimed shard {cand.index} but does not serve it")
@@ -139,6 +147,7 @@ async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
     try:
         fragment = await loop.run_in_executor(net.pool, _fragment, ref.root, cand.index, body)
     except ShardProofError as exc:
+        metrics.shard_error(node.id, "bad")
         log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], exc)
         net.health.bad(node.id, f"served bad data for shard {sid[:20]}: {exc}")
         problems.append(f"node {node.id} served bad data for shard {cand.index}")
@@ -253,8 +262,19 @@ async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
     """
     fragments = await _HedgedFetch(net, ref, manifest.k, _candidates(holders)).run()
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    return await asyncio.get_running_loop().run_in_executor(net.pool, codec.decode, ref,
-                                                            fragments)
+    frame = await asyncio.get_running_loop().run_in_executor(net.pool, _timed_decode, codec,
+                                                             ref, fragments)
+    metrics.chunk_fetched(fragments.keys(), manifest.k)
+    return frame
+
+
+def _timed_decode(codec: StripeCodec, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
+    """``codec.decode(ref, fragments)``, its time recorded in ``nixshard_decode_seconds``."""
+    started = time.perf_counter()
+    try:
+        return codec.decode(ref, fragments)
+    finally:
+        metrics.observe_decode(time.perf_counter() - started)
 
 
 async def stream_payload(net: NetworkClient, plan: FetchPlan,

@@ -5,10 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from . import routes_health, routes_listing, routes_proofs, routes_records, routes_shards
+from . import metrics, routes_health, routes_listing, routes_proofs, routes_records, routes_shards
 from .appkeys import CONFIG, STORE
 from .config import NodeConfig
 from .faults import fault_middleware
+from .metrics import NodeMetrics, metrics_middleware
 from .responses import error_middleware
 from .store import Store
 
@@ -17,7 +18,8 @@ def create_app(config: NodeConfig) -> web.Application:
     """Build the node's aiohttp application.
 
     Opens (and locks) the data directory and counts what it holds; the
-    lock is released when the app is cleaned up.
+    lock is released when the app is cleaned up.  The app has its own
+    metrics registry, served on ``GET /metrics`` (see :mod:`storage_node.metrics`).
 
     Raises:
         ConfigError: the configuration is unusable (see :meth:`NodeConfig.validate`).
@@ -25,13 +27,16 @@ def create_app(config: NodeConfig) -> web.Application:
     """
     config.validate()
     store = Store.open(config.data_dir)
-    middlewares: list[Middleware] = [error_middleware]
+    node_metrics = NodeMetrics(store)
+    # outermost first: the request clock starts before anything else runs
+    middlewares: list[Middleware] = [metrics_middleware(node_metrics), error_middleware]
     if config.faults.active:  # TEST-ONLY: see storage_node.faults
         middlewares.append(fault_middleware(config.faults, store))
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[STORE] = store
     routes_health.setup(app)
+    metrics.setup(app, node_metrics)
     routes_shards.setup(app)
     routes_records.setup(app)
     routes_listing.setup(app)

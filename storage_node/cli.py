@@ -26,6 +26,10 @@ from .errors import StorageNodeError
 from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_faults
 
 log = logging.getLogger("nixshard.node")
+access_log = logging.getLogger("nixshard.node.access")
+ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
+"""One line per answered request: remote address, request line, status, bytes
+sent (aiohttp's ``%b``: headers included), seconds taken."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -114,12 +118,16 @@ def gather_faults(specs: tuple[str, ...]) -> Faults:
               help="Largest record body accepted, in bytes.")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Log level of the nixshard.node logger.")
+@click.option("--access-log/--no-access-log", "access_log_on", default=True, show_default=True,
+              help="Log one line per request on the nixshard.node.access logger (INFO): "
+                   "remote address, request line, status, bytes sent, seconds taken.")
 @click.option("--fault", "fault_specs", multiple=True, hidden=True, metavar="MODE[,MODE...]",
               help="TEST ONLY (needs NIXSHARD_TEST_FAULTS=1): stall=SECONDS, flip, short, "
                    "lie-has.")
 def node_command(data_dir: Path, listen: str, network_path: Path | None,
                  accepted: tuple[str, ...], node_id: str | None, max_shard_bytes: int,
-                 max_record_bytes: int, log_level: str, fault_specs: tuple[str, ...]) -> None:
+                 max_record_bytes: int, log_level: str, access_log_on: bool,
+                 fault_specs: tuple[str, ...]) -> None:
     """Run a storage node: keep shards and signed records, serve them over HTTP.
 
     Reads are open; writes must be signed by an accepted publisher key.
@@ -153,7 +161,9 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     log.info("node %s listening on http://%s:%d, data %s (%s), publishers %s",
              node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
     try:
-        web.run_app(app, host=host, port=port, access_log=None, print=None)
+        web.run_app(app, host=host, port=port, print=None,
+                    access_log=access_log if access_log_on else None,
+                    access_log_format=ACCESS_LOG_FORMAT)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     log.info("node %s stopped", node_id)

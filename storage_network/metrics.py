@@ -1,0 +1,114 @@
+"""Prometheus metrics of the read path, in prometheus_client's default registry.
+
+Like any instrumented library, this module only defines and updates the
+metrics; whoever runs the process exposes them (``nixshard serve`` on its
+``/metrics`` route, with ``prometheus_client.generate_latest()``).  Counts
+are per process.
+
+Shard requests (one sample per ``GET /shards/<id>`` that came back, label
+``node`` = the node id from the network file; requests cancelled because
+a hedge won are not observed):
+
+``nixshard_shard_fetch_seconds{node}``
+    histogram, seconds from asking to the answer (success or failure).
+``nixshard_shard_bytes_fetched_total{node}``
+    counter, shard body bytes received (before verification: a body that
+    then fails its proof counts too).
+``nixshard_shard_fetch_errors_total{node, kind}``
+    counter; ``kind`` is ``error`` (connection error, timeout or an
+    unexpected status: :class:`~storage_network.errors.NodeError`),
+    ``missing`` (the node claimed the shard but answered 404) or ``bad``
+    (the body failed verification against the stripe root).
+
+Chunks (one sample per chunk rebuilt by :func:`storage_network.fetch.fetch_chunk`, for
+the daemon's reads and, in its own process, for ``nixshard repair``):
+
+``nixshard_chunks_fetched_total``
+    counter, chunks rebuilt.
+``nixshard_degraded_chunks_total``
+    counter, chunks rebuilt with at least one parity shard: some data
+    shard was missing, bad or slower than a parity one.  The code is
+    systematic, so a chunk read from its k data shards needs no decoding
+    and is not degraded.
+``nixshard_decode_seconds``
+    histogram, seconds spent in :meth:`StripeCodec.decode
+    <storage_network.codec.StripeCodec.decode>` per chunk (attempt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Literal
+
+from prometheus_client import Counter, Histogram
+
+ErrorKind = Literal["error", "missing", "bad"]
+"""What went wrong with one shard request (see the module docstring)."""
+
+# A LAN round trip is ~1 ms; a shard request past 10 s has long been hedged.
+SHARD_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                 10.0)
+# Decoding one chunk (~256 KiB at ~1 GB/s) takes a fraction of a millisecond.
+DECODE_BUCKETS = (0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                  0.25, 1.0)
+
+SHARD_FETCH_SECONDS = Histogram(
+    "nixshard_shard_fetch_seconds",
+    "Seconds from asking a node for a shard to its answer (success or failure).",
+    ["node"], buckets=SHARD_BUCKETS)
+SHARD_FETCH_ERRORS = Counter(
+    "nixshard_shard_fetch_errors",
+    "Shard requests that gave no usable shard, by node and kind: error (connection error, "
+    "timeout, unexpected status), missing (claimed but not served), bad (failed verification).",
+    ["node", "kind"])
+SHARD_BYTES_FETCHED = Counter(
+    "nixshard_shard_bytes_fetched",
+    "Shard body bytes received from each node, before verification.",
+    ["node"])
+CHUNKS_FETCHED = Counter(
+    "nixshard_chunks_fetched",
+    "Chunks rebuilt from their shards.")
+DEGRADED_CHUNKS = Counter(
+    "nixshard_degraded_chunks",
+    "Chunks rebuilt with at least one parity shard (a data shard was missing, bad or slow).")
+DECODE_SECONDS = Histogram(
+    "nixshard_decode_seconds",
+    "Seconds spent decoding one chunk from k verified shards.",
+    buckets=DECODE_BUCKETS)
+
+
+def observe_shard(node_id: str, seconds: float, nbytes: int) -> None:
+    """Record one shard request that came back.
+
+    Args:
+        node_id: the node asked (its id in the network file).
+        seconds: from asking to the answer.
+        nbytes: body bytes received (0 when no body came: an error or a 404).
+    """
+    SHARD_FETCH_SECONDS.labels(node=node_id).observe(seconds)
+    if nbytes:
+        SHARD_BYTES_FETCHED.labels(node=node_id).inc(nbytes)
+
+
+def shard_error(node_id: str, kind: ErrorKind) -> None:
+    """Count one shard request of ``node_id`` that gave no usable shard, by ``kind``."""
+    SHARD_FETCH_ERRORS.labels(node=node_id, kind=kind).inc()
+
+
+def observe_decode(seconds: float) -> None:
+    """Record the ``seconds`` one chunk's decode took (successful or not)."""
+    DECODE_SECONDS.observe(seconds)
+
+
+def is_degraded(indices: Collection[int], k: int) -> bool:
+    """True when the first ``k`` of the fragment ``indices`` (the ones a decode uses)
+    are not exactly the data shards ``0 .. k-1``, i.e. parity had to be used."""
+    return sorted(indices)[:k] != list(range(k))
+
+
+def chunk_fetched(indices: Collection[int], k: int) -> None:
+    """Count one rebuilt chunk; degraded too when its fragments ``indices`` (shard
+    indices, data ``< k``) needed parity (see :func:`is_degraded`)."""
+    CHUNKS_FETCHED.inc()
+    if is_degraded(indices, k):
+        DEGRADED_CHUNKS.inc()
