@@ -1,18 +1,27 @@
 """Push store paths into the shard network.
 
-Per store path, references first: skip it if the network already holds a
-record for it; else stream its NAR (:func:`nix_formats.nar.dump_path`)
-through :func:`storage_network.publish.store_payload`, check the NarHash
-against the Nix database, write the narinfo (``Compression: zstd``, a
-``Sig:`` by the Nix signing key) and publish the signed record last.
+Per store path: skip it if the network already holds a record for it; else
+stream its NAR (:func:`nix_formats.nar.dump_path`) through
+:func:`storage_network.publish.store_payload`, check the NarHash against the
+Nix database, write the narinfo (``Compression: zstd``, a ``Sig:`` by the
+Nix signing key) and publish the signed record last.
+
+:func:`push_closure` pushes up to ``jobs`` paths at once.  Payloads (shards)
+go in parallel; a record, the commit point, is written only once the
+records of all the path's references within the push are written (or were
+already there), so a reader never sees a narinfo whose references are
+missing.  When a path fails, the paths that depend on it (directly or not)
+are not committed; independent paths still are.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
+from nix_formats.errors import NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
@@ -20,24 +29,48 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from storage_network.auth import Publisher
 from storage_network.errors import NotFoundError, StorageNetworkError
+from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.publish import PublishStats, publish_record, store_payload
 from storage_network.record_lookup import fetch_record
 
-from .closure import PathInfo
-from .errors import PushError
+from .closure import PathInfo, topological_order
+from .errors import PushError, PushFailedError
 from .narstream import HashingStream
+
+DEFAULT_JOBS = 4
+
+ProgressCallback = Callable[[int], None]
+"""Called on the event loop's thread with a number of NAR bytes just read (or skipped)."""
+
+DoneCallback = Callable[[PathInfo, bool], None]
+"""Called once a path is in the network: True when this push wrote its record,
+False when the record was already there."""
 
 
 @dataclass
 class PushSummary:
-    """What a push did: paths pushed/skipped, byte figures (bytes), wall time (seconds)."""
+    """What a push did: paths pushed/skipped, byte figures (bytes), wall time (seconds).
+
+    ``pushed`` lists paths in the order their records were written;
+    ``failed`` maps each path that was not pushed to the reason.
+    """
 
     pushed: list[str] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
     stats: PublishStats = field(default_factory=PublishStats)
     record_bytes: int = 0
     seconds: float = 0.0
+    failed: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """A path whose shards are all stored and whose record is not written yet."""
+
+    narinfo: NarInfo
+    manifest: Manifest
+    stats: PublishStats
 
 
 def nar_url(store_path: StorePath, nar_hash: bytes) -> str:
@@ -65,54 +98,183 @@ def make_narinfo(info: PathInfo, nar_hash: bytes, nar_size: int, file_size: int,
     return narinfo
 
 
-async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
-                    publisher: Publisher, summary: PushSummary) -> bool:
-    """Push one store path unless the network holds it; True if pushed.
+def _reporting(pieces: Iterable[bytes], loop: asyncio.AbstractEventLoop,
+               report: ProgressCallback) -> Iterator[bytes]:
+    """``pieces`` unchanged; ``report(len(piece))`` runs on ``loop`` for each (thread-safe)."""
+    for piece in pieces:
+        loop.call_soon_threadsafe(report, len(piece))
+        yield piece
+
+
+async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publisher: Publisher,
+                 report: ProgressCallback | None = None) -> _Stored | None:
+    """Store the shards of ``info``'s NAR; None when the network holds its record already.
 
     Raises:
-        PushError: the NAR does not match the Nix database, or the network
-            refused a shard or the record (the message says which).
+        PushError: unreadable tree, NAR differs from the Nix database, a node
+            refused a shard, or the record lookup could not tell.
     """
-    key = info.store_path.hash_part
+    path = info.store_path.path
     try:
-        await fetch_record(net, key)
-        summary.skipped.append(info.store_path.path)
-        return False
+        await fetch_record(net, info.store_path.hash_part)
+        return None
     except NotFoundError:
         pass
     except StorageNetworkError as exc:
-        raise PushError(f"{info.store_path.path}: cannot tell whether it is stored: {exc}") from exc
+        raise PushError(f"{path}: cannot tell whether it is stored: {exc}") from exc
     nar = HashingStream(dump_path(info.source))
+    pieces: Iterable[bytes] = nar
+    if report is not None:
+        pieces = _reporting(nar, asyncio.get_running_loop(), report)
     try:
-        manifest, stats = await store_payload(net, publisher, nar)
+        manifest, stats = await store_payload(net, publisher, pieces)
     except StorageNetworkError as exc:
-        raise PushError(f"{info.store_path.path}: {exc}") from exc
+        raise PushError(f"{path}: {exc}") from exc
+    except (OSError, NixFormatError) as exc:
+        raise PushError(f"{path}: cannot read {info.source}: {exc}") from exc
     if info.nar_hash is not None and (nar.sha256 != info.nar_hash or nar.size != info.nar_size):
         raise PushError(
-            f"{info.store_path.path}: NAR read from disk ({format_sha256_nix32(nar.sha256)}, "
+            f"{path}: NAR read from disk ({format_sha256_nix32(nar.sha256)}, "
             f"{nar.size} bytes) differs from the Nix database "
             f"({format_sha256_nix32(info.nar_hash)}, {info.nar_size} bytes): "
             "the store path was modified; run `nix store verify`")
     narinfo = make_narinfo(info, nar.sha256, nar.size, manifest.stored_size, nix_key)
+    return _Stored(narinfo, manifest, stats)
+
+
+async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher: Publisher,
+                  summary: PushSummary) -> None:
+    """Write the record of a stored path (the commit point) and count it in ``summary``.
+
+    Raises:
+        PushError: the record was not stored on every replica node.
+    """
     try:
         summary.record_bytes += await publish_record(
-            net, publisher, key, narinfo.render().encode(), manifest,
-            touched_at=stats.touched_at)
+            net, publisher, info.store_path.hash_part, stored.narinfo.render().encode(),
+            stored.manifest, touched_at=stored.stats.touched_at)
     except StorageNetworkError as exc:
         raise PushError(f"{info.store_path.path}: record not stored: {exc}") from exc
-    summary.stats.add(stats)
+    summary.stats.add(stored.stats)
     summary.pushed.append(info.store_path.path)
+
+
+async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
+                    publisher: Publisher, summary: PushSummary) -> bool:
+    """Push one store path unless the network holds it; True if pushed.
+
+    Its references are not checked: :func:`push_closure` orders the records.
+
+    Raises:
+        PushError: the tree cannot be read, the NAR does not match the Nix
+            database, or the network refused a shard or the record (the
+            message starts with the store path and says which).
+    """
+    stored = await _store(net, info, nix_key, publisher)
+    if stored is None:
+        summary.skipped.append(info.store_path.path)
+        return False
+    await _commit(net, info, stored, publisher, summary)
     return True
 
 
 async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: SecretKey,
-                       publisher: Publisher) -> PushSummary:
-    """Push ``infos`` in the given order (references first); see :func:`push_path`."""
+                       publisher: Publisher, *, jobs: int = DEFAULT_JOBS,
+                       progress: ProgressCallback | None = None,
+                       on_done: DoneCallback | None = None) -> PushSummary:
+    """Push ``infos``, up to ``jobs`` paths at once, each record after its references' records.
+
+    References outside ``infos`` are taken to be in the network already.
+    Shards of a path are stored as soon as a job is free (in dependency
+    order of start); its record waits until the records of its references
+    in ``infos`` are written or found present.  A path that fails (see
+    :func:`push_path`) is not committed, nor is any path that depends on it;
+    every other path is.
+
+    Args:
+        jobs: store paths worked on at once (>= 1).
+        progress: called with NAR byte counts as NARs are read; skipped and
+            failed paths count their whole ``nar_size``, so the counts add
+            up to the sum of the known ``nar_size`` values.
+        on_done: called for each path that is in the network afterwards.
+
+    Returns:
+        The summary (``pushed`` in record order).
+
+    Raises:
+        ValueError: ``jobs`` < 1.
+        NixQueryError: the references of ``infos`` form a cycle.
+        PushFailedError: some paths were not pushed (``failures`` names each
+            with its reason; ``summary`` holds what was pushed).
+    """
+    if jobs < 1:
+        raise ValueError(f"jobs must be at least 1, not {jobs}")
+    order = topological_order(infos)
     summary = PushSummary()
     start = time.monotonic()
-    for info in infos:
-        await push_path(net, info, nix_key, publisher, summary)
+    loop = asyncio.get_running_loop()
+    slots = asyncio.Semaphore(jobs)
+    in_network: dict[str, asyncio.Future[bool]] = {
+        info.store_path.path: loop.create_future() for info in order}
+
+    def failed_reference(refs: list[str]) -> str | None:
+        return next((r for r in refs if in_network[r].done() and not in_network[r].result()),
+                    None)
+
+    async def push_one(info: PathInfo) -> None:
+        path = info.store_path.path
+        refs = [r for r in info.references if r != path and r in in_network]
+        read = 0
+
+        def report(count: int) -> None:
+            nonlocal read
+            read += count
+            if progress is not None:
+                progress(count)
+
+        stored: _Stored | None = None
+        done = False
+        try:
+            blocker = failed_reference(refs)
+            if blocker is None:
+                async with slots:
+                    blocker = failed_reference(refs)
+                    if blocker is None:
+                        stored = await _store(net, info, nix_key, publisher,
+                                              report if progress is not None else None)
+                        done = stored is None
+            if stored is not None:
+                for ref in refs:
+                    if not await in_network[ref]:
+                        blocker = ref
+                        break
+                if blocker is None:
+                    await _commit(net, info, stored, publisher, summary)
+                    done = True
+            elif done:
+                summary.skipped.append(path)
+            if blocker is not None:
+                summary.failed[path] = f"not committed: its reference {blocker} was not pushed"
+        except PushError as exc:
+            summary.failed[path] = str(exc).removeprefix(f"{path}: ")
+        finally:
+            if not in_network[path].done():
+                in_network[path].set_result(done)
+            if progress is not None and info.nar_size is not None and read < info.nar_size:
+                progress(info.nar_size - read)
+        if done and on_done is not None:
+            on_done(info, stored is not None)
+
+    tasks = [asyncio.create_task(push_one(info)) for info in order]
+    try:
+        await asyncio.gather(*tasks)
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
     summary.seconds = time.monotonic() - start
+    if summary.failed:
+        raise PushFailedError(summary.failed, summary)
     return summary
 
 
@@ -139,4 +301,6 @@ def format_summary(summary: PushSummary, k: int, m: int) -> str:
         f" ({s.chunks_reused} chunks)",
         f"time:              {summary.seconds:.2f} s ({format_bytes(rate)}/s)",
     ]
+    if summary.failed:
+        lines.insert(2, f"paths failed:      {len(summary.failed)} (not committed)")
     return "\n".join(lines)

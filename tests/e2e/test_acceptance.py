@@ -84,11 +84,18 @@ def test_push_survives_m_node_loss_and_refuses_beyond(
     assert narinfo.status_code == 200
     nar_url = next(line.split(": ", 1)[1] for line in narinfo.text.splitlines()
                    if line.startswith("URL: "))
-    with httpx.stream("GET", f"{url}/{nar_url}") as resp:
+    # the daemon that served the copy keeps the NAR in its local disk cache ...
+    cached = httpx.get(f"{url}/{nar_url}", timeout=60)
+    assert cached.status_code == 200 and len(cached.content) == int(
+        cached.headers["Content-Length"])
+    # ... while a gateway without it cannot rebuild the NAR and says so before any byte
+    fresh = local_net.start_gateway("fresh", extra=("--cache-max-bytes", "0"))
+    with httpx.stream("GET", f"{fresh.url}/{nar_url}") as resp:
         body = resp.read()
     assert resp.status_code == 503
     assert body.startswith(b"error: chunk ") and b"reachable" in body
-    failed = copy_from(local_net, nix_key, tmp_path / "copy-2", [closure.big], check=False)
+    failed = nix("nix", "copy", "--from", fresh.url, "--to", str(tmp_path / "copy-2"),
+                 "--option", "trusted-public-keys", nix_key.public, closure.big, check=False)
     assert failed.returncode != 0
     assert "503" in failed.stderr
 

@@ -1,0 +1,193 @@
+"""``nixshard push --watch-store``: the new-path rule, failed rounds, and the real thing."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from nix_formats.keys import SecretKey
+from nixshard.localnet import env_with_nix_config, new_publisher
+from storage_network.auth import Publisher
+from storage_network.errors import NotFoundError
+from storage_network.network_client import NetworkClient
+from storage_network.network_file import Network, init_network
+from storage_network.record_lookup import fetch_record
+from tests.storage_network.conftest import running_network
+from uploader.errors import StoreWatchError
+from uploader.watch import StoreWatcher, is_candidate, new_store_paths, scan_store, watch_store
+
+H1 = "0" * 32
+H2 = "1" * 32
+H3 = "a" * 32
+
+
+def test_new_store_paths_takes_only_new_pushable_entries() -> None:
+    known = {f"{H1}-old", f"{H2}-gone"}
+    listing = [
+        f"{H1}-old",                # seen before
+        f"{H3}-hello-2.12",         # new store path
+        f"{H2}-zlib-1.3",           # new store path
+        f"{H2}-zlib-1.3",           # listed twice: once out
+        f"{H3}-hello-2.12.lock",    # Nix's lock file
+        f"{H3}-hello.drv",          # derivation: skipped by default
+        f"{H3}-hello.drv.chroot",   # sandboxed build root
+        f"{H3}-hello-2.12.check",   # `--check` output
+        ".links",                   # hard-link farm
+        "add-4711-0",               # temporary name
+        "e" * 32 + "-bad",          # 'e' is not nix32
+        f"{H1}_no-dash",
+    ]
+    assert new_store_paths(known, listing) == [f"{H2}-zlib-1.3", f"{H3}-hello-2.12"]
+    assert new_store_paths(known, listing, include_drv=True) == [
+        f"{H2}-zlib-1.3", f"{H3}-hello-2.12", f"{H3}-hello.drv"]
+    assert new_store_paths(set(listing), listing) == []
+    assert new_store_paths(set(), []) == []
+
+
+def test_is_candidate() -> None:
+    assert is_candidate(f"{H1}-x")
+    assert not is_candidate(f"{H1}-x.lock")
+    assert not is_candidate(f"{H1}-x.drv")
+    assert is_candidate(f"{H1}-x.drv", include_drv=True)
+    assert not is_candidate(f"{H1}-.hidden")
+    assert not is_candidate("tmp-123")
+
+
+def test_scan_store_lists_names_and_names_a_missing_directory(tmp_path: Path) -> None:
+    (tmp_path / f"{H1}-a").mkdir()
+    (tmp_path / f"{H1}-a.lock").write_text("")
+    assert scan_store(str(tmp_path)) == {f"{H1}-a", f"{H1}-a.lock"}
+    with pytest.raises(StoreWatchError, match=f"cannot list the store directory "
+                                              f"{tmp_path}/missing: No such file"):
+        scan_store(str(tmp_path / "missing"))
+
+
+def offline_network() -> tuple[Network, SecretKey, Publisher]:
+    """A network file whose nodes are never contacted, and its publisher key."""
+    publisher, secret = new_publisher("watch-tests-1")
+    urls = [f"http://127.0.0.1:{9 + i}" for i in range(6)]
+    return init_network(urls, 4, 2, [publisher.public]), SecretKey.parse(secret), publisher
+
+
+def test_a_failed_round_is_logged_and_retried(tmp_path: Path,
+                                              caplog: pytest.LogCaptureFixture) -> None:
+    """Entries Nix cannot vouch for (here: not in Nix's store) fail the round, not the watcher."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / f"{H1}-before").mkdir()
+    network, nix_key, publisher = offline_network()
+
+    async def run() -> StoreWatcher:
+        async with NetworkClient(network) as net:
+            watcher = StoreWatcher(net, nix_key, publisher, str(store), jobs=2)
+            assert watcher.baseline() == 1
+            await watcher.round()
+            assert watcher.report.error is None  # nothing new: nothing asked
+            (store / f"{H2}-after").mkdir()
+            for _ in range(2):
+                await watcher.round()
+                assert watcher.report.error is not None
+                assert f"{H2}-after" not in watcher.known
+            return watcher
+
+    with caplog.at_level("WARNING", logger="nixshard.push"):
+        watcher = asyncio.run(run())
+    assert watcher.report.rounds == 3 and watcher.report.pushed == []
+    assert not watcher.report.complete
+    assert sum("trying again next round" in r.getMessage() for r in caplog.records) == 2
+
+
+def test_watch_store_refuses_bad_arguments(tmp_path: Path) -> None:
+    network, nix_key, publisher = offline_network()
+    with pytest.raises(ValueError, match="interval must be a positive number"):
+        asyncio.run(watch_store(network, nix_key, publisher, interval=0))
+    with pytest.raises(ValueError, match="jobs must be at least 1"):
+        asyncio.run(watch_store(network, nix_key, publisher, jobs=0))
+    with pytest.raises(StoreWatchError, match="cannot list the store directory"):
+        asyncio.run(watch_store(network, nix_key, publisher, store_dir=str(tmp_path / "no")))
+
+
+# Two derivations built by /bin/sh; top refers to lib. STAMP makes them new paths.
+WATCH_EXPR = (
+    'let mk = name: script: derivation { inherit name; system = builtins.currentSystem;'
+    ' builder = "/bin/sh"; PATH = "/usr/bin:/bin"; args = [ "-c" script ]; };'
+    ' lib = mk "nixshard-watch-lib" "mkdir -p $out; echo STAMP > $out/stamp";'
+    ' in mk "nixshard-watch-top" "mkdir -p $out; echo ${lib} > $out/lib; echo STAMP > $out/s"'
+)
+
+
+def wait_for(what: str, check, deadline_seconds: float = 180.0) -> None:  # type: ignore[no-untyped-def]
+    """Poll ``check()`` until true; fail naming ``what`` after a generous deadline."""
+    deadline = time.monotonic() + deadline_seconds
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def has_record(network: Network, path: str) -> bool:
+    async def ask() -> bool:
+        async with NetworkClient(network) as net:
+            try:
+                await fetch_record(net, Path(path).name[:32])
+            except NotFoundError:
+                return False
+            return True
+    return asyncio.run(ask())
+
+
+def nix_out(*args: str) -> str:
+    """stdout of a nix command run with the test NIX_CONFIG."""
+    return subprocess.run(list(args), capture_output=True, text=True, env=env_with_nix_config(),
+                          check=True).stdout.strip()
+
+
+@pytest.mark.nix
+def test_watch_store_pushes_a_new_build_and_stops_on_sigterm(tmp_path: Path) -> None:
+    publisher, secret = new_publisher("watch-e2e-1")
+    key_file = tmp_path / "secret.key"
+    key_file.write_text(secret)
+    built: list[str] = []
+    with running_network(tmp_path / "net", publisher=publisher) as local:
+        assert local.network is not None
+        log_path = tmp_path / "watch.log"
+        out_path = tmp_path / "watch.out"
+        with open(log_path, "wb") as log, open(out_path, "wb") as out:
+            watcher = subprocess.Popen(
+                [sys.executable, "-m", "nixshard", "push", "--watch-store",
+                 "--network", str(local.network_file), "--signing-key", str(key_file),
+                 "--watch-interval", "0.2", "--jobs", "2"],
+                stdout=out, stderr=log, stdin=subprocess.DEVNULL)
+        try:
+            wait_for("the watcher to list the store",
+                     lambda: "watching /nix/store" in log_path.read_text()
+                     or watcher.poll() is not None)
+            assert watcher.poll() is None, log_path.read_text()
+            expr = WATCH_EXPR.replace("STAMP", f"{time.time_ns()}")
+            top = nix_out("nix-build", "--no-out-link", "-E", expr).splitlines()[-1]
+            lib = (Path(top) / "lib").read_text().strip()
+            drvs = [nix_out("nix-store", "--query", "--deriver", p) for p in (top, lib)]
+            built += [top, lib, *drvs]
+            wait_for("both records in the network",
+                     lambda: has_record(local.network, top) and has_record(local.network, lib))
+            watcher.send_signal(signal.SIGTERM)
+            assert watcher.wait(timeout=120) == 0, log_path.read_text()
+            log = log_path.read_text()
+            assert f"pushed {lib} (" in log and f"pushed {top} (" in log
+            assert log.index(f"pushed {lib} (") < log.index(f"pushed {top} (")
+            assert "SIGTERM: stopping after one last round" in log
+            assert out_path.read_text().startswith("watch stopped: ")
+            assert all(d.endswith(".drv") and not has_record(local.network, d) for d in drvs)
+        finally:
+            if watcher.poll() is None:
+                watcher.kill()
+                watcher.wait()
+            if built:  # this test's own paths: keep the shared store small
+                subprocess.run(["nix-store", "--delete", *built], capture_output=True,
+                               env=env_with_nix_config(), check=False)
