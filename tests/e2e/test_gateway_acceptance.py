@@ -59,6 +59,14 @@ def copy_from(url: str, public: str, dest: Path, paths: list[str]) -> None:
         "--option", "trusted-public-keys", public, *paths)
 
 
+def build_logged(stamp: str) -> str:
+    """A fresh path whose build writes a log."""
+    expr = ('derivation { name = "nixshard-logged"; system = builtins.currentSystem; '
+            'builder = "/bin/sh"; args = [ "-c" "echo building the logged path ' + stamp +
+            '; echo second line; echo done > $out" ]; }')
+    return nix("nix-build", "--no-out-link", "-E", expr).stdout.strip().splitlines()[-1]
+
+
 @pytest.fixture
 def gateway_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     """6 nodes (4-of-6) and gateway ``gw`` accepting uploads from USER."""
@@ -75,7 +83,7 @@ def gateway_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
 def test_nix_copy_to_the_gateway_and_back(gateway_net: LocalNetwork, nix_key: NixKey,
                                           tmp_path: Path) -> None:
     gw = gateway_net.gateways[0]
-    roots = build_closure("gateway-acceptance")
+    roots = [*build_closure("gateway-acceptance"), build_logged(str(time.time_ns()))]
     paths = closure_of(roots)
     assert len(paths) >= 3
     no_creds = tmp_path / "empty.netrc"
@@ -91,8 +99,17 @@ def test_nix_copy_to_the_gateway_and_back(gateway_net: LocalNetwork, nix_key: Ni
     done = copy_to(gw.url, nix_key, netrc, roots)
     assert done.returncode == 0, done.stderr
 
+    # build logs: nix store copy-log uploads, nix log reads through another gateway
+    copied = nix("nix", "store", "copy-log", "--to", gw.url, "--option", "netrc-file",
+                 str(netrc), roots[-1], check=False)
+    assert copied.returncode == 0, copied.stderr
+    local_log = nix("nix", "log", roots[-1]).stdout
+    assert "building the logged path" in local_log
+
     second = gateway_net.start_gateway("gw2")  # empty local cache
     copy_from(second.url, nix_key.public, tmp_path / "store2", roots)
+    remote_log = nix("nix", "log", "--store", second.url, roots[-1])
+    assert local_log and remote_log.stdout == local_log
     assert scrape(second.url, "nixshard_gateway_nar_cache_total", result="miss") >= len(paths)
 
     # a download cut halfway, resumed with Range, matches the NarHash
