@@ -31,6 +31,7 @@ async def put_nar(request: web.Request) -> web.Response:
             raise BadRequestError(f"bad upload name nar/{name[:100]}: want "
                                   "nar/<nix32 sha256 of the file>.nar[.xz|.zst|.bz2|.br]")
         digest = nix32.decode(name[:52])
+        request.app[STAGING].sweep()  # drop uploads nobody claimed within max_age
         await request.app[STAGING].receive(request, name, uploads.max_bytes, sha256=digest)
     except (CacheServerError, NixFormatError) as exc:
         raise to_http(exc) from exc
