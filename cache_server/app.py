@@ -8,11 +8,12 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from storage_network import http_metrics
 from storage_network.network_client import NetworkClient
 
 from .auth import auth_middleware
 from .config import ServeConfig
-from .metrics import metrics_middleware
+from .metrics import HTTP
 from .nar_cache import NarCache
 from .records import RecordLookup
 from .routes.build_log import get_log, put_log
@@ -46,10 +47,12 @@ def create_app(config: ServeConfig) -> web.Application:
     """An aiohttp application serving the Nix binary-cache protocol for ``config``.
 
     Every GET route answers HEAD too.  Middlewares: request metrics
-    (outermost, so refused requests are counted), then basic auth.
+    (outermost, so refused requests are counted; see :mod:`cache_server.metrics`),
+    then basic auth.
     """
-    app = web.Application(middlewares=[metrics_middleware,
+    app = web.Application(middlewares=[HTTP.middleware(),
                                        auth_middleware(config.credentials, config.read_auth)])
+    http_metrics.setup(app, HTTP)
     app[CONFIG] = config
     app[INGESTS] = {}
 

@@ -9,7 +9,7 @@ from . import metrics, routes_health, routes_listing, routes_proofs, routes_reco
 from .appkeys import CONFIG, STORE
 from .config import NodeConfig
 from .faults import fault_middleware
-from .metrics import NodeMetrics, metrics_middleware
+from .metrics import NodeMetrics
 from .responses import error_middleware
 from .store import Store
 
@@ -29,7 +29,7 @@ def create_app(config: NodeConfig) -> web.Application:
     store = Store.open(config.data_dir)
     node_metrics = NodeMetrics(store)
     # outermost first: the request clock starts before anything else runs
-    middlewares: list[Middleware] = [metrics_middleware(node_metrics), error_middleware]
+    middlewares: list[Middleware] = [node_metrics.http.middleware(), error_middleware]
     if config.faults.active:  # TEST-ONLY: see storage_node.faults
         middlewares.append(fault_middleware(config.faults, store))
     app = web.Application(middlewares=middlewares)

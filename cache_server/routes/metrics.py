@@ -8,11 +8,12 @@ latency and errors, degraded chunks, decode time).
 from __future__ import annotations
 
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
+from prometheus_client import REGISTRY, generate_latest
+
+from storage_network.http_metrics import CONTENT_TYPE
 
 
 async def metrics(request: web.Request) -> web.Response:
-    """200 with every metric in the Prometheus text exposition format."""
-    resp = web.Response(body=generate_latest(REGISTRY))
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
+    """200 with every metric in the Prometheus text format 0.0.4."""
+    return web.Response(body=generate_latest(REGISTRY),
+                        headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})

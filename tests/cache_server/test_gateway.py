@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import hashlib
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -330,6 +331,47 @@ def test_metrics_move_with_requests(gw: Gateway, stored: Upload) -> None:
     assert gw.metric("nixshard_gateway_bytes_sent_total", route="/nar/{file}") == sent + len(body)
     assert gw.metric("nixshard_gateway_uploads_total", outcome="stored") >= 1
     assert gw.metric("nixshard_chunks_fetched_total") > 0
+
+
+def test_hot_nar_is_counted_without_errors(gw: Gateway, stored: Upload) -> None:
+    """A NAR sent from the disk cache (FileResponse, sendfile) is counted once per answer,
+    200 and 206 alike, and logs no error."""
+    hot = gw.net.start_gateway("hot")
+    info = NarInfo.parse(httpx.get(f"{hot.url}/{stored.hash_part}.narinfo", timeout=30).text)
+    first = httpx.get(f"{hot.url}/{info.url}", timeout=60)  # cold: fills the cache
+    assert first.status_code == 200
+    cached = gw.root / "hot-cache" / "nar"
+    deadline = time.monotonic() + 30
+    while not any(cached.glob(f"{stored.hash_part}-*")):  # the fill ends just after the body
+        assert time.monotonic() < deadline, "the NAR never reached the disk cache"
+        time.sleep(0.05)
+
+    def metric(name: str, **labels: str) -> float:
+        return scrape(hot.url, name, **labels)
+
+    route = "/nar/{file}"
+    hits = metric("nixshard_gateway_nar_cache_total", result="hit")
+    ok = metric("nixshard_gateway_requests_total", route=route, method="GET", status="200")
+    partial = metric("nixshard_gateway_requests_total", route=route, method="GET", status="206")
+    timed = metric("nixshard_gateway_request_seconds_count", route=route, method="GET")
+    sent = metric("nixshard_gateway_bytes_sent_total", route=route)
+
+    full = httpx.get(f"{hot.url}/{info.url}", timeout=60)
+    assert full.status_code == 200 and full.content == first.content
+    part = httpx.get(f"{hot.url}/{info.url}", headers={"Range": "bytes=100-1099"}, timeout=60)
+    assert part.status_code == 206 and part.content == first.content[100:1100]
+
+    assert metric("nixshard_gateway_nar_cache_total", result="hit") == hits + 2  # sendfile
+    assert metric("nixshard_gateway_requests_total", route=route, method="GET",
+                  status="200") == ok + 1
+    assert metric("nixshard_gateway_requests_total", route=route, method="GET",
+                  status="206") == partial + 1
+    assert metric("nixshard_gateway_request_seconds_count", route=route,
+                  method="GET") == timed + 2
+    assert metric("nixshard_gateway_bytes_sent_total", route=route) == sent + len(
+        first.content) + 1000
+    log = (gw.root / "hot.log").read_text()
+    assert "Error handling request" not in log and "Traceback" not in log, log[-3000:]
 
 
 def test_healthz_and_read_auth(tmp_path: Path) -> None:

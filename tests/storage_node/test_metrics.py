@@ -47,6 +47,11 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return samples.get((name, frozenset(labels.items())), 0.0)
 
 
+def total(samples: Samples, name: str) -> float:
+    """The sum of ``name`` over all its label values."""
+    return sum(v for (n, _), v in samples.items() if n == name)
+
+
 def requests(samples: Samples, route: str, method: str, status: int) -> float:
     return value(samples, "nixshard_node_requests_total", route=route, method=method,
                  status=str(status))
@@ -94,12 +99,18 @@ async def test_requests_are_counted_by_route_pattern_method_and_status(
               if name == "nixshard_node_requests_total"}
     assert labels <= {shard, "unmatched", "/metrics"}
 
-    sent = value(after, "nixshard_node_bytes_sent_total") - value(
+    sent = total(after, "nixshard_node_bytes_sent_total") - total(
         before, "nixshard_node_bytes_sent_total")
     received = value(after, "nixshard_node_bytes_received_total") - value(
         before, "nixshard_node_bytes_received_total")
     assert received == 2 * len(body)
     assert answered > 3 * len(body) and sent == answered
+    shard_sent = value(after, "nixshard_node_bytes_sent_total", route=shard) - value(
+        before, "nixshard_node_bytes_sent_total", route=shard)
+    assert 3 * len(body) < shard_sent < answered  # the shards and the refusals' messages
+    sent_labels = {dict(labels).get("route") for (name, labels) in after
+                   if name == "nixshard_node_bytes_sent_total"}
+    assert sent_labels <= {shard, "unmatched", "/metrics"}
 
 
 async def test_head_sends_no_body_bytes(client: TestClient, publisher: Publisher) -> None:
@@ -111,9 +122,13 @@ async def test_head_sends_no_body_bytes(client: TestClient, publisher: Publisher
     after = await scrape(client)
     assert requests(after, "/shards/{id}", "HEAD", 200) - requests(
         before, "/shards/{id}", "HEAD", 200) == 1
-    sent = value(after, "nixshard_node_bytes_sent_total") - value(
+    sent = total(after, "nixshard_node_bytes_sent_total") - total(
         before, "nixshard_node_bytes_sent_total")
     assert sent == answered  # the previous /metrics answer only, not the shard's 5000 bytes
+    assert value(after, "nixshard_node_bytes_sent_total", route="/shards/{id}") == value(
+        before, "nixshard_node_bytes_sent_total", route="/shards/{id}")
+    assert value(after, "nixshard_node_bytes_sent_total", route="/metrics") - value(
+        before, "nixshard_node_bytes_sent_total", route="/metrics") == answered
 
 
 async def test_streamed_listing_counts_what_was_written(client: TestClient,
@@ -127,10 +142,13 @@ async def test_streamed_listing_counts_what_was_written(client: TestClient,
     assert len(listing.splitlines()) == 2
     after = await scrape(client)
     assert requests(after, "/shards", "GET", 200) - requests(before, "/shards", "GET", 200) == 1
-    sent = value(after, "nixshard_node_bytes_sent_total") - value(
+    sent = total(after, "nixshard_node_bytes_sent_total") - total(
         before, "nixshard_node_bytes_sent_total")
     # the stream is counted as written: headers and chunk framing included
     assert answered + len(listing) < sent < answered + len(listing) + 1000
+    streamed = value(after, "nixshard_node_bytes_sent_total", route="/shards") - value(
+        before, "nixshard_node_bytes_sent_total", route="/shards")
+    assert len(listing) < streamed < len(listing) + 1000
 
 
 async def test_refusals_count_with_their_status(client: TestClient) -> None:
