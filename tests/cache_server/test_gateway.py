@@ -383,3 +383,27 @@ def test_healthz_and_read_auth(tmp_path: Path) -> None:
             assert c.get("/nix-cache-info").status_code == 200
     finally:
         g.net.close()
+
+
+def test_upload_larger_than_the_limit_is_413_and_stores_nothing(gw: Gateway,
+                                                                tmp_path: Path) -> None:
+    tiny = gw.net.start_gateway("tiny", extra=(
+        "--signing-key", str(gw.root / "secret.key"), "--upload-credentials",
+        str(gw.credentials), "--max-upload-bytes", "1000"))
+    up = make_upload(make_tree(tmp_path, "big", 20_000), gw.key)
+    with httpx.Client(base_url=tiny.url, auth=(USER, PASSWORD), timeout=60) as c:
+        nar, info = put_upload(c, up)
+        assert nar.status_code == 413 and "exceeds the limit" in nar.text
+        assert info.status_code == 400  # its NAR never got staged
+        assert c.head(f"/nar/{up.nar_name}").status_code == 404
+    assert absent(gw, up)
+
+
+def test_head_answers_wherever_get_does(gw: Gateway, stored: Upload) -> None:
+    info, _ = nar_of(gw, stored.hash_part)
+    for path in ("/nix-cache-info", f"/{stored.hash_part}.narinfo", f"/{stored.hash_part}.ls",
+                 f"/{info.url}", "/healthz", "/metrics", "/nixshard/nodes"):
+        head = httpx.head(gw.url + path, timeout=30)
+        assert head.status_code == 200, path
+        assert head.content == b"", path
+    assert httpx.head(f"{gw.url}/{'2' * 32}.narinfo", timeout=30).status_code == 404
