@@ -48,6 +48,7 @@ python3Packages.buildPythonApplication {
     python3Packages.click
     python3Packages.tomli-w
     python3Packages.prometheus-client
+    python3Packages.brotli
   ];
 
   makeWrapperArgs = [
