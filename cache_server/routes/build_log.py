@@ -23,6 +23,7 @@ from storage_network.record_lookup import fetch_record
 from ..build_logs import log_metadata, log_record_key, parse_drv_name, store_log
 from ..errors import CacheServerError, ForbiddenError, to_http
 from ..payload import payload_pieces
+from ..send import send_body
 from ..state import CONFIG, NETWORK, STAGING
 
 log = logging.getLogger("nixshard.serve")
@@ -42,19 +43,11 @@ async def get_log(request: web.Request) -> web.StreamResponse:
         raise to_http(exc) from exc
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
                                        "Content-Length": str(record.manifest.size)})
-    await resp.prepare(request)
     if plan is None:
+        await resp.prepare(request)
         return resp
-    try:
-        async for piece in payload_pieces(net, plan, request.app[CONFIG].prefetch):
-            await resp.write(piece)
-    except StorageNetworkError as exc:
-        log.error("log/%s: aborting the transfer after the headers: %s", drv, exc)
-        if request.transport is not None:
-            request.transport.abort()
-        raise
-    await resp.write_eof()
-    return resp
+    pieces = payload_pieces(net, plan, request.app[CONFIG].prefetch)
+    return await send_body(request, resp, pieces, f"log/{drv}")
 
 
 async def put_log(request: web.Request) -> web.Response:

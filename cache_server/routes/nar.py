@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 from aiohttp import web
 
@@ -34,6 +34,7 @@ from ..errors import BadRequestError, CacheServerError, NoSuchNarError, to_http
 from ..metrics import NAR_CACHE_OUTCOMES
 from ..nar_cache import Fill
 from ..records import Entry
+from ..send import send_body
 from ..state import CONFIG, NAR_CACHE, NETWORK, RECORDS, STAGING
 
 log = logging.getLogger("nixshard.serve")
@@ -103,19 +104,9 @@ async def nar(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(found, headers={"Content-Type": NAR_TYPE})
 
 
-async def _send(request: web.Request, name: str, wanted: ByteRange,
-                pieces: AsyncIterator[bytes]) -> web.StreamResponse:
-    """Send ``pieces`` as the body; abort the connection if they fail midway."""
+def _send(request: web.Request, name: str, wanted: ByteRange,
+          pieces: AsyncIterator[bytes]) -> Awaitable[web.StreamResponse]:
+    """Send ``pieces`` as the body (200, or 206 for a range); see :func:`send_body`."""
     resp = web.StreamResponse(status=206 if wanted.partial else 200,
                               headers={"Content-Type": NAR_TYPE, **wanted.headers()})
-    await resp.prepare(request)
-    try:
-        async for piece in pieces:
-            await resp.write(piece)
-    except StorageNetworkError as exc:
-        log.error("nar/%s: aborting the transfer after the headers: %s", name, exc)
-        if request.transport is not None:
-            request.transport.abort()
-        raise
-    await resp.write_eof()
-    return resp
+    return send_body(request, resp, pieces, f"nar/{name}")
