@@ -113,6 +113,17 @@ let
       AmbientCapabilities = [ "CAP_NET_BIND_SERVICE" ];
     };
 
+  # A hardened, always-on service listening on `listen`; `extra` adds to its serviceConfig.
+  mkService =
+    description: listen: extra: {
+      inherit description;
+      wantedBy = [ "multi-user.target" ];
+      wants = [ "network-online.target" ];
+      after = [ "network-online.target" ];
+      environment.PYTHONUNBUFFERED = "1";
+      serviceConfig = hardening // bindCapability listen // extra;
+    };
+
   settingsOption =
     command: file:
     lib.mkOption {
@@ -324,16 +335,10 @@ in
         }
       ];
 
-      systemd.services.nixshard-gateway = {
-        description = "nixshard gateway: Nix binary cache served from the shard network";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
-        after = [ "network-online.target" ];
-        environment.PYTHONUNBUFFERED = "1";
-        serviceConfig =
-          hardening
-          // bindCapability gw.settings.listen
-          // {
+      systemd.services.nixshard-gateway =
+        mkService "nixshard gateway: Nix binary cache served from the shard network"
+          gw.settings.listen
+          {
             ExecStart = lib.concatStringsSep " " (
               [
                 "${cfg.package}/bin/nixshard"
@@ -358,7 +363,6 @@ in
             CacheDirectory = lib.removePrefix "/var/cache/" gw.settings.cache_dir;
             CacheDirectoryMode = "0700";
           };
-      };
 
       networking.firewall.allowedTCPPorts = lib.mkIf gw.openFirewall [ (portOf gw.settings.listen) ];
     })
@@ -382,20 +386,10 @@ in
         }
       ];
 
-      systemd.services.nixshard-node = {
-        description = "nixshard storage node";
-        wantedBy = [ "multi-user.target" ];
-        wants = [ "network-online.target" ];
-        after = [ "network-online.target" ];
-        environment.PYTHONUNBUFFERED = "1";
-        serviceConfig =
-          hardening
-          // bindCapability node.settings.listen
-          // {
-            ExecStart = "${cfg.package}/bin/nixshard node --config ${nodeConfig}";
-            StateDirectory = lib.removePrefix "/var/lib/" node.settings.data;
-            StateDirectoryMode = "0700";
-          };
+      systemd.services.nixshard-node = mkService "nixshard storage node" node.settings.listen {
+        ExecStart = "${cfg.package}/bin/nixshard node --config ${nodeConfig}";
+        StateDirectory = lib.removePrefix "/var/lib/" node.settings.data;
+        StateDirectoryMode = "0700";
       };
 
       networking.firewall.allowedTCPPorts = lib.mkIf node.openFirewall [ (portOf node.settings.listen) ];
