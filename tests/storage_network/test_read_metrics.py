@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-import zstandard
 from prometheus_client import REGISTRY
 
 from nixshard.localnet import LocalNetwork
@@ -21,11 +20,10 @@ from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.network_file import NodeInfo
 from storage_network.placement import shard_nodes
-from storage_network.publish import store_payload
 
-from .conftest import K, payload, running_network
+from .conftest import K, running_network
+from .test_read_faults import FAULT_ENV, fault, number, stored, unzstd
 
-FAULT_ENV = {"NIXSHARD_TEST_FAULTS": "1"}
 PATIENT = 30.0  # seconds: no request is hedged, none times out
 
 
@@ -77,26 +75,9 @@ def nodes_of(local: LocalNetwork) -> list[NodeInfo]:
     return list(local.network.nodes)
 
 
-async def stored(local: LocalNetwork, seed: int) -> tuple[bytes, Manifest]:
-    data = payload(seed, 150_000)
-    async with client(local) as net:
-        manifest, _ = await store_payload(net, local.publisher, [data])
-    assert len(manifest.chunks) > 3
-    return data, manifest
-
-
-def unzstd(frames: list[bytes]) -> bytes:
-    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(
-        b"".join(frames))
-
-
 def victim_of(local: LocalNetwork, manifest: Manifest) -> NodeInfo:
     """The node holding data shard 0 of the first chunk."""
     return shard_nodes(nodes_of(local), manifest.chunks[0].chunk_id, manifest.n)[0]
-
-
-def number(node: NodeInfo) -> int:
-    return int(node.id.removeprefix("node-"))
 
 
 async def read_back(local: LocalNetwork, manifest: Manifest) -> bytes:
@@ -114,7 +95,7 @@ def test_degraded_means_a_data_shard_was_not_used() -> None:
 
 async def test_healthy_read_counts_chunks_and_shards_and_nothing_degraded(
         net: LocalNetwork) -> None:
-    data, manifest = await stored(net, 101)
+    data, manifest = await stored(net, 101, 150_000)
     before = Snapshot(nodes_of(net))
     assert await read_back(net, manifest) == data
     delta = Snapshot(nodes_of(net)).minus(before)
@@ -132,17 +113,12 @@ async def test_healthy_read_counts_chunks_and_shards_and_nothing_degraded(
 
 async def test_node_serving_flipped_bytes_counts_bad_shards_and_degraded_chunks(
         net: LocalNetwork) -> None:
-    data, manifest = await stored(net, 102)
+    data, manifest = await stored(net, 102, 150_000)
     victim = victim_of(net, manifest)
-    net.nodes[number(victim) - 1].kill()
-    net.restart_node(number(victim), extra=("--fault", "flip"), env=FAULT_ENV)
-    try:
+    with fault(net, victim, "--fault", "flip"):
         before = Snapshot(nodes_of(net))
         assert await read_back(net, manifest) == data
         delta = Snapshot(nodes_of(net)).minus(before)
-    finally:
-        net.nodes[number(victim) - 1].kill()
-        net.restart_node(number(victim))
     assert delta.chunks == len(manifest.chunks)
     assert delta.errors[(victim.id, "bad")] >= 1
     # its shard 0 of chunk 0 has no other holder: a parity shard stood in
@@ -157,7 +133,7 @@ async def test_node_serving_flipped_bytes_counts_bad_shards_and_degraded_chunks(
 
 async def test_node_killed_after_the_plan_counts_errors_and_degraded_chunks(
         net: LocalNetwork) -> None:
-    data, manifest = await stored(net, 103)
+    data, manifest = await stored(net, 103, 150_000)
     victim = victim_of(net, manifest)
     try:
         async with client(net) as reader:
@@ -179,17 +155,12 @@ async def test_node_killed_after_the_plan_counts_errors_and_degraded_chunks(
 
 
 async def test_node_claiming_shards_it_lacks_counts_missing(net: LocalNetwork) -> None:
-    data, manifest = await stored(net, 104)
+    data, manifest = await stored(net, 104, 150_000)
     victim = victim_of(net, manifest)
-    net.nodes[number(victim) - 1].kill()
-    net.restart_node(number(victim), extra=("--fault", "lie-has"), env=FAULT_ENV)
-    try:
+    with fault(net, victim, "--fault", "lie-has"):
         before = Snapshot(nodes_of(net))
         assert await read_back(net, manifest) == data
         delta = Snapshot(nodes_of(net)).minus(before)
-    finally:
-        net.nodes[number(victim) - 1].kill()
-        net.restart_node(number(victim))
     assert delta.errors[(victim.id, "missing")] >= 1
     assert delta.errors[(victim.id, "bad")] == delta.errors[(victim.id, "error")] == 0
     assert delta.chunks == len(manifest.chunks)
