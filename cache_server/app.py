@@ -35,7 +35,6 @@ from .state import (
     NETWORK,
     RECORDS,
     STAGING,
-    UPSTREAM_SESSION,
     UPSTREAMS,
 )
 from .upstream import Upstreams
@@ -64,7 +63,6 @@ def create_app(config: ServeConfig) -> web.Application:
                 aiohttp.ClientSession() as session:
             app[NETWORK] = net
             app[RECORDS] = RecordLookup(net, config.record_cache)
-            app[UPSTREAM_SESSION] = session
             if config.upstream is not None:
                 app[UPSTREAMS] = Upstreams(config.upstream.urls, config.upstream.keys, session,
                                            timeout=config.upstream.timeout)

@@ -12,7 +12,6 @@ basename; a reader checks both before serving.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from pathlib import Path
 
 from nix_formats import nix32
@@ -23,9 +22,9 @@ from storage_network.network_client import NetworkClient
 from storage_network.publish import publish_record, store_payload
 
 from .errors import BadRequestError
+from .staging import file_pieces
 
 LOG_MAGIC = b"nixshard-build-log-v1\n"
-PIECE = 1 << 20
 
 
 def parse_drv_name(name: str) -> str:
@@ -54,19 +53,13 @@ def log_metadata(drv: str) -> bytes:
     return LOG_MAGIC + drv.encode()
 
 
-def _file_pieces(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while piece := f.read(PIECE):
-            yield piece
-
-
 async def store_log(net: NetworkClient, publisher: Publisher, drv: str, path: Path) -> int:
     """Store the log text in file ``path`` as the log of ``drv``; returns its size in bytes.
 
     Raises:
         StorageNetworkError: a node refused a shard or the record.
     """
-    manifest, stats = await store_payload(net, publisher, _file_pieces(path))
+    manifest, stats = await store_payload(net, publisher, file_pieces(path))
     await publish_record(net, publisher, log_record_key(drv), log_metadata(drv), manifest,
                          touched_at=stats.touched_at)
     return manifest.size

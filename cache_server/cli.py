@@ -23,7 +23,7 @@ from storage_network.network_file import Network, load_network
 from storage_network.scores import Scores, ScoresFileError, default_scores_path
 from uploader.cli import check_publisher, load_signing_key
 from uploader.errors import SecretError
-from uploader.signing import read_secret
+from uploader.signing import SIGNING_KEY_ENV, read_secret
 
 from .app import ACCESS_LOG_FORMAT, create_app
 from .auth import CredentialsError, parse_credentials
@@ -117,10 +117,10 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     if read_auth and not credentials:
         raise click.UsageError("--read-auth needs --upload-credentials (or "
                                f"${CREDENTIALS_ENV})")
-    keyed = signing_key is not None or os.environ.get("NIXSHARD_SIGNING_KEY")
+    keyed = signing_key is not None or bool(os.environ.get(SIGNING_KEY_ENV))
     if (credentials or ingest_upstream) and not keyed:
         raise click.UsageError("uploads (--upload-credentials) and --ingest-upstream need "
-                               "--signing-key or $NIXSHARD_SIGNING_KEY: the gateway signs "
+                               f"--signing-key or ${SIGNING_KEY_ENV}: the gateway signs "
                                "the records it writes")
     uploads = None
     publisher = None

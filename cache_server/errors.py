@@ -54,10 +54,6 @@ class RangeNotSatisfiableError(CacheServerError):
         self.size = size
 
 
-class UpstreamError(CacheServerError):
-    """An upstream cache could not be asked, or served something unusable."""
-
-
 AUTH_REALM = 'Basic realm="nixshard"'
 
 
@@ -67,7 +63,7 @@ def to_http(exc: Exception) -> web.HTTPException:
     400 bad request or a rejected upload; 401 missing or wrong credentials
     (with ``WWW-Authenticate``); 403 refused; 404 absent (only when the
     network says so); 413 upload too large; 416 unsatisfiable range; 502 a
-    signed record with bad content or a bad upstream; 503 too few nodes or
+    signed record with bad content; 503 too few nodes or
     shards reachable.
     """
     text = f"error: {exc}\n"
@@ -84,7 +80,7 @@ def to_http(exc: Exception) -> web.HTTPException:
         return web.HTTPBadRequest(text=text)
     if isinstance(exc, NotFoundError | NoSuchNarError):
         return web.HTTPNotFound(text=text)
-    if isinstance(exc, BadRecordError | RecordError | UpstreamError):
+    if isinstance(exc, BadRecordError | RecordError):
         return web.HTTPBadGateway(text=text)
     if isinstance(exc, RecordUnavailableError | ChunkUnavailableError | StorageNetworkError):
         return web.HTTPServiceUnavailable(text=text)

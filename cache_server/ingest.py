@@ -30,19 +30,12 @@ from storage_network.publish import publish_record, store_payload
 from uploader.push import nar_url
 
 from .errors import UploadRejectedError
-
-PIECE = 1 << 20
-
-
-def _file_pieces(path: Path) -> Iterator[bytes]:
-    with open(path, "rb") as f:
-        while piece := f.read(PIECE):
-            yield piece
+from .staging import file_pieces
 
 
 def _checked_nar(path: Path, compression: str, parser: NarParser) -> Iterator[bytes]:
     """The NAR inside ``path``; every piece is fed to ``parser`` on the way."""
-    for piece in decompress(compression, _file_pieces(path)):
+    for piece in decompress(compression, file_pieces(path)):
         parser.feed(piece)
         yield piece
 

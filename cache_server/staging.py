@@ -16,7 +16,9 @@ import hashlib
 import os
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from aiohttp import web
 
@@ -24,6 +26,18 @@ from .errors import UploadRejectedError, UploadTooLargeError
 
 PIECE = 1 << 20
 DEFAULT_MAX_AGE = 24 * 3600.0
+
+
+def file_pieces(path: Path) -> Iterator[bytes]:
+    """The bytes of a staged file in pieces of at most :data:`PIECE` bytes (read lazily)."""
+    with open(path, "rb") as f:
+        while piece := f.read(PIECE):
+            yield piece
+
+
+def _hash_and_write(digest: hashlib._Hash, f: BinaryIO, piece: bytes) -> None:
+    digest.update(piece)
+    f.write(piece)
 
 
 class Staging:
@@ -84,8 +98,8 @@ class Staging:
                     if size > max_bytes:
                         raise UploadTooLargeError(f"{name}: body exceeds the limit of "
                                                   f"{max_bytes} bytes")
-                    digest.update(piece)
-                    await loop.run_in_executor(None, f.write, piece)
+                    # hashing (GIL released for large pieces) and writing off the event loop
+                    await loop.run_in_executor(None, _hash_and_write, digest, f, piece)
             if declared is not None and size != declared:
                 raise UploadRejectedError(f"{name}: body ended after {size} of {declared} bytes")
             if sha256 is not None and digest.digest() != sha256:

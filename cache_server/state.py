@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 
-import aiohttp
 from aiohttp import web
 
 from storage_network.network_client import NetworkClient
@@ -21,6 +20,5 @@ RECORDS = web.AppKey("records", RecordLookup)
 NAR_CACHE = web.AppKey("nar_cache", NarCache)
 STAGING = web.AppKey("staging", Staging)
 UPSTREAMS = web.AppKey("upstreams", Upstreams)
-UPSTREAM_SESSION = web.AppKey("upstream_session", aiohttp.ClientSession)
 # store hash -> the ingest running for it (uploads and upstream copies): one at a time per path
 INGESTS = web.AppKey("ingests", dict[str, asyncio.Task[object]])

@@ -61,8 +61,13 @@ _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\?#]")
 class UpstreamUnavailableError(CacheServerError):
     """No upstream had the path and at least one could not be asked (or a NAR fetch failed).
 
-    The message names each such upstream and its error.
+    The message names each such upstream and its error; ``status`` is the
+    upstream's HTTP status when it answered one (None: not reached, or skipped).
     """
+
+    def __init__(self, message: str, *, status: int | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -210,37 +215,53 @@ class Upstreams:
     async def open_nar(self, hit: UpstreamHit) -> aiohttp.ClientResponse:
         """Start the GET of ``hit``'s NAR file (compressed as ``hit.narinfo.compression``).
 
-        Returns the response once a 200 arrived, headers read, body not yet:
+        See :meth:`open_file` (no range: a 200 is required).
+        """
+        return await self.open_file(hit.index, hit.narinfo.url)
+
+    async def open_file(self, index: int, url: str, *,
+                        byte_range: str | None = None) -> aiohttp.ClientResponse:
+        """Start the GET of ``url`` (relative, e.g. a narinfo ``URL:``) on upstream ``index``.
+
+        Returns the response once a 200 (or, with ``byte_range``, the value
+        of a ``Range`` header, a 206) arrived, headers read, body not yet:
         stream ``response.content`` and release it (``async with response:``).
         There is no total deadline; connecting and each read time out after
-        ``timeout`` seconds (``TimeoutError`` / ``aiohttp`` errors
-        while reading).  Raises :class:`UpstreamUnavailableError` if the
-        upstream is skipped by the circuit breaker, cannot be reached, or
-        answers anything but 200 (a 404 here means the upstream lost a NAR its
-        narinfo names).
+        ``timeout`` seconds (``TimeoutError`` / ``aiohttp`` errors while
+        reading).
+
+        Raises:
+            ValueError: ``url`` is not a safe relative path; IndexError: a bad index.
+            UpstreamUnavailableError: the upstream is skipped by the circuit
+                breaker, cannot be reached, or answers another status (in
+                ``status``; a 404 for a NAR means the upstream lost a NAR its
+                narinfo names).  5xx and 429 trip the breaker.
         """
-        url = self.nar_url(hit.index, hit.narinfo.url)
-        skipped = self._skipped(hit.index)
+        full = self.nar_url(index, url)
+        base = self.urls[index]
+        skipped = self._skipped(index)
         if skipped is not None:
-            raise UpstreamUnavailableError(f"{hit.base_url}: {skipped}")
+            raise UpstreamUnavailableError(f"{base}: {skipped}")
         timeout = aiohttp.ClientTimeout(
             total=None, connect=self._timeout, sock_connect=self._timeout,
             sock_read=self._timeout,
         )
+        headers = {"Range": byte_range} if byte_range is not None else {}
         try:
-            response = await self._session.get(url, timeout=timeout, allow_redirects=True,
-                                               raise_for_status=False)
+            response = await self._session.get(full, timeout=timeout, allow_redirects=True,
+                                               raise_for_status=False, headers=headers,
+                                               auto_decompress=False)
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = _describe(exc, self._timeout)
-            self._trip(hit.index, reason)
-            raise UpstreamUnavailableError(f"{hit.base_url}: GET {url}: {reason}") from exc
-        if response.status != 200:
-            response.release()
-            reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
-            if response.status >= 500 or response.status == 429:
-                self._trip(hit.index, reason)
-            raise UpstreamUnavailableError(f"{hit.base_url}: GET {url}: {reason}")
-        return response
+            self._trip(index, reason)
+            raise UpstreamUnavailableError(f"{base}: GET {full}: {reason}") from exc
+        if response.status == 200 or (byte_range is not None and response.status == 206):
+            return response
+        response.release()
+        reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
+        if response.status >= 500 or response.status == 429:
+            self._trip(index, reason)
+        raise UpstreamUnavailableError(f"{base}: GET {full}: {reason}", status=response.status)
 
     # -- internals -----------------------------------------------------------------------
 

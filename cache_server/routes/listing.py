@@ -13,6 +13,7 @@ narinfo; 502 if the stored NAR does not parse (a publisher bug).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 
@@ -32,7 +33,7 @@ from ..state import CONFIG, NETWORK, RECORDS
 JSON_TYPE = "application/json"
 
 
-async def get_listing(request: web.Request) -> web.Response:
+async def get_listing(request: web.Request) -> web.StreamResponse:
     """200 with the listing JSON; see the module docstring."""
     config = request.app[CONFIG]
     net = request.app[NETWORK]
@@ -41,12 +42,13 @@ async def get_listing(request: web.Request) -> web.Response:
         entry = await request.app[RECORDS].get(hash_part)
         cached = config.cache_dir / "ls" / f"{entry.cache_key}.json"
         if cached.is_file():
-            return web.Response(body=cached.read_bytes(), content_type=JSON_TYPE)
+            return web.FileResponse(cached, headers={"Content-Type": JSON_TYPE})
         plan = await plan_fetch(net, entry.record.manifest)
         parser = NarParser(compute_sha256=False, listing=True)
         try:
+            loop = asyncio.get_running_loop()
             async for piece in payload_pieces(net, plan, config.prefetch):
-                parser.feed(piece)
+                await loop.run_in_executor(net.pool, parser.feed, piece)  # off the event loop
             parser.finish()
         except NixFormatError as exc:
             raise BadRecordError(f"the stored NAR of {hash_part} does not parse: {exc}") from exc
@@ -62,9 +64,8 @@ async def get_listing(request: web.Request) -> web.Response:
 
 async def put_listing(request: web.Request) -> web.Response:
     """200: the upload is accepted and dropped (see the module docstring)."""
-    validate = request.match_info["hash"]
     try:
-        validate_hash_part(validate)
+        validate_hash_part(request.match_info["hash"])
     except NixFormatError as exc:
         raise to_http(exc) from exc
     return web.Response(text="ignored: this gateway makes listings from the verified NAR\n")

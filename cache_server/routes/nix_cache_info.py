@@ -24,7 +24,7 @@ async def nix_cache_info(request: web.Request) -> web.Response:
 
 async def put_nix_cache_info(request: web.Request) -> web.Response:
     """200 when the uploaded file names ``StoreDir: /nix/store``; 400 otherwise."""
-    body = await request.content.read(MAX_BYTES + 1)
+    body = await request.read()
     lines = body.decode("utf-8", "replace").splitlines()
     store_dirs = [line.partition(":")[2].strip() for line in lines if line.startswith("StoreDir:")]
     if len(body) > MAX_BYTES or store_dirs not in ([], ["/nix/store"]):

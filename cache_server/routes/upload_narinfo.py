@@ -3,7 +3,8 @@
 Nix PUTs the narinfo after the NAR it names (``URL: nar/<FileHash>.nar<ext>``).
 The gateway checks, in order, and answers the first failure:
 
-- 403 uploads disabled; 400 a bad hash, a narinfo that does not parse,
+- 403 uploads disabled; 413 a narinfo over 1 MiB (aiohttp's ``client_max_size``);
+  400 a bad hash, a narinfo that does not parse,
   describes another store path, or names a NAR that was not uploaded;
 - 403 no ``Sig:`` by a trusted upload key (unless ``sign_uploads``: then
   the gateway adds its own);
@@ -41,7 +42,6 @@ from ..state import CONFIG, INGESTS, NETWORK, STAGING
 from .nar import UPLOAD_FILE_RE
 
 log = logging.getLogger("nixshard.serve")
-MAX_NARINFO_BYTES = 1 << 20
 
 
 def _check_signature(narinfo: NarInfo, uploads: UploadConfig) -> None:
@@ -98,9 +98,7 @@ async def put_narinfo(request: web.Request) -> web.Response:
         if uploads is None:
             raise ForbiddenError("uploads are disabled on this gateway")
         hash_part = validate_hash_part(request.match_info["hash"])
-        body = await request.content.read(MAX_NARINFO_BYTES + 1)
-        if len(body) > MAX_NARINFO_BYTES:
-            raise UploadRejectedError(f"narinfo larger than {MAX_NARINFO_BYTES} bytes")
+        body = await request.read()  # the whole body; aiohttp answers 413 past client_max_size
         try:
             narinfo = NarInfo.parse(body.decode("utf-8"))
         except UnicodeDecodeError as exc:

@@ -407,3 +407,13 @@ def test_head_answers_wherever_get_does(gw: Gateway, stored: Upload) -> None:
         assert head.status_code == 200, path
         assert head.content == b"", path
     assert httpx.head(f"{gw.url}/{'2' * 32}.narinfo", timeout=30).status_code == 404
+
+
+def test_oversized_narinfo_is_413_and_stores_nothing(gw: Gateway, tmp_path: Path) -> None:
+    up = make_upload(make_tree(tmp_path, "hugeinfo", 3000), gw.key)
+    text = up.narinfo.render() + "".join(f"X-Padding-{i}: {'x' * 1000}\n" for i in range(1100))
+    with gw.client() as c:
+        assert c.put(f"/nar/{up.nar_name}", content=up.body).status_code == 201
+        resp = c.put(f"/{up.hash_part}.narinfo", content=text.encode())
+    assert resp.status_code == 413
+    assert absent(gw, up)

@@ -514,5 +514,13 @@ async def test_golden_nix_written_cache(
         assert b"".join(decompress(compression, body)) == b"".join(dump_path(store_path))
         untrusted = Upstreams([url], [KEY.public_key()], session)
         assert await untrusted.narinfo(hash_part_) is None
+        # a range is forwarded and its 206 accepted (aiohttp's static files honour Range)
+        async with await trusted.open_file(0, hit.narinfo.url,
+                                           byte_range="bytes=7-") as response:
+            assert response.status == 206
+            assert await response.read() == b"".join(body)[7:]
+        with pytest.raises(UpstreamUnavailableError) as missing:
+            await trusted.open_file(0, f"nar/{'0' * 52}.nar.xz")
+        assert missing.value.status == 404
     finally:
         await runner.cleanup()

@@ -167,6 +167,26 @@ def test_a_path_only_the_upstream_has(tmp_path: Path, nix_key: NixKey,
     publisher = parse_publisher_secret(nix_key.secret_file.read_text())
     with LocalNetwork(tmp_path / "net", publisher) as net:
         net.start_nodes(6, 4, 2)
+        # through a gateway that does not ingest, the NAR comes from /upstream/0/, Range too
+        proxy = net.start_gateway("proxy-gw", extra=(
+            "--upstream", upstream_url, "--upstream-key", upstream_key))
+        served = NarInfo.parse(httpx.get(f"{proxy.url}/{hash_part(paths[0])}.narinfo",
+                                         timeout=30).text)
+        assert served.url.startswith("upstream/0/nar/")
+        original = (tmp_path / "upstream-cache" / served.url.removeprefix("upstream/0/"))
+        whole = httpx.get(f"{proxy.url}/{served.url}", timeout=30)
+        assert whole.status_code == 200 and whole.content == original.read_bytes()
+        # the Range header is forwarded; python's http.server ignores it and answers 200
+        # with the whole file, which the gateway passes through as it is
+        ranged = httpx.get(f"{proxy.url}/{served.url}", headers={"Range": "bytes=10-"},
+                           timeout=30)
+        assert ranged.status_code == 200 and ranged.content == original.read_bytes()
+        assert httpx.get(f"{proxy.url}/upstream/0/nar/%2E%2E/x.nar",
+                         timeout=30).status_code == 400
+        assert httpx.get(f"{proxy.url}/upstream/0/nar/{'a' * 52}.nar.xz",
+                         timeout=30).status_code == 404
+        assert httpx.get(f"{proxy.url}/upstream/7/nar/x.nar", timeout=30).status_code == 400
+
         gw = net.start_gateway("up-gw", extra=(
             "--upstream", upstream_url, "--upstream-key", upstream_key,
             "--ingest-upstream", "--signing-key", str(nix_key.secret_file)))
