@@ -39,3 +39,11 @@ class NotFoundError(StorageNetworkError):
 
 class RecordUnavailableError(StorageNetworkError):
     """Too few nodes answered to tell whether a record exists."""
+
+
+class ShardBatchError(StorageNetworkError):
+    """A batched shard transfer is malformed (see :mod:`storage_network.shard_batch`)."""
+
+
+class ShardTooLargeError(ShardBatchError):
+    """A shard in a batched transfer is larger than the receiver accepts."""

@@ -4,6 +4,8 @@ Node API used here (reads open, writes signed, see :mod:`storage_network.auth`):
 
     PUT  /shards/<id>     201 new, 200 already held
     GET  /shards/<id>     200 body, 404 absent
+    POST /shards/batch-get   {"ids": [...]} -> framed bodies   (see shard_batch)
+    POST /shards/batch-put   framed shards, signed -> {"created": [...], "held": [...]}
     POST /shards/has      {"ids": [...], "touch": bool} -> {"present": [...]}
                           (touch: signed; sets the mtime of the present ones)
     DELETE /shards/<id>?before=T   signed; 204 deleted, 404 absent,
@@ -31,8 +33,9 @@ from typing import Any
 import aiohttp
 
 from .auth import Publisher, sign_write
-from .errors import NodeError
+from .errors import NodeError, ShardBatchError
 from .network_file import NodeInfo
+from .shard_batch import MAX_BATCH_IDS, encode_put_batch, parse_get_answer
 
 HAS_BATCH = 5000
 PEEK_HEADER = "X-Nixshard-Peek"
@@ -118,6 +121,36 @@ class NodeClient:
         """The stored shard body, or None when the node says it has none (404)."""
         status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404))
         return data if status == 200 else None
+
+    async def get_shards(self, shard_ids: list[str]) -> list[bytes | None]:
+        """The stored bodies of ``shard_ids`` in one request per 10000 ids (None: not held).
+
+        Raises:
+            NodeError: the request failed or the answer is malformed.
+        """
+        bodies: list[bytes | None] = []
+        for start in range(0, len(shard_ids), MAX_BATCH_IDS):
+            batch = shard_ids[start:start + MAX_BATCH_IDS]
+            _, data = await self._request("POST", "/shards/batch-get", json_body={"ids": batch})
+            try:
+                bodies += parse_get_answer(data, len(batch))
+            except ShardBatchError as exc:
+                raise NodeError(f"node {self.id}: POST /shards/batch-get: {exc}") from exc
+        return bodies
+
+    async def put_shards(self, shards: list[tuple[str, bytes]], publisher: Publisher
+                         ) -> set[str]:
+        """Store ``(shard id, body)`` pairs in one signed request; the ids that were new.
+
+        Raises:
+            NodeError: the node refused or did not store the batch.
+        """
+        _, data = await self._request("POST", "/shards/batch-put",
+                                      body=encode_put_batch(shards), publisher=publisher)
+        try:
+            return {str(x) for x in json.loads(data)["created"]}
+        except (ValueError, KeyError, TypeError) as exc:
+            raise NodeError(f"node {self.id}: malformed /shards/batch-put answer") from exc
 
     async def has(self, shard_ids: list[str], touch: Publisher | None = None) -> set[str]:
         """The subset of ``shard_ids`` the node claims to hold.

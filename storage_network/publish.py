@@ -3,8 +3,8 @@
 :func:`store_payload` streams a payload (any iterable of byte pieces) through
 the chunker, encodes chunks on the client's thread pool (zstd releases the GIL) with a
 bounded number in flight, asks each node in one request per batch which
-shards it already holds, uploads only the missing ones, and returns the
-manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
+shards it already holds, uploads only the missing ones (one batch request
+per node, :mod:`storage_network.shard_batch`), and returns the manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
 size.  :func:`publish_record` then writes the signed record: the commit
 point, so a reader never sees a record whose shards are not all stored.
 
@@ -38,8 +38,8 @@ from .placement import record_nodes, shard_nodes
 from .record import seal_record
 from .stripe import shard_id
 
-BATCH_CHUNKS = 16
-MAX_PUTS_IN_FLIGHT = 24
+BATCH_CHUNKS = 32
+MAX_PUTS_IN_FLIGHT = 12  # batch requests, each one node's share of a batch
 
 
 @dataclass
@@ -88,7 +88,8 @@ async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: St
 
 async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher: Publisher,
                         stats: PublishStats, limit: asyncio.Semaphore) -> None:
-    """Store every shard of ``batch`` its node does not hold yet."""
+    """Store every shard of ``batch`` its node does not hold yet: per node one
+    signed ``has`` (which touches the held ones) and one batch put of the rest."""
     placed = [[(node.id, shard_id(enc.ref.root, index), body) for index, (node, body) in
                enumerate(zip(shard_nodes(net.network.nodes, enc.ref.chunk_id, net.network.n),
                              enc.bodies, strict=True))]
@@ -105,18 +106,17 @@ async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher
 
     held = dict(zip(wanted, await asyncio.gather(*(has(nid) for nid in wanted)), strict=True))
 
-    async def put(node_id: str, sid: str, body: bytes) -> None:
+    async def put(node_id: str, items: list[tuple[str, bytes]]) -> None:
         async with limit:
-            await net.nodes[node_id].put_shard(sid, body, publisher)
+            await net.nodes[node_id].put_shards(items, publisher)
 
     puts = []
     for node_id, items in wanted.items():
-        for sid, body in items:
-            if sid in held[node_id]:
-                stats.reused_bytes += len(body)
-            else:
-                stats.stored_bytes += len(body)
-                puts.append(put(node_id, sid, body))
+        missing = [(sid, body) for sid, body in items if sid not in held[node_id]]
+        stats.stored_bytes += sum(len(body) for _, body in missing)
+        stats.reused_bytes += sum(len(body) for sid, body in items if sid in held[node_id])
+        if missing:
+            puts.append(put(node_id, missing))
     await asyncio.gather(*puts)
     stats.chunks_reused += sum(all(sid in held[node_id] for node_id, sid, _ in shards)
                                for shards in placed)

@@ -1,4 +1,6 @@
-"""Shard endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /shards/{id}`` and ``POST /shards/has``.
+"""Shard endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /shards/{id}``, ``POST /shards/has``
+and the batched ``POST /shards/batch-get`` / ``POST /shards/batch-put``
+(wire format: :mod:`storage_network.shard_batch`).
 
 A shard id is ``<64 hex stripe root>.<index 0-255>``; the node checks on
 write that the body's Merkle proof leads from the fragment to that root
@@ -23,20 +25,24 @@ import math
 
 from aiohttp import web
 
-from storage_network.errors import ShardProofError
+from storage_network.errors import ShardBatchError, ShardProofError, ShardTooLargeError
+from storage_network.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_put_batch
 from storage_network.stripe import parse_shard_id, verify_shard
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
-from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unprocessable
 from .expect import expect_handler
+from .faults import mangle_shard
 from .store import Deletion
 from .write_auth import check_delete, check_write, require_signature_headers
 
 log = logging.getLogger("nixshard.node")
 
-MAX_HAS_IDS = 10_000
+MAX_HAS_IDS = MAX_BATCH_IDS
 MAX_HAS_BODY_BYTES = 2 * 1024 * 1024
+MAX_BATCH_PUT_BYTES = 64 * 1024 * 1024
+BATCH_READ_GROUP = 16  # shard files read per thread hop
 _SHARD_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Cache-Control": "public, max-age=31536000, immutable",
@@ -92,6 +98,97 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers=_SHARD_HEADERS)
 
 
+async def _id_list(request: web.Request, what: str) -> tuple[list[str], bytes, bool]:
+    """The validated ``ids`` (and ``touch`` flag) of a JSON ``{"ids": [...]}`` body,
+    with the body's SHA-256.
+
+    Raises:
+        BadRequest: malformed JSON, a bad id, a non-boolean touch, too many ids.
+        PayloadTooLarge: a body over 2 MiB.
+    """
+    body, digest = await read_body(request, MAX_HAS_BODY_BYTES, what)
+    try:
+        doc = json.loads(body)
+    except ValueError as exc:
+        raise BadRequest(f"{what} body is not JSON: {exc}") from exc
+    ids = doc.get("ids") if isinstance(doc, dict) else None
+    if not isinstance(ids, list):
+        raise BadRequest(f'{what} body must be {{"ids": [shard id, ...]}}')
+    touch = doc.get("touch", False)
+    if not isinstance(touch, bool):
+        raise BadRequest(f"{what}: touch must be true or false, got {touch!r}")
+    if len(ids) > MAX_HAS_IDS:
+        raise BadRequest(f"{what} lists {len(ids)} ids, at most {MAX_HAS_IDS} allowed")
+    for item in ids:
+        if not isinstance(item, str):
+            raise BadRequest(f"bad shard id {item!r}: not a string")
+        _parse_id(item)
+    return ids, digest, touch
+
+
+async def batch_get(request: web.Request) -> web.StreamResponse:
+    """Send many stored shards in one answer (format: :mod:`storage_network.shard_batch`).
+
+    Body ``{"ids": [...]}`` (at most 10000 ids, 2 MiB).  The answer streams
+    the shards in request order as they are read, a marker for each one not
+    held.  400 on malformed JSON or any bad id, 413 on a body over 2 MiB.
+    """
+    ids, _, _ = await _id_list(request, "batch-get request")
+    store, faults = request.app[STORE], request.app[CONFIG].faults
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await resp.prepare(request)
+    for start in range(0, len(ids), BATCH_READ_GROUP):
+        bodies = await asyncio.to_thread(store.read_shards, ids[start:start + BATCH_READ_GROUP])
+        frames = []
+        for body in bodies:
+            if body is not None and (faults.flip or faults.short):  # TEST-ONLY faults
+                body = mangle_shard(body, faults)
+            frames.append(encode_get_answer(body))
+        await resp.write(b"".join(frames))
+    await resp.write_eof()
+    return resp
+
+
+def _check_batch(data: bytearray, max_shard_bytes: int) -> list[tuple[str, memoryview]]:
+    """Parse a batch-put body and check every shard against its id (blocking)."""
+    shards = list(parse_put_batch(data, max_shard_bytes))
+    for sid, body in shards:
+        root, index = parse_shard_id(sid)
+        try:
+            verify_shard(root, index, body)
+        except ShardProofError as exc:
+            raise ShardProofError(f"shard {sid}: {exc}") from exc
+    return shards
+
+
+async def batch_put(request: web.Request) -> web.Response:
+    """Store many shards from one signed body; all of them or none.
+
+    Answers 200 ``{"created": [ids], "held": [ids]}``; 400 (malformed
+    batch, bad id, truncated body), 401/403 (signature missing or refused),
+    413 (body over 64 MiB or a shard over ``max_shard_bytes``), 422 (a shard
+    does not match its id).  Nothing is stored on any refusal.
+    """
+    config, store = request.app[CONFIG], request.app[STORE]
+    require_signature_headers(request)
+    data, digest = await read_body(request, MAX_BATCH_PUT_BYTES, "batch-put")
+    publisher = check_write(request, config.publishers, "/shards/batch-put", digest)
+    try:
+        shards = await asyncio.to_thread(_check_batch, data, config.max_shard_bytes)
+    except ShardProofError as exc:
+        raise Unprocessable(f"shard does not match its id: {exc}") from exc
+    except ShardTooLargeError as exc:
+        raise PayloadTooLarge(str(exc)) from exc
+    except ShardBatchError as exc:
+        raise BadRequest(f"malformed batch-put body: {exc}") from exc
+    created = await store.commit_shards(shards)
+    new = [sid for (sid, _), c in zip(shards, created, strict=True) if c]
+    held = [sid for (sid, _), c in zip(shards, created, strict=True) if not c]
+    log.info("batch: stored %d shards, already had %d (%d bytes) for publisher %s",
+             len(new), len(held), len(data), publisher.name)
+    return web.json_response({"created": new, "held": held})
+
+
 async def post_has(request: web.Request) -> web.Response:
     """Answer which of the listed shards are stored; optionally touch them.
 
@@ -103,26 +200,10 @@ async def post_has(request: web.Request) -> web.Response:
     400 on malformed JSON, any bad id or a non-boolean touch, 401/403 on a
     touch without an accepted signature, 413 on a body over 2 MiB.
     """
-    body, digest = await read_body(request, MAX_HAS_BODY_BYTES, "has request")
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest(f"has request body is not JSON: {exc}") from exc
-    ids = doc.get("ids") if isinstance(doc, dict) else None
-    if not isinstance(ids, list):
-        raise BadRequest('has request body must be {"ids": [shard id, ...]}')
-    touch = doc.get("touch", False)
-    if not isinstance(touch, bool):
-        raise BadRequest(f"has request: touch must be true or false, got {touch!r}")
+    ids, digest, touch = await _id_list(request, "has request")
     publisher = None
     if touch:
         publisher = check_write(request, request.app[CONFIG].publishers, "/shards/has", digest)
-    if len(ids) > MAX_HAS_IDS:
-        raise BadRequest(f"has request lists {len(ids)} ids, at most {MAX_HAS_IDS} allowed")
-    for item in ids:
-        if not isinstance(item, str):
-            raise BadRequest(f"bad shard id {item!r}: not a string")
-        _parse_id(item)
     store = request.app[STORE]
     if publisher is None:
         present = await store.present_shards(ids)
@@ -173,6 +254,8 @@ async def delete_shard(request: web.Request) -> web.Response:
 def setup(app: web.Application) -> None:
     """Register the shard routes on ``app``."""
     app.router.add_post("/shards/has", post_has)
+    app.router.add_post("/shards/batch-get", batch_get)
+    app.router.add_post("/shards/batch-put", batch_put)
     app.router.add_put("/shards/{id}", put_shard, expect_handler=expect_handler(_precheck_put))
     app.router.add_get("/shards/{id}", get_shard)
     app.router.add_delete("/shards/{id}", delete_shard)
