@@ -52,7 +52,7 @@ def default_cache_dir() -> Path:
               help="Priority in nix-cache-info (lower wins; cache.nixos.org is 40).")
 @click.option("--node-timeout", default=10.0, show_default=True,
               help="Seconds per request to a node.")
-@click.option("--prefetch", default=8, show_default=True,
+@click.option("--prefetch", default=64, show_default=True,
               help="Chunks fetched ahead of the one being sent.")
 @click.option("--scores", "scores_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None,

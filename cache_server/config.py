@@ -74,7 +74,7 @@ class ServeConfig:
     cache_dir: Path
     priority: int = 30
     node_timeout: float = 10.0
-    prefetch: int = 8
+    prefetch: int = 64
     record_cache: int = 4096
     scores: Scores | None = None
     hedge_after: float = DEFAULT_HEDGE_AFTER

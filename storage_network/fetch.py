@@ -19,8 +19,11 @@ The record itself is found by :func:`storage_network.record_lookup.fetch_record`
   index).  The first k verified fragments win; the other requests are
   cancelled, and the nodes of those that ran ``hedge_after`` seconds or
   more are recorded as slow.
+- :func:`fetch_chunks` does the same for a window of chunks with one batch
+  request per node (:mod:`storage_network.shard_batch`), falling back to
+  :func:`fetch_chunk`'s single hedged requests for what the batch did not give.
 - :func:`stream_payload` yields the chunks' zstd frames in order, fetching
-  ``prefetch`` chunks ahead.
+  ``prefetch`` chunks ahead in windows.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections import defaultdict, deque
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 
 from . import metrics
@@ -41,7 +45,8 @@ from .network_file import NodeInfo
 from .stripe import shard_id, verify_shard
 
 log = logging.getLogger("nixshard.network")
-DEFAULT_PREFETCH = 8
+DEFAULT_PREFETCH = 64
+WINDOW_CHUNKS = 16
 
 
 @dataclass(frozen=True)
@@ -113,8 +118,48 @@ def _preference(net: NetworkClient, k: int, cand: _Candidate
     return standing, bucket, cand.index >= k, cand.index, cand.pos
 
 
-def _fragment(root: bytes, index: int, body: bytes) -> bytes:
-    return bytes(verify_shard(root, index, body))
+def _verify_all(items: Sequence[tuple[bytes, int, bytes]]) -> list[bytes | ShardProofError]:
+    """The fragment of each ``(root, index, body)``, or why its proof failed (blocking)."""
+    checked: list[bytes | ShardProofError] = []
+    for root, index, body in items:
+        try:
+            checked.append(bytes(verify_shard(root, index, body)))
+        except ShardProofError as exc:
+            checked.append(exc)
+    return checked
+
+
+def _request_failed(net: NetworkClient, node: NodeInfo, exc: NodeError, what: str,
+                    problems: list[str]) -> None:
+    """Report a shard request (single or batch) that got no answer."""
+    metrics.shard_error(node.id, "error")
+    log.warning("%s: %s", what, exc)
+    net.health.failed(node.id, str(exc))
+    problems.append(str(exc))
+
+
+def _accept(net: NetworkClient, ref: ChunkRef, cand: _Candidate, body: bytes | None,
+            checked: bytes | ShardProofError | None, problems: list[str]) -> bytes | None:
+    """The verified fragment of one answered shard, or None with the node reported.
+
+    A missing claimed shard or bad data benches the node (``net.health``);
+    the failure is logged and a line is added to ``problems``.
+    """
+    node, sid = cand.node, shard_id(ref.root, cand.index)
+    if body is None:
+        metrics.shard_error(node.id, "missing")
+        log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
+        net.health.bad(node.id, f"claimed shard {sid[:20]} but did not serve it")
+        problems.append(f"node {node.id} claimed shard {cand.index} but does not serve it")
+        return None
+    if isinstance(checked, ShardProofError) or checked is None:
+        metrics.shard_error(node.id, "bad")
+        log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], checked)
+        net.health.bad(node.id, f"served bad data for shard {sid[:20]}: {checked}")
+        problems.append(f"node {node.id} served bad data for shard {cand.index}")
+        return None
+    net.health.served(node.id, len(body))
+    return checked
 
 
 async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
@@ -131,29 +176,15 @@ async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
         body = await net.nodes[node.id].get_shard(sid)
     except NodeError as exc:
         metrics.observe_shard(node.id, time.perf_counter() - started, 0)
-        metrics.shard_error(node.id, "error")
-        log.warning("shard %s: %s", sid[:20], exc)
-        net.health.failed(node.id, str(exc))
-        problems.append(str(exc))
+        _request_failed(net, node, exc, f"shard {sid[:20]}", problems)
         return None
     metrics.observe_shard(node.id, time.perf_counter() - started, len(body or b""))
-    if body is None:
-        metrics.shard_error(node.id, "missing")
-        log.warning("node %s claimed shard %s but does not serve it", node.id, sid[:20])
-        net.health.bad(node.id, f"claimed shard {sid[:20]} but did not serve it")
-        problems.append(f"node {node.id} claimed shard {cand.index} but does not serve it")
-        return None
-    loop = asyncio.get_running_loop()
-    try:
-        fragment = await loop.run_in_executor(net.pool, _fragment, ref.root, cand.index, body)
-    except ShardProofError as exc:
-        metrics.shard_error(node.id, "bad")
-        log.warning("node %s served bad data for shard %s: %s", node.id, sid[:20], exc)
-        net.health.bad(node.id, f"served bad data for shard {sid[:20]}: {exc}")
-        problems.append(f"node {node.id} served bad data for shard {cand.index}")
-        return None
-    net.health.served(node.id, len(body))
-    return fragment
+    checked = None
+    if body is not None:
+        loop = asyncio.get_running_loop()
+        (checked,) = await loop.run_in_executor(net.pool, _verify_all,
+                                                [(ref.root, cand.index, body)])
+    return _accept(net, ref, cand, body, checked, problems)
 
 
 class _HedgedFetch:
@@ -186,6 +217,19 @@ class _HedgedFetch:
         task = asyncio.create_task(_fetch_one(self.net, self.ref, pick, self.problems))
         self.running[task] = (pick, asyncio.get_running_loop().time())
         return True
+
+    def first_picks(self) -> list[_Candidate]:
+        """Take the k candidates a batched fetch asks first off the queue: distinct
+        indices, best :func:`_preference` first."""
+        picks: list[_Candidate] = []
+        for cand in sorted(self.queue, key=lambda c: _preference(self.net, self.k, c)):
+            if all(p.index != cand.index for p in picks):
+                picks.append(cand)
+                if len(picks) == self.k:
+                    break
+        for cand in picks:
+            self.queue.remove(cand)
+        return picks
 
     def _top_up(self) -> None:
         """Keep enough distinct indices in flight to reach k if they all verify."""
@@ -260,12 +304,86 @@ async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
         ChunkUnavailableError: fewer than k shards could be fetched and
             verified, or they did not decode to the chunk's frame.
     """
-    fragments = await _HedgedFetch(net, ref, manifest.k, _candidates(holders)).run()
+    return await _finish(net, manifest, _HedgedFetch(net, ref, manifest.k, _candidates(holders)))
+
+
+async def _finish(net: NetworkClient, manifest: Manifest, fetch: _HedgedFetch) -> bytes:
+    """Complete ``fetch`` (shard requests as needed) and decode its frame."""
+    fragments = await fetch.run()
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
     frame = await asyncio.get_running_loop().run_in_executor(net.pool, _timed_decode, codec,
-                                                             ref, fragments)
+                                                             fetch.ref, fragments)
     metrics.chunk_fetched(fragments.keys(), manifest.k)
     return frame
+
+
+async def _fetch_batch(net: NetworkClient, node: NodeInfo,
+                       wanted: list[tuple[_HedgedFetch, _Candidate]]) -> None:
+    """Ask ``node`` for the shards of ``wanted`` in one batch request; each
+    verified fragment goes into its chunk's fetch, each failure is reported
+    (see :func:`_accept`) and noted in that fetch's problems."""
+    ids = [shard_id(fetch.ref.root, cand.index) for fetch, cand in wanted]
+    started = time.perf_counter()
+    try:
+        bodies = await net.nodes[node.id].get_shards(ids)
+    except NodeError as exc:
+        metrics.observe_shard(node.id, time.perf_counter() - started, 0, len(ids))
+        _request_failed(net, node, exc, f"batch of {len(ids)} shards", wanted[0][0].problems)
+        for fetch, _ in wanted[1:]:
+            fetch.problems.append(str(exc))
+        return
+    metrics.observe_shard(node.id, time.perf_counter() - started,
+                          sum(len(b) for b in bodies if b is not None), len(ids))
+    answered = [(fetch.ref.root, cand.index, body)
+                for (fetch, cand), body in zip(wanted, bodies, strict=True) if body is not None]
+    checked = iter(await asyncio.get_running_loop().run_in_executor(net.pool, _verify_all,
+                                                                   answered))
+    for (fetch, cand), body in zip(wanted, bodies, strict=True):
+        fragment = _accept(net, fetch.ref, cand, body,
+                           None if body is None else next(checked), fetch.problems)
+        if fragment is not None:
+            fetch.fragments.setdefault(cand.index, fragment)
+
+
+async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence[int],
+                       holders: Sequence[dict[int, list[NodeInfo]]]) -> list[bytes]:
+    """Fetch, verify and decode the chunks ``numbers`` of ``manifest`` together.
+
+    Every chunk's k preferred shards are asked for in one batch request per
+    node (:meth:`NodeClient.get_shards`).  A batch not answered within
+    ``net.hedge_after`` seconds is abandoned and its node recorded as slow;
+    a chunk left with fewer than k verified fragments (node down, shard
+    missing, bad data, abandoned batch) goes on as :func:`fetch_chunk`
+    does, with single, hedged shard requests to the remaining candidates.
+
+    Args:
+        holders: per chunk number of the manifest, as in :class:`FetchPlan`.
+
+    Returns:
+        The zstd frames, in the order of ``numbers``.
+
+    Raises:
+        ChunkUnavailableError: some chunk could not be rebuilt.
+    """
+    fetches = [_HedgedFetch(net, manifest.chunks[i], manifest.k, _candidates(holders[i]))
+               for i in numbers]
+    by_node: dict[str, list[tuple[_HedgedFetch, _Candidate]]] = defaultdict(list)
+    nodes: dict[str, NodeInfo] = {}
+    for fetch in fetches:
+        for cand in fetch.first_picks():
+            by_node[cand.node.id].append((fetch, cand))
+            nodes[cand.node.id] = cand.node
+    tasks = {asyncio.create_task(_fetch_batch(net, nodes[node_id], wanted)): node_id
+             for node_id, wanted in by_node.items()}
+    try:
+        _, late = await asyncio.wait(tasks, timeout=net.hedge_after)
+    finally:
+        await cancel_and_wait(set(tasks))
+    for task in late:
+        node_id = tasks[task]
+        net.health.slow(node_id, f"batch of {len(by_node[node_id])} shards not answered "
+                        f"within {net.hedge_after:g} s")
+    return list(await asyncio.gather(*(_finish(net, manifest, f) for f in fetches)))
 
 
 def _timed_decode(codec: StripeCodec, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
@@ -281,20 +399,33 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
                          prefetch: int = DEFAULT_PREFETCH) -> AsyncIterator[bytes]:
     """Yield the zstd frame of every chunk in order, ``prefetch`` chunks ahead.
 
+    Chunks are fetched in windows of up to :data:`WINDOW_CHUNKS` (one batch
+    request per node per window, :func:`fetch_chunks`); ``prefetch // window``
+    windows (at least one) are in flight while frames are yielded.
+
     Raises:
         ChunkUnavailableError: a chunk could not be rebuilt (the caller must
             then abort its response, never end it cleanly).
     """
     manifest = plan.manifest
-    tasks: dict[int, asyncio.Task[bytes]] = {}
-    nxt = 0
+    total = len(manifest.chunks)
+    window = max(1, min(WINDOW_CHUNKS, prefetch))
+    ahead = max(1, prefetch // window)
+    tasks: deque[asyncio.Task[list[bytes]]] = deque()
+    starts = iter(range(0, total, window))
     try:
-        for i in range(len(manifest.chunks)):
-            while nxt < len(manifest.chunks) and nxt < i + prefetch:
-                tasks[nxt] = asyncio.create_task(
-                    fetch_chunk(net, manifest, manifest.chunks[nxt], plan.holders[nxt]))
-                nxt += 1
-            yield await tasks.pop(i)
+        while True:
+            while len(tasks) < ahead:
+                start = next(starts, None)
+                if start is None:
+                    break
+                numbers = range(start, min(total, start + window))
+                tasks.append(asyncio.create_task(
+                    fetch_chunks(net, manifest, numbers, plan.holders)))
+            if not tasks:
+                return
+            for frame in await tasks.popleft():
+                yield frame
     finally:
-        for task in tasks.values():
+        for task in tasks:
             task.cancel()

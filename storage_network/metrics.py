@@ -5,12 +5,15 @@ metrics; whoever runs the process exposes them (``nixshard serve`` on its
 ``/metrics`` route, with ``prometheus_client.generate_latest()``).  Counts
 are per process.
 
-Shard requests (one sample per ``GET /shards/<id>`` that came back, label
-``node`` = the node id from the network file; requests cancelled because
-a hedge won are not observed):
+Shard requests (one sample per request that came back, a single
+``GET /shards/<id>`` or a ``POST /shards/batch-get`` of a window's shards;
+label ``node`` = the node id from the network file; requests cancelled
+because a hedge won are not observed):
 
 ``nixshard_shard_fetch_seconds{node}``
     histogram, seconds from asking to the answer (success or failure).
+``nixshard_shards_asked_total{node}``
+    counter, shards those requests asked for (one per single request).
 ``nixshard_shard_bytes_fetched_total{node}``
     counter, shard body bytes received (before verification: a body that
     then fails its proof counts too).
@@ -56,6 +59,10 @@ SHARD_FETCH_SECONDS = Histogram(
     "nixshard_shard_fetch_seconds",
     "Seconds from asking a node for a shard to its answer (success or failure).",
     ["node"], buckets=SHARD_BUCKETS)
+SHARDS_ASKED = Counter(
+    "nixshard_shards_asked",
+    "Shards asked for by shard requests that came back (a batch asks for many).",
+    ["node"])
 SHARD_FETCH_ERRORS = Counter(
     "nixshard_shard_fetch_errors",
     "Shard requests that gave no usable shard, by node and kind: error (connection error, "
@@ -77,15 +84,17 @@ DECODE_SECONDS = Histogram(
     buckets=DECODE_BUCKETS)
 
 
-def observe_shard(node_id: str, seconds: float, nbytes: int) -> None:
-    """Record one shard request that came back.
+def observe_shard(node_id: str, seconds: float, nbytes: int, shards: int = 1) -> None:
+    """Record one shard request (single or batch) that came back.
 
     Args:
         node_id: the node asked (its id in the network file).
         seconds: from asking to the answer.
         nbytes: body bytes received (0 when no body came: an error or a 404).
+        shards: how many shards it asked for.
     """
     SHARD_FETCH_SECONDS.labels(node=node_id).observe(seconds)
+    SHARDS_ASKED.labels(node=node_id).inc(shards)
     if nbytes:
         SHARD_BYTES_FETCHED.labels(node=node_id).inc(nbytes)
 

@@ -4,9 +4,10 @@
 the chunker, encodes chunks on the client's thread pool (zstd releases the GIL) with a
 bounded number in flight, asks each node in one request per batch which
 shards it already holds, uploads only the missing ones (one batch request
-per node, :mod:`storage_network.shard_batch`), and returns the manifest.  Memory is bounded by ``window`` encoded chunks, not by payload
-size.  :func:`publish_record` then writes the signed record: the commit
-point, so a reader never sees a record whose shards are not all stored.
+per node, :mod:`storage_network.shard_batch`), and returns the manifest.
+Memory is bounded by ``window`` encoded chunks, not by payload size.
+:func:`publish_record` then writes the signed record: the commit point, so a
+reader never sees a record whose shards are not all stored.
 
 Garbage collection (:mod:`storage_network.gc`) may run meanwhile.  The
 ``has`` query is signed with ``touch``, so every shard a push reuses gets

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY
 
 from nixshard.localnet import LocalNetwork
 from storage_network import metrics
-from storage_network.fetch import plan_fetch, stream_payload
+from storage_network.fetch import WINDOW_CHUNKS, plan_fetch, stream_payload
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.network_file import NodeInfo
@@ -48,6 +48,7 @@ class Snapshot:
         self.decodes = sample("nixshard_decode_seconds_count")
         self.requests = {n.id: sample("nixshard_shard_fetch_seconds_count", node=n.id)
                          for n in nodes}
+        self.asked = {n.id: sample("nixshard_shards_asked_total", node=n.id) for n in nodes}
         self.bytes = {n.id: sample("nixshard_shard_bytes_fetched_total", node=n.id)
                       for n in nodes}
         self.errors = {(n.id, kind): sample("nixshard_shard_fetch_errors_total", node=n.id,
@@ -60,6 +61,7 @@ class Snapshot:
         delta.degraded = self.degraded - before.degraded
         delta.decodes = self.decodes - before.decodes
         delta.requests = {k: v - before.requests[k] for k, v in self.requests.items()}
+        delta.asked = {k: v - before.asked[k] for k, v in self.asked.items()}
         delta.bytes = {k: v - before.bytes[k] for k, v in self.bytes.items()}
         delta.errors = {k: v - before.errors[k] for k, v in self.errors.items()}
         return delta
@@ -104,7 +106,10 @@ async def test_healthy_read_counts_chunks_and_shards_and_nothing_degraded(
     assert delta.decodes == chunks
     assert delta.degraded == 0
     # k data shards a chunk, each asked once, none failed
-    assert sum(delta.requests.values()) == K * chunks
+    assert sum(delta.asked.values()) == K * chunks
+    # in one batch request per node and window of chunks
+    windows = -(-chunks // WINDOW_CHUNKS)
+    assert sum(delta.requests.values()) <= len(nodes_of(net)) * windows < K * chunks
     assert set(delta.errors.values()) == {0}
     # the data shards hold the whole compressed frame (plus proofs and padding)
     stored_bytes = sum(ref.stored_size for ref in manifest.chunks)
