@@ -35,6 +35,7 @@ from .metrics import NAR_CACHE_BYTES
 
 log = logging.getLogger("nixshard.serve")
 READ_PIECE = 1 << 20
+WRITE_PIECE = 1 << 20  # frames are written to the file in pieces of at least this
 TOUCH_EVERY = 60.0
 
 
@@ -169,10 +170,19 @@ class NarCache:
         loop = asyncio.get_running_loop()
         try:
             with open(fill.tmp, "wb", buffering=0) as f:
+                pending: list[bytes] = []
+                size = 0
                 async for frame in frames:
-                    await loop.run_in_executor(None, f.write, frame)
-                    fill.written += len(frame)
-                    fill._notify()
+                    pending.append(frame)
+                    size += len(frame)
+                    if size >= WRITE_PIECE or fill.written + size == fill.size:
+                        await loop.run_in_executor(None, f.write, b"".join(pending))
+                        fill.written += size
+                        pending, size = [], 0
+                        fill._notify()
+                if pending:
+                    await loop.run_in_executor(None, f.write, b"".join(pending))
+                    fill.written += size
             if fill.written != fill.size:
                 raise FillFailedError(f"rebuilt {fill.written} bytes, manifest says {fill.size}")
             fill.done = True

@@ -46,7 +46,7 @@ from .stripe import shard_id, verify_shard
 
 log = logging.getLogger("nixshard.network")
 DEFAULT_PREFETCH = 64
-WINDOW_CHUNKS = 16
+WINDOW_CHUNKS = 32
 
 
 @dataclass(frozen=True)
@@ -383,7 +383,22 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
         node_id = tasks[task]
         net.health.slow(node_id, f"batch of {len(by_node[node_id])} shards not answered "
                         f"within {net.hedge_after:g} s")
-    return list(await asyncio.gather(*(_finish(net, manifest, f) for f in fetches)))
+    ready = [f for f in fetches if len(f.fragments) >= manifest.k]
+    codec = net.codec(manifest.codec, manifest.k, manifest.m)
+    decoded = dict(zip(map(id, ready), await asyncio.get_running_loop().run_in_executor(
+        net.pool, _decode_all, codec, [(f.ref, f.fragments) for f in ready]), strict=True))
+    for fetch in ready:
+        metrics.chunk_fetched(fetch.fragments.keys(), manifest.k)
+    rest = [f for f in fetches if id(f) not in decoded]
+    decoded.update(zip(map(id, rest), await asyncio.gather(
+        *(_finish(net, manifest, f) for f in rest)), strict=True))
+    return [decoded[id(f)] for f in fetches]
+
+
+def _decode_all(codec: StripeCodec, items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]
+                ) -> list[bytes]:
+    """:func:`_timed_decode` of each ``(ref, fragments)`` in one hop to the pool."""
+    return [_timed_decode(codec, ref, fragments) for ref, fragments in items]
 
 
 def _timed_decode(codec: StripeCodec, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:

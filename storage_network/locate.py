@@ -6,11 +6,12 @@ nodes of the same ranking (*spares*, see :mod:`storage_network.repair`);
 when nodes join or leave, ranks shift by a few places.  Signed records never
 change, so readers find shards by asking, not by a table:
 
-1. every node among the first ``n + m`` of the ranking is asked (one
-   ``POST /shards/has`` per node for all chunks at once) for all ``n``
-   shard ids of the chunk;
-2. for chunks that still lack ``want`` shards, every other node of the
-   network is asked for the missing ids.
+1. every home is asked (one ``POST /shards/has`` per node for all chunks
+   at once) for its own shard id: in a network whose members have not
+   changed since the push, this finds every shard with one id per shard;
+2. for chunks that still lack ``want`` shards, every node of the ranking
+   is asked for the missing ids it was not asked for yet (spares, shifted
+   ranks).
 
 The answer maps each chunk's shard indices to the nodes that claim them,
 in ranking order, plus the nodes that did not answer.
@@ -138,15 +139,18 @@ async def locate_shards(net: NetworkClient, refs: Sequence[ChunkRef], k: int, m:
                 wanted[node.id].update(shard_id(ref.root, i) for i in indices)
         return wanted
 
-    first: Asked = [[(node, list(range(n))) for node in rank[:n + m]] for rank in rankings]
+    first: Asked = [[(node, [i]) for i, node in enumerate(rank[:n])] for rank in rankings]
     held = await _ask_all(net, collect(first), unreachable, slow, settle, enough(first))
     _record(refs, first, held, holders)
 
     second: Asked = []
     for rank, have in zip(rankings, holders, strict=True):
         missing = [i for i in range(n) if i not in have]
-        second.append([(node, missing) for node in rank[n + m:]]
-                      if len(have) < want and missing else [])
+        if len(have) < want and missing:
+            pairs = [(node, [i for i in missing if i != pos]) for pos, node in enumerate(rank)]
+            second.append([(node, indices) for node, indices in pairs if indices])
+        else:
+            second.append([])
     if any(second):
         held = await _ask_all(net, collect(second), unreachable, slow, settle, enough(second))
         _record(refs, second, held, holders)

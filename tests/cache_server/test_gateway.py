@@ -254,8 +254,12 @@ def test_concurrent_cold_requests_fetch_once_and_the_cache_survives_restart(
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         bodies = list(pool.map(fetch, range(6)))
     assert all(unzstd(b) == stored.nar for b in bodies)
+    # fetched from the network once: the others joined the fill or, once it was done, hit
+    # the file (which of the two depends on timing; tests/cache_server/test_nar_cache.py
+    # shows joins deterministically)
     assert scrape(g2.url, "nixshard_gateway_nar_cache_total", result="miss") == 1
-    assert scrape(g2.url, "nixshard_gateway_nar_cache_total", result="join") == 5
+    assert scrape(g2.url, "nixshard_gateway_nar_cache_total", result="join") \
+        + scrape(g2.url, "nixshard_gateway_nar_cache_total", result="hit") == 5
     # after a restart the NAR is served from disk
     g2.stop()
     g3 = gw.net.start_gateway("fresh-again", extra=("--cache-dir",

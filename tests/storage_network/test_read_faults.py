@@ -93,6 +93,27 @@ def homes(net: NetworkClient, manifest: Manifest, chunk: int) -> list[NodeInfo]:
     return shard_nodes(net.network.nodes, manifest.chunks[chunk].chunk_id, manifest.n)
 
 
+async def homes_lose_three(local: LocalNetwork, manifest: Manifest) -> list[NodeInfo]:
+    """Make a reader ask every node about chunk 0; returns the chunk's homes.
+
+    Shard 1 of chunk 0 gets a second copy on the home of shard 5, then the
+    homes of shards 1..3 lose theirs: the homes answer 3 of the 4 needed, so
+    a reader asks every node for the missing ones (where a node lying about
+    what it holds is believed), and one real copy of each still exists.
+    """
+    ref = manifest.chunks[0]
+    async with client(local) as net:
+        rank = homes(net, manifest, 0)
+        body = await net.nodes[rank[1].id].get_shard(shard_id(ref.root, 1))
+        assert body is not None
+        assert await net.nodes[rank[5].id].put_shard(shard_id(ref.root, 1), body,
+                                                     local.publisher)
+    for i in (1, 2, 3):
+        sid = shard_id(ref.root, i)
+        (local.root / rank[i].id / "shards" / sid[:2] / sid).unlink()
+    return rank
+
+
 def victim_of(local: LocalNetwork, manifest: Manifest) -> NodeInfo:
     """The node holding data shard 0 of the first chunk."""
     assert local.network is not None
@@ -163,11 +184,13 @@ async def test_node_serving_bad_bytes_is_benched(net6: LocalNetwork, mode: str) 
 async def test_node_claiming_shards_it_lacks_is_benched(net6: LocalNetwork) -> None:
     data, manifest = await stored(net6, 5)
     victim = victim_of(net6, manifest)
-    # it ranks first for chunk 0, so it is asked first for data shards 1..3 it does not hold
+    rank = await homes_lose_three(net6, manifest)
     with fault(net6, victim, "--fault", "lie-has"):
         async with client(net6, hedge_after=PATIENT) as net:
             plan = await plan_fetch(net, manifest)
-            assert all(plan.holders[0][i][0] == victim for i in range(K + M))
+            # it ranks first for chunk 0, so it is asked first for data shards 1..3
+            assert all(plan.holders[0][i][0] == victim for i in (1, 2, 3))
+            assert plan.holders[0][1] == [victim, rank[5]]
             assert await read_back(net, manifest) == data
             status = net.health.status(victim.id)
     assert status.benched

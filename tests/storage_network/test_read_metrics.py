@@ -22,7 +22,7 @@ from storage_network.network_file import NodeInfo
 from storage_network.placement import shard_nodes
 
 from .conftest import K, running_network
-from .test_read_faults import FAULT_ENV, fault, number, stored, unzstd
+from .test_read_faults import FAULT_ENV, fault, homes_lose_three, number, stored, unzstd
 
 PATIENT = 30.0  # seconds: no request is hedged, none times out
 
@@ -162,6 +162,7 @@ async def test_node_killed_after_the_plan_counts_errors_and_degraded_chunks(
 async def test_node_claiming_shards_it_lacks_counts_missing(net: LocalNetwork) -> None:
     data, manifest = await stored(net, 104, 150_000)
     victim = victim_of(net, manifest)
+    await homes_lose_three(net, manifest)
     with fault(net, victim, "--fault", "lie-has"):
         before = Snapshot(nodes_of(net))
         assert await read_back(net, manifest) == data
