@@ -39,8 +39,6 @@ from .state import (
 )
 from .upstream import Upstreams
 
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
-
 
 def create_app(config: ServeConfig) -> web.Application:
     """An aiohttp application serving the Nix binary-cache protocol for ``config``.
@@ -62,7 +60,7 @@ def create_app(config: ServeConfig) -> web.Application:
                                  scores=config.scores, hedge_after=config.hedge_after) as net, \
                 aiohttp.ClientSession() as session:
             app[NETWORK] = net
-            app[RECORDS] = RecordLookup(net, config.record_cache)
+            app[RECORDS] = RecordLookup(net, config.record_cache, config.negative_ttl)
             if config.upstream is not None:
                 app[UPSTREAMS] = Upstreams(config.upstream.urls, config.upstream.keys, session,
                                            timeout=config.upstream.timeout)

@@ -12,10 +12,12 @@ import os
 from pathlib import Path
 
 import click
+import uvloop
 from aiohttp import web
 
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
+from storage_network.access_log import AccessLogger, buffered_logger
 from storage_network.addresses import parse_host_port
 from storage_network.errors import NetworkFileError
 from storage_network.network_client import DEFAULT_HEDGE_AFTER
@@ -25,7 +27,7 @@ from uploader.cli import check_publisher, load_signing_key
 from uploader.errors import SecretError
 from uploader.signing import SIGNING_KEY_ENV, read_secret
 
-from .app import ACCESS_LOG_FORMAT, create_app
+from .app import create_app
 from .auth import CredentialsError, parse_credentials
 from .config import (
     DEFAULT_CACHE_MAX_BYTES,
@@ -54,6 +56,8 @@ def default_cache_dir() -> Path:
               help="Seconds per request to a node.")
 @click.option("--prefetch", default=64, show_default=True,
               help="Chunks fetched ahead of the one being sent.")
+@click.option("--negative-ttl", default=1.0, show_default=True, type=click.FloatRange(min=0),
+              help="Seconds an absent narinfo is remembered (0: ask the network every time).")
 @click.option("--scores", "scores_file", type=click.Path(dir_okay=False, path_type=Path),
               default=None,
               help="Audit scores file written by `nixshard audit`; orders reads among nodes "
@@ -97,7 +101,8 @@ def default_cache_dir() -> Path:
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (logger nixshard.serve.access).")
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
-                  prefetch: int, scores_file: Path | None, hedge_after: float,
+                  prefetch: int, negative_ttl: float, scores_file: Path | None,
+                  hedge_after: float,
                   cache_dir: Path | None, cache_max_bytes: int, signing_key: str | None,
                   upload_credentials: str | None, trusted_upload_key: tuple[str, ...],
                   sign_uploads: bool, max_upload_bytes: int, read_auth: bool,
@@ -143,6 +148,7 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                                          timeout=upstream_timeout)
     config = ServeConfig(network=network, cache_dir=cache_dir or default_cache_dir(),
                          priority=priority, node_timeout=node_timeout, prefetch=prefetch,
+                         negative_ttl=negative_ttl,
                          scores=load_scores(scores_file), hedge_after=hedge_after,
                          cache_max_bytes=cache_max_bytes, read_auth=read_auth,
                          uploads=uploads, upstream=upstream_config, credentials=credentials)
@@ -150,8 +156,9 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "
                f"{len(upstream)} upstream(s); cache {config.cache_dir})")
     web.run_app(create_app(config), host=host, port=port, print=None,
-                access_log=logging.getLogger("nixshard.serve.access") if access_log else None,
-                access_log_format=ACCESS_LOG_FORMAT)
+                loop=uvloop.new_event_loop(),
+                access_log=buffered_logger("nixshard.serve.access") if access_log else None,
+                access_log_class=AccessLogger)
 
 
 def load_credentials(path: str | None) -> dict[str, str]:

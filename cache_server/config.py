@@ -56,7 +56,8 @@ class ServeConfig:
     ``priority`` is the ``Priority:`` of nix-cache-info (lower wins;
     cache.nixos.org is 40).  ``node_timeout`` is seconds per node request;
     ``prefetch`` chunks are fetched ahead of the one being sent;
-    ``record_cache`` opened records are kept in memory.  ``scores`` are the
+    ``record_cache`` opened records are kept in memory, and an absent record
+    is remembered for ``negative_ttl`` seconds.  ``scores`` are the
     nodes' audit scores (loaded by the CLI; None: every node counts as 1.0),
     which order reads among nodes in good standing.  ``hedge_after`` is
     seconds a chunk waits for its first k shards before one more node is
@@ -76,6 +77,7 @@ class ServeConfig:
     node_timeout: float = 10.0
     prefetch: int = 64
     record_cache: int = 4096
+    negative_ttl: float = 1.0
     scores: Scores | None = None
     hedge_after: float = DEFAULT_HEDGE_AFTER
     cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from .ingest import ingest_nar
 from .metrics import UPSTREAM
-from .state import CONFIG, INGESTS, NETWORK, STAGING, UPSTREAMS
+from .state import CONFIG, INGESTS, NETWORK, RECORDS, STAGING, UPSTREAMS
 from .upstream import UpstreamHit
 
 log = logging.getLogger("nixshard.serve")
@@ -51,6 +51,7 @@ async def _ingest(app: web.Application, hit: UpstreamHit) -> None:
                 async for piece in resp.content.iter_chunked(PIECE):
                     await loop.run_in_executor(None, f.write, piece)
         await ingest_nar(app[NETWORK], upstream.publisher, hit.narinfo, path)
+        app[RECORDS].forget(hit.narinfo.store_path.hash_part)
         UPSTREAM.labels("ingested").inc()
         log.info("ingested %s from %s", hit.narinfo.store_path.path, hit.base_url)
     except asyncio.CancelledError:

@@ -49,6 +49,7 @@ python3Packages.buildPythonApplication {
     python3Packages.tomli-w
     python3Packages.prometheus-client
     python3Packages.brotli
+    python3Packages.uvloop
   ];
 
   makeWrapperArgs = [

@@ -14,6 +14,7 @@ from pathlib import Path
 import click
 from aiohttp import web
 
+from storage_network.access_log import AccessLogger, buffered_logger, flush_logger
 from storage_network.addresses import parse_host_port
 from storage_network.auth import PublisherKey, parse_publisher_key
 from storage_network.errors import AuthError, NetworkFileError
@@ -26,10 +27,8 @@ from .errors import StorageNodeError
 from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_faults
 
 log = logging.getLogger("nixshard.node")
-access_log = logging.getLogger("nixshard.node.access")
-ACCESS_LOG_FORMAT = '%a "%r" %s %b %Tf'
-"""One line per answered request: remote address, request line, status, bytes
-sent (aiohttp's ``%b``: headers included), seconds taken."""
+ACCESS_LOGGER = "nixshard.node.access"
+"""One line per answered request (:mod:`storage_network.access_log`)."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:
@@ -162,10 +161,11 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
              node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
     try:
         web.run_app(app, host=host, port=port, print=None,
-                    access_log=access_log if access_log_on else None,
-                    access_log_format=ACCESS_LOG_FORMAT)
+                    access_log=buffered_logger(ACCESS_LOGGER) if access_log_on else None,
+                    access_log_class=AccessLogger)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    flush_logger(ACCESS_LOGGER)
     log.info("node %s stopped", node_id)
 
 

@@ -38,7 +38,7 @@ from ..config import UploadConfig
 from ..errors import CacheServerError, ForbiddenError, UploadRejectedError, to_http
 from ..ingest import ingest_nar
 from ..metrics import UPLOADS
-from ..state import CONFIG, INGESTS, NETWORK, STAGING
+from ..state import CONFIG, INGESTS, NETWORK, RECORDS, STAGING
 from .nar import UPLOAD_FILE_RE
 
 log = logging.getLogger("nixshard.serve")
@@ -87,6 +87,7 @@ async def _commit(request: web.Request, narinfo: NarInfo, uploads: UploadConfig)
         staging.remove(name)
         raise
     staging.remove(name)
+    request.app[RECORDS].forget(narinfo.store_path.hash_part)
     return 201
 
 

@@ -14,6 +14,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
 from nixshard.config_file import config_keys
+from storage_network.access_log import AccessLogger
 from storage_network.auth import Publisher
 from storage_node import cli
 from storage_node.app import create_app
@@ -212,17 +213,22 @@ async def test_each_app_has_its_own_registry(client: TestClient, publisher: Publ
 # -- the access log --------------------------------------------------------------------------
 
 async def test_access_log_line_has_remote_request_status_bytes_and_time(
-        tmp_path: Path, publisher: Publisher, caplog: pytest.LogCaptureFixture) -> None:
+        tmp_path: Path, publisher: Publisher, caplog: pytest.LogCaptureFixture,
+        monkeypatch: pytest.MonkeyPatch) -> None:
     config = NodeConfig(tmp_path / "data", "node-a", {publisher.name: publisher.public})
-    caplog.set_level(logging.INFO, logger="nixshard.node.access")
+    logger = logging.getLogger(cli.ACCESS_LOGGER)
+    # as the buffered logger of `nixshard node` is: its own handler, no propagation
+    monkeypatch.setattr(logger, "handlers", [caplog.handler])
+    monkeypatch.setattr(logger, "propagate", False)
+    monkeypatch.setattr(logger, "level", logging.INFO)
     server = TestServer(create_app(config))
-    # what web.run_app gets from `nixshard node`
-    await server.start_server(access_log=cli.access_log, access_log_format=cli.ACCESS_LOG_FORMAT)
+    # the logger class web.run_app gets from `nixshard node`
+    await server.start_server(access_log=logger, access_log_class=AccessLogger)
     async with TestClient(server) as c:
         (sid, _), *_ = stripe(n=1)
         assert (await c.get(f"/shards/{sid}")).status == 404
         assert (await c.get("/healthz")).status == 200
-    lines = [r.getMessage() for r in caplog.records if r.name == "nixshard.node.access"]
+    lines = [r.getMessage() for r in caplog.records if r.name == cli.ACCESS_LOGGER]
     assert len(lines) == 2
     assert re.fullmatch(rf'127\.0\.0\.1 "GET /shards/{re.escape(sid)} HTTP/1\.1" 404 \d+ '
                         r"\d+\.\d{6}", lines[0]), lines[0]
@@ -230,10 +236,10 @@ async def test_access_log_line_has_remote_request_status_bytes_and_time(
                         lines[1]), lines[1]
 
 
-@pytest.mark.parametrize(("flag", "logger"), [((), cli.access_log), (("--no-access-log",), None)])
+@pytest.mark.parametrize(("flag", "on"), [((), True), (("--no-access-log",), False)])
 def test_node_command_turns_the_access_log_on_by_default(
         tmp_path: Path, publisher: Publisher, monkeypatch: pytest.MonkeyPatch,
-        flag: tuple[str, ...], logger: logging.Logger | None) -> None:
+        flag: tuple[str, ...], on: bool) -> None:
     seen: dict[str, Any] = {}
 
     def fake_run_app(app: web.Application, **kwargs: Any) -> None:
@@ -245,8 +251,8 @@ def test_node_command_turns_the_access_log_on_by_default(
         ["--data", str(tmp_path), "--accept-publisher", publisher.public.text(),
          "--node-id", "node-1", "--listen", "127.0.0.1:0", *flag], standalone_mode=False)
     assert result is None
-    assert seen["access_log"] is logger
-    assert seen["access_log_format"] == '%a "%r" %s %b %Tf'
+    assert seen["access_log"] is (logging.getLogger(cli.ACCESS_LOGGER) if on else None)
+    assert seen["access_log_class"] is AccessLogger
 
 
 def test_access_log_is_a_config_file_key() -> None:
