@@ -117,6 +117,8 @@ class RequestMetrics:
             registry=registry)
         self.bytes_received = Counter(
             f"{prefix}_bytes_received", "Request body bytes received.", registry=registry)
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
 
     def count(self, request: web.Request, status: int | str, seconds: float | None) -> None:
         """Count one answered request, and the request body bytes read so far.
@@ -127,9 +129,16 @@ class RequestMetrics:
                 None when not timed.
         """
         route, method = route_label(request), method_label(request.method)
-        self.requests.labels(route=route, method=method, status=str(status)).inc()
+        key = (route, method, str(status))
+        counter = self._counters.get(key)
+        if counter is None:  # labels() validates and locks: look each child up once
+            counter = self._counters[key] = self.requests.labels(*key)
+        counter.inc()
         if seconds is not None:
-            self.seconds.labels(route=route, method=method).observe(seconds)
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self._timers[key[:2]] = self.seconds.labels(route, method)
+            timer.observe(seconds)
         received = request.content.total_bytes
         if received:
             self.bytes_received.inc(received)

@@ -41,10 +41,10 @@ async def narinfo(request: web.Request) -> web.Response:
         hash_part = validate_hash_part(request.match_info["hash"])
         try:
             entry = await request.app[RECORDS].get(hash_part)
-        except NotFoundError:
-            upstreams = request.app.get(UPSTREAMS)
-            if upstreams is None:
-                raise
+        except NotFoundError as exc:
+            if request.app.get(UPSTREAMS) is None:
+                # returned, not raised: Nix asks for many absent paths (the common 404)
+                return web.Response(status=404, text=f"error: {exc}\n")
             return await _from_upstream(request, hash_part)
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
         raise to_http(exc) from exc
