@@ -29,6 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
+from bench import timed_get  # benchmarks/ is the script's directory
 
 from nix_formats.keys import SecretKey
 from nix_formats.narinfo import NarInfo
@@ -37,16 +38,6 @@ from nixshard.localnet import LocalNetwork, new_publisher
 from uploader.cli import run_push
 
 SYSCALL_RE = re.compile(r"^(?:\[pid\s+\d+\]\s+|\d+\s+)?(\w+)\((\d+),.*\)\s+=\s+(-?\d+)")
-
-
-def timed_get(url: str) -> tuple[float, int]:
-    start = time.perf_counter()
-    size = 0
-    with httpx.stream("GET", url, timeout=120) as resp:
-        resp.raise_for_status()
-        for piece in resp.iter_raw(1 << 20):
-            size += len(piece)
-    return time.perf_counter() - start, size
 
 
 def traced_get(pid: int, url: str, out: Path) -> dict[str, int]:

@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 
 import click
-import uvloop
 from aiohttp import web
 
 from nix_formats.errors import NixFormatError
@@ -156,7 +155,6 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "
                f"{len(upstream)} upstream(s); cache {config.cache_dir})")
     web.run_app(create_app(config), host=host, port=port, print=None,
-                loop=uvloop.new_event_loop(),
                 access_log=buffered_logger("nixshard.serve.access") if access_log else None,
                 access_log_class=AccessLogger)
 

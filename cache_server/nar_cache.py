@@ -171,18 +171,19 @@ class NarCache:
         try:
             with open(fill.tmp, "wb", buffering=0) as f:
                 pending: list[bytes] = []
-                size = 0
+
+                async def flush() -> None:
+                    piece = b"".join(pending)
+                    pending.clear()
+                    await loop.run_in_executor(None, f.write, piece)
+                    fill.written += len(piece)
+                    fill._notify()
+
                 async for frame in frames:
                     pending.append(frame)
-                    size += len(frame)
-                    if size >= WRITE_PIECE or fill.written + size == fill.size:
-                        await loop.run_in_executor(None, f.write, b"".join(pending))
-                        fill.written += size
-                        pending, size = [], 0
-                        fill._notify()
-                if pending:
-                    await loop.run_in_executor(None, f.write, b"".join(pending))
-                    fill.written += size
+                    if sum(map(len, pending)) >= WRITE_PIECE:
+                        await flush()
+                await flush()
             if fill.written != fill.size:
                 raise FillFailedError(f"rebuilt {fill.written} bytes, manifest says {fill.size}")
             fill.done = True

@@ -49,7 +49,6 @@ python3Packages.buildPythonApplication {
     python3Packages.tomli-w
     python3Packages.prometheus-client
     python3Packages.brotli
-    python3Packages.uvloop
   ];
 
   makeWrapperArgs = [

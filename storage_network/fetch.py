@@ -118,7 +118,8 @@ def _preference(net: NetworkClient, k: int, cand: _Candidate
     return standing, bucket, cand.index >= k, cand.index, cand.pos
 
 
-def _verify_all(items: Sequence[tuple[bytes, int, bytes]]) -> list[bytes | ShardProofError]:
+def _verify_all(items: Sequence[tuple[bytes, int, bytes | memoryview]]
+                ) -> list[bytes | ShardProofError]:
     """The fragment of each ``(root, index, body)``, or why its proof failed (blocking)."""
     checked: list[bytes | ShardProofError] = []
     for root, index, body in items:
@@ -138,7 +139,8 @@ def _request_failed(net: NetworkClient, node: NodeInfo, exc: NodeError, what: st
     problems.append(str(exc))
 
 
-def _accept(net: NetworkClient, ref: ChunkRef, cand: _Candidate, body: bytes | None,
+def _accept(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
+            body: bytes | memoryview | None,
             checked: bytes | ShardProofError | None, problems: list[str]) -> bytes | None:
     """The verified fragment of one answered shard, or None with the node reported.
 
@@ -351,7 +353,8 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
 
     Every chunk's k preferred shards are asked for in one batch request per
     node (:meth:`NodeClient.get_shards`).  A batch not answered within
-    ``net.hedge_after`` seconds is abandoned and its node recorded as slow;
+    ``net.hedge_after`` seconds is abandoned and its node recorded as slow
+    (its shards stay candidates, now ranked after nodes in good standing);
     a chunk left with fewer than k verified fragments (node down, shard
     missing, bad data, abandoned batch) goes on as :func:`fetch_chunk`
     does, with single, hedged shard requests to the remaining candidates.
@@ -383,16 +386,19 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
         node_id = tasks[task]
         net.health.slow(node_id, f"batch of {len(by_node[node_id])} shards not answered "
                         f"within {net.hedge_after:g} s")
+        for fetch, cand in by_node[node_id]:  # slow, not wrong: it may still be asked alone
+            fetch.queue.append(cand)
+    # chunks the batches completed are decoded in one pool hop, the others finish alone
     ready = [f for f in fetches if len(f.fragments) >= manifest.k]
+    rest = [f for f in fetches if len(f.fragments) < manifest.k]
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    decoded = dict(zip(map(id, ready), await asyncio.get_running_loop().run_in_executor(
-        net.pool, _decode_all, codec, [(f.ref, f.fragments) for f in ready]), strict=True))
+    frames = await asyncio.get_running_loop().run_in_executor(
+        net.pool, _decode_all, codec, [(f.ref, f.fragments) for f in ready])
     for fetch in ready:
         metrics.chunk_fetched(fetch.fragments.keys(), manifest.k)
-    rest = [f for f in fetches if id(f) not in decoded]
-    decoded.update(zip(map(id, rest), await asyncio.gather(
-        *(_finish(net, manifest, f) for f in rest)), strict=True))
-    return [decoded[id(f)] for f in fetches]
+    finished = await asyncio.gather(*(_finish(net, manifest, f) for f in rest))
+    by_fetch = dict(zip(ready + rest, frames + finished, strict=True))
+    return [by_fetch[f] for f in fetches]
 
 
 def _decode_all(codec: StripeCodec, items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]

@@ -122,13 +122,14 @@ class NodeClient:
         status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404))
         return data if status == 200 else None
 
-    async def get_shards(self, shard_ids: list[str]) -> list[bytes | None]:
-        """The stored bodies of ``shard_ids`` in one request per 10000 ids (None: not held).
+    async def get_shards(self, shard_ids: list[str]) -> list[memoryview | None]:
+        """The stored bodies of ``shard_ids`` in one request per 10000 ids (None: not
+        held), as views into the answer.
 
         Raises:
             NodeError: the request failed or the answer is malformed.
         """
-        bodies: list[bytes | None] = []
+        bodies: list[memoryview | None] = []
         for start in range(0, len(shard_ids), MAX_BATCH_IDS):
             batch = shard_ids[start:start + MAX_BATCH_IDS]
             _, data = await self._request("POST", "/shards/batch-get", json_body={"ids": batch})

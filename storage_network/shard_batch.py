@@ -40,14 +40,17 @@ def encode_get_answer(body: bytes | None) -> bytes:
     return _U32.pack(len(body)) + body
 
 
-def parse_get_answer(data: bytes, count: int) -> list[bytes | None]:
+def parse_get_answer(data: bytes, count: int) -> list[memoryview | None]:
     """Split a batch-get answer into ``count`` bodies (``None`` where not held).
+
+    The bodies are views into ``data``, not copies (the caller verifies and
+    copies each fragment once, off the event loop).
 
     Raises:
         ShardBatchError: the answer is cut short, or has bytes past the last frame.
     """
     view = memoryview(data)
-    bodies: list[bytes | None] = []
+    bodies: list[memoryview | None] = []
     pos = 0
     for number in range(count):
         if pos + 4 > len(view):
@@ -60,7 +63,7 @@ def parse_get_answer(data: bytes, count: int) -> list[bytes | None]:
         if pos + length > len(view):
             raise ShardBatchError(f"batch answer cut short in shard {number} of {count}: "
                                   f"{len(view) - pos} of {length} bytes")
-        bodies.append(bytes(view[pos:pos + length]))
+        bodies.append(view[pos:pos + length])
         pos += length
     if pos != len(view):
         raise ShardBatchError(f"batch answer has {len(view) - pos} bytes past its {count} shards")

@@ -6,16 +6,19 @@ has ``NIXSHARD_TEST_FAULTS=1`` (see :func:`faults_allowed`).  Modes:
 ``stall=SECONDS``
     every request except ``GET /healthz`` sleeps that long before it is handled;
 ``flip``
-    every shard body served by ``GET /shards/{id}`` has its middle byte flipped;
+    every shard body served by ``GET /shards/{id}`` or ``POST /shards/batch-get``
+    has its middle byte flipped;
 ``short``
-    every shard body served by ``GET /shards/{id}`` is cut to its first half,
-    sent as a complete, well-framed response (Content-Length = the half);
+    every shard body served by ``GET /shards/{id}`` or ``POST /shards/batch-get``
+    is cut to its first half, sent well-framed (Content-Length, or the batch
+    frame's length, = the half);
 ``lie-has``
     ``POST /shards/has`` answers that every asked id is present; a ``GET`` of
     a shard the node lacks still answers 404.
 
 The modes live in an aiohttp middleware (:func:`fault_middleware`) that
-:func:`storage_node.app.create_app` installs only when some mode is set.
+:func:`storage_node.app.create_app` installs only when some mode is set;
+a batch answer is altered per shard by its handler, with :func:`mangle_shard`.
 """
 
 from __future__ import annotations

@@ -21,9 +21,15 @@ MIN_BIG_TREE = 20 * 1000 * 1000
 
 
 def nix(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """Run a nix command with the test NIX_CONFIG; output captured as text."""
-    return subprocess.run(list(args), capture_output=True, text=True,
-                          env=env_with_nix_config(), check=check)
+    """Run a nix command with the test NIX_CONFIG; output captured as text.
+
+    With ``check``, a failure fails the test with nix's stderr in the message.
+    """
+    done = subprocess.run(list(args), capture_output=True, text=True,
+                          env=env_with_nix_config(), check=False)
+    if check and done.returncode != 0:
+        pytest.fail(f"{' '.join(args[:3])} ... exited {done.returncode}:\n{done.stderr[-3000:]}")
+    return done
 
 
 def nixshard(*args: str) -> subprocess.CompletedProcess[str]:

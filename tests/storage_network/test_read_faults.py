@@ -8,6 +8,7 @@ never through wall time.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -15,7 +16,7 @@ import pytest
 import zstandard
 
 from nixshard.localnet import LocalNetwork
-from storage_network.fetch import fetch_chunk, plan_fetch, stream_payload
+from storage_network.fetch import WINDOW_CHUNKS, fetch_chunk, plan_fetch, stream_payload
 from storage_network.manifest import Manifest
 from storage_network.network_client import DEFAULT_HEDGE_AFTER, NetworkClient
 from storage_network.network_file import NodeInfo
@@ -160,6 +161,23 @@ async def test_stalled_node_is_left_out_of_plan_and_stream(net6: LocalNetwork) -
             assert status.reason == f"no has answer within {HEDGE:g} s (abandoned)"
             assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
             assert net.health.status(victim.id).shards_served == 0
+
+
+async def test_every_node_slow_still_reads_after_the_batches_are_abandoned(
+        net6: LocalNetwork) -> None:
+    """Every batch outlives ``hedge_after``: its shards are asked for again alone."""
+    data, manifest = await stored(net6, 7)
+    assert len(manifest.chunks) <= WINDOW_CHUNKS  # one window: one batch per node
+    with contextlib.ExitStack() as stack:
+        assert net6.network is not None
+        for node in net6.network.nodes:
+            stack.enter_context(fault(net6, node, "--fault", "stall=1"))
+        async with client(net6, hedge_after=HEDGE) as net:
+            plan = await plan_fetch(net, manifest)
+            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            statuses = [net.health.status(n.id) for n in net.network.nodes]
+    assert all(s.slow_events >= 1 and s.failures == 0 for s in statuses)
+    assert sum(s.shards_served for s in statuses) >= K * len(manifest.chunks)
 
 
 # -- wrong bytes, short bytes, false claims --------------------------------------------------

@@ -121,7 +121,7 @@ async def test_batch_get_refuses_bad_requests(client: TestClient, payload: bytes
     assert message in await resp.text()
 
 
-def test_put_batch_limits_are_checked_before_any_body_is_used() -> None:
+def test_put_batch_parsing_refuses_oversize_shards_and_too_many_ids() -> None:
     shards = stripe(n=3)
     with pytest.raises(ShardTooLargeError):
         list(parse_put_batch(encode_put_batch(shards), max_shard_bytes=10))
