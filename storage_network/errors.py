@@ -17,6 +17,14 @@ class AuthError(StorageNetworkError):
     """A write request's publisher signature is missing, malformed, stale or wrong."""
 
 
+class MissingSignatureError(AuthError):
+    """A write request carries no publisher signature at all."""
+
+
+class ReplayedWriteError(AuthError):
+    """A signed write request was already accepted once (its nonce is used)."""
+
+
 class ShardProofError(StorageNetworkError):
     """A shard body does not prove membership in the stripe its id names."""
 
@@ -27,6 +35,31 @@ class RecordError(StorageNetworkError):
 
 class NodeError(StorageNetworkError):
     """A node answered with an error, timed out or could not be reached."""
+
+
+class NodeTimeoutError(NodeError):
+    """A node request passed one of its deadlines.
+
+    ``blame`` is ``"node"``, or ``"client"`` when the client's own event loop
+    stalled meanwhile (then the node must not be held responsible).
+    """
+
+    def __init__(self, message: str, blame: str = "node") -> None:
+        super().__init__(message)
+        self.blame = blame
+
+
+class NodeStatusError(NodeError):
+    """A node answered with an unexpected HTTP status (``status``)."""
+
+    def __init__(self, message: str, status: int) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class NodeAnswerError(NodeError):
+    """A node's answer is malformed, oversized, or contradicts the request:
+    the node misbehaved (it is benched, not just demoted)."""
 
 
 class ChunkUnavailableError(StorageNetworkError):

@@ -42,7 +42,7 @@ from .locate import locate_shards
 from .manifest import ChunkRef, Manifest
 from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
-from .stripe import shard_id, verify_shard
+from .stripe import max_shard_bytes, shard_id, verify_shard
 
 log = logging.getLogger("nixshard.network")
 DEFAULT_PREFETCH = 64
@@ -135,7 +135,7 @@ def _request_failed(net: NetworkClient, node: NodeInfo, exc: NodeError, what: st
     """Report a shard request (single or batch) that got no answer."""
     metrics.shard_error(node.id, "error")
     log.warning("%s: %s", what, exc)
-    net.health.failed(node.id, str(exc))
+    net.health.node_error(node.id, exc)
     problems.append(str(exc))
 
 
@@ -164,7 +164,7 @@ def _accept(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
     return checked
 
 
-async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
+async def _fetch_one(net: NetworkClient, ref: ChunkRef, k: int, cand: _Candidate,
                      problems: list[str]) -> bytes | None:
     """The verified fragment of one shard, or None.
 
@@ -175,7 +175,7 @@ async def _fetch_one(net: NetworkClient, ref: ChunkRef, cand: _Candidate,
     node, sid = cand.node, shard_id(ref.root, cand.index)
     started = time.perf_counter()
     try:
-        body = await net.nodes[node.id].get_shard(sid)
+        body = await net.nodes[node.id].get_shard(sid, max_shard_bytes(ref.stored_size, k))
     except NodeError as exc:
         metrics.observe_shard(node.id, time.perf_counter() - started, 0)
         _request_failed(net, node, exc, f"shard {sid[:20]}", problems)
@@ -216,7 +216,7 @@ class _HedgedFetch:
         if pick is None:
             return False
         self.queue.remove(pick)
-        task = asyncio.create_task(_fetch_one(self.net, self.ref, pick, self.problems))
+        task = asyncio.create_task(_fetch_one(self.net, self.ref, self.k, pick, self.problems))
         self.running[task] = (pick, asyncio.get_running_loop().time())
         return True
 
@@ -327,7 +327,8 @@ async def _fetch_batch(net: NetworkClient, node: NodeInfo,
     ids = [shard_id(fetch.ref.root, cand.index) for fetch, cand in wanted]
     started = time.perf_counter()
     try:
-        bodies = await net.nodes[node.id].get_shards(ids)
+        limits = [max_shard_bytes(fetch.ref.stored_size, fetch.k) for fetch, _ in wanted]
+        bodies = await net.nodes[node.id].get_shards(ids, limits)
     except NodeError as exc:
         metrics.observe_shard(node.id, time.perf_counter() - started, 0, len(ids))
         _request_failed(net, node, exc, f"batch of {len(ids)} shards", wanted[0][0].problems)

@@ -23,6 +23,17 @@ because a hedge won are not observed):
     ``missing`` (the node claimed the shard but answered 404) or ``bad``
     (the body failed verification against the stripe root).
 
+Node requests of every kind (the client side of :mod:`storage_network.node_client`):
+
+``nixshard_node_queue_seconds{node}``
+    histogram, seconds a request waited *inside the client* for one of the
+    node's slots before it was sent: the client's own load, never held
+    against the node.
+``nixshard_node_timeouts_total{node, blame}``
+    counter, requests that passed a deadline; ``blame`` is ``node``, or
+    ``client`` when the client's event loop stalled meanwhile (such a
+    timeout does not count against the node).
+
 Chunks (one sample per chunk rebuilt by :func:`storage_network.fetch.fetch_chunk`, for
 the daemon's reads and, in its own process, for ``nixshard repair``):
 
@@ -46,6 +57,7 @@ from typing import Literal
 from prometheus_client import Counter, Histogram
 
 ErrorKind = Literal["error", "missing", "bad"]
+Blame = Literal["node", "client"]
 """What went wrong with one shard request (see the module docstring)."""
 
 # A LAN round trip is ~1 ms; a shard request past 10 s has long been hedged.
@@ -82,6 +94,28 @@ DECODE_SECONDS = Histogram(
     "nixshard_decode_seconds",
     "Seconds spent decoding one chunk from k verified shards.",
     buckets=DECODE_BUCKETS)
+
+
+QUEUE_BUCKETS = (0.0001, 0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0, 10.0)
+NODE_QUEUE_SECONDS = Histogram(
+    "nixshard_node_queue_seconds",
+    "Seconds a node request waited inside the client for a slot before it was sent.",
+    ["node"], buckets=QUEUE_BUCKETS)
+NODE_TIMEOUTS = Counter(
+    "nixshard_node_timeouts",
+    "Node requests that passed a deadline, by whom the delay is blamed on: the node, or "
+    "the client (its event loop stalled meanwhile).",
+    ["node", "blame"])
+
+
+def observe_node_queue(node_id: str, seconds: float) -> None:
+    """Record the ``seconds`` one request to ``node_id`` waited for a slot."""
+    NODE_QUEUE_SECONDS.labels(node=node_id).observe(seconds)
+
+
+def node_timeout(node_id: str, blame: Blame) -> None:
+    """Count one request to ``node_id`` that passed a deadline."""
+    NODE_TIMEOUTS.labels(node=node_id, blame=blame).inc()
 
 
 def observe_shard(node_id: str, seconds: float, nbytes: int, shards: int = 1) -> None:

@@ -15,13 +15,14 @@ import aiohttp
 
 from .codec import StripeCodec
 from .network_file import Network
-from .node_client import NodeClient
+from .node_client import Deadlines, LoopLag, NodeClient
 from .node_health import NodeHealth
 from .scores import Scores
 
 _T = TypeVar("_T")
 
 DEFAULT_HEDGE_AFTER = 0.5
+DEFAULT_SLOTS = 16
 
 
 class NetworkClient:
@@ -34,8 +35,12 @@ class NetworkClient:
 
     Args:
         network: the parsed network file.
-        timeout: seconds for one node request.
-        connections: open connections at most, over all nodes.
+        timeout: seconds for one node request, counted from when it is
+            sent (see :class:`~storage_network.node_client.Deadlines`).
+        deadlines: per-phase deadlines (overrides ``timeout``).
+        slots: requests to one node at once; more wait inside the client,
+            their deadlines not running (the client's connection pool has as
+            many connections per node, so no request waits for a connection).
         scores: audit scores that order reads among nodes in good standing
             (loaded by the entry point; None: every node counts as 1.0).
         hedge_after: seconds a read waits for its first k shards (and for
@@ -45,7 +50,8 @@ class NetworkClient:
         ValueError: ``hedge_after`` is not positive.
     """
 
-    def __init__(self, network: Network, timeout: float = 30.0, connections: int = 128, *,
+    def __init__(self, network: Network, timeout: float = 30.0, *,
+                 deadlines: Deadlines | None = None, slots: int = DEFAULT_SLOTS,
                  scores: Scores | None = None, hedge_after: float = DEFAULT_HEDGE_AFTER):
         if not hedge_after > 0:
             raise ValueError(f"hedge_after must be a positive number of seconds, "
@@ -53,18 +59,21 @@ class NetworkClient:
         self.network = network
         self.hedge_after = hedge_after
         self.health = NodeHealth(scores)
-        self._timeout = timeout
-        self._connections = connections
+        self.deadlines = deadlines or Deadlines.within(timeout)
+        self._slots = slots
+        self.lag = LoopLag()
         self._session: aiohttp.ClientSession | None = None
         self.nodes: dict[str, NodeClient] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
         self.pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-cpu")
 
     async def __aenter__(self) -> NetworkClient:
-        connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=32,
+        connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._slots,
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector)
-        self.nodes = {info.id: NodeClient(info, self._session, self._timeout)
+        self.lag.start()
+        self.nodes = {info.id: NodeClient(info, self._session, deadlines=self.deadlines,
+                                          slots=self._slots, lag=self.lag)
                       for info in self.network.nodes}
         return self
 
@@ -74,6 +83,7 @@ class NetworkClient:
 
     async def close(self) -> None:
         """Close the HTTP session and stop the thread pool."""
+        await self.lag.stop()
         if self._session is not None:
             await self._session.close()
             self._session = None

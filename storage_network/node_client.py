@@ -1,6 +1,7 @@
 """HTTP client for one storage node (the node API of :mod:`storage_node`).
 
-Node API used here (reads open, writes signed, see :mod:`storage_network.auth`)::
+Node API used here (reads open, writes signed and bound to the node, see
+:mod:`storage_network.auth`)::
 
     PUT  /shards/<id>     201 new, 200 already held
     GET  /shards/<id>     200 body, 404 absent
@@ -11,7 +12,8 @@ Node API used here (reads open, writes signed, see :mod:`storage_network.auth`):
     DELETE /shards/<id>?before=T   signed; 204 deleted, 404 absent,
                           412 the shard was written or touched at/after T
     GET  /shards          "<id> <size> <mtime>" lines
-    PUT  /records/<key>   201/200
+    PUT  /records/<key>   201 new, 200 replaced or already held; 409 the node
+                          holds a newer version or another content (see record)
     GET  /records/<key>   200 body, 404 absent
     DELETE /records/<key>?sha256=HEX  signed; 204 deleted, 404 absent,
                           412 the stored record is not the one named
@@ -19,27 +21,140 @@ Node API used here (reads open, writes signed, see :mod:`storage_network.auth`):
     POST /proofs          {"nonce": hex, "ids": [...]} -> binary answers
     GET  /healthz         JSON
 
-Every failure other than "absent" (connection refused, timeout, 5xx, 4xx)
-raises :class:`~storage_network.errors.NodeError` naming the node.
+Every answer is hostile input.  Each read is capped by what the protocol
+allows for that answer (a shard by its stripe's shard size, a ``has``
+answer by the ids asked, a record by :data:`~storage_network.record.MAX_RECORD_BYTES`,
+and so on); JSON is parsed defensively (deep nesting, wrong types).
+
+Timeouts measure the node, not the client (see :class:`Deadlines`): a
+request first takes one of the node's ``slots`` (the time it waits there
+is the client's own queue, observed in ``nixshard_node_queue_seconds``),
+and its deadlines start only then.  When a deadline passes while the
+client's event loop was itself stalled (:class:`LoopLag`), the timeout is
+blamed on the client (:attr:`NodeTimeoutError.blame` ``"client"``) and
+must not count against the node.
+
+Every failure other than "absent" raises a :class:`~storage_network.errors.NodeError`
+naming the node: :class:`~storage_network.errors.NodeTimeoutError`,
+:class:`~storage_network.errors.NodeStatusError` (an error status),
+:class:`~storage_network.errors.NodeAnswerError` (malformed or oversized
+answer), or the base class (connection refused or reset).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
+from . import metrics
 from .auth import Publisher, sign_write
-from .errors import NodeError, ShardBatchError
+from .errors import (
+    NodeAnswerError,
+    NodeError,
+    NodeStatusError,
+    NodeTimeoutError,
+    ShardBatchError,
+)
 from .network_file import NodeInfo
+from .proofs import max_answer_bytes
+from .record import MAX_RECORD_BYTES
 from .shard_batch import MAX_BATCH_IDS, encode_put_batch, parse_get_answer
 
 HAS_BATCH = 5000
 PEEK_HEADER = "X-Nixshard-Peek"
 """A record read carrying ``X-Nixshard-Peek: 1`` does not move the record's last-read time."""
+
+SMALL_ANSWER_BYTES = 2 * 1024 * 1024
+"""Cap of answers that are short by protocol (write acknowledgements, ``/healthz``)."""
+MAX_LISTING_LINE = 256
+MAX_LISTING_ENTRIES = 20_000_000
+"""Most lines a listing may have: 20 million shards (about 1.3 TB of 64 KiB shards).
+A node listing more is answering nonsense (its listing is refused)."""
+READ_PIECE = 1 << 16
+
+
+@dataclass(frozen=True)
+class Deadlines:
+    """How long one node request may take, in seconds, counted from the moment it
+    holds one of the node's slots (so never while it waits inside the client).
+
+    Attributes:
+        connect: to open a TCP connection.
+        first_byte: from sending the request to the first byte of the answer.
+        stall: longest pause between two pieces of the answer.
+        total: the whole exchange: an answer that trickles in slower than
+            this allows is abandoned, however steady.
+    """
+
+    connect: float = 5.0
+    first_byte: float = 10.0
+    stall: float = 10.0
+    total: float = 30.0
+
+    @classmethod
+    def within(cls, seconds: float) -> Deadlines:
+        """Deadlines for a client whose node timeout is ``seconds``: the whole
+        exchange and each phase fit in it (connect at most 5 s)."""
+        return cls(connect=min(5.0, seconds), first_byte=seconds, stall=seconds, total=seconds)
+
+
+class LoopLag:
+    """How late the event loop has been: a task wakes every ``tick`` seconds and
+    records by how much it overslept (the loop was busy with other work).
+
+    :meth:`worst_since` tells a timeout caused by the client's own load from one
+    caused by the node.
+    """
+
+    def __init__(self, tick: float = 0.05, keep: int = 1200,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._tick = tick
+        self._keep = keep
+        self._clock = clock
+        self._samples: list[tuple[float, float]] = []  # (when, lag seconds)
+        self._task: asyncio.Task[None] | None = None
+        self._due: float | None = None  # when the watcher should wake next
+
+    def start(self) -> None:
+        """Start watching (on the running loop); idempotent."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    async def stop(self) -> None:
+        """Stop watching."""
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+
+    async def _watch(self) -> None:
+        while True:
+            before = self._clock()
+            self._due = before + self._tick
+            await asyncio.sleep(self._tick)
+            now = self._clock()
+            lag = now - before - self._tick
+            if lag > self._tick:
+                self._samples.append((now, lag))
+                if len(self._samples) > self._keep:
+                    del self._samples[:self._keep // 2]
+
+    def worst_since(self, since: float) -> float:
+        """The largest lag (seconds) recorded after monotonic time ``since``, also
+        counting the lag the current wake-up has so far."""
+        worst = 0.0 if self._due is None else max(0.0, self._clock() - self._due)
+        for when, lag in reversed(self._samples):
+            if when < since:
+                break
+            worst = max(worst, lag)
+        return worst
 
 
 @dataclass(frozen=True)
@@ -61,14 +176,31 @@ class ListedRecord:
     atime: float
 
 
-def _listing_lines(node_id: str, data: bytes, fields: int) -> list[list[str]]:
-    rows = []
-    for line in data.decode("utf-8", "replace").splitlines():
-        parts = line.split()
-        if len(parts) != fields:
-            raise NodeError(f"node {node_id}: malformed listing line {line[:100]!r}")
-        rows.append(parts)
-    return rows
+def parse_json_answer(node_id: str, what: str, data: bytes | bytearray) -> dict[str, Any]:
+    """A node's JSON object answer.
+
+    Raises:
+        NodeAnswerError: not UTF-8 JSON, nested too deeply to parse, or not an object.
+    """
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise NodeAnswerError(f"node {node_id}: {what}: answer is not JSON "
+                              f"({type(exc).__name__})") from None
+    if not isinstance(doc, dict):
+        raise NodeAnswerError(f"node {node_id}: {what}: answer is not a JSON object")
+    return doc
+
+
+def _id_list(node_id: str, what: str, doc: dict[str, Any], field: str,
+             asked: set[str] | None = None) -> list[str]:
+    """``doc[field]`` as a list of strings (each one of ``asked`` when given)."""
+    items = doc.get(field)
+    if not isinstance(items, list) or not all(isinstance(x, str) for x in items):
+        raise NodeAnswerError(f"node {node_id}: {what}: {field!r} is not a list of ids")
+    if asked is not None and not asked.issuperset(items):
+        raise NodeAnswerError(f"node {node_id}: {what}: answer names ids that were not asked")
+    return items
 
 
 class NodeClient:
@@ -76,67 +208,155 @@ class NodeClient:
 
     Args:
         info: the node's id and base URL.
-        session: a session owned by the caller (connection reuse).
-        timeout: seconds for one whole request.
+        session: a session owned by the caller (connection reuse); its
+            connector must allow at least ``slots`` connections to the node.
+        timeout: seconds; shorthand for ``Deadlines.within(timeout)``.
+        deadlines: per-phase deadlines (overrides ``timeout``).
+        slots: requests to this node at once; more wait in the client, their
+            deadlines not yet running.
+        lag: the client's event-loop watcher (None: every timeout is the node's).
     """
 
-    def __init__(self, info: NodeInfo, session: aiohttp.ClientSession, timeout: float = 30.0):
+    def __init__(self, info: NodeInfo, session: aiohttp.ClientSession, timeout: float = 30.0,
+                 *, deadlines: Deadlines | None = None, slots: int = 16,
+                 lag: LoopLag | None = None):
         self.info = info
         self._session = session
-        self._timeout = aiohttp.ClientTimeout(total=timeout, sock_connect=min(timeout, 5.0))
+        self.deadlines = deadlines or Deadlines.within(timeout)
+        self._slots = asyncio.Semaphore(slots)
+        self._lag = lag
+        d = self.deadlines
+        self._timeout = aiohttp.ClientTimeout(total=None, connect=None,
+                                              sock_connect=d.connect,
+                                              sock_read=max(d.first_byte, d.stall))
 
     @property
     def id(self) -> str:
         """The node id."""
         return self.info.id
 
-    async def _request(self, method: str, path: str, *, body: bytes | None = None,
-                       json_body: Any = None, publisher: Publisher | None = None,
-                       ok: tuple[int, ...] = (200,),
-                       headers: dict[str, str] | None = None) -> tuple[int, bytes]:
+    async def _request(self, method: str, path: str, *, limit: int,
+                       body: bytes | None = None, json_body: Any = None,
+                       publisher: Publisher | None = None, ok: tuple[int, ...] = (200,),
+                       headers: dict[str, str] | None = None,
+                       consume: Callable[[bytes], None] | None = None
+                       ) -> tuple[int, bytes]:
+        """One request; returns the status and the answer (at most ``limit`` bytes).
+
+        With ``consume``, a successful answer is passed to it piece by piece
+        instead of being kept (the returned bytes are then empty).
+
+        Raises:
+            NodeTimeoutError, NodeStatusError, NodeAnswerError, NodeError.
+        """
         headers = dict(headers or {})
+        if json_body is not None:
+            body = json.dumps(json_body).encode()
+            headers["Content-Type"] = "application/json"
         if publisher is not None:
             digest = hashlib.sha256(body or b"").digest()
-            headers.update(sign_write(publisher, method, path, digest))
-        try:
-            async with self._session.request(
-                    method, self.info.url + path, data=body, json=json_body,
-                    headers=headers, timeout=self._timeout) as resp:
-                data = await resp.read()
-                if resp.status in ok:
-                    return resp.status, data
-                text = data[:200].decode("utf-8", "replace").strip()
-                raise NodeError(f"node {self.id}: {method} {path} -> {resp.status} {text}")
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            raise NodeError(f"node {self.id}: {method} {path} failed: "
-                            f"{type(exc).__name__} {exc}") from exc
+            headers.update(sign_write(publisher, self.id, method, path, digest))
+        queued = time.monotonic()
+        async with self._slots:
+            started = time.monotonic()
+            metrics.observe_node_queue(self.id, started - queued)
+            phase = "connect"
+            try:
+                async with asyncio.timeout(self.deadlines.total):
+                    async with asyncio.timeout(self.deadlines.first_byte
+                                               + self.deadlines.connect):
+                        resp = await self._session.request(
+                            method, self.info.url + path, data=body, headers=headers,
+                            timeout=self._timeout, allow_redirects=False)
+                    phase = "answer"
+                    async with resp:
+                        good = resp.status in ok
+                        data = await self._read(resp, limit if good else 4096, method, path,
+                                                consume if good else None)
+            except TimeoutError as exc:
+                raise self._timed_out(method, path, phase, started) from exc
+            except (aiohttp.ClientError, OSError, ValueError) as exc:
+                raise NodeError(f"node {self.id}: {method} {path} failed: "
+                                f"{type(exc).__name__} {exc}"[:400]) from None
+        if resp.status not in ok:
+            text = bytes(data[:200]).decode("utf-8", "replace").strip()
+            raise NodeStatusError(f"node {self.id}: {method} {path} -> {resp.status} {text}",
+                                  resp.status)
+        return resp.status, bytes(data)
+
+    def _timed_out(self, method: str, path: str, phase: str, started: float) -> NodeTimeoutError:
+        elapsed = time.monotonic() - started
+        lag = self._lag.worst_since(started) if self._lag is not None else 0.0
+        blame = "client" if lag >= max(0.5, 0.25 * elapsed) else "node"
+        note = f" (the client's event loop stalled {lag:.1f} s meanwhile)" \
+            if blame == "client" else ""
+        return NodeTimeoutError(f"node {self.id}: {method} {path}: no {phase} within "
+                                f"{elapsed:.1f} s{note}", blame)
+
+    async def _read(self, resp: aiohttp.ClientResponse, limit: int, method: str,
+                    path: str, consume: Callable[[bytes], None] | None) -> bytearray:
+        declared = resp.content_length
+        if declared is not None and declared > limit:
+            raise NodeAnswerError(f"node {self.id}: {method} {path}: answer of {declared} "
+                                  f"bytes, at most {limit} expected")
+        data = bytearray()
+        got = 0
+        while True:
+            piece = await resp.content.read(READ_PIECE)
+            if not piece:
+                break
+            got += len(piece)
+            if got > limit:
+                raise NodeAnswerError(f"node {self.id}: {method} {path}: answer over "
+                                      f"{limit} bytes")
+            if consume is None:
+                data += piece
+            else:
+                consume(piece)
+        if declared is not None and got != declared:
+            raise NodeError(f"node {self.id}: {method} {path}: answer cut short "
+                            f"({got} of {declared} bytes)")
+        return data
 
     async def put_shard(self, shard_id: str, body: bytes, publisher: Publisher) -> bool:
         """Store a shard body; True if the node did not hold it before."""
         status, _ = await self._request("PUT", f"/shards/{shard_id}", body=body,
-                                        publisher=publisher, ok=(200, 201))
+                                        publisher=publisher, ok=(200, 201),
+                                        limit=SMALL_ANSWER_BYTES)
         return status == 201
 
-    async def get_shard(self, shard_id: str) -> bytes | None:
-        """The stored shard body, or None when the node says it has none (404)."""
-        status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404))
+    async def get_shard(self, shard_id: str, limit: int) -> bytes | None:
+        """The stored shard body (at most ``limit`` bytes, see
+        :func:`storage_network.stripe.max_shard_bytes`), or None when the node
+        says it has none (404)."""
+        status, data = await self._request("GET", f"/shards/{shard_id}", ok=(200, 404),
+                                           limit=limit)
         return data if status == 200 else None
 
-    async def get_shards(self, shard_ids: list[str]) -> list[memoryview | None]:
+    async def get_shards(self, shard_ids: list[str], limits: list[int]
+                         ) -> list[memoryview | None]:
         """The stored bodies of ``shard_ids`` in one request per 10000 ids (None: not
-        held), as views into the answer.
+        held), as views into the answer; ``limits[i]`` caps body i (bytes).
 
         Raises:
-            NodeError: the request failed or the answer is malformed.
+            NodeError: the request failed; NodeAnswerError: the answer is
+            malformed, oversized, or a body is larger than its limit.
         """
         bodies: list[memoryview | None] = []
         for start in range(0, len(shard_ids), MAX_BATCH_IDS):
             batch = shard_ids[start:start + MAX_BATCH_IDS]
-            _, data = await self._request("POST", "/shards/batch-get", json_body={"ids": batch})
+            caps = limits[start:start + MAX_BATCH_IDS]
+            _, data = await self._request("POST", "/shards/batch-get", json_body={"ids": batch},
+                                          limit=sum(caps) + 4 * len(batch))
             try:
-                bodies += parse_get_answer(data, len(batch))
+                got = parse_get_answer(data, len(batch))
             except ShardBatchError as exc:
-                raise NodeError(f"node {self.id}: POST /shards/batch-get: {exc}") from exc
+                raise NodeAnswerError(f"node {self.id}: POST /shards/batch-get: {exc}") from None
+            for sid, body, cap in zip(batch, got, caps, strict=True):
+                if body is not None and len(body) > cap:
+                    raise NodeAnswerError(f"node {self.id}: POST /shards/batch-get: shard "
+                                          f"{sid[:20]} of {len(body)} bytes, at most {cap}")
+            bodies += got
         return bodies
 
     async def put_shards(self, shards: list[tuple[str, bytes]], publisher: Publisher
@@ -147,11 +367,11 @@ class NodeClient:
             NodeError: the node refused or did not store the batch.
         """
         _, data = await self._request("POST", "/shards/batch-put",
-                                      body=encode_put_batch(shards), publisher=publisher)
-        try:
-            return {str(x) for x in json.loads(data)["created"]}
-        except (ValueError, KeyError, TypeError) as exc:
-            raise NodeError(f"node {self.id}: malformed /shards/batch-put answer") from exc
+                                      body=encode_put_batch(shards), publisher=publisher,
+                                      limit=SMALL_ANSWER_BYTES)
+        what = "POST /shards/batch-put"
+        doc = parse_json_answer(self.id, what, data)
+        return set(_id_list(self.id, what, doc, "created", {sid for sid, _ in shards}))
 
     async def has(self, shard_ids: list[str], touch: Publisher | None = None) -> set[str]:
         """The subset of ``shard_ids`` the node claims to hold.
@@ -160,21 +380,25 @@ class NodeClient:
             touch: a publisher about to reference these shards: the node then
                 also sets their mtime to now, so a garbage collection running
                 meanwhile keeps them (see :mod:`storage_network.gc`).
+
+        Raises:
+            NodeError: the request failed; NodeAnswerError: the answer is
+                malformed, oversized or names ids not asked.
         """
         present: set[str] = set()
         for start in range(0, len(shard_ids), HAS_BATCH):
             batch = shard_ids[start:start + HAS_BATCH]
+            limit = 64 + sum(len(s) + 4 for s in batch)
             if touch is None:
-                status, data = await self._request("POST", "/shards/has",
-                                                   json_body={"ids": batch})
+                _, data = await self._request("POST", "/shards/has",
+                                              json_body={"ids": batch}, limit=limit)
             else:
                 body = json.dumps({"ids": batch, "touch": True}).encode()
-                status, data = await self._request("POST", "/shards/has", body=body,
-                                                   publisher=touch)
-            try:
-                present.update(str(x) for x in json.loads(data)["present"])
-            except (ValueError, KeyError, TypeError) as exc:
-                raise NodeError(f"node {self.id}: malformed /shards/has answer") from exc
+                _, data = await self._request("POST", "/shards/has", body=body,
+                                              publisher=touch, limit=limit,
+                                              headers={"Content-Type": "application/json"})
+            doc = parse_json_answer(self.id, "POST /shards/has", data)
+            present.update(_id_list(self.id, "POST /shards/has", doc, "present", set(batch)))
         return present
 
     async def delete_shard(self, shard_id: str, before: float, publisher: Publisher) -> bool:
@@ -184,40 +408,87 @@ class NodeClient:
             True if deleted; False if absent or kept because it is recent (412).
         """
         status, _ = await self._request("DELETE", f"/shards/{shard_id}?before={before:.3f}",
-                                        publisher=publisher, ok=(204, 404, 412))
+                                        publisher=publisher, ok=(204, 404, 412),
+                                        limit=SMALL_ANSWER_BYTES)
         return status == 204
+
+    async def _listing(self, path: str, fields: int) -> list[list[str]]:
+        """The lines of a listing, each split into ``fields`` fields; parsed while it
+        arrives (no more than one line of the answer is kept unparsed).
+
+        Raises:
+            NodeAnswerError: a line too long, too many lines, a line with
+                another number of fields.
+        """
+        rows: list[list[str]] = []
+        tail = bytearray()
+
+        def take(line: bytes | bytearray) -> None:
+            if not line:
+                return
+            if len(rows) >= MAX_LISTING_ENTRIES:
+                raise NodeAnswerError(f"node {self.id}: GET {path}: more than "
+                                      f"{MAX_LISTING_ENTRIES} lines")
+            parts = bytes(line).decode("utf-8", "replace").split()
+            if len(parts) != fields:
+                raise NodeAnswerError(f"node {self.id}: malformed listing line "
+                                      f"{bytes(line[:100])!r}")
+            rows.append(parts)
+
+        def consume(piece: bytes) -> None:
+            tail.extend(piece)
+            lines = tail.split(b"\n")
+            for line in lines[:-1]:
+                take(line)
+            del tail[:len(tail) - len(lines[-1])]
+            if len(tail) > MAX_LISTING_LINE:
+                raise NodeAnswerError(f"node {self.id}: GET {path}: a line over "
+                                      f"{MAX_LISTING_LINE} bytes")
+
+        await self._request("GET", path, limit=MAX_LISTING_ENTRIES * MAX_LISTING_LINE,
+                            consume=consume)
+        take(tail)
+        return rows
 
     async def list_shards(self) -> list[ListedShard]:
         """Every shard the node lists (``GET /shards``)."""
-        _, data = await self._request("GET", "/shards")
+        rows = await self._listing("/shards", 3)
         try:
-            return [ListedShard(i, int(s), float(t))
-                    for i, s, t in _listing_lines(self.id, data, 3)]
+            return [ListedShard(i, int(s), float(t)) for i, s, t in rows]
         except ValueError as exc:
-            raise NodeError(f"node {self.id}: malformed shard listing: {exc}") from exc
+            raise NodeAnswerError(f"node {self.id}: malformed shard listing: {exc}") from None
 
     async def list_records(self) -> list[ListedRecord]:
         """Every record the node lists (``GET /records``)."""
-        _, data = await self._request("GET", "/records")
+        rows = await self._listing("/records", 4)
         try:
-            return [ListedRecord(k, int(s), float(m), float(a))
-                    for k, s, m, a in _listing_lines(self.id, data, 4)]
+            return [ListedRecord(k, int(s), float(m), float(a)) for k, s, m, a in rows]
         except ValueError as exc:
-            raise NodeError(f"node {self.id}: malformed record listing: {exc}") from exc
+            raise NodeAnswerError(f"node {self.id}: malformed record listing: {exc}") from None
 
     async def prove(self, nonce: bytes, shard_ids: list[str]) -> bytes:
         """The node's raw answer to a storage challenge (see :mod:`storage_network.proofs`)."""
         _, data = await self._request("POST", "/proofs",
-                                      json_body={"nonce": nonce.hex(), "ids": shard_ids})
+                                      json_body={"nonce": nonce.hex(), "ids": shard_ids},
+                                      limit=max_answer_bytes(len(shard_ids)))
         return data
 
-    async def put_record(self, key: str, data: bytes, publisher: Publisher) -> None:
-        """Store a signed record under ``key``."""
-        await self._request("PUT", f"/records/{key}", body=data, publisher=publisher,
-                            ok=(200, 201))
+    async def put_record(self, key: str, data: bytes, publisher: Publisher) -> int:
+        """Store a signed record (or tombstone) under ``key``; returns the status:
+        201 stored, 200 replaced or already held.
+
+        Raises:
+            NodeStatusError: with status 409 when the node holds a newer version
+                or a record of another content (see :mod:`storage_network.record`).
+        """
+        status, _ = await self._request("PUT", f"/records/{key}", body=data,
+                                        publisher=publisher, ok=(200, 201),
+                                        limit=SMALL_ANSWER_BYTES)
+        return status
 
     async def get_record(self, key: str, peek: bool = False) -> bytes | None:
-        """The record bytes under ``key``, or None when absent (404).
+        """The record bytes under ``key`` (at most :data:`MAX_RECORD_BYTES`), or None
+        when absent (404).
 
         Args:
             peek: a maintenance read (inventory, audit, gc, repair): sends
@@ -225,7 +496,8 @@ class NodeClient:
                 of the record (its last-read time stays).
         """
         status, data = await self._request("GET", f"/records/{key}", ok=(200, 404),
-                                           headers={PEEK_HEADER: "1"} if peek else None)
+                                           headers={PEEK_HEADER: "1"} if peek else None,
+                                           limit=MAX_RECORD_BYTES)
         return data if status == 200 else None
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:
@@ -235,11 +507,11 @@ class NodeClient:
             True if deleted; False if absent or replaced meanwhile (412).
         """
         status, _ = await self._request("DELETE", f"/records/{key}?sha256={sha256_hex}",
-                                        publisher=publisher, ok=(204, 404, 412))
+                                        publisher=publisher, ok=(204, 404, 412),
+                                        limit=SMALL_ANSWER_BYTES)
         return status == 204
 
     async def health(self) -> dict[str, Any]:
-        """The node's ``/healthz`` JSON."""
-        _, data = await self._request("GET", "/healthz")
-        result: dict[str, Any] = json.loads(data)
-        return result
+        """The node's ``/healthz`` JSON object."""
+        _, data = await self._request("GET", "/healthz", limit=SMALL_ANSWER_BYTES)
+        return parse_json_answer(self.id, "GET /healthz", data)

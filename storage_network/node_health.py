@@ -16,7 +16,12 @@ the read path (:mod:`storage_network.fetch`) reports every outcome to it:
   is *demoted* for ``demote_seconds`` (30 s, doubling the same way up to
   ``max_demote_seconds``, 10 min);
 - :meth:`NodeHealth.failed`: a connection error, timeout or error status;
-  counted as a failure and demoted like a slow node.
+  counted as a failure and demoted like a slow node;
+- :meth:`NodeHealth.node_error`: any :class:`~storage_network.errors.NodeError`,
+  sorted into the above: a malformed or oversized answer benches the node
+  (:meth:`bad`), a timeout blamed on the client itself (its event loop
+  stalled) is only counted in ``nixshard_node_timeouts_total{blame="client"}``,
+  anything else demotes it (:meth:`failed`).
 
 Benched and demoted nodes are still used, last: :meth:`NodeHealth.rank`
 orders nodes by standing (good, demoted, benched), then by audit score
@@ -32,6 +37,8 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from . import metrics
+from .errors import NodeAnswerError, NodeError, NodeTimeoutError
 from .scores import Scores
 
 log = logging.getLogger("nixshard.network")
@@ -166,6 +173,18 @@ class NodeHealth:
         node.failures += 1
         node.reason = reason
         self._demote_node(node_id, reason)
+
+    def node_error(self, node_id: str, exc: NodeError) -> None:
+        """Report a failed request to ``node_id`` by what went wrong (module docstring)."""
+        if isinstance(exc, NodeTimeoutError):
+            metrics.node_timeout(node_id, "client" if exc.blame == "client" else "node")
+            if exc.blame == "client":
+                log.info("not held against node %s: %s", node_id, exc)
+                return
+        if isinstance(exc, NodeAnswerError):
+            self.bad(node_id, str(exc))
+        else:
+            self.failed(node_id, str(exc))
 
     def _demote_node(self, node_id: str, reason: str) -> None:
         length = self._demotions.setdefault(node_id, _Penalty()).impose(

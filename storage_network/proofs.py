@@ -85,6 +85,16 @@ def challenge_blocks(nonce: bytes, shard_id: str, blocks: int) -> list[int]:
     return sorted(picked)
 
 
+def max_answer_bytes(count: int) -> int:
+    """The largest well-formed answer to a challenge of ``count`` shards, bytes.
+
+    Per entry: status and length (5), L (8), a stripe path (1 + 32 x 8) and
+    per challenged block 4096 bytes plus a block path of at most 32 levels.
+    """
+    per_entry = 5 + 8 + 1 + 32 * MAX_DEPTH + CHALLENGES_PER_SHARD * (BLOCK_SIZE + 32 * 32)
+    return max(1, count) * per_entry
+
+
 def _block_length(length: int, index: int) -> int:
     blocks = block_count(length)
     return BLOCK_SIZE if index < blocks - 1 else length - BLOCK_SIZE * (blocks - 1)

@@ -34,7 +34,7 @@ async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
         data = await net.nodes[node.id].get_record(key)
     except NodeError as exc:
         log.info("record %s: %s", key, exc)
-        net.health.failed(node.id, str(exc))
+        net.health.node_error(node.id, exc)
         return exc
     if data is None:
         return None

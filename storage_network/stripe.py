@@ -140,6 +140,17 @@ def build_stripe(fragments: Sequence[bytes]) -> tuple[bytes, list[bytes]]:
     return level[0], [bytes([depth]) + b"".join(p) for p in paths]
 
 
+FRAGMENT_OVERHEAD = 80 + 64
+"""pyeclib's fragment header (80 bytes) and alignment padding (at most 64 here)."""
+
+
+def max_shard_bytes(stored_size: int, k: int) -> int:
+    """The largest body a shard of a stripe of a ``stored_size``-byte frame coded
+    k-of-n can have, bytes: the stripe path at its deepest, pyeclib's header
+    and padding, and the frame's k-th part.  Reads cap every shard with it."""
+    return 1 + 32 * MAX_DEPTH + FRAGMENT_OVERHEAD + -(-stored_size // max(1, k))
+
+
 def shard_id(root: bytes, index: int) -> str:
     """The id ``<root hex>.<index>`` a shard is stored under."""
     return f"{root.hex()}.{index}"

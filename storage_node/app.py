@@ -6,12 +6,14 @@ from aiohttp import web
 from aiohttp.typedefs import Middleware
 
 from . import metrics, routes_health, routes_listing, routes_proofs, routes_records, routes_shards
-from .appkeys import CONFIG, STORE
+from .appkeys import CONFIG, NONCES, STORE
 from .config import NodeConfig
 from .faults import fault_middleware
 from .metrics import NodeMetrics
+from .replay import NonceLedger
 from .responses import error_middleware
 from .store import Store
+from .write_auth import WRITE_WINDOW_SECONDS
 
 
 def create_app(config: NodeConfig) -> web.Application:
@@ -35,6 +37,7 @@ def create_app(config: NodeConfig) -> web.Application:
     app = web.Application(middlewares=middlewares)
     app[CONFIG] = config
     app[STORE] = store
+    app[NONCES] = NonceLedger(config.data_dir / "nonces", WRITE_WINDOW_SECONDS)
     routes_health.setup(app)
     metrics.setup(app, node_metrics)
     routes_shards.setup(app)

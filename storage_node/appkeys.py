@@ -5,7 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from .config import NodeConfig
+from .replay import NonceLedger
 from .store import Store
 
 CONFIG = web.AppKey("config", NodeConfig)
 STORE = web.AppKey("store", Store)
+NONCES = web.AppKey("nonces", NonceLedger)

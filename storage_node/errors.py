@@ -53,6 +53,10 @@ class Forbidden(RequestError):
     status = 403
 
 
+class Replayed(Forbidden):
+    """403: a signed write whose nonce this node already accepted (a replay)."""
+
+
 class NotFound(RequestError):
     """404: no such shard or record (or no such route)."""
 
@@ -63,6 +67,13 @@ class PreconditionFailed(RequestError):
     """412: a conditional delete whose condition no longer holds (touched or replaced since)."""
 
     status = 412
+
+
+class Conflict(RequestError):
+    """409: a record older than the one held, or of another content (see
+    :mod:`storage_network.record`)."""
+
+    status = 409
 
 
 class PayloadTooLarge(RequestError):

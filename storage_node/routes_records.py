@@ -24,6 +24,7 @@ import re
 
 from aiohttp import web
 
+from storage_network.auth import WriteClaim
 from storage_network.errors import RecordError
 from storage_network.node_client import PEEK_HEADER
 from storage_network.record import open_record
@@ -33,7 +34,7 @@ from .body import check_declared_length, read_body
 from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
 from .store import RECORD_KEY_RE, Deletion
-from .write_auth import check_delete, check_write, require_signature_headers
+from .write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 _SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
@@ -47,11 +48,11 @@ def _parse_key(request: web.Request) -> str:
     return key
 
 
-def _precheck_put(request: web.Request) -> str:
+def _precheck_put(request: web.Request) -> tuple[str, WriteClaim]:
     key = _parse_key(request)
-    require_signature_headers(request)
+    claim = precheck_write(request)
     check_declared_length(request, request.app[CONFIG].max_record_bytes, "record")
-    return key
+    return key, claim
 
 
 async def put_record(request: web.Request) -> web.Response:
@@ -63,9 +64,9 @@ async def put_record(request: web.Request) -> web.Response:
     node does not accept, or signed for another key).
     """
     config, store = request.app[CONFIG], request.app[STORE]
-    key = _precheck_put(request)
+    key, claim = _precheck_put(request)
     body, digest = await read_body(request, config.max_record_bytes, "record")
-    publisher = check_write(request, config.publishers, f"/records/{key}", digest)
+    publisher = check_write(request, claim, f"/records/{key}", digest)
     try:
         record = await asyncio.to_thread(open_record, config.publishers, key, memoryview(body))
     except RecordError as exc:
@@ -108,10 +109,10 @@ async def delete_record(request: web.Request) -> web.Response:
     one: replaced since), 400 (bad key, missing or bad ``sha256``), 401/403
     (signature missing or refused).
     """
-    config, store = request.app[CONFIG], request.app[STORE]
+    store = request.app[STORE]
     key = _parse_key(request)
     sha256 = _parse_sha256(request)
-    publisher = await check_delete(request, config.publishers)
+    publisher = await check_delete(request)
     outcome = await store.delete_record(key, sha256)
     if outcome is Deletion.ABSENT:
         raise NotFound(f"no record {key}")

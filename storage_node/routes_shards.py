@@ -25,6 +25,7 @@ import math
 
 from aiohttp import web
 
+from storage_network.auth import WriteClaim
 from storage_network.errors import ShardBatchError, ShardProofError, ShardTooLargeError
 from storage_network.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_put_batch
 from storage_network.stripe import parse_shard_id, verify_shard
@@ -35,7 +36,7 @@ from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, U
 from .expect import expect_handler
 from .faults import mangle_shard
 from .store import Deletion
-from .write_auth import check_delete, check_write, require_signature_headers
+from .write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 
@@ -56,12 +57,12 @@ def _parse_id(text: str) -> tuple[bytes, int]:
         raise BadRequest(str(exc)) from exc
 
 
-def _precheck_put(request: web.Request) -> tuple[str, bytes, int]:
+def _precheck_put(request: web.Request) -> tuple[str, bytes, int, WriteClaim]:
     shard_id = request.match_info["id"]
     root, index = _parse_id(shard_id)
-    require_signature_headers(request)
+    claim = precheck_write(request)
     check_declared_length(request, request.app[CONFIG].max_shard_bytes, "shard")
-    return shard_id, root, index
+    return shard_id, root, index, claim
 
 
 async def put_shard(request: web.Request) -> web.Response:
@@ -73,10 +74,10 @@ async def put_shard(request: web.Request) -> web.Response:
     to a temp file that is deleted on any refusal.
     """
     config, store = request.app[CONFIG], request.app[STORE]
-    shard_id, root, index = _precheck_put(request)
+    shard_id, root, index, claim = _precheck_put(request)
     with store.new_temp() as temp:
         body, digest = await read_body(request, config.max_shard_bytes, "shard", temp.write)
-        publisher = check_write(request, config.publishers, f"/shards/{shard_id}", digest)
+        publisher = check_write(request, claim, f"/shards/{shard_id}", digest)
         try:
             await asyncio.to_thread(verify_shard, root, index, memoryview(body))
         except ShardProofError as exc:
@@ -170,9 +171,9 @@ async def batch_put(request: web.Request) -> web.Response:
     does not match its id).  Nothing is stored on any refusal.
     """
     config, store = request.app[CONFIG], request.app[STORE]
-    require_signature_headers(request)
+    claim = precheck_write(request)
     data, digest = await read_body(request, MAX_BATCH_PUT_BYTES, "batch-put")
-    publisher = check_write(request, config.publishers, "/shards/batch-put", digest)
+    publisher = check_write(request, claim, "/shards/batch-put", digest)
     try:
         shards = await asyncio.to_thread(_check_batch, data, config.max_shard_bytes)
     except ShardProofError as exc:
@@ -200,10 +201,13 @@ async def post_has(request: web.Request) -> web.Response:
     400 on malformed JSON, any bad id or a non-boolean touch, 401/403 on a
     touch without an accepted signature, 413 on a body over 2 MiB.
     """
+    claim = precheck_write(request) if "Authorization" in request.headers else None
     ids, digest, touch = await _id_list(request, "has request")
     publisher = None
     if touch:
-        publisher = check_write(request, request.app[CONFIG].publishers, "/shards/has", digest)
+        if claim is None:
+            claim = precheck_write(request)
+        publisher = check_write(request, claim, "/shards/has", digest)
     store = request.app[STORE]
     if publisher is None:
         present = await store.present_shards(ids)
@@ -235,11 +239,11 @@ async def delete_shard(request: web.Request) -> web.Response:
     touched it since the collector looked), 400 (bad id, missing or bad
     ``before``), 401/403 (signature missing or refused).
     """
-    config, store = request.app[CONFIG], request.app[STORE]
+    store = request.app[STORE]
     shard_id = request.match_info["id"]
     _parse_id(shard_id)
     before = _parse_before(request)
-    publisher = await check_delete(request, config.publishers)
+    publisher = await check_delete(request)
     outcome = await store.delete_shard(shard_id, before)
     if outcome is Deletion.ABSENT:
         raise NotFound(f"no shard {shard_id}")

@@ -1,56 +1,74 @@
-"""Checking the publisher signature on write requests (see :mod:`storage_network.auth`)."""
+"""Checking the publisher signature on write requests (see :mod:`storage_network.auth`).
+
+Everything that needs no body byte is checked first (:func:`precheck_write`:
+header syntax, date window, key name, node binding, an unused nonce), so
+an unsigned, stale, foreign or replayed write is refused before its body
+is read; the signature itself is checked once the body is in
+(:func:`check_write`), and only then is the nonce recorded as used.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
-from storage_network.auth import DATE_HEADER, PublisherKey, verify_write
-from storage_network.errors import AuthError
+from storage_network.auth import MAX_SKEW_SECONDS, PublisherKey, WriteClaim, parse_write_claim
+from storage_network.errors import AuthError, MissingSignatureError
 
+from .appkeys import CONFIG, NONCES
 from .body import read_body
-from .errors import Forbidden, Unauthorized
+from .errors import Forbidden, Replayed, Unauthorized
 
 MAX_DELETE_BODY_BYTES = 1024
+WRITE_WINDOW_SECONDS = MAX_SKEW_SECONDS
 
 
-def require_signature_headers(request: web.BaseRequest) -> None:
-    """Refuse, before reading any body, a write that carries no signature at all.
+def precheck_write(request: web.Request) -> WriteClaim:
+    """Check a write's signature headers before any body byte is read.
 
     Raises:
-        Unauthorized: the Authorization or X-Nixshard-Date header is missing or empty.
+        Unauthorized: the Authorization or date header is missing.
+        Forbidden: malformed headers, a stale date, an unknown key, a write
+            bound to another node, a malformed nonce.
+        Replayed: the nonce was used by a write this node accepted.
     """
-    missing = [h for h in ("Authorization", DATE_HEADER) if not request.headers.get(h)]
-    if missing:
-        plural = "s" if len(missing) > 1 else ""
-        raise Unauthorized(f"write without publisher signature: missing {' and '.join(missing)}"
-                           f" header{plural}")
+    config = request.app[CONFIG]
+    try:
+        claim = parse_write_claim(config.publishers, config.node_id, request.headers,
+                                  max_skew=WRITE_WINDOW_SECONDS)
+    except MissingSignatureError as exc:
+        raise Unauthorized(str(exc)) from exc
+    except AuthError as exc:
+        raise Forbidden(str(exc)) from exc
+    if request.app[NONCES].seen(claim.nonce):
+        raise Replayed(f"replayed write: nonce {claim.nonce} was already used")
+    return claim
 
 
-def check_write(request: web.BaseRequest, publishers: dict[str, PublisherKey], path: str,
+def check_write(request: web.Request, claim: WriteClaim, path: str,
                 body_sha256: bytes) -> PublisherKey:
-    """Verify the request's signature over ``path`` and the body digest.
+    """Verify ``claim``'s signature over ``path`` and the body digest, then use its nonce.
 
     ``path`` is the canonical path of the object (``/shards/<id>``,
-    ``/records/<key>``), which is what the publisher signs.
+    ``/records/<key>``, a delete's path with its query), which is what the
+    publisher signs.
 
     Returns:
         The accepted publisher key that signed the request.
 
     Raises:
-        Unauthorized: signature headers missing.
-        Forbidden: unknown key, bad signature, malformed header, or a date
-            more than :data:`storage_network.auth.MAX_SKEW_SECONDS` away.
+        Forbidden: the signature does not verify.
+        Replayed: the same write was accepted meanwhile (its nonce is used).
     """
-    require_signature_headers(request)
     try:
-        return verify_write(publishers, request.method, path,
-                            request.headers.get("Authorization"),
-                            request.headers.get(DATE_HEADER), body_sha256)
+        key = claim.verify(request.method, path, body_sha256)
     except AuthError as exc:
         raise Forbidden(str(exc)) from exc
+    if not request.app[NONCES].use(claim.nonce, claim.date):
+        raise Replayed(f"replayed write: nonce {claim.nonce} was already used")
+    return key
 
 
-async def check_delete(request: web.Request, publishers: dict[str, PublisherKey]) -> PublisherKey:
+async def check_delete(request: web.Request) -> PublisherKey:
     """Verify a signed ``DELETE``: signed over the path *with* its query (the
     condition, ``?before=`` or ``?sha256=``) and a body of at most
     :data:`MAX_DELETE_BODY_BYTES` (normally empty).
@@ -59,10 +77,10 @@ async def check_delete(request: web.Request, publishers: dict[str, PublisherKey]
         The accepted publisher key that signed the request.
 
     Raises:
-        Unauthorized: signature headers missing (checked before the body is read).
+        Unauthorized, Forbidden, Replayed: as :func:`precheck_write` (checked
+            before the body is read) and :func:`check_write`.
         PayloadTooLarge: a body over the limit.
-        Forbidden: as :func:`check_write`.
     """
-    require_signature_headers(request)
+    claim = precheck_write(request)
     _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
-    return check_write(request, publishers, request.path_qs, digest)
+    return check_write(request, claim, request.path_qs, digest)

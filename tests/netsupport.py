@@ -53,9 +53,10 @@ def make_publisher(name: str = "test-publisher-1") -> tuple[Publisher, str]:
 
 
 def signed_headers(publisher: Publisher, method: str, path: str, body: bytes,
-                   now: float | None = None) -> dict[str, str]:
-    """The headers that authorise ``method path`` with ``body`` (``now`` in Unix seconds)."""
-    return sign_write(publisher, method, path, sha256(body), now=now)
+                   now: float | None = None, node_id: str = "node-1") -> dict[str, str]:
+    """The headers that authorise ``method path`` with ``body`` on node ``node_id``
+    (``now`` in Unix seconds; a fresh nonce each call)."""
+    return sign_write(publisher, node_id, method, path, sha256(body), now=now)
 
 
 class NodeProcess:

@@ -11,15 +11,18 @@ from storage_network.auth import (
     AUTH_SCHEME,
     DATE_HEADER,
     MAX_SKEW_SECONDS,
+    NODE_HEADER,
+    NONCE_HEADER,
     Publisher,
     PublisherKey,
     parse_publisher_key,
     parse_publisher_secret,
+    parse_write_claim,
     sha256,
     sign_write,
     verify_write,
 )
-from storage_network.errors import AuthError
+from storage_network.errors import AuthError, MissingSignatureError
 
 NOW = 1_700_000_000.0
 PATH = "/shards/" + "ab" * 32 + ".3"
@@ -45,15 +48,17 @@ def keys(publisher: Publisher) -> dict[str, PublisherKey]:
     return {publisher.name: publisher.public}
 
 
+NODE = "node-7"
+
+
 @pytest.fixture
 def headers(publisher: Publisher) -> dict[str, str]:
-    return sign_write(publisher, "PUT", PATH, sha256(BODY), now=NOW)
+    return sign_write(publisher, NODE, "PUT", PATH, sha256(BODY), now=NOW)
 
 
 def verify(keys: dict[str, PublisherKey], headers: dict[str, str], *, method: str = "PUT",
            path: str = PATH, body: bytes = BODY, now: float = NOW) -> PublisherKey:
-    return verify_write(keys, method, path, headers.get("Authorization"),
-                        headers.get(DATE_HEADER), sha256(body), now=now)
+    return verify_write(keys, NODE, method, path, headers, sha256(body), now=now).key
 
 
 # --- round trip ---------------------------------------------------------------------------
@@ -73,7 +78,7 @@ def test_sign_verify_round_trip(publisher: Publisher, keys: dict[str, PublisherK
 def test_verify_picks_the_signing_key_among_several(publisher: Publisher) -> None:
     other = make_publisher("pub-2", seed=2)
     keys = {publisher.name: publisher.public, other.name: other.public}
-    headers = sign_write(other, "PUT", PATH, sha256(BODY), now=NOW)
+    headers = sign_write(other, NODE, "PUT", PATH, sha256(BODY), now=NOW)
     assert verify(keys, headers) == other.public
 
 
@@ -103,7 +108,7 @@ def test_missing_authorization_header(keys: dict[str, PublisherKey],
 
 def test_missing_date_header(keys: dict[str, PublisherKey], headers: dict[str, str]) -> None:
     del headers[DATE_HEADER]
-    with pytest.raises(AuthError, match=f"Authorization and {DATE_HEADER} headers required"):
+    with pytest.raises(MissingSignatureError, match=f"missing {DATE_HEADER} header"):
         verify(keys, headers)
 
 
@@ -140,7 +145,7 @@ def test_same_name_other_key(headers: dict[str, str]) -> None:
 
 def test_bad_base64_signature(keys: dict[str, PublisherKey], headers: dict[str, str]) -> None:
     headers["Authorization"] = f"{AUTH_SCHEME} pub-1:not*base64!"
-    with pytest.raises(AuthError, match="bad signature by publisher key 'pub-1'"):
+    with pytest.raises(AuthError, match="signature by publisher key 'pub-1' is not base64"):
         verify(keys, headers)
 
 
@@ -148,7 +153,7 @@ def test_signature_of_wrong_length(keys: dict[str, PublisherKey],
                                    headers: dict[str, str]) -> None:
     short = base64.b64encode(b"x" * 10).decode()
     headers["Authorization"] = f"{AUTH_SCHEME} pub-1:{short}"
-    with pytest.raises(AuthError, match="bad signature by publisher key 'pub-1'"):
+    with pytest.raises(AuthError, match="has 10 bytes, not 64"):
         verify(keys, headers)
 
 
@@ -233,3 +238,45 @@ def test_secret_key_mismatched_public_half(publisher: Publisher) -> None:
     text = f"pub-1:{base64.b64encode(raw).decode()}"
     with pytest.raises(AuthError, match="secret key 'pub-1': public half does not match"):
         parse_publisher_secret(text)
+
+
+# --- binding to one node, nonces -----------------------------------------------------------
+
+
+def test_write_for_another_node_is_refused(keys: dict[str, PublisherKey],
+                                           headers: dict[str, str]) -> None:
+    with pytest.raises(AuthError, match="signed for node 'node-7', this is node 'node-8'"):
+        verify_write(keys, "node-8", "PUT", PATH, headers, sha256(BODY), now=NOW)
+
+
+def test_node_header_cannot_be_rewritten(keys: dict[str, PublisherKey],
+                                         headers: dict[str, str]) -> None:
+    """The node id is signed: rewriting the header to the victim's id breaks the signature."""
+    headers[NODE_HEADER] = "node-8"
+    with pytest.raises(AuthError, match="bad signature"):
+        verify_write(keys, "node-8", "PUT", PATH, headers, sha256(BODY), now=NOW)
+
+
+def test_nonce_is_signed_and_fresh(publisher: Publisher, keys: dict[str, PublisherKey],
+                                   headers: dict[str, str]) -> None:
+    again = sign_write(publisher, NODE, "PUT", PATH, sha256(BODY), now=NOW)
+    assert again[NONCE_HEADER] != headers[NONCE_HEADER]
+    headers[NONCE_HEADER] = again[NONCE_HEADER]
+    with pytest.raises(AuthError, match="bad signature"):
+        verify(keys, headers)
+
+
+@pytest.mark.parametrize("nonce", ["", "xyz", "A" * 32, "0" * 31, "0" * 33])
+def test_malformed_nonce(keys: dict[str, PublisherKey], headers: dict[str, str],
+                         nonce: str) -> None:
+    headers[NONCE_HEADER] = nonce
+    with pytest.raises(AuthError, match="must be 32 lowercase hex digits"):
+        verify(keys, headers)
+
+
+def test_claim_is_checked_without_the_body(keys: dict[str, PublisherKey],
+                                           headers: dict[str, str]) -> None:
+    claim = parse_write_claim(keys, NODE, headers, now=NOW)
+    assert (claim.node_id, claim.date, claim.nonce) == (NODE, int(NOW), headers[NONCE_HEADER])
+    with pytest.raises(AuthError, match="bad signature"):
+        claim.verify("PUT", PATH, sha256(BODY + b"!"))

@@ -239,7 +239,7 @@ def test_record_empty(keys: dict[str, PublisherKey]) -> None:
 def test_record_signed_with_overrunning_metadata(publisher: Publisher,
                                                  keys: dict[str, PublisherKey]) -> None:
     """A validly signed payload whose metadata length runs past its end."""
-    payload = struct.pack(">QI", 1, 1000) + b"short"
+    payload = struct.pack(">QBI", 1, 0, 1000) + b"short"
     message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
     name = publisher.name.encode()
     data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)
@@ -250,7 +250,7 @@ def test_record_signed_with_overrunning_metadata(publisher: Publisher,
 
 def test_record_signed_with_bad_manifest(publisher: Publisher,
                                          keys: dict[str, PublisherKey]) -> None:
-    payload = struct.pack(">QI", 1, 2) + b"md" + b"NXSM\x09\x00"
+    payload = struct.pack(">QBI", 1, 0, 2) + b"md" + b"NXSM\x09\x00"
     message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
     name = publisher.name.encode()
     data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)

@@ -197,10 +197,10 @@ async def test_node_client_calls(live_net: LocalNetwork, net: NetworkClient,
     client = net.nodes[node.id]
     sid = shard_id(ref.root, 2)
     body = shard_file(live_net, node.id, sid).read_bytes()
-    assert await client.get_shard(sid) == body
+    assert await client.get_shard(sid, len(body)) == body
     assert await client.put_shard(sid, body, publisher) is False  # already held
     absent = shard_id(bytes(32), 0)
-    assert await client.get_shard(absent) is None
+    assert await client.get_shard(absent, 1 << 20) is None
     assert await client.has([sid, absent]) == {sid}
     assert await client.has([]) == set()
     assert await client.get_record(record_key(11)) is None

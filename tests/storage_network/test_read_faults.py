@@ -105,7 +105,7 @@ async def homes_lose_three(local: LocalNetwork, manifest: Manifest) -> list[Node
     ref = manifest.chunks[0]
     async with client(local) as net:
         rank = homes(net, manifest, 0)
-        body = await net.nodes[rank[1].id].get_shard(shard_id(ref.root, 1))
+        body = await net.nodes[rank[1].id].get_shard(shard_id(ref.root, 1), 1 << 20)
         assert body is not None
         assert await net.nodes[rank[5].id].put_shard(shard_id(ref.root, 1), body,
                                                      local.publisher)
@@ -228,7 +228,7 @@ async def test_plan_finds_a_shard_past_the_first_n_nodes(net8: LocalNetwork) -> 
         rank = ranking(net.network.nodes, ref.chunk_id)
         spare = rank[-1]  # the last node of the ranking, past the first n
         assert rank.index(spare) >= K + M
-        body = await net.nodes[rank[0].id].get_shard(shard_id(ref.root, 0))
+        body = await net.nodes[rank[0].id].get_shard(shard_id(ref.root, 0), 1 << 20)
         assert body is not None
         assert await net.nodes[spare.id].put_shard(shard_id(ref.root, 0), body, net8.publisher)
         for i in range(3):  # the homes of shards 0, 1, 2 lose them: only 3 + the spare remain

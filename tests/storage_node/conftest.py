@@ -37,7 +37,7 @@ def data_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 async def client(data_dir: Path, publisher: Publisher) -> AsyncIterator[TestClient]:
     """An in-process node (caps: 64 KiB shards, 32 KiB records) and a client for it."""
-    config = NodeConfig(data_dir, "node-t", {publisher.name: publisher.public},
+    config = NodeConfig(data_dir, "node-1", {publisher.name: publisher.public},
                         max_shard_bytes=MAX_SHARD, max_record_bytes=MAX_RECORD)
     async with TestClient(TestServer(create_app(config))) as c:
         yield c

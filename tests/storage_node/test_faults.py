@@ -117,7 +117,7 @@ def test_node_process_without_the_env_gate_does_not_start(
 # -- what a faulty node serves (in-process) --------------------------------------------------
 
 def node_config(tmp_path: Path, publisher: Publisher, faults: Faults) -> NodeConfig:
-    return NodeConfig(tmp_path / "data", "node-t", {publisher.name: publisher.public},
+    return NodeConfig(tmp_path / "data", "node-1", {publisher.name: publisher.public},
                       faults=faults)
 
 

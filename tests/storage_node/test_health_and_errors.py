@@ -18,7 +18,7 @@ from .samples import record, record_key, stripe
 
 async def test_healthz_counts_move(client: TestClient, publisher: Publisher) -> None:
     health = await (await client.get("/healthz")).json()
-    assert health["status"] == "ok" and health["node_id"] == "node-t"
+    assert health["status"] == "ok" and health["node_id"] == "node-1"
     assert (health["shards"], health["shard_bytes"], health["records"]) == (0, 0, 0)
     assert health["free_bytes"] > 0
 

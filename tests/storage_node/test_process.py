@@ -32,7 +32,7 @@ def node(tmp_path_factory: pytest.TempPathFactory, publisher: Publisher) -> Iter
     base = tmp_path_factory.mktemp("proc")
     for name in ("secret", "passwd"):
         (base / name).write_bytes(SECRET)
-    with NodeProcess(base / "data", [publisher.public.text()], node_id="node-p") as proc:
+    with NodeProcess(base / "data", [publisher.public.text()], node_id="node-1") as proc:
         yield proc
 
 
@@ -58,7 +58,7 @@ def health(node: NodeProcess) -> dict[str, object]:
 
 def test_round_trip_over_http(node: NodeProcess, publisher: Publisher) -> None:
     before = health(node)
-    assert before["node_id"] == "node-p"
+    assert before["node_id"] == "node-1"
     (sid, body), (absent, _), *_ = stripe()
     assert put(node.url, publisher, f"/shards/{sid}", body).status_code == 201
     assert put(node.url, publisher, f"/shards/{sid}", body).status_code == 200
