@@ -80,3 +80,8 @@ class ShardBatchError(StorageNetworkError):
 
 class ShardTooLargeError(ShardBatchError):
     """A shard in a batched transfer is larger than the receiver accepts."""
+
+
+class RecordConflictError(StorageNetworkError):
+    """A record could not be published: the key already holds a record of other
+    content (the first committed content wins; see :mod:`storage_network.record`)."""
