@@ -12,13 +12,13 @@ import os
 from pathlib import Path
 
 import click
-from aiohttp import web
 
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
 from storage_network.access_log import AccessLogger, buffered_logger
 from storage_network.addresses import parse_host_port
 from storage_network.errors import NetworkFileError
+from storage_network.http_server import run_app
 from storage_network.network_client import DEFAULT_HEDGE_AFTER
 from storage_network.network_file import Network, load_network
 from storage_network.scores import Scores, ScoresFileError, default_scores_path
@@ -154,9 +154,12 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     click.echo(f"nixshard serve: http://{host}:{port} ({network.k}-of-{network.n}, "
                f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "
                f"{len(upstream)} upstream(s); cache {config.cache_dir})")
-    web.run_app(create_app(config), host=host, port=port, print=None,
+    try:
+        run_app(create_app(config), host, port,
                 access_log=buffered_logger("nixshard.serve.access") if access_log else None,
                 access_log_class=AccessLogger)
+    except OSError as exc:
+        raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
 
 
 def load_credentials(path: str | None) -> dict[str, str]:

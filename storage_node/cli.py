@@ -18,6 +18,7 @@ from storage_network.access_log import AccessLogger, buffered_logger, flush_logg
 from storage_network.addresses import parse_host_port
 from storage_network.auth import PublisherKey, parse_publisher_key
 from storage_network.errors import AuthError, NetworkFileError
+from storage_network.http_server import run_app
 from storage_network.network_file import Network, load_network
 
 from .app import create_app
@@ -160,9 +161,9 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     log.info("node %s listening on http://%s:%d, data %s (%s), publishers %s",
              node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
     try:
-        web.run_app(app, host=host, port=port, print=None,
-                    access_log=buffered_logger(ACCESS_LOGGER) if access_log_on else None,
-                    access_log_class=AccessLogger)
+        run_app(app, host, port,
+                access_log=buffered_logger(ACCESS_LOGGER) if access_log_on else None,
+                access_log_class=AccessLogger)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     flush_logger(ACCESS_LOGGER)

@@ -1,0 +1,71 @@
+"""Slow and idle clients lose their connections (storage_network.http_server)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from aiohttp import web
+
+from nixshard.localnet import free_port
+from storage_network.http_server import serve_app
+
+BOUND = 20.0  # a generous bound on how long a guard may take to act (not a timing claim)
+
+
+async def hello(_: web.Request) -> web.Response:
+    return web.Response(text="hello")
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[int]:
+    app = web.Application()
+    app.router.add_get("/", hello)
+    port = free_port()
+    stop = asyncio.Event()
+    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, idle_timeout=0.6,
+                                         stop=stop))
+    for _ in range(200):
+        try:
+            _, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.close()
+            break
+        except OSError:
+            await asyncio.sleep(0.02)
+    yield port
+    stop.set()
+    await task
+
+
+async def closed_by_server(reader: asyncio.StreamReader) -> bytes:
+    """Everything the server sent until it closed the connection."""
+    return await asyncio.wait_for(reader.read(), BOUND)
+
+
+async def test_a_request_head_that_trickles_is_cut_off(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n")  # never finishes its head
+    await writer.drain()
+    assert await closed_by_server(reader) == b""
+    writer.close()
+
+
+async def test_a_connection_that_sends_nothing_is_closed(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    assert await closed_by_server(reader) == b""
+    writer.close()
+
+
+async def test_a_whole_request_is_answered_and_kept_alive_until_idle(server: int) -> None:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server)
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    await writer.drain()
+    head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), BOUND)
+    assert head.startswith(b"HTTP/1.1 200")
+    assert await asyncio.wait_for(reader.readexactly(5), BOUND) == b"hello"
+    writer.write(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")  # a second request on the same connection
+    await writer.drain()
+    rest = await closed_by_server(reader)
+    assert rest.startswith(b"HTTP/1.1 200") and rest.endswith(b"hello")
+    writer.close()
