@@ -1106,12 +1106,25 @@ def main() -> None:
     seconds = time.perf_counter() - started
     text = report(bench, machine_info(load_at_start), seconds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text)
+    args.out.write_text(text + kept_sections(args.out))
     write_chart(bench.rows, args.out.parent / "ratios.png")
     print()
     print(table(bench.rows))
     print(f"\ntotal {seconds / 60:.1f} min; wrote {args.out} and "
           f"{args.out.parent / 'ratios.png'}")
+
+
+KEPT_MARKER = "<!-- section by benchmarks/chaos.py -->"
+
+
+def kept_sections(path: Path) -> str:
+    """The part of an existing report that other scripts own (from :data:`KEPT_MARKER` on)."""
+    try:
+        old = path.read_text()
+    except FileNotFoundError:
+        return ""
+    at = old.find(KEPT_MARKER)
+    return "" if at < 0 else "\n" + old[at:]
 
 
 if __name__ == "__main__":
