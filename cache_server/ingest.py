@@ -3,6 +3,9 @@
 One pass over the file: decompress it by the narinfo's ``Compression``,
 feed every byte to :class:`nix_formats.nar.NarParser` (which hashes it and
 checks the NAR grammar) and to :func:`storage_network.publish.store_payload`.
+Decompression is capped at the narinfo's ``NarSize``: a file that
+decompresses to more is refused as soon as one byte past it is decoded (a
+"decompression bomb" costs a few kilobytes of output, not gigabytes).
 Only when the NAR parses and its NarHash and NarSize are the narinfo's is
 the record published (the commit point).  A rejected NAR leaves at most
 unreferenced shards, which readers never see and gc removes.
@@ -20,7 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from nix_formats.compression import decompress
-from nix_formats.errors import NixFormatError
+from nix_formats.errors import DecompressedTooLargeError, NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.nar import NarParser
 from nix_formats.narinfo import NarInfo
@@ -33,9 +36,16 @@ from .errors import UploadRejectedError
 from .staging import file_pieces
 
 
-def _checked_nar(path: Path, compression: str, parser: NarParser) -> Iterator[bytes]:
-    """The NAR inside ``path``; every piece is fed to ``parser`` on the way."""
-    for piece in decompress(compression, file_pieces(path)):
+def _checked_nar(path: Path, compression: str, nar_size: int,
+                 parser: NarParser) -> Iterator[bytes]:
+    """The NAR inside ``path`` (at most ``nar_size`` bytes); every piece is fed to ``parser``
+    on the way.
+
+    Raises:
+        NixFormatError: from :func:`decompress` (DecompressedTooLargeError past
+            ``nar_size``) or from ``parser``.
+    """
+    for piece in decompress(compression, file_pieces(path), max_output=nar_size):
         parser.feed(piece)
         yield piece
 
@@ -47,9 +57,10 @@ async def ingest_nar(net: NetworkClient, publisher: Publisher, narinfo: NarInfo,
     Returns the narinfo as stored (see the module docstring).
 
     Raises:
-        UploadRejectedError: the file does not decompress, is not a valid
-            NAR, or its NarHash / NarSize differ from ``narinfo`` (no record
-            is written).
+        UploadRejectedError: the file does not decompress, decompresses to
+            more than ``narinfo.nar_size`` bytes (refused as soon as that is
+            passed), is not a valid NAR, or its NarHash / NarSize differ from
+            ``narinfo`` (no record is written).
         StorageNetworkError: a node refused a shard or the record.
     """
     where = narinfo.store_path.path
@@ -59,9 +70,12 @@ async def ingest_nar(net: NetworkClient, publisher: Publisher, narinfo: NarInfo,
         raise UploadRejectedError(f"{where}: {exc}") from exc
     parser = NarParser()
     try:
-        manifest, stats = await store_payload(net, publisher,
-                                              _checked_nar(path, narinfo.compression, parser))
+        manifest, stats = await store_payload(
+            net, publisher, _checked_nar(path, narinfo.compression, narinfo.nar_size, parser))
         nar = parser.finish()
+    except DecompressedTooLargeError as exc:
+        raise UploadRejectedError(f"{where}: the NAR is larger than its NarSize of "
+                                  f"{narinfo.nar_size} bytes ({exc})") from exc
     except NixFormatError as exc:
         raise UploadRejectedError(f"{where}: the uploaded NAR is not valid: {exc}") from exc
     if nar.sha256 != want_hash or nar.nar_size != narinfo.nar_size:

@@ -17,10 +17,18 @@ Anything else (Nix reads ``gzip``, ``lzip``, ``lz4`` ... through libarchive)
 raises :class:`~nix_formats.errors.UnsupportedCompressionError`.
 
 Output is produced piece by piece, each at most ``max_piece`` bytes, without
-ever holding the whole file; input pieces may have any size.  Memory stays
-bounded however well the data compresses (a "zip bomb" costs CPU, not RAM),
-except for brotli, whose Python binding returns everything one input piece
-decodes to at once.
+ever holding the whole file; input pieces may have any size.  Every decoder
+is asked for bounded output (liblzma's and libbz2's ``max_length``,
+python-zstandard's ``stream_reader.read(n)``, brotli's ``output_buffer_limit``,
+which needs ``brotli`` 1.2 or later), so memory stays bounded however well
+the data compresses.  The total output is capped too: the caller says how
+many bytes it expects at most (a narinfo's ``NarSize``), and a "zip bomb"
+fails with :class:`~nix_formats.errors.DecompressedTooLargeError` after at
+most one byte past that cap was decoded, costing neither RAM nor much CPU.
+
+:func:`max_compressed_size` bounds the other side: how large a compressed
+file of a given NAR size can honestly be, so a download can be capped
+before any byte of it is decompressed.
 """
 
 from __future__ import annotations
@@ -33,23 +41,39 @@ from typing import IO, Any, Protocol, cast
 
 import zstandard
 
-from .errors import CompressedDataError, UnsupportedCompressionError
+from .errors import CompressedDataError, DecompressedTooLargeError, UnsupportedCompressionError
 
 brotli: Any
 try:  # optional: only needed for Compression: br
     brotli = importlib.import_module("brotli")
 except ImportError:  # pragma: no cover - depends on the environment
     brotli = None
+# brotli before 1.2 cannot bound the output of one process() call: refused then.
+_BROTLI_BOUNDED = brotli is not None and hasattr(brotli.Decompressor, "can_accept_more_data")
 
-__all__ = ["MAX_PIECE", "SUPPORTED_METHODS", "decompress", "file_extension"]
+__all__ = [
+    "MAX_PIECE",
+    "SUPPORTED_METHODS",
+    "decompress",
+    "file_extension",
+    "max_compressed_size",
+]
 
 #: Default upper bound on the size of each output piece of :func:`decompress`, bytes.
 MAX_PIECE = 1 << 20
 
 #: Methods :func:`decompress` accepts here (``br`` only if ``brotli`` imports).
 SUPPORTED_METHODS: frozenset[str] = frozenset(
-    {"none", "", "xz", "bzip2", "zstd"} | ({"br"} if brotli is not None else set())
+    {"none", "", "xz", "bzip2", "zstd"} | ({"br"} if _BROTLI_BOUNDED else set())
 )
+
+# The dictionary an xz stream may ask for: xz -9 needs 65 MiB; a header asking for more
+# (up to 1.5 GiB) is refused as corrupt.
+_XZ_MEMLIMIT = 256 * 1024 * 1024
+
+#: Slack of :func:`max_compressed_size` over the NAR size: one 64th of it plus 64 KiB.
+_EXPANSION_DIVISOR = 64
+_EXPANSION_BYTES = 64 * 1024
 
 # Nix src/libstore/binary-cache-store.cc (addToStoreCommon): suffix after ".nar".
 _EXTENSIONS = {
@@ -74,16 +98,91 @@ def file_extension(method: str) -> str:
     return _EXTENSIONS.get(method, "")
 
 
-def decompress(method: str, pieces: _Pieces, *, max_piece: int = MAX_PIECE) -> Iterator[bytes]:
+def _check_method(method: str) -> None:
+    """Raise :class:`UnsupportedCompressionError` unless ``method`` is supported here."""
+    if method == "br":
+        if brotli is None:
+            raise UnsupportedCompressionError(
+                method, "the Python module 'brotli' is not installed (pip install 'brotli>=1.2')")
+        if not hasattr(brotli.Decompressor, "can_accept_more_data"):
+            raise UnsupportedCompressionError(
+                method, "the installed 'brotli' module is older than 1.2 and cannot bound "
+                "its output")
+        return
+    if method not in SUPPORTED_METHODS:
+        raise UnsupportedCompressionError(
+            method, f"supported here: {', '.join(sorted(m for m in SUPPORTED_METHODS if m))}"
+        )
+
+
+def max_compressed_size(method: str, nar_size: int) -> int:
+    """The largest file, in bytes, that ``method`` honestly makes of ``nar_size`` bytes.
+
+    ``none`` (and ``""``): ``nar_size`` itself.  Every other supported method
+    stores incompressible input with a small overhead: zstd at most
+    ``n + n/256 + 64`` bytes (``ZSTD_COMPRESSBOUND``, ``lib/zstd.h``), bzip2
+    1% + 600 bytes (the bzip2 manual), xz a few bytes per 64 KiB block plus
+    headers (liblzma ``lzma_stream_buffer_bound``), brotli 4 bytes per 16 MiB
+    plus 6 (``BrotliEncoderMaxCompressedSize``); concatenated frames or
+    streams (parallel compressors, chunked uploads) add headers per frame.
+    The bound returned, ``nar_size + nar_size // 64 + 64 KiB``, covers all of
+    them with room to spare; a file larger than it is not what the narinfo
+    says.
+
+    Raises:
+        UnsupportedCompressionError: ``method`` is not supported here (see
+            :data:`SUPPORTED_METHODS`): nothing of such a file can be checked.
+        ValueError: ``nar_size`` is negative.
+    """
+    if nar_size < 0:
+        raise ValueError(f"nar_size must not be negative, got {nar_size}")
+    _check_method(method)
+    if method in ("none", ""):
+        return nar_size
+    return nar_size + nar_size // _EXPANSION_DIVISOR + _EXPANSION_BYTES
+
+
+class _Budget:
+    """How much more output a decoder may produce: at most ``max_output`` bytes in all.
+
+    :meth:`want` is the size to ask the decoder for next (never more than one
+    byte past the cap, so a bomb is caught after decoding ``max_output + 1``
+    bytes); :meth:`take` counts what it gave and raises past the cap.
+    """
+
+    def __init__(self, method: str, max_output: int, max_piece: int) -> None:
+        self.method = method
+        self.max_output = max_output
+        self.max_piece = max_piece
+        self.produced = 0
+
+    def want(self) -> int:
+        return min(self.max_piece, self.max_output - self.produced + 1)
+
+    def take(self, out: bytes, read: int) -> bytes:
+        self.produced += len(out)
+        if self.produced > self.max_output:
+            raise DecompressedTooLargeError(self.method, self.max_output, read)
+        return out
+
+
+def decompress(
+    method: str, pieces: _Pieces, *, max_output: int, max_piece: int = MAX_PIECE
+) -> Iterator[bytes]:
     """Decompress ``pieces`` (the compressed file, in pieces of any size) lazily.
 
     Returns an iterator of non-empty ``bytes`` pieces of at most ``max_piece``
     bytes each, whose concatenation is the uncompressed data (the NAR).
-    ``method`` is a narinfo ``Compression:`` value (see the module doc).
+    ``method`` is a narinfo ``Compression:`` value (see the module doc);
+    ``max_output`` the most bytes the uncompressed data may have (a
+    narinfo's ``NarSize``).
 
     Raises :class:`~nix_formats.errors.UnsupportedCompressionError` at once
     (before anything is read) for a method not supported here, ``ValueError``
-    if ``max_piece`` is not positive.  While iterating, raises
+    if ``max_piece`` is not positive or ``max_output`` is negative.  While
+    iterating, raises :class:`~nix_formats.errors.DecompressedTooLargeError`
+    as soon as the output passes ``max_output`` bytes (at most one byte past
+    it is decoded; the pieces yielded before stay within the cap), and
     :class:`~nix_formats.errors.CompressedDataError` if the data is corrupt
     (message from the decoder), has trailing garbage, or is truncated (input
     ends inside a stream or frame, or is empty); its ``offset`` is the number
@@ -91,23 +190,21 @@ def decompress(method: str, pieces: _Pieces, *, max_piece: int = MAX_PIECE) -> I
     """
     if max_piece <= 0:
         raise ValueError(f"max_piece must be positive, got {max_piece}")
+    if max_output < 0:
+        raise ValueError(f"max_output must not be negative, got {max_output}")
+    _check_method(method)
+    budget = _Budget(method, max_output, max_piece)
     if method in ("none", ""):
-        return _plain(pieces, max_piece)
+        return _plain(pieces, budget)
     if method == "xz":
-        return _streams("xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ), pieces, max_piece)
+        return _streams(
+            "xz", lambda: lzma.LZMADecompressor(lzma.FORMAT_XZ, memlimit=_XZ_MEMLIMIT), pieces,
+            budget)
     if method == "bzip2":
-        return _streams("bzip2", bz2.BZ2Decompressor, pieces, max_piece)
+        return _streams("bzip2", bz2.BZ2Decompressor, pieces, budget)
     if method == "zstd":
-        return _zstd(pieces, max_piece)
-    if method == "br":
-        if brotli is None:
-            raise UnsupportedCompressionError(
-                method, "the Python module 'brotli' is not installed (pip install brotli)"
-            )
-        return _brotli(pieces, max_piece)
-    raise UnsupportedCompressionError(
-        method, f"supported here: {', '.join(sorted(m for m in SUPPORTED_METHODS if m))}"
-    )
+        return _zstd(pieces, budget)
+    return _brotli(pieces, budget)
 
 
 def _split(data: bytes | bytearray | memoryview, max_piece: int) -> Iterator[bytes]:
@@ -119,10 +216,14 @@ def _split(data: bytes | bytearray | memoryview, max_piece: int) -> Iterator[byt
         yield bytes(view[start : start + max_piece])
 
 
-def _plain(pieces: _Pieces, max_piece: int) -> Iterator[bytes]:
+def _plain(pieces: _Pieces, budget: _Budget) -> Iterator[bytes]:
+    read = 0
     for piece in pieces:
-        if piece:
-            yield from _split(piece, max_piece)
+        read += len(piece)
+        if budget.produced + len(piece) > budget.max_output:
+            raise DecompressedTooLargeError(budget.method, budget.max_output, read)
+        for out in _split(piece, budget.max_piece):
+            yield budget.take(out, read)
 
 
 # -- xz, bzip2: the stdlib decompressor objects --------------------------------------
@@ -144,7 +245,7 @@ class _StdDecompressor(Protocol):
 
 
 def _streams(
-    method: str, new: Callable[[], _StdDecompressor], pieces: _Pieces, max_piece: int
+    method: str, new: Callable[[], _StdDecompressor], pieces: _Pieces, budget: _Budget
 ) -> Iterator[bytes]:
     """Decompress concatenated xz or bzip2 streams with bounded output."""
     padding = b"\0" if method == "xz" else b""  # xz stream padding between streams
@@ -162,7 +263,7 @@ def _streams(
                         break
                 decoder = new()
             try:
-                out = decoder.decompress(data, max_piece)
+                out = decoder.decompress(data, budget.want())
             except (lzma.LZMAError, OSError, EOFError, ValueError) as exc:
                 raise CompressedDataError(
                     method, f"corrupt {method} data (stream {streams + 1}, within the first "
@@ -170,7 +271,7 @@ def _streams(
                 ) from None
             data = b""
             if out:
-                yield out
+                yield budget.take(out, read)
             if decoder.eof:
                 streams += 1
                 data = decoder.unused_data
@@ -293,18 +394,19 @@ class _PullSource:
         return data
 
 
-def _zstd(pieces: _Pieces, max_piece: int) -> Iterator[bytes]:
+def _zstd(pieces: _Pieces, budget: _Budget) -> Iterator[bytes]:
     frames = _ZstdFrames()
     source = _PullSource(pieces, frames)
     reader = zstandard.ZstdDecompressor().stream_reader(
-        cast(IO[bytes], source), read_size=min(max_piece, 1 << 17), read_across_frames=True
+        cast(IO[bytes], source), read_size=min(budget.max_piece, 1 << 17),
+        read_across_frames=True,
     )
     try:
         while True:
-            out = reader.read(max_piece)
+            out = reader.read(budget.want())
             if not out:
                 break
-            yield out
+            yield budget.take(out, frames.read)
         if source.read(1):  # stream_reader stopped early; libzstd saw no error
             raise frames.error("data after the last frame")
     except zstandard.ZstdError as exc:
@@ -321,9 +423,21 @@ def _zstd(pieces: _Pieces, max_piece: int) -> Iterator[bytes]:
 # -- brotli ----------------------------------------------------------------------------
 
 
-def _brotli(pieces: _Pieces, max_piece: int) -> Iterator[bytes]:
+def _brotli(pieces: _Pieces, budget: _Budget) -> Iterator[bytes]:
     decoder = brotli.Decompressor()
     read = 0
+
+    def step(data: bytes) -> bytes:
+        try:
+            # output_buffer_limit: the decoder stops growing its output near this size
+            # (in blocks of about 32 KiB) and keeps the rest for calls with empty input
+            out: bytes = decoder.process(data, output_buffer_limit=budget.want())
+        except brotli.error as exc:
+            raise CompressedDataError(
+                "br", f"corrupt br data (within the first {read} compressed bytes): {exc}", read
+            ) from None
+        return budget.take(out, read)
+
     for piece in pieces:
         data = bytes(piece)
         if not data:
@@ -333,14 +447,11 @@ def _brotli(pieces: _Pieces, max_piece: int) -> Iterator[bytes]:
                 "br", f"corrupt br data: data after the end of the stream at byte {read}", read
             )
         read += len(data)
-        try:
-            out = decoder.process(data)
-        except brotli.error as exc:
-            raise CompressedDataError(
-                "br", f"corrupt br data (within the first {read} compressed bytes): {exc}", read
-            ) from None
-        if out:
-            yield from _split(out, max_piece)
+        out = step(data)
+        # drain: the decoder may hold more output even when it says it can take input
+        while out or not decoder.can_accept_more_data():
+            yield from _split(out, budget.max_piece)
+            out = step(b"")
     if not decoder.is_finished():
         raise CompressedDataError(
             "br", f"truncated br data: input ended after {read} compressed bytes", read

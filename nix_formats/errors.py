@@ -11,9 +11,11 @@ from __future__ import annotations
 __all__ = [
     "CompressedDataError",
     "CompressionError",
+    "DecompressedTooLargeError",
     "HashError",
     "NarError",
     "NarInfoError",
+    "NarListingTooLargeError",
     "NarListingError",
     "Nix32Error",
     "NixFormatError",
@@ -62,6 +64,18 @@ class NarError(NixFormatError):
             message = f"invalid NAR at byte offset {offset}: {message}"
         super().__init__(message)
         self.offset = offset
+
+
+class NarListingTooLargeError(NarError):
+    """A NAR has more nodes than the listing being made of it may hold (``limit``).
+
+    The NAR itself may be valid: the caller chose not to hold a listing that large.
+    """
+
+    def __init__(self, limit: int, offset: int) -> None:
+        super().__init__(f"the NAR has more than {limit} nodes, the most a listing is made "
+                         "of", offset)
+        self.limit = limit
 
 
 class NarInfoError(NixFormatError):
@@ -124,3 +138,21 @@ class CompressedDataError(CompressionError):
         super().__init__(message)
         self.method = method
         self.offset = offset
+
+
+class DecompressedTooLargeError(CompressedDataError):
+    """Decompressed output passed the cap the caller gave (a narinfo's ``NarSize``).
+
+    ``limit`` is that cap in bytes; ``offset`` the number of compressed bytes
+    read when the output passed it.  A "decompression bomb" raises this after
+    at most ``limit + 1`` bytes were decoded.
+    """
+
+    def __init__(self, method: str, limit: int, offset: int) -> None:
+        super().__init__(
+            method,
+            f"{method or 'uncompressed'} data decompresses to more than {limit} bytes "
+            f"(passed after {offset} compressed bytes)",
+            offset,
+        )
+        self.limit = limit

@@ -31,7 +31,7 @@ from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import NarError
+from .errors import NarError, NarListingTooLargeError
 from .hash import format_sha256_nix32
 
 __all__ = [
@@ -308,8 +308,11 @@ class NarParser:
     With ``listing=True`` the parser also records every node the grammar
     accepts (see :data:`ListingNode`; :attr:`listing` after :meth:`finish`),
     the NAR listing Nix writes as ``<hash>.ls``: memory then grows with the
-    number of entries (names, targets, a small dict each), never with file
-    contents.  Without it nothing is recorded and no per-byte work is added.
+    number of entries (names, targets, a small dict each, a few hundred bytes
+    a node), never with file contents; ``max_listing_nodes`` caps it (a NAR
+    with more nodes raises :class:`~nix_formats.errors.NarListingTooLargeError`
+    as soon as the next node starts).  Without ``listing`` nothing is recorded
+    and no per-byte work is added.
 
     Errors are :class:`~nix_formats.errors.NarError` with ``offset`` set to
     the byte offset of the offending string (or of the end, when truncated).
@@ -317,9 +320,12 @@ class NarParser:
     Format: Nix ``src/libutil/archive.cc`` (``parseDump``).
     """
 
-    def __init__(self, *, compute_sha256: bool = True, listing: bool = False) -> None:
+    def __init__(self, *, compute_sha256: bool = True, listing: bool = False,
+                 max_listing_nodes: int | None = None) -> None:
         self._sha = hashlib.sha256() if compute_sha256 else None
         self._record = listing
+        self._max_nodes = max_listing_nodes
+        self._nodes = 0
         self._root: ListingNode | None = None
         self._fed = 0  # bytes given to feed()
         self._consumed = 0  # bytes handed to the grammar
@@ -487,6 +493,9 @@ class NarParser:
             kind = yield from self._choice((b"regular", b"symlink", b"directory"), "node type")
             node: ListingNode | None = None
             if record:
+                self._nodes += 1
+                if self._max_nodes is not None and self._nodes > self._max_nodes:
+                    raise NarListingTooLargeError(self._max_nodes, self._consumed)
                 node = {"type": kind.decode()}
                 if open_entries:
                     name = open_dirs[-1]

@@ -109,7 +109,7 @@ def _open_node(node: object, path: str, out: bytearray) -> _Entries | None:
     if not isinstance(node, Mapping):
         raise NarListingError(f"{where}: expected an object, got {type(node).__name__}")
     kind = node.get("type")
-    if kind not in _KEYS:
+    if not isinstance(kind, str) or kind not in _KEYS:
         raise NarListingError(
             f"{where}: type must be 'regular', 'directory' or 'symlink', got {kind!r}"
         )
@@ -212,7 +212,7 @@ def parse_listing(data: bytes) -> dict[str, Any]:
     """
     try:
         document = json.loads(data.decode("utf-8", "surrogateescape"))
-    except json.JSONDecodeError as exc:
+    except ValueError as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise NarListingError(f"a NAR listing is not valid JSON: {exc}") from None
     except RecursionError:
         raise NarListingError(

@@ -82,10 +82,10 @@ def check_sig_text(sig: str) -> str:
 def _uint(key: str, value: str, lineno: int) -> int:
     if not _UINT_RE.fullmatch(value):
         raise NarInfoError(f"line {lineno}: {key} {value!r} is not a non-negative integer")
-    number = int(value)
-    if number > _MAX_UINT64:
-        raise NarInfoError(f"line {lineno}: {key} {value!r} does not fit in 64 bits")
-    return number
+    digits = value.lstrip("0") or "0"  # int() refuses more than 4300 digits, zeros included
+    if len(digits) > 20 or int(digits) > _MAX_UINT64:
+        raise NarInfoError(f"line {lineno}: {key} {value[:40]!r} does not fit in 64 bits")
+    return int(digits)
 
 
 def _check_ca(value: str) -> None:
