@@ -2,12 +2,16 @@
 
 :func:`store_payload` streams a payload (any iterable of byte pieces) through
 the chunker, encodes chunks on the client's thread pool (zstd releases the GIL) with a
-bounded number in flight, asks each node in one request per batch which
-shards it already holds, uploads only the missing ones (one batch request
-per node, :mod:`storage_network.shard_batch`), and returns the manifest.
-Memory is bounded by ``window`` encoded chunks, not by payload size.
-:func:`publish_record` then writes the signed record: the commit point, so a
-reader never sees a record whose shards are not all stored.
+bounded number in flight, and stores batches of chunks with
+:func:`storage_network.shard_upload.upload_batch`: per node and round one
+request that asks which shards it already holds and one batch put of the
+rest (:mod:`storage_network.shard_batch`), going around nodes that are
+down, full or slow.  It returns the manifest once every chunk has at least
+k + 1 shards on distinct nodes (n unless nodes were missing).  Memory is
+bounded by ``window`` encoded chunks and two batches, not by payload size.
+:func:`publish_record` then writes the signed record to its replica window
+(:mod:`storage_network.record_write`): the commit point, so a reader never
+sees a record whose shards are not stored.
 
 Garbage collection (:mod:`storage_network.gc`) may run meanwhile.  The
 ``has`` query is signed with ``touch``, so every shard a push reuses gets
@@ -24,20 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict, deque
+from collections import deque
 from collections.abc import AsyncIterator, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .auth import Publisher
 from .chunker import iter_chunks
 from .codec import EncodedChunk, StripeCodec
-from .errors import NodeError
+from .errors import NodeError, RecordConflictError
 from .manifest import ChunkRef, Manifest
 from .network_client import NetworkClient
-from .placement import record_nodes, shard_nodes
-from .record import seal_record
-from .stripe import shard_id
+from .record import open_record, seal_record
+from .record_write import write_version
+from .shard_upload import StripeUpload, UploadState, upload_batch
 
 BATCH_CHUNKS = 32
 MAX_PUTS_IN_FLIGHT = 12  # batch requests, each one node's share of a batch
@@ -51,6 +55,10 @@ class PublishStats:
         touched_at: unix time (publisher's clock) just before the first shard
             was touched or written; None when nothing was.  Pass it to
             :func:`publish_record` as ``touched_at``.
+        degraded_chunks: chunks stored with fewer than n (at least k + 1)
+            shards, because fewer nodes could take them: ``nixshard repair``
+            completes them.
+        passed_over: node id -> why shards meant for it went to other nodes.
     """
 
     payload_bytes: int = 0
@@ -59,14 +67,19 @@ class PublishStats:
     stored_bytes: int = 0
     reused_bytes: int = 0
     touched_at: float | None = None
+    degraded_chunks: int = 0
+    passed_over: dict[str, str] = field(default_factory=dict)
 
     def add(self, other: PublishStats) -> None:
-        """Add ``other``'s figures to these (``touched_at``: the earlier one)."""
+        """Add ``other``'s figures to these (``touched_at``: the earlier one;
+        ``passed_over``: the first reason per node)."""
         for name in ("payload_bytes", "chunks", "chunks_reused", "stored_bytes",
-                     "reused_bytes"):
+                     "reused_bytes", "degraded_chunks"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         times = [t for t in (self.touched_at, other.touched_at) if t is not None]
         self.touched_at = min(times) if times else None
+        for node_id, why in other.passed_over.items():
+            self.passed_over.setdefault(node_id, why)
 
 
 async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: StripeCodec,
@@ -87,45 +100,36 @@ async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: St
         yield await pending.popleft()
 
 
-async def _upload_batch(net: NetworkClient, batch: list[EncodedChunk], publisher: Publisher,
-                        stats: PublishStats, limit: asyncio.Semaphore) -> None:
-    """Store every shard of ``batch`` its node does not hold yet: per node one
-    signed ``has`` (which touches the held ones) and one batch put of the rest."""
-    placed = [[(node.id, shard_id(enc.ref.root, index), body) for index, (node, body) in
-               enumerate(zip(shard_nodes(net.network.nodes, enc.ref.chunk_id, net.network.n),
-                             enc.bodies, strict=True))]
-              for enc in batch]
-    wanted: dict[str, list[tuple[str, bytes]]] = defaultdict(list)
-    for shards in placed:
-        for node_id, sid, body in shards:
-            wanted[node_id].append((sid, body))
+def _check_stripes(stripes: list[StripeUpload], k: int, n: int, state: UploadState,
+                   stats: PublishStats) -> None:
+    """Count the batch's reused and degraded stripes; refuse one below k + 1 shards.
 
-    async def has(node_id: str) -> set[str]:
-        # touch: the held ones get a fresh mtime, so a gc running now keeps them
-        return await net.nodes[node_id].has([sid for sid, _ in wanted[node_id]],
-                                            touch=publisher)
-
-    held = dict(zip(wanted, await asyncio.gather(*(has(nid) for nid in wanted)), strict=True))
-
-    async def put(node_id: str, items: list[tuple[str, bytes]]) -> None:
-        async with limit:
-            await net.nodes[node_id].put_shards(items, publisher)
-
-    puts = []
-    for node_id, items in wanted.items():
-        missing = [(sid, body) for sid, body in items if sid not in held[node_id]]
-        stats.stored_bytes += sum(len(body) for _, body in missing)
-        stats.reused_bytes += sum(len(body) for sid, body in items if sid in held[node_id])
-        if missing:
-            puts.append(put(node_id, missing))
-    await asyncio.gather(*puts)
-    stats.chunks_reused += sum(all(sid in held[node_id] for node_id, sid, _ in shards)
-                               for shards in placed)
+    Raises:
+        NodeError: a stripe has fewer than ``min(n, k + 1)`` shards stored.
+    """
+    least = min(n, k + 1)
+    for stripe in stripes:
+        held = len(stripe.placed)
+        if held < least:
+            raise NodeError(
+                f"chunk {stripe.enc.ref.chunk_id.hex()[:16]}: {held} of {n} shards stored, "
+                f"at least {least} needed (k + 1); nodes passed over: "
+                + ("; ".join(state.failures.values()) or "none"))
+        if held < n:
+            stats.degraded_chunks += 1
+        if not stripe.uploaded:
+            stats.chunks_reused += 1
 
 
 async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],
                         window: int = 2 * BATCH_CHUNKS) -> tuple[Manifest, PublishStats]:
     """Chunk, encode and store a payload; return its manifest and what was stored.
+
+    Shards go around nodes that are down, full or slow
+    (:mod:`storage_network.shard_upload`).  Every chunk ends with n shards on
+    n distinct nodes, or, when fewer nodes could take them, with at least
+    k + 1: such chunks are counted in :attr:`PublishStats.degraded_chunks`
+    (``nixshard repair`` completes them once nodes are back).
 
     Args:
         pieces: the payload as byte pieces of any size (read on a helper thread).
@@ -133,15 +137,26 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
             Encoding runs on the network client's pool.
 
     Raises:
-        NodeError: a node could not store a shard (the payload is then not
-            published; shards already stored are harmless and reused later).
+        NodeError: a chunk could not get k + 1 shards stored (the payload is
+            then not published; shards already stored are harmless and
+            reused later); the message names the nodes passed over and why.
     """
     nw = net.network
     codec = net.codec(nw.codec, nw.k, nw.m)
     stats = PublishStats()
+    state = UploadState()
     refs: list[ChunkRef] = []
     limit = asyncio.Semaphore(MAX_PUTS_IN_FLIGHT)
-    uploads: deque[asyncio.Task[None]] = deque()
+    uploads: deque[asyncio.Task[list[StripeUpload]]] = deque()
+
+    async def settle(task: asyncio.Task[list[StripeUpload]]) -> None:
+        _check_stripes(await task, nw.k, nw.n, state, stats)
+
+    def start(batch: list[EncodedChunk]) -> None:
+        if stats.touched_at is None:
+            stats.touched_at = time.time()
+        uploads.append(asyncio.create_task(upload_batch(net, publisher, batch, state, limit)))
+
     try:
         batch: list[EncodedChunk] = []
         async for enc in _encoded_chunks(pieces, net, codec, window):
@@ -150,22 +165,21 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
             stats.payload_bytes += enc.ref.size
             batch.append(enc)
             if len(batch) >= BATCH_CHUNKS:
-                if stats.touched_at is None:
-                    stats.touched_at = time.time()
-                uploads.append(asyncio.create_task(
-                    _upload_batch(net, batch, publisher, stats, limit)))
+                start(batch)
                 batch = []
                 if len(uploads) > 1:
-                    await uploads.popleft()
+                    await settle(uploads.popleft())
         if batch:
-            if stats.touched_at is None:
-                stats.touched_at = time.time()
-            uploads.append(asyncio.create_task(_upload_batch(net, batch, publisher, stats, limit)))
+            start(batch)
         while uploads:
-            await uploads.popleft()
+            await settle(uploads.popleft())
     finally:
         for task in uploads:
             task.cancel()
+        await asyncio.gather(*uploads, return_exceptions=True)
+    stats.stored_bytes += state.stored_bytes
+    stats.reused_bytes += state.reused_bytes
+    stats.passed_over.update(state.failures)
     return Manifest(nw.codec, nw.k, nw.m, tuple(refs)), stats
 
 
@@ -197,11 +211,13 @@ def check_push_window(net: NetworkClient, touched_at: float | None,
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
                          metadata: bytes, manifest: Manifest, *,
                          touched_at: float | None = None) -> int:
-    """Sign and write the record to the first ``record_replicas`` nodes of its ranking.
+    """Sign the record and write it to its replica window; returns its size in bytes.
 
-    All of them must store it, as every shard's node must: readers rely on
-    it, since a reachable top-ranked node without the record proves the
-    record absent.  Returns the record size in bytes.
+    The rule of docs/consistency.md (:func:`storage_network.record_write.write_version`):
+    the first node of the key's window (its first ``record_replicas + m``
+    nodes) that answers is the arbiter; then the next nodes of the window
+    in ranking order until ``record_replicas`` hold it.  A node holding a
+    newer version of the same content counts as holding it.
 
     Args:
         touched_at: :attr:`PublishStats.touched_at` from :func:`store_payload`;
@@ -209,18 +225,28 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
             :func:`check_push_window`).
 
     Raises:
-        NodeError: one of those nodes did not store it (the record may then be
-            on some of them; publishing again completes it), or the push took
-            longer than half of ``gc_grace_seconds`` (nothing written).
+        RecordConflictError: the arbiter holds a record of another content
+            under the key (the first committed content wins): nothing written.
+        NodeError: fewer than ``record_replicas`` nodes of the window took it
+            (publishing again completes it), the arbiter holds a newer
+            tombstone, or the push took longer than half of
+            ``gc_grace_seconds`` (nothing written).
     """
     check_push_window(net, touched_at)
     data = seal_record(publisher, record_key, metadata, manifest)
-    targets = record_nodes(net.network.nodes, record_key)[:net.network.record_replicas]
-    results = await asyncio.gather(
-        *(net.nodes[n.id].put_record(record_key, data, publisher) for n in targets),
-        return_exceptions=True)
-    errors = [str(r) for r in results if isinstance(r, BaseException)]
-    if errors:
-        raise NodeError(f"record {record_key} not stored on {len(errors)} of {len(targets)} "
-                        "nodes: " + "; ".join(errors))
+    incoming = open_record({publisher.name: publisher.public}, record_key, data)
+    outcome = await write_version(net, publisher, record_key, data, incoming)
+    if outcome.conflict is not None:
+        raise RecordConflictError(
+            f"record {record_key}: the key holds a record of another content (created "
+            f"{outcome.conflict.created}, signed by {outcome.conflict.publisher.name}); "
+            "the first committed content wins")
+    if outcome.superseded is not None:
+        raise NodeError(f"record {record_key}: a newer version (created "
+                        f"{outcome.superseded.created}) was written after this one was "
+                        "sealed; publish again")
+    want = net.network.record_replicas
+    if len(outcome.stored) < want:
+        raise NodeError(f"record {record_key} stored on {len(outcome.stored)} of the "
+                        f"{want} nodes needed: {outcome.failure_text()}")
     return len(data)

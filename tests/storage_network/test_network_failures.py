@@ -122,26 +122,6 @@ async def test_miss_with_m_nodes_down_is_still_absent(fresh_net: LocalNetwork) -
             await fetch_record(net, key)
 
 
-async def test_publish_record_needs_every_replica_node(fresh_net: LocalNetwork) -> None:
-    async with client(fresh_net) as net:
-        manifest, _ = await store_payload(net, fresh_net.publisher, [payload(5, 20_000)])
-        key = record_key(5)
-        ranked = [n.id for n in record_nodes(net.network.nodes, key)]
-        kill(fresh_net, [ranked[1]])
-        with pytest.raises(NodeError, match=f"record {key} not stored on 1 of 3 nodes: "
-                                            f"node {ranked[1]}: PUT /records/{key} failed"):
-            await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
-        assert not (fresh_net.root / ranked[3] / "records" / key).exists()
-
-        # once the node is back, publishing again completes the record everywhere
-        process(fresh_net, ranked[1]).start()
-        process(fresh_net, ranked[1]).wait_ready()
-        await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
-        for node_id in ranked[:REPLICAS]:
-            assert (fresh_net.root / node_id / "records" / key).is_file()
-        assert (await fetch_record(net, key)).manifest == manifest
-
-
 async def test_record_found_past_dead_replicas(fresh_net: LocalNetwork) -> None:
     """Repair copies records down the ranking past dead nodes; readers follow it."""
     async with client(fresh_net) as net:
