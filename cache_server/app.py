@@ -54,8 +54,10 @@ def create_app(config: ServeConfig) -> web.Application:
     app[INGESTS] = {}
 
     async def state_ctx(app: web.Application) -> AsyncIterator[None]:
-        app[NAR_CACHE] = NarCache(config.cache_dir, config.cache_max_bytes)
+        app[NAR_CACHE] = NarCache(config.cache_dir, config.cache_max_bytes,
+                                  config.cache_min_free_bytes)
         app[STAGING] = Staging(config.cache_dir / "uploads")
+        # --node-timeout: per node request, counted from when it is sent (Deadlines.within)
         async with NetworkClient(config.network, timeout=config.node_timeout,
                                  scores=config.scores, hedge_after=config.hedge_after) as net, \
                 aiohttp.ClientSession() as session:

@@ -30,6 +30,7 @@ from .app import create_app
 from .auth import CredentialsError, parse_credentials
 from .config import (
     DEFAULT_CACHE_MAX_BYTES,
+    DEFAULT_CACHE_MIN_FREE_BYTES,
     DEFAULT_MAX_UPLOAD_BYTES,
     ServeConfig,
     UploadConfig,
@@ -52,7 +53,11 @@ def default_cache_dir() -> Path:
 @click.option("--priority", default=30, show_default=True,
               help="Priority in nix-cache-info (lower wins; cache.nixos.org is 40).")
 @click.option("--node-timeout", default=10.0, show_default=True,
-              help="Seconds per request to a node.")
+              type=click.FloatRange(min=0, min_open=True),
+              help="Seconds one request to a node may take, counted from when it is sent "
+                   "(time waiting inside the gateway for a connection slot does not count): "
+                   "connecting (at most 5 s), the first byte of the answer, each pause in it "
+                   "and the whole exchange must each fit.")
 @click.option("--prefetch", default=64, show_default=True,
               help="Chunks fetched ahead of the one being sent.")
 @click.option("--negative-ttl", default=1.0, show_default=True, type=click.FloatRange(min=0),
@@ -70,6 +75,10 @@ def default_cache_dir() -> Path:
                    "[default: $XDG_CACHE_HOME/nixshard/serve]")
 @click.option("--cache-max-bytes", type=click.IntRange(min=0), default=DEFAULT_CACHE_MAX_BYTES,
               show_default=True, help="Bytes of NARs the local cache keeps (LRU); 0 keeps none.")
+@click.option("--cache-min-free-bytes", type=click.IntRange(min=0),
+              default=DEFAULT_CACHE_MIN_FREE_BYTES, show_default=True,
+              help="Bytes the local cache always leaves free on its filesystem: it evicts to "
+                   "keep them, and streams a NAR uncached when it cannot.")
 @click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
               help="Key file (nix-store --generate-binary-cache-key) that signs the records of "
                    "uploads and upstream copies; the network file must list it.  "
@@ -84,7 +93,8 @@ def default_cache_dir() -> Path:
               help="Sign uploads that carry no trusted Sig: with --signing-key instead of "
                    "refusing them.")
 @click.option("--max-upload-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_UPLOAD_BYTES,
-              show_default=True, help="Largest upload body, in bytes.")
+              show_default=True, help="Largest upload body, and largest NAR file an upstream "
+                                      "ingest downloads, in bytes.")
 @click.option("--read-auth/--no-read-auth", default=False, show_default=True,
               help="Require the upload credentials for reads too (/healthz stays open).")
 @click.option("--upstream", multiple=True, metavar="URL",
@@ -102,7 +112,8 @@ def default_cache_dir() -> Path:
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
                   prefetch: int, negative_ttl: float, scores_file: Path | None,
                   hedge_after: float,
-                  cache_dir: Path | None, cache_max_bytes: int, signing_key: str | None,
+                  cache_dir: Path | None, cache_max_bytes: int, cache_min_free_bytes: int,
+                  signing_key: str | None,
                   upload_credentials: str | None, trusted_upload_key: tuple[str, ...],
                   sign_uploads: bool, max_upload_bytes: int, read_auth: bool,
                   upstream: tuple[str, ...], upstream_key: tuple[str, ...],
@@ -144,12 +155,13 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                                    "narinfos are served only with a valid signature")
         upstream_config = UpstreamConfig(urls=tuple(u.rstrip("/") for u in upstream), keys=keys,
                                          ingest=ingest_upstream, publisher=publisher,
-                                         timeout=upstream_timeout)
+                                         timeout=upstream_timeout, max_bytes=max_upload_bytes)
     config = ServeConfig(network=network, cache_dir=cache_dir or default_cache_dir(),
                          priority=priority, node_timeout=node_timeout, prefetch=prefetch,
                          negative_ttl=negative_ttl,
                          scores=load_scores(scores_file), hedge_after=hedge_after,
-                         cache_max_bytes=cache_max_bytes, read_auth=read_auth,
+                         cache_max_bytes=cache_max_bytes,
+                         cache_min_free_bytes=cache_min_free_bytes, read_auth=read_auth,
                          uploads=uploads, upstream=upstream_config, credentials=credentials)
     click.echo(f"nixshard serve: http://{host}:{port} ({network.k}-of-{network.n}, "
                f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "

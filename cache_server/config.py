@@ -12,6 +12,7 @@ from storage_network.network_file import Network
 from storage_network.scores import Scores
 
 DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
+DEFAULT_CACHE_MIN_FREE_BYTES = 256 * 1024**2
 DEFAULT_MAX_UPLOAD_BYTES = 64 * 1024**3
 
 
@@ -39,7 +40,10 @@ class UpstreamConfig:
     """Upstream caches asked on a miss, in order, and the keys their narinfos must carry.
 
     ``ingest`` copies a path served from an upstream into the network
-    (signed records by ``publisher``; None disables ingest).
+    (signed records by ``publisher``; None disables ingest).  ``timeout``:
+    seconds per upstream request; ``max_bytes``: largest NAR file an ingest
+    downloads, in bytes (also capped by the narinfo, see
+    :mod:`cache_server.upstream_ingest`).
     """
 
     urls: tuple[str, ...]
@@ -47,6 +51,7 @@ class UpstreamConfig:
     ingest: bool = False
     publisher: Publisher | None = None
     timeout: float = 10.0
+    max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
 
 
 @dataclass(frozen=True)
@@ -54,7 +59,11 @@ class ServeConfig:
     """Settings of the cache daemon.
 
     ``priority`` is the ``Priority:`` of nix-cache-info (lower wins;
-    cache.nixos.org is 40).  ``node_timeout`` is seconds per node request;
+    cache.nixos.org is 40).  ``node_timeout`` is seconds one node request may
+    take, counted from when it is sent (not while it waits inside the gateway
+    for one of the node's slots): connecting (at most 5 s), the first byte,
+    each pause in the answer and the whole exchange must each fit in it
+    (:meth:`storage_network.node_client.Deadlines.within`);
     ``prefetch`` chunks are fetched ahead of the one being sent;
     ``record_cache`` opened records are kept in memory, and an absent record
     is remembered for ``negative_ttl`` seconds.  ``scores`` are the
@@ -65,7 +74,9 @@ class ServeConfig:
 
     ``cache_dir`` holds the local disk cache of rebuilt NARs (``nar/``, at
     most ``cache_max_bytes`` bytes, least recently used evicted; 0 keeps
-    none) and staged uploads (``uploads/``).  ``credentials``: user ->
+    none; a NAR is cached only while its filesystem keeps
+    ``cache_min_free_bytes`` free, see :mod:`cache_server.nar_cache`), NAR
+    listings (``ls/``) and staged uploads (``uploads/``).  ``credentials``: user ->
     password for HTTP basic auth (Nix sends them from the user's netrc
     file); writes need them, and reads too when ``read_auth`` is set.
     ``uploads`` None: every write is refused (403).  ``upstream`` None: a miss is a miss.
@@ -81,6 +92,7 @@ class ServeConfig:
     scores: Scores | None = None
     hedge_after: float = DEFAULT_HEDGE_AFTER
     cache_max_bytes: int = DEFAULT_CACHE_MAX_BYTES
+    cache_min_free_bytes: int = DEFAULT_CACHE_MIN_FREE_BYTES
     read_auth: bool = False
     uploads: UploadConfig | None = None
     upstream: UpstreamConfig | None = None

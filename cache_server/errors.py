@@ -8,6 +8,7 @@ from nix_formats.errors import NixFormatError
 from storage_network.errors import (
     ChunkUnavailableError,
     NotFoundError,
+    RecordConflictError,
     RecordError,
     RecordUnavailableError,
     StorageNetworkError,
@@ -46,6 +47,15 @@ class UploadTooLargeError(CacheServerError):
     """An upload body is larger than the configured limit."""
 
 
+class PathConflictError(CacheServerError):
+    """An upload names a store path the network already holds with another NarHash
+    (the first committed record wins: docs/consistency.md, "One path, one record")."""
+
+
+class InsufficientStorageError(CacheServerError):
+    """The gateway's own disk (staging, cache) cannot hold what the request needs."""
+
+
 class RangeNotSatisfiableError(CacheServerError):
     """A ``Range`` header that selects no byte of the NAR."""
 
@@ -62,9 +72,11 @@ def to_http(exc: Exception) -> web.HTTPException:
 
     400 bad request or a rejected upload; 401 missing or wrong credentials
     (with ``WWW-Authenticate``); 403 refused; 404 absent (only when the
-    network says so); 413 upload too large; 416 unsatisfiable range; 502 a
-    signed record with bad content; 503 too few nodes or
-    shards reachable.
+    network says so); 409 the path exists with another NarHash (also
+    :class:`~storage_network.errors.RecordConflictError` from a publish);
+    413 upload too large; 416 unsatisfiable range; 502 a signed record with
+    bad content; 503 too few nodes or shards reachable; 507 the gateway's
+    own disk is full.  Anything else is re-raised (a bug: aiohttp answers 500).
     """
     text = f"error: {exc}\n"
     if isinstance(exc, UnauthorizedError):
@@ -76,6 +88,10 @@ def to_http(exc: Exception) -> web.HTTPException:
     if isinstance(exc, RangeNotSatisfiableError):
         return web.HTTPRequestRangeNotSatisfiable(
             text=text, headers={"Content-Range": f"bytes */{exc.size}"})
+    if isinstance(exc, PathConflictError | RecordConflictError):
+        return web.HTTPConflict(text=text)
+    if isinstance(exc, InsufficientStorageError):
+        return web.HTTPInsufficientStorage(text=text)
     if isinstance(exc, BadRequestError | NixFormatError):
         return web.HTTPBadRequest(text=text)
     if isinstance(exc, NotFoundError | NoSuchNarError):

@@ -7,7 +7,8 @@ metrics plus the read-path metrics of :mod:`storage_network.metrics`
 :data:`HTTP` counts the requests (``nixshard_gateway_requests_total{route,
 method, status}``, ``nixshard_gateway_request_seconds{route, method}``,
 ``nixshard_gateway_bytes_sent_total{route}``,
-``nixshard_gateway_bytes_received_total``): see
+``nixshard_gateway_bytes_received_total``, ``nixshard_gateway_aborted_total{route}``
+for transfers cut off after their headers): see
 :mod:`storage_network.http_metrics` for what is counted and when.  Routes
 are labelled by their pattern (``/nar/{file}``), never by the raw path, so
 the number of series stays bounded.  The metrics are created once, at
@@ -24,12 +25,14 @@ HTTP = RequestMetrics("nixshard_gateway", REGISTRY)
 NAR_CACHE_OUTCOMES = Counter("nixshard_gateway_nar_cache_total",
                     "NAR requests by local disk cache outcome: hit (served from disk), "
                     "join (followed a fill in progress), miss (started a fill), "
-                    "bypass (not cached: cache off or NAR larger than the cache).",
+                    "bypass (not cached: cache off or NAR larger than the cache), "
+                    "no_space (not cached: no room on the cache's disk).",
                     ["result"])
 NAR_CACHE_BYTES = Gauge("nixshard_gateway_nar_cache_bytes",
                         "Bytes of NARs kept in the local disk cache.")
 UPLOADS = Counter("nixshard_gateway_uploads_total",
-                  "Uploaded store paths by outcome (stored, exists, rejected, failed).",
+                  "Uploaded store paths by outcome (stored, exists, conflict: exists with "
+                  "another NarHash, rejected, failed).",
                   ["outcome"])
 UPSTREAM = Counter("nixshard_gateway_upstream_total",
                    "Narinfo misses sent upstream by outcome (hit, miss, down), and "

@@ -55,8 +55,11 @@ class RecordLookup:
         self._absent: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._running: dict[str, asyncio.Future[Entry]] = {}
 
-    async def get(self, hash_part: str) -> Entry:
+    async def get(self, hash_part: str, *, remembered_absence: bool = True) -> Entry:
         """The entry for ``hash_part``.
+
+        ``remembered_absence`` False asks the network even when an absence is
+        remembered (before a write, which must not rest on a stale "absent").
 
         Raises:
             NotFoundError, RecordUnavailableError: from :func:`fetch_record`
@@ -67,11 +70,11 @@ class RecordLookup:
         if entry is not None:
             self._cache.move_to_end(hash_part)
             return entry
-        absent = self._absent.get(hash_part)
+        absent = self._absent.get(hash_part) if remembered_absence else None
         if absent is not None:
             if self._clock() < absent[0]:
                 raise NotFoundError(absent[1])
-            del self._absent[hash_part]
+        self._absent.pop(hash_part, None)
         running = self._running.get(hash_part)
         if running is None:
             running = self._running[hash_part] = asyncio.ensure_future(self._lookup(hash_part))

@@ -22,7 +22,8 @@ from typing import BinaryIO
 
 from aiohttp import web
 
-from .errors import UploadRejectedError, UploadTooLargeError
+from .errors import InsufficientStorageError, UploadRejectedError, UploadTooLargeError
+from .request_body import BODY_CUT_SHORT, cut_short
 
 PIECE = 1 << 20
 DEFAULT_MAX_AGE = 24 * 3600.0
@@ -80,8 +81,10 @@ class Staging:
 
         Raises:
             UploadTooLargeError: Content-Length or the body exceeds ``max_bytes``.
-            UploadRejectedError: the body is shorter than its Content-Length,
+            UploadRejectedError: the body is shorter than its Content-Length
+                (also when the client closed the connection before its end),
                 or its hash differs from ``sha256``.
+            InsufficientStorageError: the staging disk failed (full): nothing is kept.
         """
         declared = request.content_length
         if declared is not None and declared > max_bytes:
@@ -93,7 +96,14 @@ class Staging:
         size = 0
         try:
             with open(part, "wb") as f:
-                async for piece in request.content.iter_chunked(PIECE):
+                pieces = request.content.iter_chunked(PIECE)
+                while True:
+                    try:
+                        piece = await pieces.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    except BODY_CUT_SHORT as exc:
+                        raise cut_short(name, size, declared, exc) from exc
                     size += len(piece)
                     if size > max_bytes:
                         raise UploadTooLargeError(f"{name}: body exceeds the limit of "
@@ -108,5 +118,8 @@ class Staging:
             path = self.dir / name
             os.replace(part, path)
             return path
+        except OSError as exc:  # the staging disk, not the client (cut bodies are caught above)
+            raise InsufficientStorageError(f"{name}: the gateway cannot stage the upload: "
+                                           f"{exc}") from exc
         finally:
             part.unlink(missing_ok=True)

@@ -16,6 +16,13 @@ skipped for ``breaker_seconds`` (a simple circuit breaker), so a dead
 upstream costs one timeout per period, not one per request; its first
 request after that period tries it again.
 
+Nothing an upstream sends unsigned widens what the gateway fetches: a
+narinfo ``URL`` must be a plain relative path under that upstream
+(:func:`relative_url_problem`), and a redirect is followed only to a URL
+under the same upstream's base URL (at most :data:`MAX_REDIRECTS`; any other
+counts as a failure of that upstream), so an upstream can never make the
+gateway fetch from another host.
+
 The caller owns the :class:`aiohttp.ClientSession`; its ``raise_for_status``
 setting is overridden per request.
 """
@@ -27,7 +34,7 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import aiohttp
 
@@ -41,6 +48,7 @@ from .errors import CacheServerError
 __all__ = [
     "DEFAULT_BREAKER_SECONDS",
     "MAX_NARINFO_BYTES",
+    "MAX_REDIRECTS",
     "UpstreamHit",
     "UpstreamUnavailableError",
     "Upstreams",
@@ -53,6 +61,9 @@ log = logging.getLogger("nixshard.serve.upstream")
 DEFAULT_BREAKER_SECONDS = 30.0
 #: Largest narinfo accepted from an upstream, bytes.
 MAX_NARINFO_BYTES = 1 << 20
+#: Redirects followed per request (each must stay under the upstream's base URL).
+MAX_REDIRECTS = 3
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
 # Statuses Nix takes as "the cache does not have this path".
 _ABSENT = frozenset({403, 404, 410})
 _BAD_URL_CHARS = re.compile(r"[\x00-\x20\x7f\\?#]")
@@ -114,6 +125,43 @@ def relative_url_problem(url: str) -> str | None:
 
 class _Failure(Exception):
     """An upstream could not be asked (internal; carries the reason)."""
+
+
+def redirect_problem(base: str, target: str) -> str | None:
+    """Why a redirect to absolute URL ``target`` leaves upstream ``base``, or None.
+
+    ``target`` must have ``base``'s scheme and host and continue its path
+    with a safe relative path (:func:`relative_url_problem`).
+    """
+    if not target.startswith(base + "/"):
+        return f"it leads outside {base}/"
+    return relative_url_problem(target[len(base) + 1:])
+
+
+async def _get_within(session: aiohttp.ClientSession, base: str, url: str,
+                      **kwargs: object) -> aiohttp.ClientResponse:
+    """GET ``url``, following at most :data:`MAX_REDIRECTS` redirects that stay under
+    ``base``; the final response, headers read (release it).
+
+    Raises:
+        _Failure: a redirect without Location, leaving ``base``, or one too many.
+        TimeoutError, aiohttp.ClientError, OSError: from the session.
+    """
+    for _ in range(MAX_REDIRECTS + 1):
+        response = await session.get(url, allow_redirects=False, raise_for_status=False,
+                                     **kwargs)  # type: ignore[arg-type]
+        if response.status not in _REDIRECTS:
+            return response
+        location = response.headers.get("Location")
+        response.release()
+        if not location:
+            raise _Failure(f"GET {url}: HTTP {response.status} without a Location")
+        target = urljoin(url, location)
+        problem = redirect_problem(base, target)
+        if problem is not None:
+            raise _Failure(f"GET {url}: redirect to {target[:200]!r} refused: {problem}")
+        url = target
+    raise _Failure(f"GET {url}: more than {MAX_REDIRECTS} redirects")
 
 
 class Upstreams:
@@ -233,9 +281,9 @@ class Upstreams:
         Raises:
             ValueError: ``url`` is not a safe relative path; IndexError: a bad index.
             UpstreamUnavailableError: the upstream is skipped by the circuit
-                breaker, cannot be reached, or answers another status (in
-                ``status``; a 404 for a NAR means the upstream lost a NAR its
-                narinfo names).  5xx and 429 trip the breaker.
+                breaker, cannot be reached, redirects outside itself, or answers
+                another status (in ``status``; a 404 for a NAR means the upstream
+                lost a NAR its narinfo names).  5xx and 429 trip the breaker.
         """
         full = self.nar_url(index, url)
         base = self.urls[index]
@@ -248,9 +296,11 @@ class Upstreams:
         )
         headers = {"Range": byte_range} if byte_range is not None else {}
         try:
-            response = await self._session.get(full, timeout=timeout, allow_redirects=True,
-                                               raise_for_status=False, headers=headers,
-                                               auto_decompress=False)
+            response = await _get_within(self._session, base, full, timeout=timeout,
+                                         headers=headers, auto_decompress=False)
+        except _Failure as exc:
+            self._trip(index, str(exc))
+            raise UpstreamUnavailableError(f"{base}: {exc}") from exc
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             reason = _describe(exc, self._timeout)
             self._trip(index, reason)
@@ -282,8 +332,7 @@ class Upstreams:
         url = f"{base}/{hash_part}.narinfo"
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
-            async with self._session.get(url, timeout=timeout, allow_redirects=True,
-                                         raise_for_status=False) as resp:
+            async with await _get_within(self._session, base, url, timeout=timeout) as resp:
                 if resp.status in _ABSENT:
                     return None
                 if resp.status != 200:

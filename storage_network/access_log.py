@@ -3,7 +3,10 @@
 A line is ``ADDR "METHOD PATH HTTP/x.y" STATUS BYTES SECONDS`` (what
 aiohttp's ``'%a "%r" %s %b %Tf'`` gives: BYTES is the response's body
 length, SECONDS the handling time), under the usual time stamp and logger
-name.  aiohttp's format interpreter and a write + flush per line cost about
+name, followed by ``aborted (REASON)`` when the handler cut the transfer
+off after the headers (:func:`storage_network.http_metrics.mark_aborted`):
+STATUS is then the status the client got, BYTES what was written before
+the cut.  aiohttp's format interpreter and a write + flush per line cost about
 25 µs a request, a third of a small narinfo answer, so :class:`AccessLogger`
 formats with one ``%`` and :func:`buffered_logger` hands the lines to the
 stream in batches: when 512 are waiting, when a warning or worse is
@@ -22,6 +25,8 @@ from typing import TextIO
 from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 
+from .http_metrics import aborted
+
 LINE_FORMAT = "%(asctime)s %(name)s %(message)s"
 BATCH_LINES = 512
 FLUSH_EVERY = 1.0  # seconds a logged line waits at most before it is written
@@ -34,9 +39,11 @@ class AccessLogger(AbstractAccessLogger):
             time: float) -> None:
         """Log one answered request (``time``: seconds taken)."""
         version = request.version
-        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6f', request.remote, request.method,
+        reason = aborted(request)
+        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6f%s', request.remote, request.method,
                          request.path_qs, version.major, version.minor, response.status,
-                         response.body_length, time)
+                         response.body_length, time,
+                         "" if reason is None else f" aborted ({reason})")
 
 
 def buffered_logger(name: str, stream: TextIO | None = None) -> logging.Logger:

@@ -29,6 +29,13 @@ registry it is given:
 ``<prefix>_bytes_received_total``
     counter, request body bytes read off the connection when the answer
     is made.
+``<prefix>_aborted_total{route}``
+    counter, answers whose transfer was cut off after the headers (the
+    body could not be completed, or the client went away), marked by the
+    handler with :func:`mark_aborted`.  Such an answer is counted in
+    ``requests_total`` with the status the client really got (200, 206),
+    and the access log marks its line ``aborted``
+    (:mod:`storage_network.access_log`).
 
 Every answer is counted once, when it is prepared (``on_response_prepare``,
 hooked by :func:`setup`): the status is final then, also for answers
@@ -61,6 +68,9 @@ REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0
 # Request key of the request's _Pending (a RequestKey where aiohttp has them).
 _PENDING: Any = (web.RequestKey("nixshard_http_metrics", object) if hasattr(web, "RequestKey")
                  else "nixshard_http_metrics")
+# Request key of why the transfer was aborted (set by mark_aborted).
+_ABORTED: Any = (web.RequestKey("nixshard_http_aborted", str) if hasattr(web, "RequestKey")
+                 else "nixshard_http_aborted")
 
 
 def route_label(request: web.Request) -> str:
@@ -117,6 +127,10 @@ class RequestMetrics:
             registry=registry)
         self.bytes_received = Counter(
             f"{prefix}_bytes_received", "Request body bytes received.", registry=registry)
+        self.aborted = Counter(
+            f"{prefix}_aborted",
+            "Answers whose transfer was cut off after the headers, by route pattern (counted "
+            "in requests_total with the status sent).", ["route"], registry=registry)
         self._counters: dict[tuple[str, str, str], Counter] = {}
         self._timers: dict[tuple[str, str], Histogram] = {}
 
@@ -189,6 +203,29 @@ class RequestMetrics:
 
 
 REQUEST_METRICS = web.AppKey("request_metrics", RequestMetrics)
+
+
+def mark_aborted(request: web.Request, reason: str) -> None:
+    """Record that ``request``'s answer was cut off after its headers, and why.
+
+    Counted once in ``<prefix>_aborted_total{route}`` of the app's
+    :class:`RequestMetrics` (when :func:`setup` was called for it) and shown
+    by :func:`aborted` (the access log's ``aborted`` field).  ``reason`` is
+    a short text (``"network"``, ``"client gone"``, ...).
+    """
+    if request.get(_ABORTED) is not None:
+        return
+    request[_ABORTED] = reason
+    metrics = request.app.get(REQUEST_METRICS)
+    if metrics is not None:
+        metrics.aborted.labels(route=route_label(request)).inc()
+
+
+def aborted(request: web.BaseRequest) -> str | None:
+    """Why ``request``'s answer was cut off after its headers (see :func:`mark_aborted`),
+    or None when it was not."""
+    reason: str | None = request.get(_ABORTED)
+    return reason
 
 
 def setup(app: web.Application, metrics: RequestMetrics) -> None:

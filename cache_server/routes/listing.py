@@ -7,19 +7,28 @@ verified NAR the first time it is asked and kept in the cache directory
 --to 'http://...?write-nar-listing=true'``) is accepted and dropped: it is
 not signed, and the gateway's own comes from bytes it checked.
 
+Making it is bounded: the NAR is decompressed chunk by chunk, each to its
+size in the signed manifest (:mod:`cache_server.payload`), and a NAR of
+more than :data:`MAX_LISTING_NODES` nodes gets no listing (404: Nix then
+reads the NAR itself).  A listing that cannot be written to the cache
+directory (a full disk) is still served.
+
 Answers 200 (``application/json``); 400 bad hash; 404/502/503 as for the
-narinfo; 502 if the stored NAR does not parse (a publisher bug).
+narinfo; 404 a NAR too large to list; 502 if the stored NAR does not parse
+(a publisher bug).
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import uuid
+from pathlib import Path
 
 from aiohttp import web
 
-from nix_formats.errors import NixFormatError
+from nix_formats.errors import NarListingTooLargeError, NixFormatError
 from nix_formats.nar import NarParser
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
 from nix_formats.store_path import validate_hash_part
@@ -30,7 +39,11 @@ from ..errors import BadRecordError, CacheServerError, to_http
 from ..payload import payload_pieces
 from ..state import CONFIG, NETWORK, RECORDS
 
+log = logging.getLogger("nixshard.serve")
 JSON_TYPE = "application/json"
+#: Most nodes (files, directories, symlinks) a listing is made for: a few hundred
+#: bytes of memory each (the largest paths of nixpkgs have a few hundred thousand).
+MAX_LISTING_NODES = 1_000_000
 
 
 async def get_listing(request: web.Request) -> web.StreamResponse:
@@ -44,22 +57,36 @@ async def get_listing(request: web.Request) -> web.StreamResponse:
         if cached.is_file():
             return web.FileResponse(cached, headers={"Content-Type": JSON_TYPE})
         plan = await plan_fetch(net, entry.record.manifest)
-        parser = NarParser(compute_sha256=False, listing=True)
+        parser = NarParser(compute_sha256=False, listing=True,
+                           max_listing_nodes=MAX_LISTING_NODES)
         try:
             loop = asyncio.get_running_loop()
             async for piece in payload_pieces(net, plan, config.prefetch):
                 await loop.run_in_executor(net.pool, parser.feed, piece)  # off the event loop
             parser.finish()
+        except NarListingTooLargeError as exc:
+            log.info("%s.ls: no listing: %s", hash_part, exc)
+            raise web.HTTPNotFound(text=f"error: no listing of {hash_part}: {exc}\n") from exc
         except NixFormatError as exc:
             raise BadRecordError(f"the stored NAR of {hash_part} does not parse: {exc}") from exc
         body = render_listing({"version": LISTING_VERSION, "root": parser.listing})
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
         raise to_http(exc) from exc
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    part = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}")
-    part.write_bytes(body)
-    os.replace(part, cached)
+    _keep(cached, body)
     return web.Response(body=body, content_type=JSON_TYPE)
+
+
+def _keep(cached: Path, body: bytes) -> None:
+    """Write ``body`` to ``cached`` whole or not at all; a disk error is logged, not raised."""
+    part = cached.with_name(f"{cached.name}.{uuid.uuid4().hex}")
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        part.write_bytes(body)
+        os.replace(part, cached)
+    except OSError as exc:
+        log.warning("%s: cannot keep the listing on disk (%s); serving it anyway",
+                    cached.name, exc)
+        part.unlink(missing_ok=True)
 
 
 async def put_listing(request: web.Request) -> web.Response:

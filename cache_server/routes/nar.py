@@ -10,7 +10,11 @@ client sees a short transfer, never a clean end.
 the local disk cache on, a hot NAR is sent from its file with sendfile
 (no byte passes through Python); a cold one is fetched once into the cache
 while every request for it follows the growing file
-(:mod:`cache_server.nar_cache`).
+(:mod:`cache_server.nar_cache`).  The cache never breaks a read: with no
+room on its disk the NAR is streamed from the network uncached, and when
+the disk fails during a fill each request following it continues from the
+network at its own offset (the fetch is planned again and only the chunks
+from that byte on are fetched).
 
 ``HEAD /nar/<FileHash>.nar<ext>`` (the names ``nix copy --to`` uses) answers
 200 when such an upload is staged, so Nix does not send it twice, and 404
@@ -22,6 +26,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
+from pathlib import Path
 
 from aiohttp import web
 
@@ -77,30 +82,43 @@ async def nar(request: web.Request) -> web.StreamResponse:
         return _staged(request, name)
     net = request.app[NETWORK]
     cache = request.app[NAR_CACHE]
+    prefetch = request.app[CONFIG].prefetch
     try:
         entry = await _entry(request, name)
-        size = entry.record.manifest.stored_size
+        manifest = entry.record.manifest
+        size = manifest.stored_size
         wanted = parse_range(request, size)
         if request.method == "HEAD":
             return web.Response(status=206 if wanted.partial else 200,
                                 headers={"Content-Type": NAR_TYPE, **wanted.headers()})
-        if not cache.caches(size):
-            NAR_CACHE_OUTCOMES.labels("bypass").inc()
-            plan = await plan_fetch(net, entry.record.manifest)
-            prefetch = request.app[CONFIG].prefetch
-            return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))
 
         async def start() -> AsyncIterator[bytes]:
-            plan = await plan_fetch(net, entry.record.manifest)
-            return stream_payload(net, plan, request.app[CONFIG].prefetch)
+            plan = await plan_fetch(net, manifest)
+            return stream_payload(net, plan, prefetch)
 
-        found, outcome = await cache.open(entry.cache_key, size, start)
+        found: Path | Fill | None
+        if cache.caches(size):
+            found, outcome = await cache.open(entry.cache_key, size, start)
+        else:
+            found, outcome = None, "bypass"
+        if found is None:  # not cached: straight from the network
+            plan = await plan_fetch(net, manifest)
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
         log.warning("%s nar/%s: %s", request.method, name[:80], exc)
         raise to_http(exc) from exc
     NAR_CACHE_OUTCOMES.labels(outcome).inc()
+    if found is None:
+        return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))
     if isinstance(found, Fill):
-        return await _send(request, name, wanted, found.read(wanted.start, wanted.end))
+
+        async def resume(start: int, end: int) -> AsyncIterator[bytes]:
+            """Bytes ``[start, end)`` from the network (the cache's disk failed)."""
+            plan = await plan_fetch(net, manifest)
+            async for piece in range_frames(net, plan, ByteRange(start, end, size, True),
+                                            prefetch):
+                yield piece
+
+        return await _send(request, name, wanted, found.read(wanted.start, wanted.end, resume))
     return web.FileResponse(found, headers={"Content-Type": NAR_TYPE})
 
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import ServeConfig
+from ..errors import CacheServerError, to_http
+from ..request_body import read_body
 from ..state import CONFIG
 
 MAX_BYTES = 4096
@@ -24,7 +26,10 @@ async def nix_cache_info(request: web.Request) -> web.Response:
 
 async def put_nix_cache_info(request: web.Request) -> web.Response:
     """200 when the uploaded file names ``StoreDir: /nix/store``; 400 otherwise."""
-    body = await request.read()
+    try:
+        body = await read_body(request, "nix-cache-info")
+    except CacheServerError as exc:
+        raise to_http(exc) from exc
     lines = body.decode("utf-8", "replace").splitlines()
     store_dirs = [line.partition(":")[2].strip() for line in lines if line.startswith("StoreDir:")]
     if len(body) > MAX_BYTES or store_dirs not in ([], ["/nix/store"]):

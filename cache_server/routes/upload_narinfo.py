@@ -4,7 +4,7 @@ Nix PUTs the narinfo after the NAR it names (``URL: nar/<FileHash>.nar<ext>``).
 The gateway checks, in order, and answers the first failure:
 
 - 403 uploads disabled; 413 a narinfo over 1 MiB (aiohttp's ``client_max_size``);
-  400 a bad hash, a narinfo that does not parse,
+  400 a bad hash, a body cut short, a narinfo that does not parse,
   describes another store path, or names a NAR that was not uploaded;
 - 403 no ``Sig:`` by a trusted upload key (unless ``sign_uploads``: then
   the gateway adds its own);
@@ -13,9 +13,17 @@ The gateway checks, in order, and answers the first failure:
 - 503 the network did not store it (the staged NAR is kept: retry works).
 
 On success (201) the path's record is in the network, so every gateway on
-the network serves it; the staged file is removed.  A path the network
-already holds answers 200 and stores nothing.  Concurrent uploads of one
-path are ingested once (the others wait for that ingest).
+the network serves it; the staged file is removed.  One path has one
+record (docs/consistency.md, "One path, one record"): before ingesting, the
+gateway looks the path up (its record lookup, never a remembered absence);
+a path the network already holds with the same NarHash answers 200 and
+stores nothing, one it holds with another NarHash answers 409 ``<store
+path> exists with another NarHash`` at once.  When another gateway commits
+the path first while this one ingests, the publish is refused
+(:class:`~storage_network.errors.RecordConflictError`) and the answer is
+the same 409, with no record written.  Either way the staged NAR is
+removed.  Concurrent uploads of one path through this gateway are ingested
+once (the others wait for that ingest).
 """
 
 from __future__ import annotations
@@ -31,13 +39,19 @@ from nix_formats.hash import parse_nix_hash
 from nix_formats.keys import sign_narinfo, verify_narinfo
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import validate_hash_part
-from storage_network.errors import NotFoundError, StorageNetworkError
-from storage_network.record_lookup import fetch_record
+from storage_network.errors import NotFoundError, RecordConflictError, StorageNetworkError
 
 from ..config import UploadConfig
-from ..errors import CacheServerError, ForbiddenError, UploadRejectedError, to_http
+from ..errors import (
+    CacheServerError,
+    ForbiddenError,
+    PathConflictError,
+    UploadRejectedError,
+    to_http,
+)
 from ..ingest import ingest_nar
 from ..metrics import UPLOADS
+from ..request_body import read_body
 from ..state import CONFIG, INGESTS, NETWORK, RECORDS, STAGING
 from .nar import UPLOAD_FILE_RE
 
@@ -56,20 +70,45 @@ def _check_signature(narinfo: NarInfo, uploads: UploadConfig) -> None:
     sign_narinfo(narinfo, uploads.nix_key)
 
 
+def _conflict(narinfo: NarInfo) -> PathConflictError:
+    return PathConflictError(f"{narinfo.store_path.path} exists with another NarHash")
+
+
+async def _held(request: web.Request, narinfo: NarInfo) -> bool:
+    """True when the network holds the path with ``narinfo``'s NarHash, False when it
+    does not hold it.
+
+    Raises:
+        PathConflictError: it holds the path with another NarHash.
+        StorageNetworkError, BadRecordError: from the record lookup.
+    """
+    try:
+        entry = await request.app[RECORDS].get(narinfo.store_path.hash_part,
+                                                remembered_absence=False)
+    except NotFoundError:
+        return False
+    if entry.narinfo.nar_hash_digest() != narinfo.nar_hash_digest():
+        raise _conflict(narinfo)
+    return True
+
+
 async def _commit(request: web.Request, narinfo: NarInfo, uploads: UploadConfig) -> int:
     """Ingest the staged NAR of ``narinfo``; 201, or 200 if the network already has the path."""
     net = request.app[NETWORK]
     staging = request.app[STAGING]
-    hash_part = narinfo.store_path.hash_part
-    try:
-        await fetch_record(net, hash_part)
-        UPLOADS.labels("exists").inc()
-        return 200
-    except NotFoundError:
-        pass
     name = narinfo.url.removeprefix("nar/")
     staged = staging.path(name) if narinfo.url.startswith("nar/") and \
         UPLOAD_FILE_RE.match(name) else None
+    try:
+        if await _held(request, narinfo):
+            UPLOADS.labels("exists").inc()
+            if staged is not None:
+                staging.remove(name)
+            return 200
+    except PathConflictError:
+        if staged is not None:
+            staging.remove(name)
+        raise
     if staged is None:
         raise UploadRejectedError(f"{narinfo.store_path.path}: its NAR {narinfo.url} was not "
                                   "uploaded (PUT it before the narinfo)")
@@ -86,6 +125,10 @@ async def _commit(request: web.Request, narinfo: NarInfo, uploads: UploadConfig)
     except UploadRejectedError:
         staging.remove(name)
         raise
+    except RecordConflictError as exc:  # another gateway committed the path first
+        staging.remove(name)
+        request.app[RECORDS].forget(narinfo.store_path.hash_part)
+        raise _conflict(narinfo) from exc
     staging.remove(name)
     request.app[RECORDS].forget(narinfo.store_path.hash_part)
     return 201
@@ -99,7 +142,7 @@ async def put_narinfo(request: web.Request) -> web.Response:
         if uploads is None:
             raise ForbiddenError("uploads are disabled on this gateway")
         hash_part = validate_hash_part(request.match_info["hash"])
-        body = await request.read()  # the whole body; aiohttp answers 413 past client_max_size
+        body = await read_body(request, f"{hash_part}.narinfo")  # 413 past client_max_size
         try:
             narinfo = NarInfo.parse(body.decode("utf-8"))
         except UnicodeDecodeError as exc:
@@ -116,7 +159,8 @@ async def put_narinfo(request: web.Request) -> web.Response:
         # shielded: a client that hangs up does not cancel an ingest halfway
         status = await asyncio.shield(task)
     except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
-        UPLOADS.labels("rejected" if isinstance(exc, CacheServerError | NixFormatError)
+        UPLOADS.labels("conflict" if isinstance(exc, PathConflictError) else
+                       "rejected" if isinstance(exc, CacheServerError | NixFormatError)
                        else "failed").inc()
         log.warning("PUT %s.narinfo: %s", request.match_info["hash"][:40], exc)
         raise to_http(exc) from exc

@@ -10,32 +10,36 @@ so nothing outside the upstream cache can be named.  The request goes through
 breaker).
 
 Answers the upstream's 200/206; 404 when the upstream answers 404/403/410;
-416 for its 416; 400 bad index or path; 502 the upstream could not be
-reached or failed (before any body byte; after the headers the connection
-is aborted).
+416 for its 416; 400 bad index (not 1 to 4 ASCII digits naming a configured
+upstream) or path; 502 the upstream could not be reached or failed (before
+any body byte; after the headers the connection is aborted, see
+:func:`cache_server.send.send_body`).
 """
 
 from __future__ import annotations
 
 import logging
+import re
 
-import aiohttp
 from aiohttp import web
 
+from ..send import send_body
 from ..state import UPSTREAMS
 from ..upstream import UpstreamUnavailableError
 
 log = logging.getLogger("nixshard.serve")
 PASSED_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges")
 PIECE = 1 << 20
+INDEX_RE = re.compile(r"\A[0-9]{1,4}\Z")  # ASCII only: str.isdigit() accepts '²', int() not
 
 
 async def upstream_nar(request: web.Request) -> web.StreamResponse:
     """Stream the upstream file; see the module docstring."""
     upstreams = request.app.get(UPSTREAMS)
     index_text, path = request.match_info["index"], request.match_info["path"]
-    if upstreams is None or not index_text.isdigit() or int(index_text) >= len(upstreams.urls):
-        raise web.HTTPBadRequest(text=f"error: no upstream cache number {index_text[:10]}\n")
+    if upstreams is None or not INDEX_RE.match(index_text) or \
+            int(index_text) >= len(upstreams.urls):
+        raise web.HTTPBadRequest(text=f"error: no upstream cache number {index_text[:10]!r}\n")
     try:
         upstream = await upstreams.open_file(int(index_text), path,
                                              byte_range=request.headers.get("Range"))
@@ -47,19 +51,11 @@ async def upstream_nar(request: web.Request) -> web.StreamResponse:
     async with upstream:
         resp = web.StreamResponse(status=upstream.status, headers={
             h: upstream.headers[h] for h in PASSED_HEADERS if h in upstream.headers})
-        await resp.prepare(request)
         if request.method == "HEAD":
+            await resp.prepare(request)
             return resp
-        try:
-            async for piece in upstream.content.iter_chunked(PIECE):
-                await resp.write(piece)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            log.warning("upstream file %s: aborting after the headers: %s", path[:100], exc)
-            if request.transport is not None:
-                request.transport.abort()
-            raise
-    await resp.write_eof()
-    return resp
+        return await send_body(request, resp, upstream.content.iter_chunked(PIECE),
+                               f"upstream/{index_text}/{path[:100]}")
 
 
 def _status(exc: UpstreamUnavailableError) -> web.HTTPException:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+import errno
+import os
+import subprocess
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,6 +17,7 @@ from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.network_file import ChunkingParams
 from storage_network.scores import Scores
+from tests.conftest import IN_CI
 from uploader.cli import run_push
 from uploader.closure import PathInfo
 
@@ -127,3 +131,50 @@ def stalled_served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stalled
         for node in s.served.net.nodes:
             node.kill()  # a stalling node would hold up a clean stop
         s.served.net.close()
+
+
+MountTmpfs = Callable[[Path, int], Path]
+
+
+@pytest.fixture
+def mount_tmpfs() -> Iterator[MountTmpfs]:
+    """``mount_tmpfs(dir, size_bytes)``: a real small filesystem at ``dir`` (a tmpfs),
+    unmounted after the test.  Needs root: without it the test is skipped on a
+    laptop and fails in CI (a full disk is tested for real, never pretended)."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: int) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
+        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                              capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            why = f"cannot mount a tmpfs at {path} (needs root): {proc.stderr.strip()}"
+            if IN_CI:
+                pytest.fail(why)
+            pytest.skip(why)
+        mounted.append(path)
+        return path
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "--lazy", str(path)], check=False)
+
+
+def fill_up(directory: Path, leave: int = 0) -> Path:
+    """Write ``directory/ballast`` until its filesystem has at most ``leave`` bytes free
+    (statvfs); returns the ballast file."""
+    ballast = directory / "ballast"
+    with open(ballast, "ab") as f:
+        while True:
+            stats = os.statvfs(directory)
+            free = stats.f_bavail * stats.f_frsize
+            if free <= leave:
+                break
+            try:
+                f.write(bytes(min(free - leave, 1 << 20)))
+                f.flush()
+            except OSError as exc:
+                if exc.errno != errno.ENOSPC:
+                    raise
+                break
+    return ballast
