@@ -288,7 +288,9 @@ def format_bytes(n: float) -> str:
 
 
 def format_summary(summary: PushSummary, k: int, m: int) -> str:
-    """The one-screen summary printed at the end of ``nixshard push``."""
+    """The one-screen summary printed at the end of ``nixshard push``: paths, bytes,
+    time; when nodes were missing, the degraded chunk count ("N chunks degraded:
+    run nixshard repair") and each node passed over with why."""
     s = summary.stats
     rate = s.payload_bytes / summary.seconds if summary.seconds > 0 else 0.0
     lines = [
@@ -303,4 +305,9 @@ def format_summary(summary: PushSummary, k: int, m: int) -> str:
     ]
     if summary.failed:
         lines.insert(2, f"paths failed:      {len(summary.failed)} (not committed)")
+    if s.degraded_chunks:
+        lines.append(f"degraded:          {s.degraded_chunks} chunks degraded: run nixshard "
+                     f"repair (stored with fewer than {k + m} shards, at least {k + 1})")
+    for node_id, why in sorted(s.passed_over.items()):
+        lines.append(f"passed over:       {node_id}: {why[:300]}")
     return "\n".join(lines)
