@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from .budget import BodyBudget
 from .config import NodeConfig
 from .replay import NonceLedger
 from .store import Store
@@ -11,3 +12,4 @@ from .store import Store
 CONFIG = web.AppKey("config", NodeConfig)
 STORE = web.AppKey("store", Store)
 NONCES = web.AppKey("nonces", NonceLedger)
+BUDGET = web.AppKey("body_budget", BodyBudget)

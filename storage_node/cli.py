@@ -23,7 +23,14 @@ from storage_network.network_file import Network, load_network
 
 from .app import create_app
 from .appkeys import STORE
-from .config import DEFAULT_MAX_RECORD_BYTES, DEFAULT_MAX_SHARD_BYTES, NodeConfig
+from .config import (
+    DEFAULT_BODY_STALL_SECONDS,
+    DEFAULT_BODY_WAIT_SECONDS,
+    DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
+    DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_MAX_SHARD_BYTES,
+    NodeConfig,
+)
 from .errors import StorageNodeError
 from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_faults
 
@@ -78,6 +85,27 @@ def gather_publishers(network: Network | None,
     return publishers
 
 
+def check_node_id(node_id: str, network: Network | None, network_path: Path | None,
+                  given: bool) -> None:
+    """Refuse a node id the network file does not list: every signed write names the
+    node it is meant for, so such a node would refuse every write.
+
+    Raises:
+        click.UsageError: ``network`` is given and does not list ``node_id``.
+    """
+    if network is None:
+        return
+    listed = sorted(n.id for n in network.nodes)
+    if node_id in listed:
+        return
+    source = "--node-id" if given else "the default node id (the short host name)"
+    shown = ", ".join(listed[:20]) + (", ..." if len(listed) > 20 else "")
+    raise click.UsageError(
+        f"{source} {node_id!r} is not a node of {network_path} (its nodes: {shown}); "
+        f"writes are signed for one node id, so this node would refuse every write. "
+        f"Pass --node-id with this node's id in the network file.")
+
+
 def gather_faults(specs: tuple[str, ...]) -> Faults:
     """The TEST-ONLY fault modes of ``--fault`` (see :mod:`storage_node.faults`).
 
@@ -109,13 +137,21 @@ def gather_faults(specs: tuple[str, ...]) -> Faults:
 @click.option("--accept-publisher", "accepted", multiple=True, metavar="NAME:BASE64",
               help="Accept writes and records signed by this public key (repeatable).")
 @click.option("--node-id", default=None, metavar="ID",
-              help="This node's id in the network file (default: the short host name).")
+              help="This node's id in the network file (default: the short host name); "
+                   "with --network, an id the file does not list is refused.")
 @click.option("--max-shard-bytes", type=click.IntRange(min=1),
               default=DEFAULT_MAX_SHARD_BYTES, show_default=True,
               help="Largest shard body accepted, in bytes.")
 @click.option("--max-record-bytes", type=click.IntRange(min=1),
               default=DEFAULT_MAX_RECORD_BYTES, show_default=True,
               help="Largest record body accepted, in bytes.")
+@click.option("--max-body-bytes-in-flight", type=click.IntRange(min=1),
+              default=DEFAULT_MAX_BODY_BYTES_IN_FLIGHT, show_default=True,
+              help="Request-body bytes read and held at once, node-wide; requests beyond "
+                   f"wait for room, and are answered 503 after {DEFAULT_BODY_WAIT_SECONDS:g} s.")
+@click.option("--body-stall-seconds", type=click.FloatRange(min=0, min_open=True, max=3600),
+              default=DEFAULT_BODY_STALL_SECONDS, show_default=True,
+              help="A request body that sends no byte for this long is refused (408).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Log level of the nixshard.node logger.")
 @click.option("--access-log/--no-access-log", "access_log_on", default=True, show_default=True,
@@ -123,10 +159,12 @@ def gather_faults(specs: tuple[str, ...]) -> Faults:
                    "remote address, request line, status, bytes sent, seconds taken.")
 @click.option("--fault", "fault_specs", multiple=True, hidden=True, metavar="MODE[,MODE...]",
               help="TEST ONLY (needs NIXSHARD_TEST_FAULTS=1): stall=SECONDS, flip, short, "
-                   "lie-has.")
+                   "lie-has, deep-json, endless, trickle=BYTES_PER_SECOND, slow-has=SECONDS, "
+                   "stale-records (see storage_node.faults).")
 def node_command(data_dir: Path, listen: str, network_path: Path | None,
                  accepted: tuple[str, ...], node_id: str | None, max_shard_bytes: int,
-                 max_record_bytes: int, log_level: str, access_log_on: bool,
+                 max_record_bytes: int, max_body_bytes_in_flight: int,
+                 body_stall_seconds: float, log_level: str, access_log_on: bool,
                  fault_specs: tuple[str, ...]) -> None:
     """Run a storage node: keep shards and signed records, serve them over HTTP.
 
@@ -141,15 +179,16 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
         except NetworkFileError as exc:
             raise click.ClickException(str(exc)) from exc
     publishers = gather_publishers(network, accepted)
+    given = node_id is not None
     node_id = node_id or socket.gethostname().split(".")[0]
+    check_node_id(node_id, network, network_path, given)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nixshard").setLevel(log_level.upper())
-    if network is not None and node_id not in {n.id for n in network.nodes}:
-        log.warning("node id %r is not listed in %s", node_id, network_path)
     config = NodeConfig(data_dir=data_dir, node_id=node_id, publishers=publishers,
                         max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes,
-                        faults=faults)
+                        max_body_bytes_in_flight=max_body_bytes_in_flight,
+                        body_stall_seconds=body_stall_seconds, faults=faults)
     try:
         app = create_app(config)
     except StorageNodeError as exc:

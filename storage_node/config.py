@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,9 @@ from .faults import Faults
 MiB = 1024 * 1024
 DEFAULT_MAX_SHARD_BYTES = 64 * MiB
 DEFAULT_MAX_RECORD_BYTES = 64 * MiB
+DEFAULT_MAX_BODY_BYTES_IN_FLIGHT = 64 * MiB
+DEFAULT_BODY_STALL_SECONDS = 10.0
+DEFAULT_BODY_WAIT_SECONDS = 5.0
 
 
 @dataclass
@@ -28,6 +32,12 @@ class NodeConfig:
             other key are refused, and so are records signed by any other key.
         max_shard_bytes: largest shard body accepted, in bytes.
         max_record_bytes: largest record body accepted, in bytes.
+        max_body_bytes_in_flight: request-body bytes read and held at once,
+            node-wide (see :mod:`storage_node.budget`).
+        body_stall_seconds: longest pause, in seconds, between two pieces
+            of a request body; a body that stalls longer is refused (408).
+        body_wait_seconds: how long a request waits for room in the body
+            budget before it is refused (503).
         faults: TEST-ONLY misbehaviour (see :mod:`storage_node.faults`);
             none by default.
     """
@@ -37,6 +47,9 @@ class NodeConfig:
     publishers: dict[str, PublisherKey]
     max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES
     max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES
+    max_body_bytes_in_flight: int = DEFAULT_MAX_BODY_BYTES_IN_FLIGHT
+    body_stall_seconds: float = DEFAULT_BODY_STALL_SECONDS
+    body_wait_seconds: float = DEFAULT_BODY_WAIT_SECONDS
     faults: Faults = field(default_factory=Faults)
 
     def validate(self) -> NodeConfig:
@@ -44,8 +57,9 @@ class NodeConfig:
 
         Raises:
             ConfigError: no publisher key, a node id that does not match
-                :data:`storage_network.network_file.NODE_ID_RE`, or a
-                non-positive size limit.
+                :data:`storage_network.network_file.NODE_ID_RE`, a
+                non-positive size limit, or a non-positive or infinite
+                number of seconds.
         """
         if not self.publishers:
             raise ConfigError(
@@ -53,7 +67,11 @@ class NodeConfig:
                 "pass --accept-publisher NAME:BASE64 or a --network file with publishers")
         if not NODE_ID_RE.fullmatch(self.node_id):
             raise ConfigError(f"node id {self.node_id!r} must match {NODE_ID_RE.pattern}")
-        for name in ("max_shard_bytes", "max_record_bytes"):
+        for name in ("max_shard_bytes", "max_record_bytes", "max_body_bytes_in_flight"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"{name} must be at least 1 byte, got {getattr(self, name)}")
+        for name in ("body_stall_seconds", "body_wait_seconds"):
+            seconds = getattr(self, name)
+            if not (math.isfinite(seconds) and seconds > 0):
+                raise ConfigError(f"{name} must be a positive number of seconds, got {seconds}")
         return self

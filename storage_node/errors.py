@@ -41,6 +41,13 @@ class BodyTruncated(BadRequest):
     """400: the client closed the connection before sending its whole body."""
 
 
+class BodyStalled(RequestError):
+    """408: the client sent no byte of its body for longer than the node's stall limit;
+    the connection is closed after the answer."""
+
+    status = 408
+
+
 class Unauthorized(RequestError):
     """401: a write request without the publisher signature headers."""
 
@@ -80,6 +87,13 @@ class PayloadTooLarge(RequestError):
     """413: the request body exceeds the node's limit for that kind of object."""
 
     status = 413
+
+
+class Busy(RequestError):
+    """503: the node is reading as many body bytes as it allows at once and no room
+    came free within its wait (see :mod:`storage_node.budget`); try again later."""
+
+    status = 503
 
 
 class Unprocessable(RequestError):

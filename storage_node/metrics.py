@@ -14,6 +14,13 @@ format 0.0.4 (:data:`storage_network.http_metrics.CONTENT_TYPE`):
 ``nixshard_node_free_bytes``
     gauges read from the store when scraped: what ``/healthz`` reports
     (counts, bytes).
+``nixshard_node_shards_healed_total``
+    counter, stored shards that no longer matched their id and were
+    replaced by a signed PUT of good bytes (repair healing corruption, see
+    :meth:`storage_node.store.Store.commit_shard`).
+``nixshard_node_body_bytes_in_flight``, ``nixshard_node_body_waiting``
+    gauges, request-body bytes reserved now and requests waiting for room
+    (:mod:`storage_node.budget`; a request that waited too long is a 503).
 """
 
 from __future__ import annotations
@@ -23,19 +30,22 @@ from collections.abc import Iterator
 
 from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from storage_network import http_metrics
 from storage_network.http_metrics import CONTENT_TYPE, RequestMetrics
 
+from .budget import BodyBudget
 from .store import Store
 
 
 class StoreCollector:
-    """A prometheus_client collector: the store's counts as gauges, read at scrape time."""
+    """A prometheus_client collector: the store's counts and the body budget's use,
+    read at scrape time."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, budget: BodyBudget) -> None:
         self._store = store
+        self._budget = budget
 
     def describe(self) -> list[Metric]:
         """The gauges without samples (lets the registry refuse duplicate names)."""
@@ -58,11 +68,21 @@ class StoreCollector:
                 ("nixshard_node_shard_bytes", "Bytes of all stored shards.", stats.shard_bytes),
                 ("nixshard_node_records", "Records stored.", stats.records),
                 ("nixshard_node_free_bytes",
-                 "Bytes free on the data directory's filesystem.", free)):
+                 "Bytes free on the data directory's filesystem.", free),
+                ("nixshard_node_body_bytes_in_flight",
+                 "Request-body bytes reserved in the node's body budget.", self._budget.in_use),
+                ("nixshard_node_body_waiting",
+                 "Requests waiting for room in the node's body budget.", self._budget.waiting)):
             family = GaugeMetricFamily(name, doc)
             if with_values and value is not None:
                 family.add_metric([], value)
             yield family
+        healed = CounterMetricFamily(
+            "nixshard_node_shards_healed",
+            "Stored shards that no longer matched their id, replaced by a signed PUT.")
+        if with_values:
+            healed.add_metric([], stats.healed)
+        yield healed
 
 
 class NodeMetrics:
@@ -70,12 +90,13 @@ class NodeMetrics:
 
     Args:
         store: the node's store (read at scrape time for the gauges).
+        budget: the node's body budget (read at scrape time).
     """
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, budget: BodyBudget) -> None:
         self.registry = CollectorRegistry()
         self.http = RequestMetrics("nixshard_node", self.registry)
-        self.registry.register(StoreCollector(store))
+        self.registry.register(StoreCollector(store, budget))
 
     def render(self) -> bytes:
         """The registry in the Prometheus text format (see :data:`CONTENT_TYPE`)."""

@@ -7,15 +7,14 @@ their Merkle paths (binary, ``application/octet-stream``).  The proof is
 built from the stored bytes as they are: a shard that rotted on disk yields
 a proof that fails, so the auditor sees it.
 
-Refusals: 400 on malformed JSON, a missing or malformed nonce (16-64 bytes
-as hex), ``ids`` not a list of shard ids, or more than 1000 ids; 413 on a
-body over 256 KiB.  Reads are open, as every read of a node is.
+Refusals: 400 on malformed JSON (or JSON nested too deeply), a missing
+or malformed nonce (16-64 bytes as hex), ``ids`` not a list of shard ids,
+or more than 1000 ids; 413 on a body over 256 KiB.  Reads are open, as every read of a node is.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 
@@ -26,7 +25,7 @@ from storage_network.proofs import MAX_IDS, MAX_NONCE_BYTES, MIN_NONCE_BYTES, an
 from storage_network.stripe import parse_shard_id
 
 from .appkeys import STORE
-from .body import read_body
+from .body import json_type, parse_json, read_body
 from .errors import BadRequest
 from .store import Store
 
@@ -37,10 +36,7 @@ _NONCE_RE = re.compile(r"\A(?:[0-9a-fA-F]{2})+\Z")
 
 
 def _parse_request(body: bytes | bytearray) -> tuple[bytes, list[str]]:
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest(f"proof request body is not JSON: {exc}") from exc
+    doc = parse_json(body, "proof request")
     if not isinstance(doc, dict):
         raise BadRequest('proof request body must be {"nonce": hex, "ids": [shard id, ...]}')
     nonce_text, ids = doc.get("nonce"), doc.get("ids")
@@ -57,7 +53,7 @@ def _parse_request(body: bytes | bytearray) -> tuple[bytes, list[str]]:
         raise BadRequest(f"proof request lists {len(ids)} ids, at most {MAX_IDS} allowed")
     for item in ids:
         if not isinstance(item, str):
-            raise BadRequest(f"bad shard id {item!r}: not a string")
+            raise BadRequest(f"bad shard id: a JSON {json_type(item)}, not a string")
         try:
             parse_shard_id(item)
         except ShardProofError as exc:

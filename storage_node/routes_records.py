@@ -4,8 +4,21 @@ A record key is 32 characters of ``[0-9a-z]`` (to nixshard, a store-path
 hash part; the node does not need to know).  The node stores a record only
 if :func:`storage_network.record.open_record` accepts it under that key
 with one of the node's publisher keys, so it never holds a record an
-accepted publisher did not sign.  A newer valid record may replace an
-older one (atomically).
+accepted publisher did not sign.
+
+The node keeps one version per key: a record or a tombstone (the signed
+deletion of the key, :func:`storage_network.record.seal_tombstone`), both
+``PUT`` the same way, and a ``GET`` serves whichever is held.  Whether an
+incoming version replaces the held one is
+:func:`storage_network.record.replacement` (the table in
+``docs/consistency.md``): 201 when nothing was held, 200 for the same bytes
+or a newer version that may replace it, 409 when the node holds a newer
+version, or a record of another content (the first committed content
+wins).  The decision and the replacement happen under the store's record
+lock (:meth:`storage_node.store.Store.write_record`), so two writers of one
+key cannot both win.  A held version the node can no longer open (its
+publisher key was dropped, or its file rotted) does not block a valid one:
+it is replaced, with a warning.
 
 A ``GET`` counts as a use of the record: the node sets the file's atime to
 now (at most once a minute), which ``GET /records`` reports as the last
@@ -21,19 +34,21 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 
 from aiohttp import web
 
 from storage_network.auth import WriteClaim
 from storage_network.errors import RecordError
 from storage_network.node_client import PEEK_HEADER
-from storage_network.record import open_record
+from storage_network.record import Record, Replacement, open_record, replacement
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body
-from .errors import BadRequest, NotFound, PreconditionFailed, Unprocessable
+from .config import NodeConfig
+from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
 from .expect import expect_handler
-from .store import RECORD_KEY_RE, Deletion
+from .store import RECORD_KEY_RE, Deletion, RecordWrite
 from .write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
@@ -55,13 +70,48 @@ def _precheck_put(request: web.Request) -> tuple[str, WriteClaim]:
     return key, claim
 
 
-async def put_record(request: web.Request) -> web.Response:
-    """Store a signed record.
+def _held_version(config: NodeConfig, key: str, held: bytes | None) -> Record | None:
+    """The held version of ``key`` as a record, None when nothing (usable) is held."""
+    if held is None:
+        return None
+    try:
+        return open_record(config.publishers, key, held)
+    except RecordError as exc:
+        log.warning("record %s: the held version cannot be opened (%s); a valid PUT "
+                    "replaces it", key, exc)
+        return None
 
-    Answers 201 (new), 200 (replaced an existing record), 400 (bad key,
-    truncated body), 401 (no signature), 403 (signature refused), 413 (body
-    over ``max_record_bytes``), 422 (record malformed, signed by a key the
-    node does not accept, or signed for another key).
+
+def _decider(config: NodeConfig, key: str,
+             incoming: Record) -> Callable[[bytes | None], bool]:
+    """The store's ``decide`` for a PUT of ``incoming`` (see the module docstring)."""
+
+    def decide(held_bytes: bytes | None) -> bool:
+        held = _held_version(config, key, held_bytes)
+        verdict = replacement(held, incoming)
+        if verdict is Replacement.OLDER:
+            assert held is not None
+            raise Conflict(f"holds a newer version of record {key} (created {held.created}, "
+                           f"{'a tombstone' if held.tombstone else 'a record'}); the PUT "
+                           f"carries one created {incoming.created}: kept")
+        if verdict is Replacement.CONFLICT:
+            raise Conflict(f"holds another content for record {key}: the first committed "
+                           f"content wins")
+        return verdict is Replacement.STORE
+
+    return decide
+
+
+async def put_record(request: web.Request) -> web.Response:
+    """Store a signed record or tombstone, unless the node holds a newer version.
+
+    Answers 201 (nothing was held: stored), 200 (the same bytes were held,
+    or a version this one supersedes: replaced), 400 (bad key, truncated
+    body), 401 (no signature), 403 (signature refused), 409 (the node holds
+    a newer version, or a record of another content), 413 (body over
+    ``max_record_bytes``), 422 (record malformed, signed by a key the node
+    does not accept, or signed for another key).  The JSON answer is
+    ``{"key", "created": bool, "replaced": bool, "tombstone": bool, "bytes"}``.
     """
     config, store = request.app[CONFIG], request.app[STORE]
     key, claim = _precheck_put(request)
@@ -71,16 +121,21 @@ async def put_record(request: web.Request) -> web.Response:
         record = await asyncio.to_thread(open_record, config.publishers, key, memoryview(body))
     except RecordError as exc:
         raise Unprocessable(str(exc)) from exc
-    created = await store.write_record(key, memoryview(body))
-    log.info("%s record %s (%d bytes, %d chunks, signed by %s) for publisher %s",
-             "stored" if created else "replaced", key, len(body), len(record.manifest.chunks),
+    outcome = await store.write_record(key, memoryview(body), _decider(config, key, record))
+    kind = "tombstone" if record.tombstone else "record"
+    log.info("%s %s %s (%d bytes, %d chunks, created %d, signed by %s) for publisher %s",
+             outcome.value, kind, key, len(body), len(record.manifest.chunks), record.created,
              record.publisher.name, publisher.name)
-    return web.json_response({"key": key, "created": created, "bytes": len(body)},
+    created = outcome is RecordWrite.CREATED
+    return web.json_response({"key": key, "created": created,
+                              "replaced": outcome is RecordWrite.REPLACED,
+                              "tombstone": record.tombstone, "bytes": len(body)},
                              status=201 if created else 200)
 
 
 async def get_record(request: web.Request) -> web.Response:
-    """Send a stored record's bytes (``HEAD``: headers only); 404 absent, 400 bad key.
+    """Send the held version's bytes, record or tombstone (``HEAD``: headers only);
+    404 absent, 400 bad key.
 
     A ``GET`` without ``X-Nixshard-Peek: 1`` sets the record's atime to now
     (when it is more than a minute old).

@@ -7,7 +7,10 @@ write that the body's Merkle proof leads from the fragment to that root
 (:func:`storage_network.stripe.verify_shard`), so it stores only shards
 that match their ids.  Shards are immutable: a second PUT of a stored id
 answers 200 and leaves the stored bytes as they are, but sets the file's
-mtime to now.
+mtime to now -- unless the stored bytes no longer match the id (rot,
+tampering): a signed PUT of good bytes then replaces them (201,
+``"healed": true``; logged, counted in ``nixshard_node_shards_healed_total``).
+This is how repair heals corruption.
 
 The mtime is the garbage collector's clock (see :mod:`storage_network.gc`):
 a signed ``POST /shards/has`` with ``"touch": true`` sets it on every listed
@@ -19,11 +22,11 @@ atomically with respect to touches and PUTs of it.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import math
 
 from aiohttp import web
+from aiohttp.abc import AbstractStreamWriter
 
 from storage_network.auth import WriteClaim
 from storage_network.errors import ShardBatchError, ShardProofError, ShardTooLargeError
@@ -31,11 +34,11 @@ from storage_network.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_
 from storage_network.stripe import parse_shard_id, verify_shard
 
 from .appkeys import CONFIG, STORE
-from .body import check_declared_length, read_body
+from .body import check_declared_length, json_type, parse_json, read_body
 from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unprocessable
 from .expect import expect_handler
-from .faults import mangle_shard
-from .store import Deletion
+from .faults import mangle_shard, trickle_write
+from .store import Deletion, ShardWrite
 from .write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
@@ -44,6 +47,8 @@ MAX_HAS_IDS = MAX_BATCH_IDS
 MAX_HAS_BODY_BYTES = 2 * 1024 * 1024
 MAX_BATCH_PUT_BYTES = 64 * 1024 * 1024
 BATCH_READ_GROUP = 16  # shard files read per thread hop
+_DONE = {ShardWrite.NEW: "stored", ShardWrite.HELD: "already had",
+         ShardWrite.HEALED: "healed (replaced corrupt bytes of)"}
 _SHARD_HEADERS = {
     "Content-Type": "application/octet-stream",
     "Cache-Control": "public, max-age=31536000, immutable",
@@ -68,10 +73,12 @@ def _precheck_put(request: web.Request) -> tuple[str, bytes, int, WriteClaim]:
 async def put_shard(request: web.Request) -> web.Response:
     """Store a shard.
 
-    Answers 201 (stored), 200 (already stored), 400 (bad id, truncated
-    body), 401 (no signature), 403 (signature refused), 413 (body over
-    ``max_shard_bytes``), 422 (proof does not match the id).  The body goes
-    to a temp file that is deleted on any refusal.
+    Answers 201 (stored, or ``"healed"``: replaced stored bytes that no
+    longer matched the id), 200 (already stored), 400 (bad id, truncated
+    body), 401 (no signature), 403 (signature refused), 408 (body stalled),
+    413 (body over ``max_shard_bytes``), 422 (proof does not match the id),
+    503 (no room in the body budget).  The body goes to a temp file that is
+    deleted on any refusal.
     """
     config, store = request.app[CONFIG], request.app[STORE]
     shard_id, root, index, claim = _precheck_put(request)
@@ -82,10 +89,12 @@ async def put_shard(request: web.Request) -> web.Response:
             await asyncio.to_thread(verify_shard, root, index, memoryview(body))
         except ShardProofError as exc:
             raise Unprocessable(f"shard does not match its id: {exc}") from exc
-        created = await store.commit_shard(temp, shard_id)
-    log.info("%s shard %s (%d bytes) for publisher %s",
-             "stored" if created else "already had", shard_id, len(body), publisher.name)
-    return web.json_response({"id": shard_id, "created": created, "bytes": len(body)},
+        outcome = await store.commit_shard(temp, shard_id)
+    log.info("%s shard %s (%d bytes) for publisher %s", _DONE[outcome], shard_id, len(body),
+             publisher.name)
+    created = outcome is not ShardWrite.HELD
+    return web.json_response({"id": shard_id, "created": created,
+                              "healed": outcome is ShardWrite.HEALED, "bytes": len(body)},
                              status=201 if created else 200)
 
 
@@ -96,7 +105,20 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
     path = request.app[STORE].shard_path(shard_id)
     if not path.is_file():
         raise NotFound(f"no shard {shard_id}")
-    return web.FileResponse(path, headers=_SHARD_HEADERS)
+    response = _SentFile(path, headers=_SHARD_HEADERS)
+    # sent here, not after the handler: a client gone mid-file reaches the error middleware
+    await response.prepare(request)
+    return response
+
+
+class _SentFile(web.FileResponse):
+    """A :class:`aiohttp.web.FileResponse` that may be sent by its handler: preparing it
+    again (aiohttp does, after the handler) does nothing."""
+
+    async def prepare(self, request: web.BaseRequest) -> AbstractStreamWriter | None:
+        if self.prepared:
+            return None
+        return await super().prepare(request)
 
 
 async def _id_list(request: web.Request, what: str) -> tuple[list[str], bytes, bool]:
@@ -108,23 +130,35 @@ async def _id_list(request: web.Request, what: str) -> tuple[list[str], bytes, b
         PayloadTooLarge: a body over 2 MiB.
     """
     body, digest = await read_body(request, MAX_HAS_BODY_BYTES, what)
-    try:
-        doc = json.loads(body)
-    except ValueError as exc:
-        raise BadRequest(f"{what} body is not JSON: {exc}") from exc
-    ids = doc.get("ids") if isinstance(doc, dict) else None
+    ids, touch = parse_id_list(body, what)
+    return ids, digest, touch
+
+
+def parse_id_list(body: bytes | bytearray, what: str) -> tuple[list[str], bool]:
+    """The validated ``ids`` and ``touch`` flag of a JSON ``{"ids": [...], "touch": bool}``
+    body (``touch`` optional, False).
+
+    Raises:
+        BadRequest: not JSON (or nested too deeply), not an object, ``ids`` not a list
+            of at most :data:`MAX_HAS_IDS` shard ids, a non-boolean ``touch``.
+    """
+    doc = parse_json(body, what)
+    if not isinstance(doc, dict):
+        raise BadRequest(f'{what} body must be {{"ids": [shard id, ...]}}, '
+                         f"not a JSON {json_type(doc)}")
+    ids = doc.get("ids")
     if not isinstance(ids, list):
         raise BadRequest(f'{what} body must be {{"ids": [shard id, ...]}}')
     touch = doc.get("touch", False)
     if not isinstance(touch, bool):
-        raise BadRequest(f"{what}: touch must be true or false, got {touch!r}")
+        raise BadRequest(f"{what}: touch must be true or false, not a JSON {json_type(touch)}")
     if len(ids) > MAX_HAS_IDS:
         raise BadRequest(f"{what} lists {len(ids)} ids, at most {MAX_HAS_IDS} allowed")
     for item in ids:
         if not isinstance(item, str):
-            raise BadRequest(f"bad shard id {item!r}: not a string")
+            raise BadRequest(f"bad shard id: a JSON {json_type(item)}, not a string")
         _parse_id(item)
-    return ids, digest, touch
+    return ids, touch
 
 
 async def batch_get(request: web.Request) -> web.StreamResponse:
@@ -145,7 +179,10 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
             if body is not None and (faults.flip or faults.short):  # TEST-ONLY faults
                 body = mangle_shard(body, faults)
             frames.append(encode_get_answer(body))
-        await resp.write(b"".join(frames))
+        if faults.trickle is not None:  # TEST-ONLY fault
+            await trickle_write(resp, b"".join(frames), faults.trickle)
+        else:
+            await resp.write(b"".join(frames))
     await resp.write_eof()
     return resp
 
@@ -165,10 +202,13 @@ def _check_batch(data: bytearray, max_shard_bytes: int) -> list[tuple[str, memor
 async def batch_put(request: web.Request) -> web.Response:
     """Store many shards from one signed body; all of them or none.
 
-    Answers 200 ``{"created": [ids], "held": [ids]}``; 400 (malformed
+    Answers 200 ``{"created": [ids], "held": [ids], "healed": [ids]}``
+    (``created`` lists every shard written, the ``healed`` ones included:
+    held bytes that no longer matched their id, replaced); 400 (malformed
     batch, bad id, truncated body), 401/403 (signature missing or refused),
-    413 (body over 64 MiB or a shard over ``max_shard_bytes``), 422 (a shard
-    does not match its id).  Nothing is stored on any refusal.
+    408 (body stalled), 413 (body over 64 MiB or a shard over
+    ``max_shard_bytes``), 422 (a shard does not match its id), 503 (no room
+    in the body budget).  Nothing is stored on any refusal.
     """
     config, store = request.app[CONFIG], request.app[STORE]
     claim = precheck_write(request)
@@ -182,12 +222,14 @@ async def batch_put(request: web.Request) -> web.Response:
         raise PayloadTooLarge(str(exc)) from exc
     except ShardBatchError as exc:
         raise BadRequest(f"malformed batch-put body: {exc}") from exc
-    created = await store.commit_shards(shards)
-    new = [sid for (sid, _), c in zip(shards, created, strict=True) if c]
-    held = [sid for (sid, _), c in zip(shards, created, strict=True) if not c]
-    log.info("batch: stored %d shards, already had %d (%d bytes) for publisher %s",
-             len(new), len(held), len(data), publisher.name)
-    return web.json_response({"created": new, "held": held})
+    outcomes = await store.commit_shards(shards)
+    done = list(zip((sid for sid, _ in shards), outcomes, strict=True))
+    new = [sid for sid, o in done if o is not ShardWrite.HELD]
+    held = [sid for sid, o in done if o is ShardWrite.HELD]
+    healed = [sid for sid, o in done if o is ShardWrite.HEALED]
+    log.info("batch: stored %d shards (%d healed), already had %d (%d bytes) for publisher %s",
+             len(new), len(healed), len(held), len(data), publisher.name)
+    return web.json_response({"created": new, "held": held, "healed": healed})
 
 
 async def post_has(request: web.Request) -> web.Response:

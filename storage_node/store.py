@@ -8,10 +8,20 @@ Layout under the data directory::
     lock                       flock'd while a node runs on this directory
 
 Every object is written to a uniquely named file under ``tmp/``, fsync'd,
-then moved into place (a hard link for shards, which are never rewritten; a
-rename for records, which may be replaced) and the directory is fsync'd, so
+then moved into place (a hard link for shards, which are never rewritten
+while they match their id; a rename for records, which may be replaced, and
+for a shard whose stored bytes rotted) and the directory is fsync'd, so
 a reader never sees a partial file and a crash leaves at worst a stray file
 in ``tmp/`` (removed at the next start).
+
+A write of a shard already held checks the stored bytes against the id
+(:func:`storage_network.stripe.verify_shard`): bytes that still match are
+kept, bytes that no longer do (disk rot, tampering) are replaced by the
+incoming ones, which the caller has checked (this is how repair heals
+corruption; counted in :attr:`StoreStats.healed`).  A record write is
+decided and done under one lock per store (:meth:`Store.write_record`), so
+two writers of one key cannot both act on what they read before the other
+wrote.
 
 Names are validated against :data:`storage_network.stripe.SHARD_ID_RE` and
 :data:`RECORD_KEY_RE` before any path is built, so no request can name a
@@ -54,8 +64,9 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO
 
+from storage_network.errors import ShardProofError
 from storage_network.node_client import ListedRecord, ListedShard
-from storage_network.stripe import SHARD_ID_RE
+from storage_network.stripe import SHARD_ID_RE, parse_shard_id, verify_shard
 
 from .errors import DataDirError
 
@@ -79,11 +90,53 @@ class Deletion(enum.Enum):
 
 @dataclass
 class StoreStats:
-    """Counters kept in memory: shard count, total shard bytes, record count."""
+    """Counters kept in memory: shard count, total shard bytes, record count, and shards
+    healed (replaced because their stored bytes no longer matched their id) since start."""
 
     shards: int = 0
     shard_bytes: int = 0
     records: int = 0
+    healed: int = 0
+
+
+class ShardWrite(enum.Enum):
+    """What a shard write did."""
+
+    NEW = "new"          # the shard was not held
+    HELD = "held"        # held and still matching its id: kept, mtime set to now
+    HEALED = "healed"    # held but no longer matching its id: replaced
+
+
+class RecordWrite(enum.Enum):
+    """What a record write did."""
+
+    CREATED = "created"    # nothing was held under the key
+    REPLACED = "replaced"  # the held version was replaced
+    KEPT = "kept"          # the decision kept what is held (e.g. the same bytes)
+
+
+def _stored_shard_matches(final: Path, shard_id: str) -> bool:
+    """True if the file ``final`` still holds a shard matching ``shard_id`` (blocking).
+
+    False when it does not verify or vanished meanwhile.
+    """
+    root, index = parse_shard_id(shard_id)
+    try:
+        data = final.read_bytes()
+    except FileNotFoundError:
+        return False
+    try:
+        verify_shard(root, index, memoryview(data))
+    except ShardProofError:
+        return False
+    return True
+
+
+def _size_or_none(path: Path) -> int | None:
+    try:
+        return os.stat(path, follow_symlinks=False).st_size
+    except FileNotFoundError:
+        return None
 
 
 def _fsync_dir(path: Path) -> None:
@@ -324,25 +377,35 @@ class Store:
         """Bytes free on the data directory's filesystem (for unprivileged users)."""
         return shutil.disk_usage(self.root).free
 
-    async def commit_shard(self, temp: TempFile, shard_id: str) -> bool:
-        """Make ``temp`` shard ``shard_id``: fsync, link into place, fsync the directory.
+    def _count_shard_write(self, shard_id: str, outcome: ShardWrite, size: int,
+                           old_size: int) -> None:
+        if outcome is ShardWrite.NEW:
+            self.stats.shards += 1
+            self.stats.shard_bytes += size
+        elif outcome is ShardWrite.HEALED:
+            self.stats.healed += 1
+            self.stats.shard_bytes += size - old_size
+            log.warning("shard %s no longer matched its id (%d bytes stored); replaced by "
+                        "the %d bytes just written", shard_id, old_size, size)
 
-        An existing shard is kept as it is (shards are immutable) and ``temp``
-        is dropped; its mtime is set to now (a push reusing it keeps it from
-        garbage collection).
+    async def commit_shard(self, temp: TempFile, shard_id: str) -> ShardWrite:
+        """Make ``temp`` (bytes already checked against ``shard_id``) shard ``shard_id``:
+        fsync, link into place, fsync the directory.
 
-        Returns:
-            True if the shard is new, False if it was already stored.
+        A stored shard that still matches its id is kept as it is (shards are
+        immutable), ``temp`` is dropped and the shard's mtime set to now (a
+        push reusing it keeps it from garbage collection).  A stored shard
+        that no longer matches is replaced by ``temp`` atomically (logged as
+        a warning, counted in :attr:`StoreStats.healed`).
 
         Raises:
             OSError: the disk refused (full, read-only, ...).
         """
         final = self.shard_path(shard_id)
-        created = await asyncio.to_thread(self._commit_shard_sync, temp, final)
-        if created:
-            self.stats.shards += 1
-            self.stats.shard_bytes += temp.size
-        return created
+        outcome, old_size = await asyncio.to_thread(self._commit_shard_sync, temp, shard_id,
+                                                    final)
+        self._count_shard_write(shard_id, outcome, temp.size, old_size)
+        return outcome
 
     def _touch_if_present(self, final: Path) -> bool:
         """Set ``final``'s mtime to now if it exists (caller holds the shard lock)."""
@@ -352,11 +415,26 @@ class Store:
             return False
         return True
 
-    def _commit_shard_sync(self, temp: TempFile, final: Path) -> bool:
+    def _heal_sync(self, temp: TempFile, final: Path) -> tuple[ShardWrite, int]:
+        """Put ``temp`` in place of a stored shard that no longer matched its id."""
         with self._shard_lock:
-            if self._touch_if_present(final):  # common on re-uploads: skip the fsync
+            old_size = _size_or_none(final)
+            os.replace(temp.path, final)
+            temp.committed = True
+        return (ShardWrite.NEW, 0) if old_size is None else (ShardWrite.HEALED, old_size)
+
+    def _commit_shard_sync(self, temp: TempFile, shard_id: str,
+                           final: Path) -> tuple[ShardWrite, int]:
+        with self._shard_lock:
+            present = self._touch_if_present(final)
+        if present:
+            if _stored_shard_matches(final, shard_id):  # common on re-uploads: no fsync
                 temp.discard()
-                return False
+                return ShardWrite.HELD, 0
+            temp.sync_close()
+            outcome = self._heal_sync(temp, final)
+            _fsync_dir(final.parent)
+            return outcome
         temp.sync_close()
         with self._shard_lock:
             created = _place(temp.path, final, replace=False)
@@ -365,60 +443,65 @@ class Store:
                 self._touch_if_present(final)
         if created:
             _fsync_dir(final.parent)
-        return created
+        return (ShardWrite.NEW if created else ShardWrite.HELD), 0
 
-    async def commit_shards(self, shards: Sequence[tuple[str, bytes | memoryview]]) -> list[bool]:
+    async def commit_shards(self, shards: Sequence[tuple[str, bytes | memoryview]]
+                            ) -> list[ShardWrite]:
         """Store a batch of checked shards: all written, then made durable together.
 
         Every new shard is written to its own temp file, one
         :func:`sync_filesystem` makes them durable, each is linked into place
         (a reader never sees a partial shard), and a second one makes the
         links durable before this returns.  A shard already stored is kept
-        and its mtime set to now, as :meth:`commit_shard` does.
+        and its mtime set to now, or replaced when its stored bytes no longer
+        match its id, as :meth:`commit_shard` does.
 
         Returns:
-            Per shard, in order: True if new, False if already stored.
+            Per shard, in order, what was done.
 
         Raises:
             OSError: the disk refused (full, read-only, ...); temp files are
                 removed and shards linked before the failure stay (each is
                 complete and matches its id).
         """
-        created = await asyncio.to_thread(self._commit_shards_sync, shards)
-        for (_, body), new in zip(shards, created, strict=True):
-            if new:
-                self.stats.shards += 1
-                self.stats.shard_bytes += len(body)
-        return created
+        done = await asyncio.to_thread(self._commit_shards_sync, shards)
+        for (sid, body), (outcome, old_size) in zip(shards, done, strict=True):
+            self._count_shard_write(sid, outcome, len(body), old_size)
+        return [outcome for outcome, _ in done]
 
     def _commit_shards_sync(self, shards: Sequence[tuple[str, bytes | memoryview]]
-                            ) -> list[bool]:
-        created = [False] * len(shards)
-        temps: list[tuple[int, TempFile, Path]] = []
+                            ) -> list[tuple[ShardWrite, int]]:
+        done = [(ShardWrite.HELD, 0)] * len(shards)
+        temps: list[tuple[int, TempFile, Path, bool]] = []  # (number, temp, final, heal)
         try:
             for number, (sid, body) in enumerate(shards):
                 final = self.shard_path(sid)
                 with self._shard_lock:
-                    if self._touch_if_present(final):
-                        continue
+                    present = self._touch_if_present(final)
+                if present and _stored_shard_matches(final, sid):
+                    continue
                 temp = self.new_temp()
-                temps.append((number, temp, final))
+                temps.append((number, temp, final, present))
                 temp.write(body)
                 temp.close()
             if not temps:
-                return created
+                return done
             sync_filesystem(self.tmp_dir)
-            with self._shard_lock:
-                for number, temp, final in temps:
-                    created[number] = _place(temp.path, final, replace=False)
+            for number, temp, final, heal in temps:
+                if heal:
+                    done[number] = self._heal_sync(temp, final)
+                    continue
+                with self._shard_lock:
+                    created = _place(temp.path, final, replace=False)
                     temp.committed = True
-                    if not created[number]:
+                    if not created:
                         self._touch_if_present(final)
+                done[number] = (ShardWrite.NEW if created else ShardWrite.HELD, 0)
             sync_filesystem(self.tmp_dir)
         finally:
-            for _, temp, _ in temps:
+            for _, temp, _, _ in temps:
                 temp.discard()
-        return created
+        return done
 
     def read_shards(self, shard_ids: Iterable[str]) -> list[bytes | None]:
         """The stored bodies of ``shard_ids`` (validated), None where not stored.
@@ -476,30 +559,53 @@ class Store:
         _fsync_dir(final.parent)
         return Deletion.DELETED, st.st_size
 
-    async def write_record(self, key: str, data: bytes | memoryview) -> bool:
+    async def write_record(self, key: str, data: bytes | memoryview,
+                           decide: Callable[[bytes | None], bool] | None = None) -> RecordWrite:
         """Store record ``key`` atomically (temp file, fsync, rename, fsync directory).
 
-        Returns:
-            True if the record is new, False if it replaced an existing one.
+        Args:
+            decide: called (on a worker thread) with the bytes held under
+                ``key`` (None when nothing is), under the record lock, so that
+                no other write of a record lands between the decision and the
+                rename; returns True to write ``data``, False to keep what is
+                held, or raises to refuse (the exception propagates and
+                nothing is written).  None: always write.
 
         Raises:
             OSError: the disk refused (full, read-only, ...).
+            Exception: whatever ``decide`` raises.
         """
         final = self.record_path(key)
-        created = await asyncio.to_thread(self._write_record_sync, data, final)
-        if created:
+        outcome = await asyncio.to_thread(self._write_record_sync, data, final, decide)
+        if outcome is RecordWrite.CREATED:
             self.stats.records += 1
-        return created
+        return outcome
 
-    def _write_record_sync(self, data: bytes | memoryview, final: Path) -> bool:
+    def _write_record_sync(self, data: bytes | memoryview, final: Path,
+                           decide: Callable[[bytes | None], bool] | None) -> RecordWrite:
         with self.new_temp() as temp:
             temp.write(data)
-            temp.sync_close()
+            temp.sync_close()  # before the lock: other keys' writes do not wait on it
             with self._record_lock:
+                if decide is not None and not decide(self._read_held_record(final)):
+                    return RecordWrite.KEPT
                 created = _place(temp.path, final, replace=True)
                 temp.committed = True
         _fsync_dir(final.parent)
-        return created
+        return RecordWrite.CREATED if created else RecordWrite.REPLACED
+
+    @staticmethod
+    def _read_held_record(final: Path) -> bytes | None:
+        """The bytes of record file ``final`` without touching its atime; None if absent."""
+        try:
+            fd = _open_noatime(final)
+        except FileNotFoundError:
+            return None
+        try:
+            with os.fdopen(fd, "rb", closefd=False) as fh:
+                return fh.read()
+        finally:
+            os.close(fd)
 
     async def read_record(self, key: str, count_access: bool = True) -> bytes | None:
         """The bytes of record ``key``, or None when absent.

@@ -5,13 +5,16 @@ from __future__ import annotations
 import hashlib
 import os
 import secrets
+from collections.abc import Sequence
 
 from storage_network.auth import Publisher
 from storage_network.manifest import ChunkRef, make_manifest
-from storage_network.record import seal_record
+from storage_network.record import seal_record, seal_tombstone
 from storage_network.stripe import build_stripe, shard_id
 
 NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+T0 = 1_700_000_000
+"""A signed ``created`` (unix seconds) for records whose order a test sets."""
 
 
 def stripe(n: int = 3, size: int = 200) -> list[tuple[str, bytes]]:
@@ -26,12 +29,29 @@ def record_key() -> str:
     return "".join(secrets.choice(NIX32) for _ in range(32))
 
 
-def record(publisher: Publisher, key: str, chunks: int = 2, note: str = "") -> bytes:
-    """A record for ``key`` sealed by ``publisher``: a small narinfo and ``chunks`` chunk refs."""
+def chunk_refs(count: int = 2) -> list[ChunkRef]:
+    """``count`` random chunk references: the *content* of a record."""
     refs = []
-    for i in range(chunks):
+    for i in range(count):
         plain = os.urandom(64)
         refs.append(ChunkRef(hashlib.sha256(plain).digest(), os.urandom(32), 1000 + i, 500 + i))
-    manifest = make_manifest("isa_l_rs_cauchy", 4, 2, refs)
+    return refs
+
+
+def record(publisher: Publisher, key: str, chunks: int = 2, note: str = "",
+           created: int | None = None, refs: Sequence[ChunkRef] | None = None) -> bytes:
+    """A record for ``key`` sealed by ``publisher``: a small narinfo and chunk refs.
+
+    Args:
+        chunks: how many random chunk refs (a new content) when ``refs`` is None.
+        created: the signed unix seconds (default: now).
+        refs: the chunk refs (the same refs make the same content).
+    """
+    manifest = make_manifest("isa_l_rs_cauchy", 4, 2, list(refs or chunk_refs(chunks)))
     narinfo = f"StorePath: /nix/store/{key}-hello{note}\nURL: nar/x.nar.zst\n".encode()
-    return seal_record(publisher, key, narinfo, manifest)
+    return seal_record(publisher, key, narinfo, manifest, created)
+
+
+def tombstone(publisher: Publisher, key: str, created: int | None = None) -> bytes:
+    """A tombstone for ``key`` (deleted at ``created``, default now) sealed by ``publisher``."""
+    return seal_tombstone(publisher, key, "isa_l_rs_cauchy", 4, 2, created)

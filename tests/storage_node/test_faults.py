@@ -41,6 +41,13 @@ def run_cli(tmp_path: Path, publisher: Publisher, *fault_args: str,
     (["lie-has"], Faults(lie_has=True)),
     (["stall=2,flip", "lie-has"], Faults(stall=2.0, flip=True, lie_has=True)),
     ([" flip , short "], Faults(flip=True, short=True)),
+    (["deep-json"], Faults(deep_json=True)),
+    (["endless"], Faults(endless=True)),
+    (["trickle=100"], Faults(trickle=100.0)),
+    (["slow-has=2.5"], Faults(slow_has=2.5)),
+    (["stale-records"], Faults(stale_records=True)),
+    (["trickle=1,slow-has=3,stale-records,deep-json,lie-has"],
+     Faults(trickle=1.0, slow_has=3.0, stale_records=True, deep_json=True, lie_has=True)),
     ([], Faults()),
 ])
 def test_parse_faults(specs: list[str], faults: Faults) -> None:
@@ -61,9 +68,21 @@ def test_parse_faults(specs: list[str], faults: Faults) -> None:
     ("stall=nan", "want a positive number of seconds"),
     ("flip=1", "fault mode 'flip' takes no value"),
     ("lie-has=yes", "fault mode 'lie-has' takes no value"),
-    ("explode", "unknown fault mode 'explode': want stall=SECONDS, flip, short or lie-has"),
+    ("explode", "unknown fault mode 'explode': want one of stall=SECONDS, "
+                "trickle=BYTES_PER_SECOND, slow-has=SECONDS, flip, short, lie-has, deep-json, "
+                "endless, stale-records"),
     ("flip,flip", "fault mode 'flip' is given twice"),
     ("stall=1,stall=2", "fault mode 'stall' is given twice"),
+    ("trickle", "'trickle' needs bytes per second: trickle=BYTES_PER_SECOND"),
+    ("trickle=fast", "trickle='fast': not a number of bytes per second"),
+    ("trickle=0", "want a positive number of bytes per second"),
+    ("slow-has", "'slow-has' needs seconds: slow-has=SECONDS"),
+    ("slow-has=-2", "want a positive number of seconds"),
+    ("deep-json=1", "fault mode 'deep-json' takes no value"),
+    ("endless=yes", "fault mode 'endless' takes no value"),
+    ("stale-records=1", "fault mode 'stale-records' takes no value"),
+    ("endless,trickle=10", "'endless' and 'trickle' cannot be combined"),
+    ("endless,endless", "fault mode 'endless' is given twice"),
 ])
 def test_bad_fault_specs_are_refused(spec: str, message: str) -> None:
     with pytest.raises(FaultSpecError, match=message.replace("(", r"\(")):

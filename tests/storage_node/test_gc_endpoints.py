@@ -16,7 +16,7 @@ from storage_network.auth import Publisher
 from storage_node.store import Deletion, Store
 from tests.netsupport import signed_headers
 
-from .samples import record, record_key, stripe
+from .samples import T0, chunk_refs, record, record_key, stripe
 
 OLD = 1_000_000_000.0  # 2001: older than any cut-off a test uses
 
@@ -260,9 +260,9 @@ async def test_delete_of_an_absent_record_is_404(client: TestClient,
 
 async def test_delete_of_a_replaced_record_is_412(client: TestClient, publisher: Publisher,
                                                   data_dir: Path) -> None:
-    key = record_key()
-    old = record(publisher, key)
-    new = record(publisher, key, note="-2")
+    key, refs = record_key(), chunk_refs()
+    old = record(publisher, key, refs=refs, created=T0)
+    new = record(publisher, key, note="-2", refs=refs, created=T0 + 1)
     await put_record(client, publisher, key, old)
     await put_record(client, publisher, key, new)
     resp = await delete_record(client, publisher, key,

@@ -13,7 +13,7 @@ from storage_node.config import NodeConfig
 from storage_node.errors import ConfigError, DataDirError
 from tests.netsupport import signed_headers
 
-from .samples import record, record_key, stripe
+from .samples import T0, chunk_refs, record, record_key, stripe
 
 
 async def test_healthz_counts_move(client: TestClient, publisher: Publisher) -> None:
@@ -26,9 +26,9 @@ async def test_healthz_counts_move(client: TestClient, publisher: Publisher) -> 
     for sid, body in shards + shards[:1]:
         path = f"/shards/{sid}"
         await client.put(path, data=body, headers=signed_headers(publisher, "PUT", path, body))
-    key = record_key()
-    for _ in range(2):
-        body = record(publisher, key)
+    key, refs = record_key(), chunk_refs()
+    for created in (T0, T0 + 1):
+        body = record(publisher, key, refs=refs, created=created)
         path = f"/records/{key}"
         resp = await client.put(path, data=body,
                                 headers=signed_headers(publisher, "PUT", path, body))

@@ -242,11 +242,11 @@ def test_node_command_turns_the_access_log_on_by_default(
         flag: tuple[str, ...], on: bool) -> None:
     seen: dict[str, Any] = {}
 
-    def fake_run_app(app: web.Application, **kwargs: Any) -> None:
+    def fake_run_app(app: web.Application, host: str, port: int, **kwargs: Any) -> None:
         seen.update(kwargs)
         app[STORE].close()
 
-    monkeypatch.setattr("storage_node.cli.web.run_app", fake_run_app)
+    monkeypatch.setattr("storage_node.cli.run_app", fake_run_app)
     result = cli.node_command.main(
         ["--data", str(tmp_path), "--accept-publisher", publisher.public.text(),
          "--node-id", "node-1", "--listen", "127.0.0.1:0", *flag], standalone_mode=False)

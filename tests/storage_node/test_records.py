@@ -12,7 +12,7 @@ from storage_network.record import open_record
 from tests.netsupport import signed_headers
 
 from .conftest import MAX_RECORD
-from .samples import record, record_key
+from .samples import T0, chunk_refs, record, record_key
 
 
 async def put(client: TestClient, publisher: Publisher, key: str, body: bytes):
@@ -27,21 +27,25 @@ def stored(data_dir: Path) -> list[str]:
 async def test_round_trip_and_replacement(client: TestClient, publisher: Publisher,
                                           data_dir: Path) -> None:
     key = record_key()
-    first = record(publisher, key)
+    refs = chunk_refs(3)
+    first = record(publisher, key, refs=refs, created=T0)
     resp = await put(client, publisher, key, first)
     assert resp.status == 201, await resp.text()
-    assert await resp.json() == {"key": key, "created": True, "bytes": len(first)}
+    assert await resp.json() == {"key": key, "created": True, "replaced": False,
+                                 "tombstone": False, "bytes": len(first)}
     resp = await client.get(f"/records/{key}")
     assert resp.status == 200
     got = await resp.read()
     assert got == first
     opened = open_record({publisher.name: publisher.public}, key, got)
-    assert len(opened.manifest.chunks) == 2
+    assert len(opened.manifest.chunks) == 3
 
-    second = record(publisher, key, chunks=3, note="-2.0")
+    # a newer record of the same content (other narinfo text) replaces it
+    second = record(publisher, key, note="-2.0", refs=refs, created=T0 + 1)
     resp = await put(client, publisher, key, second)
     assert resp.status == 200
     assert (await resp.json())["created"] is False
+    assert (await resp.json())["replaced"] is True
     assert await (await client.get(f"/records/{key}")).read() == second
     resp = await client.head(f"/records/{key}")
     assert resp.status == 200 and int(resp.headers["Content-Length"]) == len(second)

@@ -61,10 +61,11 @@ async def test_batch_put_stores_all_then_get_returns_them_in_order(
     shards = stripe(n=4)
     resp = await batch_put(client, publisher, encode_put_batch(shards[:2]))
     assert resp.status == 200, await resp.text()
-    assert await resp.json() == {"created": [shards[0][0], shards[1][0]], "held": []}
+    assert await resp.json() == {"created": [shards[0][0], shards[1][0]], "held": [],
+                                 "healed": []}
     resp = await batch_put(client, publisher, encode_put_batch(shards))
     assert await resp.json() == {"created": [shards[2][0], shards[3][0]],
-                                 "held": [shards[0][0], shards[1][0]]}
+                                 "held": [shards[0][0], shards[1][0]], "healed": []}
     assert len(stored_files(data_dir)) == 4
     assert tmp_files(data_dir) == []
     (absent, _), *_ = stripe(n=1, size=999)

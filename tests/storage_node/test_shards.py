@@ -37,7 +37,8 @@ async def test_round_trip_201_then_200(client: TestClient, publisher: Publisher,
     (sid, body), *_ = stripe()
     resp = await put(client, publisher, sid, body)
     assert resp.status == 201, await resp.text()
-    assert await resp.json() == {"id": sid, "created": True, "bytes": len(body)}
+    assert await resp.json() == {"id": sid, "created": True, "healed": False,
+                                 "bytes": len(body)}
     resp = await put(client, publisher, sid, body)
     assert resp.status == 200
     assert (await resp.json())["created"] is False
@@ -86,7 +87,13 @@ async def test_has_lists_the_present_subset_in_order(client: TestClient,
     (b"[1, 2]", '{"ids": [shard id, ...]}'),
     (b'{"ids": "abc"}', '{"ids": [shard id, ...]}'),
     (b'{"ids": ["../../etc/passwd"]}', "bad shard id '../../etc/passwd'"),
-    (b'{"ids": [7]}', "bad shard id 7: not a string"),
+    (b'{"ids": [7]}', "bad shard id: a JSON number, not a string"),
+    (b'{"ids": [[[["x"]]]]}', "bad shard id: a JSON array, not a string"),
+    (b'{"ids": [], "touch": {"a": 1}}', "touch must be true or false, not a JSON object"),
+    (b'"ids"', '{"ids": [shard id, ...]}, not a JSON string'),
+    (b"[" * 100_000, "not JSON: nested too deeply"),
+    (b'{"ids": [' * 50_000, "not JSON: nested too deeply"),
+    (b"\xff\xfe{}", "not JSON"),
     (json.dumps({"ids": ["a" * 64 + ".0"] * 10_001}).encode(), "10001 ids, at most 10000"),
 ])
 async def test_has_refuses_bad_requests(client: TestClient, payload: bytes, message: str) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from storage_node.store import Store
+from storage_node.store import RecordWrite, ShardWrite, Store
 
 from .samples import record_key, stripe
 
@@ -17,7 +17,7 @@ async def test_scan_counts_what_is_stored_and_ignores_junk(tmp_path: Path) -> No
     for sid, body in shards:
         with store.new_temp() as temp:
             temp.write(body)
-            assert await store.commit_shard(temp, sid) is True
+            assert await store.commit_shard(temp, sid) is ShardWrite.NEW
     await store.write_record(record_key(), b"r1")
     (tmp_path / "shards" / "00" / "junk").write_bytes(b"junk")
     (tmp_path / "records" / "README").write_bytes(b"junk")
@@ -40,10 +40,10 @@ def test_leftover_temp_files_are_removed_at_start(tmp_path: Path) -> None:
 async def test_a_stored_shard_is_never_rewritten(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     (sid, body), *_ = stripe()
-    for content, expect_new in ((body, True), (b"something else", False)):
+    for content, expect in ((body, ShardWrite.NEW), (b"something else", ShardWrite.HELD)):
         with store.new_temp() as temp:
             temp.write(content)
-            assert await store.commit_shard(temp, sid) is expect_new
+            assert await store.commit_shard(temp, sid) is expect
     assert store.shard_path(sid).read_bytes() == body
     assert list((tmp_path / "tmp").iterdir()) == []
     assert store.stats.shards == 1
@@ -53,8 +53,8 @@ async def test_a_stored_shard_is_never_rewritten(tmp_path: Path) -> None:
 async def test_a_record_is_replaced_atomically(tmp_path: Path) -> None:
     store = Store.open(tmp_path)
     key = record_key()
-    assert await store.write_record(key, b"one") is True
-    assert await store.write_record(key, b"two") is False
+    assert await store.write_record(key, b"one") is RecordWrite.CREATED
+    assert await store.write_record(key, b"two") is RecordWrite.REPLACED
     assert store.record_path(key).read_bytes() == b"two"
     assert store.stats.records == 1
     store.close()
