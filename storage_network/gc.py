@@ -4,19 +4,31 @@
 
 1. **Inventory.**  Every node lists its records; every listed copy of every
    record is read (with ``X-Nixshard-Peek: 1``, so the collector's reads do
-   not count as uses) and verified.  All copies are read, not one per key,
-   because copies of one key on different nodes may hold different
-   manifests (a record replaced on some nodes only).
-2. **Expiry.**  A record copy expires when its signed ``created`` time is
+   not count as uses) and verified.  A key's newest valid version decides
+   what it is (:mod:`storage_network.inventory`): a live record or a
+   tombstone (deleted).
+2. **Expiry.**  A live record expires when its signed ``created`` time is
    before ``t0 - max_age``, or when the key's last read (the latest atime
-   over the nodes listing it) is before ``t0 - max_idle``.  Each expired
-   copy is deleted on its node with the SHA-256 of the exact bytes judged,
-   so a record replaced meanwhile survives (the node answers 412).
-3. **Sweep.**  The live stripes are those referenced by every copy that was
-   not deleted.  Every node lists its shards; a shard whose stripe is not
-   live and whose mtime is before ``t0 - grace`` is deleted with
-   ``DELETE /shards/<id>?before=<t0 - grace>``: the node deletes it only if
-   its mtime is still earlier, checking and unlinking under one lock.
+   over the nodes listing it) is before ``t0 - max_idle``.  It is deleted by
+   writing a signed tombstone (``created`` = ``t0``, or one second past the
+   record when that is later) the way a record is written
+   (:func:`storage_network.record_write.write_version`: the arbiter, then
+   the window until ``record_replicas`` nodes hold it), then to every other
+   node still listing a copy.  A node that missed the deletion cannot bring
+   the record back: readers see the newer tombstone among the answers of
+   the window (docs/consistency.md).  When the arbiter holds a newer version
+   (a push landed since the inventory), the tombstone is refused there and
+   written nowhere: the record stays.  A tombstone that is already the
+   newest version but not yet on ``record_replicas`` window nodes, or not on
+   every node listing the key, is completed the same way.  Tombstones are
+   kept (about 200 bytes each).
+3. **Sweep.**  The live stripes are those referenced by any record copy of
+   a key that is not deleted (a deleted key: its tombstone is on
+   ``record_replicas`` window nodes).  Every node lists its shards; a shard
+   whose stripe is not live and whose mtime is before ``t0 - grace`` is
+   deleted with ``DELETE /shards/<id>?before=<t0 - grace>``: the node
+   deletes it only if its mtime is still earlier, checking and unlinking
+   under one lock.
 
 When the live set is incomplete (a node could not list its records, a
 listed record could not be read or opened) no shard is deleted unless
@@ -40,14 +52,13 @@ publisher, nodes and collector.  This needs ``grace`` >= the network file's
 safe only when nobody pushes meanwhile.
 
 Records are deleted before the sweep decides, and a dry run assumes every
-expiry succeeds, so a dry run lists exactly what a real run started at the
-same moment on an unchanged network deletes.
+tombstone write succeeds, so a dry run lists exactly what a real run
+started at the same moment on an unchanged network deletes.
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -58,6 +69,8 @@ from .errors import NodeError, ShardProofError
 from .inventory import Inventory, RecordCopy, take_inventory
 from .network_client import NetworkClient
 from .node_client import ListedShard
+from .record import Record, open_record, seal_tombstone
+from .record_write import record_window, write_version
 from .stripe import parse_shard_id
 
 log = logging.getLogger("nixshard.gc")
@@ -67,7 +80,8 @@ REQUESTS_IN_FLIGHT = 16
 
 @dataclass(frozen=True)
 class ExpiredRecord:
-    """A record that expired: key, why, and the nodes whose copy went (would go, dry run)."""
+    """A record that expired: key, why, and the nodes whose copy a tombstone replaced
+    (would replace, dry run)."""
 
     key: str
     reason: str
@@ -76,7 +90,8 @@ class ExpiredRecord:
 
 @dataclass(frozen=True)
 class KeptRecord:
-    """An expired record copy that stays: on which node and why."""
+    """An expired record copy that stays: on which node and why (a newer version was
+    written since, the tombstone reached too few nodes, a node failed)."""
 
     key: str
     node: str
@@ -226,47 +241,107 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     return report
 
 
+def _expiry(record: Record, inv: Inventory, t0: float, max_age: float | None,
+            max_idle: float | None) -> str | None:
+    """Why the live record ``record`` expired at ``t0``, or None when it stays."""
+    if max_age is not None and record.created < t0 - max_age:
+        return f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
+    if max_idle is not None:
+        last_read = max(entry.atime for entry in inv.listings[record.key].values())
+        if last_read < t0 - max_idle:
+            return f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
+    return None
+
+
+async def _spread(net: NetworkClient, publisher: Publisher, key: str, data: bytes,
+                  nodes: list[str], report: GcReport, limit: asyncio.Semaphore) -> list[str]:
+    """Put the tombstone ``data`` on ``nodes`` (old copies outside the window's R);
+    returns the nodes that took it, a kept-copy line for each other."""
+    took = []
+    for node_id in nodes:
+        try:
+            async with limit:
+                await net.nodes[node_id].put_record(key, data, publisher)
+        except NodeError as exc:
+            report.kept_records.append(KeptRecord(key, node_id, f"old copy stays: {exc}"))
+            continue
+        took.append(node_id)
+    return took
+
+
 async def _expire(net: NetworkClient, publisher: Publisher, key: str,
                   held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
                   live: set[bytes], limit: asyncio.Semaphore, max_age: float | None,
                   max_idle: float | None) -> None:
-    """Judge every copy of record ``key``; delete the expired ones; add the rest to ``live``."""
-    t0 = report.started
-    idle = None
-    if max_idle is not None:
-        last_read = max(entry.atime for entry in inv.listings[key].values())
-        if last_read < t0 - max_idle:
-            idle = f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
-    gone: list[str] = []
-    reasons: set[str] = set()
-    for node_id, copy in sorted(held.items()):
-        record = copy.record
-        reason = idle
-        if max_age is not None and record.created < t0 - max_age:
-            reason = f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
-        if reason is None:
-            live.update(ref.root for ref in record.manifest.chunks)
-            continue
-        reasons.add(reason)
-        if report.dry_run:
-            gone.append(node_id)
-            continue
-        digest = hashlib.sha256(copy.data).hexdigest()
-        try:
-            async with limit:
-                deleted = await net.nodes[node_id].delete_record(key, digest, publisher)
-        except NodeError as exc:
-            deleted, why = False, f"delete failed: {exc}"
-        else:
-            why = "replaced since it was read, or already gone"
-        if deleted:
-            gone.append(node_id)
-            log.info("expired record %s on node %s (%s)", key, node_id, reason)
-        else:
+    """Judge key ``key`` by its newest version: an expired record gets a tombstone, a
+    tombstone not on ``record_replicas`` window nodes yet is completed; the stripes
+    of the record copies of a key not deleted go to ``live``."""
+    top = inv.newest(key)
+    if top is None:
+        return
+    if top.tombstone:
+        if not await _complete(net, publisher, key, held, inv, report, limit):
+            _keep(held, live)
+        return
+    reason = _expiry(top, inv, report.started, max_age, max_idle)
+    if reason is None:
+        _keep(held, live)
+        return
+    copies = sorted(node_id for node_id, copy in held.items() if not copy.record.tombstone)
+    if report.dry_run:
+        report.expired.append(ExpiredRecord(key, reason, tuple(copies)))
+        return
+    man = top.manifest
+    data = seal_tombstone(publisher, key, man.codec, man.k, man.m,
+                          created=max(int(report.started), top.created + 1))
+    tomb = open_record({publisher.name: publisher.public}, key, data)
+    async with limit:
+        outcome = await write_version(net, publisher, key, data, tomb)
+    if outcome.superseded is not None or len(outcome.stored) < net.network.record_replicas:
+        why = ("a newer version was written since it was read"
+               if outcome.superseded is not None else
+               f"tombstone on {len(outcome.stored)} of {net.network.record_replicas} "
+               f"nodes: {outcome.failure_text()}")
+        for node_id in copies:
             report.kept_records.append(KeptRecord(key, node_id, why))
-            live.update(ref.root for ref in record.manifest.chunks)
-    if gone:
-        report.expired.append(ExpiredRecord(key, "; ".join(sorted(reasons)), tuple(gone)))
+        _keep(held, live)
+        return
+    rest = [node_id for node_id in copies if node_id not in outcome.stored]
+    gone = set(copies) & set(outcome.stored)
+    gone.update(await _spread(net, publisher, key, data, rest, report, limit))
+    report.expired.append(ExpiredRecord(key, reason, tuple(sorted(gone))))
+    log.info("expired record %s (%s): tombstone on %s", key, reason,
+             ", ".join(sorted(outcome.stored)))
+
+
+def _keep(held: dict[str, RecordCopy], live: set[bytes]) -> None:
+    """Every stripe of the record copies in ``held`` stays."""
+    for copy in held.values():
+        live.update(ref.root for ref in copy.record.manifest.chunks)
+
+
+async def _complete(net: NetworkClient, publisher: Publisher, key: str,
+                    held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
+                    limit: asyncio.Semaphore) -> bool:
+    """Make sure the tombstone that is the newest version of ``key`` is on
+    ``record_replicas`` nodes of the window and replaced every old copy; True when
+    it is committed (the key's stripes may go).  A dry run assumes it will be."""
+    top = inv.tombstones[key]
+    having = set(inv.holders_of_newest(key))
+    window = {node.id for node in record_window(net, key)}
+    stale = sorted(node_id for node_id in held if node_id not in having)
+    if len(having & window) >= net.network.record_replicas and not stale:
+        return True
+    if report.dry_run:
+        return True
+    data = next(copy.data for node_id, copy in held.items() if node_id in having)
+    async with limit:
+        outcome = await write_version(net, publisher, key, data, top)
+    if outcome.superseded is not None or len(outcome.stored) < net.network.record_replicas:
+        return False
+    await _spread(net, publisher, key, data,
+                  [node_id for node_id in stale if node_id not in outcome.stored], report, limit)
+    return True
 
 
 async def _sweep(net: NetworkClient, publisher: Publisher, report: GcReport, live: set[bytes],

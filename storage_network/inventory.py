@@ -1,10 +1,13 @@
 """What the network holds: every valid record and the stripes they reference.
 
 Audit, repair, garbage collection and status all start here: every node
-lists its records (``GET /records``); each key is read from the nodes that
-list it until one copy opens under a trusted publisher key (bad copies are
-logged and skipped).  The manifests then give every stripe the network
-must keep, with the records that reference it.
+lists its records (``GET /records``); every listed copy of each key is read
+and verified under the trusted publisher keys (bad copies are logged and
+skipped).  The newest valid version of a key decides what the key is
+(docs/consistency.md): a record (the key is live) or a tombstone (the key
+was deleted; its stripes are no longer needed).  The manifests of the live
+records then give every stripe the network must keep, with the records that
+reference it.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from .manifest import ChunkRef
 from .network_client import NetworkClient
 from .node_client import ListedRecord
 from .placement import record_nodes
-from .record import Record, open_record
+from .record import Record, newest, open_record
 
 log = logging.getLogger("nixshard.network")
 READS_IN_FLIGHT = 32
@@ -53,20 +56,30 @@ class RecordCopy:
 class Inventory:
     """Records and stripes found in the network.
 
+    Every listed copy of every key is read and verified; the key's *newest*
+    valid version (largest signed ``created``, ties by the envelope's
+    SHA-256: :func:`storage_network.record.newest`) decides what it is:
+
     Attributes:
-        records: record key -> the verified record (the first valid copy in
-            ranking order).
+        records: live keys: key -> its newest version, a record.
+        tombstones: deleted keys: key -> its newest version, a tombstone.
         listings: record key -> what each node listing it said (node id -> entry).
-        stripes: stripe root -> stripe; ``users[root]`` are the record keys using it.
+        versions: record key -> node id -> :attr:`Record.digest` of the valid
+            version that node serves (nodes serving none or an invalid one are absent).
+        stripes: stripe root -> stripe of a live record; ``users[root]`` are
+            the live record keys using it.
         bad_records: record key -> why no listed copy could be opened.
         unreachable: node id -> why it could not be listed.
-        copies: with ``every_copy``: record key -> node id -> its valid copy.
-        copy_problems: with ``every_copy``: why a listed copy of a record with
-            another valid copy could not be read or opened.
+        copies: with ``every_copy``: record key -> node id -> its valid copy
+            (any version).
+        copy_problems: why a listed copy of a key with another valid copy
+            could not be read or opened.
     """
 
     records: dict[str, Record] = field(default_factory=dict)
+    tombstones: dict[str, Record] = field(default_factory=dict)
     listings: dict[str, dict[str, ListedRecord]] = field(default_factory=dict)
+    versions: dict[str, dict[str, bytes]] = field(default_factory=dict)
     stripes: dict[bytes, Stripe] = field(default_factory=dict)
     users: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set))
     bad_records: dict[str, str] = field(default_factory=dict)
@@ -75,12 +88,24 @@ class Inventory:
     copy_problems: list[str] = field(default_factory=list)
 
     def add(self, record: Record) -> None:
-        """Add a verified record and its stripes."""
+        """Add a verified record (a live key's newest version) and its stripes."""
         self.records[record.key] = record
         man = record.manifest
         for ref in man.chunks:
             self.stripes.setdefault(ref.root, Stripe(ref, man.codec, man.k, man.m))
             self.users[ref.root].add(record.key)
+
+    def newest(self, key: str) -> Record | None:
+        """The newest valid version of ``key`` (record or tombstone), None if none."""
+        return self.records.get(key) or self.tombstones.get(key)
+
+    def holders_of_newest(self, key: str) -> list[str]:
+        """Ids of the nodes serving the newest version of ``key``."""
+        top = self.newest(key)
+        if top is None:
+            return []
+        return [node_id for node_id, digest in self.versions.get(key, {}).items()
+                if digest == top.digest]
 
 
 async def _read_copy(net: NetworkClient, key: str, node_id: str,
@@ -101,15 +126,16 @@ async def _read_copy(net: NetworkClient, key: str, node_id: str,
 
 async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | None = None,
                          *, every_copy: bool = False) -> Inventory:
-    """List every node's records, read and verify each, collect the stripes.
+    """List every node's records, read and verify every listed copy, collect the stripes.
 
     Args:
-        every_copy: read every listed copy of every record (garbage
-            collection needs each copy's bytes) instead of the first copy,
-            in ranking order, that opens.
+        every_copy: keep every valid copy's bytes in :attr:`Inventory.copies`
+            (garbage collection needs them); the copies are read either way,
+            to find each key's newest version.
 
     Never raises for node failures: they land in :attr:`Inventory.unreachable`,
-    :attr:`Inventory.bad_records` and :attr:`Inventory.copy_problems`.
+    :attr:`Inventory.bad_records` and :attr:`Inventory.copy_problems`.  A copy
+    that vanished since the listing is no copy.
     """
     keys = net.network.publishers if trusted is None else trusted
     inv = Inventory()
@@ -135,30 +161,23 @@ async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | 
     async def one(key: str) -> None:
         order = [n.id for n in record_nodes(net.network.nodes, key)
                  if n.id in inv.listings[key]]
-        if every_copy:
-            results = list(await asyncio.gather(*(read(key, node_id) for node_id in order)))
+        results = await asyncio.gather(*(read(key, node_id) for node_id in order))
+        found = {node_id: result for node_id, result in zip(order, results, strict=True)
+                 if isinstance(result, RecordCopy)}
+        problems = [result for result in results if isinstance(result, str)]
+        top = newest(copy.record for copy in found.values())
+        if top is None:
+            if problems:
+                inv.bad_records[key] = "; ".join(problems)
+            return
+        inv.versions[key] = {node_id: copy.record.digest for node_id, copy in found.items()}
+        if top.tombstone:
+            inv.tombstones[key] = top
         else:
-            results = []
-            for node_id in order:
-                results.append(await read(key, node_id))
-                if isinstance(results[-1], RecordCopy):
-                    break
-        found: dict[str, RecordCopy] = {}
-        problems = []
-        for node_id, result in zip(order, results, strict=False):
-            if isinstance(result, RecordCopy):
-                found[node_id] = result
-            elif result is not None:
-                problems.append(result)
-            elif not every_copy:  # vanished since the listing: absent, unless all copies did
-                problems.append(f"node {node_id} listed it but does not serve it")
-        if found:
-            inv.add(next(iter(found.values())).record)
-            if every_copy:
-                inv.copies[key] = found
-                inv.copy_problems.extend(f"record {key} on {why}" for why in problems)
-        elif problems:
-            inv.bad_records[key] = "; ".join(problems)
+            inv.add(top)
+        inv.copy_problems.extend(f"record {key} on {why}" for why in problems)
+        if every_copy:
+            inv.copies[key] = found
 
     await asyncio.gather(*(one(key) for key in sorted(inv.listings)))
     return inv

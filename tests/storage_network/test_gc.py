@@ -22,13 +22,14 @@ from storage_network.auth import Publisher
 from storage_network.errors import NetworkFileError, NodeError, NotFoundError
 from storage_network.fetch import plan_fetch, stream_payload
 from storage_network.gc import GcReport, collect_garbage
+from storage_network.inventory import take_inventory
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.network_file import init_network, load_network, parse_network
 from storage_network.node_client import ListedShard
 from storage_network.placement import record_nodes
 from storage_network.publish import check_push_window, publish_record, store_payload
-from storage_network.record import seal_record
+from storage_network.record import open_record, seal_record
 from storage_network.record_lookup import fetch_record
 from storage_network.stripe import shard_id
 
@@ -116,6 +117,13 @@ def record_files(local: LocalNetwork, key: str) -> list[Path]:
     return [p for p in paths if p.exists()]
 
 
+def live_record_files(local: LocalNetwork, key: str) -> list[Path]:
+    """The record files of ``key`` that hold a record, not a tombstone."""
+    trusted = {local.publisher.name: local.publisher.public}
+    return [p for p in record_files(local, key)
+            if not open_record(trusted, key, p.read_bytes()).tombstone]
+
+
 # --- the acceptance test ------------------------------------------------------------------
 
 
@@ -162,7 +170,7 @@ async def test_dry_run_deletes_nothing_and_lists_what_a_real_run_deletes(
     dry = await gc(net, publisher, max_age=30 * DAY, dry_run=True)
 
     assert await shards_by_node(net) == before
-    assert record_files(local, old_key), "a dry run deleted the record"
+    assert live_record_files(local, old_key), "a dry run deleted the record"
     would = deleted_ids(dry)
     assert stripe_ids(orphan) | stripe_ids(old) <= held(would)
     (expired,) = [e for e in dry.expired if e.key == old_key]
@@ -174,7 +182,7 @@ async def test_dry_run_deletes_nothing_and_lists_what_a_real_run_deletes(
 
     assert deleted_ids(real) == would
     assert [e.key for e in real.expired] == [e.key for e in dry.expired]
-    assert record_files(local, old_key) == []
+    assert record_files(local, old_key) and live_record_files(local, old_key) == []
     assert not held(would) & held(await shards_by_node(net))
 
 
@@ -197,7 +205,7 @@ async def test_expiry_by_last_read(net: NetworkClient, publisher: Publisher,
 
     real = await gc(net, publisher, max_idle=DAY)
     assert unread in {e.key for e in real.expired}
-    assert record_files(local, unread) == []
+    assert live_record_files(local, unread) == []
     with pytest.raises(NotFoundError):
         await fetch_record(net, unread)
     assert await read_back(net, read) == payload(3002, 30_000)
@@ -205,25 +213,53 @@ async def test_expiry_by_last_read(net: NetworkClient, publisher: Publisher,
 
 async def test_a_record_replaced_after_it_was_read_survives(
         net: NetworkClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A newer record of the key lands on the arbiter between the collector's read and
+    its tombstone: the arbiter refuses the tombstone (409), nothing else is written,
+    and the record and its stripes stay."""
     key = record_key(3501)
     data = payload(3501, 30_000)
     manifest = await publish(net, publisher, key, data, age=10 * DAY)
-    fresh = seal_record(publisher, key, b"meta", manifest)
+    fresh = seal_record(publisher, key, b"meta", manifest, created=int(time.time()) + 60)
     replicas = record_nodes(net.network.nodes, key)[:net.network.record_replicas]
     target = net.nodes[replicas[0].id]
-    original = target.delete_record
+    original = target.put_record
 
-    async def replaced_first(key_: str, sha: str, signer: Publisher) -> bool:
-        await target.put_record(key_, fresh, signer)  # a newer push landed meanwhile
-        return await original(key_, sha, signer)
+    async def replaced_first(key_: str, data_: bytes, signer: Publisher) -> int:
+        if key_ == key:
+            await original(key_, fresh, signer)  # a newer push landed meanwhile
+        return await original(key_, data_, signer)
 
-    monkeypatch.setattr(target, "delete_record", replaced_first)
-    report = await gc(net, publisher, max_age=DAY)
-    (expired,) = [e for e in report.expired if e.key == key]
-    assert replicas[0].id not in expired.nodes
-    assert [(k.node, k.reason) for k in report.kept_records if k.key == key] == [
-        (replicas[0].id, "replaced since it was read, or already gone")]
+    monkeypatch.setattr(target, "put_record", replaced_first)
+    report = await gc(net, publisher, max_age=DAY, grace=0)
+    assert key not in {e.key for e in report.expired}
+    assert {(k.node, k.reason) for k in report.kept_records if k.key == key} == {
+        (node.id, "a newer version was written since it was read") for node in replicas}
+    monkeypatch.undo()
     assert await read_back(net, key) == data
+
+
+async def test_a_node_that_missed_the_deletion_cannot_bring_it_back(
+        net: NetworkClient, publisher: Publisher, local: LocalNetwork) -> None:
+    """A replica down while gc writes the tombstone comes back with the old record:
+    readers still see the key deleted, and the next collection replaces its copy."""
+    key = record_key(3601)
+    await publish(net, publisher, key, payload(3601, 30_000), age=10 * DAY)
+    replicas = [n.id for n in record_nodes(net.network.nodes, key)]
+    number = int(replicas[1].split("-")[1])
+    local.nodes[number - 1].kill()
+    try:
+        report = await gc(net, publisher, max_age=DAY, grace=DAY)  # sweeps nothing young
+        assert key in {e.key for e in report.expired}
+    finally:
+        local.restart_node(number)
+    assert [p.parent.parent.name for p in live_record_files(local, key)] == [replicas[1]]
+    with pytest.raises(NotFoundError):
+        await fetch_record(net, key)
+    inventory = await take_inventory(net)
+    assert key in inventory.tombstones and key not in inventory.records
+    await gc(net, publisher, grace=DAY)
+    assert live_record_files(local, key) == []
+    assert replicas[1] in [p.parent.parent.name for p in record_files(local, key)]
 
 
 # --- racing a push ------------------------------------------------------------------------
