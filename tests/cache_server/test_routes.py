@@ -15,6 +15,7 @@ from storage_network.auth import Publisher
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.publish import publish_record
+from tests.netsupport import scrape
 
 from .conftest import Served
 
@@ -178,3 +179,16 @@ def test_failure_after_headers_aborts_the_connection(own_served: Served) -> None
             for piece in resp.iter_raw():
                 received += len(piece)
     assert received < (info.file_size or 0)
+    # one log line, no traceback; the access log and the metrics say 200, aborted
+    route = "/nar/{file}"
+    assert scrape(own_served.url, "nixshard_gateway_aborted_total", route=route) == 1
+    assert scrape(own_served.url, "nixshard_gateway_requests_total", route=route,
+                  method="GET", status="200") == 1
+    assert scrape(own_served.url, "nixshard_gateway_requests_total", route=route,
+                  method="GET", status="503") == 0
+    log = (own_served.net.root / "serve.log").read_text()
+    assert "Traceback" not in log and "Error handling request" not in log
+    assert log.count("aborting the transfer after") == 1
+    access = [line for line in log.splitlines() if f'"GET /{info.url} ' in line]
+    assert len(access) == 1 and '" 200 ' in access[0]
+    assert access[0].endswith("aborted (source failed)")

@@ -1,0 +1,203 @@
+"""The gateway under hostile uploads and a full disk, with real node and gateway processes.
+
+- one store path, one record: a second upload of a stored path with another
+  NAR is 409 and changes nothing;
+- decompression bombs (zstd, brotli) uploaded with a small NarSize fail right
+  after it, and the gateway's peak RSS (``VmHWM`` of the ``nixshard serve``
+  process) stays far under 300 MB;
+- a full local-cache disk (a real tmpfs) never breaks a read: NARs and
+  listings are served uncached, older NARs are evicted to make room, and an
+  upload that cannot be staged is 507 with nothing kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import zstandard
+
+from nix_formats import nix32
+from nix_formats.hash import format_sha256_nix32
+from nix_formats.keys import SecretKey, sign_narinfo
+from nix_formats.narinfo import NarInfo
+from nix_formats.store_path import StorePath
+from tests.netsupport import scrape
+
+from .conftest import MountTmpfs, fill_up
+from .gateway_support import (
+    PASSWORD,
+    USER,
+    Gateway,
+    Upload,
+    make_tree,
+    make_upload,
+    put_upload,
+    start_gateway,
+)
+
+BROTLI_BOMB = (Path(__file__).parent.parent / "nix_formats" / "data" /
+               "zeros-1gib.br").read_bytes()
+RSS_LIMIT = 200 * 1000 * 1000  # "far under 300 MB": an idle gateway holds about 70 MB
+
+
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    g = start_gateway(tmp_path_factory.mktemp("limits"))
+    yield g
+    g.net.close()
+
+
+def peak_rss(pid: int) -> int:
+    """The process's peak resident set (``VmHWM``), bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmHWM in /proc/PID/status")
+
+
+def gateway_pid(g: Gateway) -> int:
+    assert g.proc.proc is not None
+    return g.proc.proc.pid
+
+
+def nar_of(url: str, hash_part: str) -> tuple[NarInfo, bytes]:
+    info = NarInfo.parse(httpx.get(f"{url}/{hash_part}.narinfo", timeout=30).text)
+    return info, httpx.get(f"{url}/{info.url}", timeout=60).content
+
+
+def unzstd(body: bytes) -> bytes:
+    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(body)
+
+
+# -- one path, one record -----------------------------------------------------------------
+
+
+def test_a_stored_path_uploaded_with_another_nar_is_409(gw: Gateway, tmp_path: Path) -> None:
+    first = make_upload(make_tree(tmp_path, "one-path", 20_000, seed=1), gw.key)
+    with gw.client() as c:
+        assert put_upload(c, first)[1].status_code == 201
+        other = make_upload(make_tree(tmp_path / "b", "one-path", 20_000, seed=2), None)
+        other.narinfo.store_path = first.narinfo.store_path  # same path, other NAR
+        other.narinfo.sigs = []
+        sign_narinfo(other.narinfo, gw.key)
+        nar, info = put_upload(c, other)
+        assert nar.status_code == 201  # staged, not yet judged
+        assert info.status_code == 409
+        assert info.text == f"error: {first.narinfo.store_path.path} exists with another " \
+                            "NarHash\n"
+        assert c.head(f"/nar/{other.nar_name}").status_code == 404  # nothing kept
+        # the same NAR again is fine: 200, nothing re-ingested, its staged copy dropped
+        nar, info = put_upload(c, first)
+        assert (nar.status_code, info.status_code) == (201, 200)
+        assert c.head(f"/nar/{first.nar_name}").status_code == 404
+    served, body = nar_of(gw.url, first.hash_part)
+    assert served.nar_hash == first.narinfo.nar_hash and unzstd(body) == first.nar
+    assert gw.metric("nixshard_gateway_uploads_total", outcome="conflict") == 1
+
+
+# -- decompression bombs ------------------------------------------------------------------
+
+
+def _s(data: bytes) -> bytes:
+    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
+
+
+def bomb_upload(key: SecretKey, body: bytes, compression: str, ext: str,
+                nar_size: int) -> Upload:
+    """A signed upload of ``body`` whose narinfo claims ``nar_size`` bytes of NAR."""
+    file_hash = hashlib.sha256(body).digest()
+    name = f"{nix32.encode(file_hash)}.nar{ext}"
+    store_path = StorePath.parse_basename(f"{nix32.encode(file_hash[:20])}-bomb-{compression}")
+    narinfo = NarInfo(store_path=store_path, url=f"nar/{name}", compression=compression,
+                      file_hash=format_sha256_nix32(file_hash), file_size=len(body),
+                      nar_hash=format_sha256_nix32(hashlib.sha256(b"claimed").digest()),
+                      nar_size=nar_size, references=[])
+    sign_narinfo(narinfo, key)
+    return Upload(narinfo, name, body, b"")
+
+
+def zstd_nar_bomb(contents: int) -> bytes:
+    """A zstd file of a valid NAR of one regular file of ``contents`` zero bytes."""
+    head = b"".join(_s(t) for t in (b"nix-archive-1", b"(", b"type", b"regular", b"contents"))
+    z = zstandard.ZstdCompressor(level=3).compressobj()
+    out = [z.compress(head + contents.to_bytes(8, "little"))]
+    zeros = bytes(1 << 20)
+    for _ in range(contents >> 20):
+        out.append(z.compress(zeros))
+    out.append(z.compress(_s(b")")[0:0] + _s(b")")))
+    out.append(z.flush())
+    return b"".join(out)
+
+
+@pytest.mark.parametrize(("compression", "ext"), [("zstd", ".zst"), ("br", ".br")])
+def test_a_decompression_bomb_fails_right_after_its_nar_size(
+        gw: Gateway, compression: str, ext: str) -> None:
+    """The issue's bombs: a 32 KB zstd file of a 1 GiB NAR, a 1.6 kB brotli file of 1 GiB,
+    each with NarSize 120: refused after ~120 bytes of output, RSS untouched."""
+    body = zstd_nar_bomb(1 << 30) if compression == "zstd" else BROTLI_BOMB
+    assert len(body) < 64 * 1024
+    up = bomb_upload(gw.key, body, compression, ext, nar_size=120)
+    with gw.client() as c:
+        nar, info = put_upload(c, up)
+    assert nar.status_code == 201
+    assert info.status_code == 400
+    assert "larger than its NarSize of 120 bytes" in info.text
+    assert "decompresses to more than 120 bytes" in info.text
+    assert httpx.get(f"{gw.url}/{up.hash_part}.narinfo", timeout=30).status_code == 404
+    assert peak_rss(gateway_pid(gw)) < RSS_LIMIT
+
+
+# -- a full local-cache disk -------------------------------------------------------------
+
+
+def test_a_full_cache_disk_never_breaks_a_read(gw: Gateway, tmp_path: Path,
+                                               mount_tmpfs: MountTmpfs) -> None:
+    ups = [make_upload(make_tree(tmp_path, f"disk{i}", nar_bytes, seed=40 + i), gw.key)
+           for i, nar_bytes in enumerate((300_000, 300_000, 700_000))]
+    with gw.client() as c:
+        for up in ups:
+            assert put_upload(c, up)[1].status_code == 201
+    size = len(nar_of(gw.url, ups[0].hash_part)[1])  # about 300 kB: incompressible
+    disk = mount_tmpfs(tmp_path / "disk", 4 << 20)
+    g2 = gw.net.start_gateway("fulldisk", extra=(
+        "--cache-dir", str(disk), "--cache-min-free-bytes", "0",
+        "--signing-key", str(gw.root / "secret.key"),
+        "--upload-credentials", str(gw.credentials)))
+    fill_up(disk, leave=size + size // 2)  # room for one NAR, not two
+
+    def outcome(result: str) -> float:
+        return scrape(g2.url, "nixshard_gateway_nar_cache_total", result=result)
+
+    # the first NAR fits; the second fits once the first is evicted
+    for up in ups[:2]:
+        assert unzstd(nar_of(g2.url, up.hash_part)[1]) == up.nar
+    assert outcome("miss") == 2 and outcome("no_space") == 0
+    cached = [p.name for p in (disk / "nar").iterdir() if p.is_file()]
+    assert len(cached) == 1 and cached[0].startswith(ups[1].hash_part)
+    # now the disk is full: evicting the cached NAR does not make room for the third,
+    # larger one, which is served from the network, uncached
+    fill_up(disk)
+    info, body = nar_of(g2.url, ups[2].hash_part)
+    assert unzstd(body) == ups[2].nar and len(body) == info.file_size
+    assert outcome("no_space") == 1
+    assert [p for p in (disk / "nar").iterdir() if p.is_file()] == []
+    # a range of it too, and its listing (which cannot be kept on disk)
+    part = httpx.get(f"{g2.url}/{info.url}", headers={"Range": "bytes=1000-1999"}, timeout=30)
+    assert part.status_code == 206 and part.content == body[1000:2000]
+    listing = httpx.get(f"{g2.url}/{ups[2].hash_part}.ls", timeout=30)
+    assert listing.status_code == 200 and listing.json()["root"]["type"] == "directory"
+    # an upload cannot be staged: 507, nothing kept
+    fill_up(disk)  # (the evicted NAR had freed some room)
+    up = make_upload(make_tree(tmp_path, "nostage", 200_000, seed=50), gw.key)
+    with httpx.Client(base_url=g2.url, auth=(USER, PASSWORD), timeout=60) as c:
+        nar = c.put(f"/nar/{up.nar_name}", content=up.body)
+        assert nar.status_code == 507 and "cannot stage the upload" in nar.text
+        assert c.head(f"/nar/{up.nar_name}").status_code == 404
+    assert [p.name for p in (disk / "uploads").iterdir()] == []
+    log = (gw.net.root / "fulldisk.log").read_text()
+    assert "Traceback" not in log and "Error handling request" not in log
+    assert "serving it uncached" in log
