@@ -81,19 +81,26 @@ def format_report(report: AuditReport) -> str:
 @click.option("--scores", "scores_path", type=click.Path(dir_okay=False), default=None,
               help="Scores file to update [default: $XDG_STATE_HOME/nixshard/scores.json].")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE",
+              help="Also write the JSON report to FILE (with the corrupt and missing shard "
+                   "ids per node) for `nixshard repair --from-audit FILE`.")
 @click.option("--seed", type=int, default=None,
               help="Seed of the sample draw (reproducible samples; nonces stay random).")
 def audit_command(network_file: str, sample: int, deadline: float, scores_path: str | None,
-                  as_json: bool, seed: int | None) -> None:
+                  as_json: bool, report_path: str | None, seed: int | None) -> None:
     """Challenge every node to prove it holds a random sample of the shards it
     should hold, report per node, and update the node scores.
 
     Each sampled shard is held (valid proof in time), missing, corrupt (the
     proof fails), late (valid, after the deadline) or unreachable.
 
+    The JSON report lists each node's corrupt and missing shard ids: hand it
+    to `nixshard repair --from-audit FILE` to rebuild them.
+
     Exit status: 0 when every node is ok; 1 when any node was flagged
     (missing, corrupt, late or unreachable); 2 when the audit could not run
-    (bad network or scores file).
+    (bad network or scores file, report file not writable).
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
@@ -116,8 +123,14 @@ def audit_command(network_file: str, sample: int, deadline: float, scores_path: 
         scores.save(path)
     except OSError as exc:
         raise AuditNotRun(f"cannot write scores file {path}: {exc}") from exc
+    doc = {**report.to_json(), "scores_file": str(path)}
+    if report_path is not None:
+        try:
+            Path(report_path).write_text(json.dumps(doc, indent=1) + "\n")
+        except OSError as exc:
+            raise AuditNotRun(f"cannot write report file {report_path}: {exc}") from exc
     if as_json:
-        click.echo(json.dumps({**report.to_json(), "scores_file": str(path)}, indent=1))
+        click.echo(json.dumps(doc, indent=1))
     else:
         click.echo(format_report(report))
         click.echo(f"scores: {path}")

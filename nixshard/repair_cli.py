@@ -1,4 +1,4 @@
-"""``nixshard repair``: rebuild lost shards and re-replicate records."""
+"""``nixshard repair``: rebuild lost and corrupt shards, copy records to their windows."""
 
 from __future__ import annotations
 
@@ -7,10 +7,12 @@ import contextlib
 import json
 import logging
 import time
+from pathlib import Path
 from typing import Any
 
 import click
 
+from storage_network.audit_findings import AuditFindings, FindingsFileError, load_findings
 from storage_network.auth import Publisher
 from storage_network.network_client import NetworkClient
 from storage_network.network_file import Network
@@ -20,7 +22,8 @@ from .cli_common import network_or_exit, publisher_or_exit
 
 
 async def _run_once(network: Network, publisher: Publisher, dry_run: bool, jobs: int,
-                    show_progress: bool) -> RepairReport:
+                    show_progress: bool, findings: AuditFindings | None,
+                    verify: bool) -> RepairReport:
     with contextlib.ExitStack() as stack:
         bars: list[Any] = []
 
@@ -35,6 +38,7 @@ async def _run_once(network: Network, publisher: Publisher, dry_run: bool, jobs:
 
         async with NetworkClient(network) as net:
             return await repair_network(net, publisher, dry_run=dry_run, jobs=jobs,
+                                        findings=findings, verify=verify,
                                         on_start=on_start, progress=progress)
 
 
@@ -47,13 +51,17 @@ def format_report(report: RepairReport, dry_run: bool) -> str:
     else:
         rate = report.bytes_written / max(report.seconds, 1e-9) / 1e6
         shards = (f"shards: wrote {report.shards_written} ({report.bytes_written} bytes, "
-                  f"{rate:.1f} MB/s)")
+                  f"{rate:.1f} MB/s), {report.shards_healed} of them healed "
+                  "(replacing corrupt or missing copies)")
         records = f"{report.records_copied} copies written"
     lines = [
         f"stripes: {report.stripes} checked, {report.healthy} healthy, "
         f"{report.degraded} degraded, {len(report.lost)} lost",
         shards,
-        f"records: {report.records} checked, {records}",
+        f"checked: {report.shards_verified} shards read back and verified, "
+        f"{report.corrupt_found} found corrupt or missing, {report.bad_deleted} corrupt "
+        "copies deleted",
+        f"records: {report.records} checked ({report.tombstones} tombstones), {records}",
         f"time: {report.seconds:.2f} s",
     ]
     if dry_run:
@@ -75,16 +83,25 @@ def format_report(report: RepairReport, dry_run: bool) -> str:
               help="Publisher secret key file (Nix key format) the nodes accept.")
 @click.option("--dry-run", is_flag=True, help="Plan only: list what would be written.")
 @click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
-              help="Stripes rebuilt at once, at most.")
+              help="Windows of up to 16 stripes checked and rebuilt at once, at most.")
+@click.option("--from-audit", "audit_file", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE",
+              help="An audit report (`nixshard audit --json` or `--report FILE`): its corrupt "
+                   "and missing shards are rebuilt, and every shard of the nodes it found "
+                   "corrupt or missing is read back and verified.")
+@click.option("--verify", is_flag=True,
+              help="Read back and verify every shard of every node (a full scrub; reads "
+                   "all the data once).")
 @click.option("--watch", type=click.FloatRange(min=1.0), default=None, metavar="SECONDS",
               help="Repeat every SECONDS until interrupted.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar on stderr [default: when stderr is a terminal].")
 def repair_command(network_file: str, signing_key: str, dry_run: bool, jobs: int,
-                   watch: float | None, as_json: bool, progress: bool | None) -> None:
-    """Rebuild missing shards from any k and store them on live nodes; copy records to
-    their replicas.
+                   audit_file: str | None, verify: bool, watch: float | None, as_json: bool,
+                   progress: bool | None) -> None:
+    """Rebuild missing and corrupt shards from any k verified ones and store them on
+    live nodes; copy each record's newest version to its window.
 
     Idempotent and safe to interrupt: run it again and it finishes the job.
     Exit status 0 when the network is whole afterwards, 1 when shards were
@@ -92,10 +109,17 @@ def repair_command(network_file: str, signing_key: str, dry_run: bool, jobs: int
     """
     network = network_or_exit(network_file)
     publisher = publisher_or_exit(network, signing_key)
+    findings = None
+    if audit_file is not None:
+        try:
+            findings = load_findings(Path(audit_file), [n.id for n in network.nodes])
+        except FindingsFileError as exc:
+            raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show = click.get_text_stream("stderr").isatty() if progress is None else progress
     while True:
-        report = asyncio.run(_run_once(network, publisher, dry_run, jobs, show and not as_json))
+        report = asyncio.run(_run_once(network, publisher, dry_run, jobs, show and not as_json,
+                                       findings, verify))
         click.echo(json.dumps(report.to_json(), indent=1) if as_json
                    else format_report(report, dry_run))
         if watch is None:

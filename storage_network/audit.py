@@ -26,7 +26,10 @@ node with probability >= 99%.  :func:`sample_size` computes the smallest
 such s, s = ceil(ln(1 - confidence) / ln(1 - f)), and gives the default.
 
 The node's verdict is the worst class found, in the order corrupt, missing,
-unreachable, late; "ok" when every sampled shard was held.  The run's pass
+unreachable, late; "ok" when every sampled shard was held.  The report
+lists the corrupt and missing shard ids of each node: ``nixshard repair
+--from-audit`` rebuilds them, and reads back every shard of the nodes
+found corrupt or missing (:mod:`storage_network.audit_findings`).  The run's pass
 fraction (held / sampled, 0 for a node that could not be reached at all)
 feeds :class:`storage_network.scores.Scores` (see :func:`update_scores`).
 """
@@ -150,12 +153,18 @@ class NodeAudit:
         if detail is not None:
             self.note(detail)
 
+    def shards_in(self, name: str) -> list[str]:
+        """The sampled shard ids of class ``name`` (``"corrupt"``, ``"missing"``, ...), sorted."""
+        return sorted(sid for sid, cls in self.bad_shards.items() if cls == name)
+
     def to_json(self) -> dict[str, Any]:
-        """The row as JSON-ready values."""
+        """The row as JSON-ready values; ``corrupt_shards`` and ``missing_shards`` are
+        what ``nixshard repair --from-audit`` reads (:mod:`storage_network.audit_findings`)."""
         return {"node": self.node_id, **self.counts(), "verdict": self.verdict,
                 "score": self.score, "answer_seconds": round(self.answer_seconds, 3),
                 "listing_error": self.listing_error, "bad_shards": self.bad_shards,
-                "notes": self.notes}
+                "corrupt_shards": self.shards_in("corrupt"),
+                "missing_shards": self.shards_in("missing"), "notes": self.notes}
 
 
 @dataclass

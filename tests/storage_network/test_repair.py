@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import random
 import subprocess
 import sys
 import time
@@ -11,14 +13,26 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
 from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.repair_cli import repair_command
+from storage_network.audit import audit_network
+from storage_network.audit_findings import load_findings
+from storage_network.errors import ShardProofError
+from storage_network.inventory import take_inventory
 from storage_network.locate import locate_shards
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
+from storage_network.network_file import init_network, write_network
+from storage_network.placement import record_nodes, shard_nodes
+from storage_network.publish import publish_record, store_payload
+from storage_network.record import open_record, seal_tombstone
+from storage_network.record_write import write_version
 from storage_network.repair import repair_network
+from storage_network.stripe import parse_shard_id, verify_shard
 
-from .conftest import running_network
+from .conftest import K, M, payload, record_key, running_network
 from .test_network_failures import publish, read_back
 
 NODES = 8
@@ -153,3 +167,163 @@ def test_repair_killed_halfway_ends_like_an_uninterrupted_run(net8: LocalNetwork
     assert done.returncode == 0, done.stdout + done.stderr
     assert listing(net8) == expected
     assert "records: 1 checked" in done.stdout
+
+
+# --- healing corruption (audit findings, read-back) and degraded pushes ---------------
+
+
+def corrupt(local: LocalNetwork, number: int, fraction: float, seed: int = 1) -> set[str]:
+    """Flip the last 64 bytes of ``fraction`` of node ``number``'s shard files; their ids."""
+    files = sorted(p for p in (local.node_dir(number) / "shards").rglob("*") if p.is_file())
+    chosen = random.Random(seed).sample(files, max(1, int(len(files) * fraction)))
+    for path in chosen:
+        data = bytearray(path.read_bytes())
+        for i in range(len(data) - 64, len(data)):
+            data[i] ^= 0xFF
+        path.write_bytes(bytes(data))
+    return {p.name for p in chosen}
+
+
+def shard_files_verify(local: LocalNetwork, number: int, ids: set[str]) -> bool:
+    """True when every shard of ``ids`` on node ``number`` is present and verifies."""
+    for sid in ids:
+        root, index = parse_shard_id(sid)
+        path = local.node_dir(number) / "shards" / sid[:2] / sid
+        try:
+            verify_shard(root, index, path.read_bytes())
+        except (OSError, ShardProofError):
+            return False
+    return True
+
+
+async def audit_report(net: NetworkClient) -> dict[str, object]:
+    """An audit of every shard of every node, as the JSON ``nixshard audit`` writes."""
+    inventory = await take_inventory(net)
+    report = await audit_network(net, inventory, rng=random.Random(3))
+    return report.to_json()
+
+
+async def test_corruption_found_by_audit_is_healed_then_m_other_nodes_may_go(
+        net8: LocalNetwork, tmp_path: Path) -> None:
+    """30% of one node's shards rot.  Repair alone sees every stripe complete (``has``
+    says present); with the audit's findings it reads the suspect node back, rebuilds
+    every bad shard in place, and the data survives m other nodes going down."""
+    async with client(net8) as net:
+        _, data, manifest = await publish(net, net8, 11, size=600_000)
+    bad = corrupt(net8, 3, 0.3)
+    assert len(bad) >= 5
+    async with client(net8) as net:
+        blind = await repair_network(net, net8.publisher, dry_run=True)
+        assert blind.degraded == 0  # nothing tells repair without reading
+
+        doc = await audit_report(net)
+        (row,) = [r for r in doc["nodes"] if r["node"] == "node-3"]  # type: ignore[attr-defined]
+        assert row["verdict"] == "corrupt" and set(row["corrupt_shards"]) <= bad
+        path = tmp_path / "audit.json"
+        path.write_text(json.dumps(doc))
+        findings = load_findings(path, [n.id for n in net.network.nodes])
+        assert findings.suspects == {"node-3"}
+
+        plan = await repair_network(net, net8.publisher, dry_run=True, findings=findings)
+        assert plan.degraded == len(bad) and plan.corrupt_found >= len(bad)
+        assert sorted(plan.planned["node-3"]) == sorted(bad)
+        assert not shard_files_verify(net8, 3, bad)
+
+        report = await repair_network(net, net8.publisher, findings=findings)
+        assert report.complete, report.to_json()
+        assert report.shards_healed == report.shards_written == len(bad)
+        assert shard_files_verify(net8, 3, bad)
+        again = await repair_network(net, net8.publisher, verify=True)
+        assert again.degraded == 0 and again.corrupt_found == 0 and again.complete
+    ranked = [n.id for n in shard_nodes(net8.network.nodes,  # type: ignore[union-attr]
+                                        manifest.chunks[0].chunk_id, manifest.n)]
+    others = [r for r in ranked if r != "node-3"][:2]
+    for node_id in others:
+        net8.nodes[int(node_id.split("-")[1]) - 1].kill()
+    async with client(net8) as net:
+        assert await read_back(net, manifest) == data
+
+
+async def test_repair_verifies_what_it_reads_and_heals_a_corrupt_copy(
+        net8: LocalNetwork) -> None:
+    """A stripe missing a shard (node wiped) is rebuilt from shards read back and
+    verified; a corrupt copy met on the way is rebuilt too, without any audit."""
+    async with client(net8) as net:
+        _, data, manifest = await publish(net, net8, 12, size=200_000)
+    net8.nodes[0].kill()
+    (net8.node_dir(1) / "shards").rename(net8.node_dir(1) / "wiped")
+    bad = corrupt(net8, 2, 1.0)  # every shard of node-2
+    async with client(net8) as net:
+        report = await repair_network(net, net8.publisher)
+        assert report.complete, report.to_json()
+        assert report.corrupt_found > 0 and report.shards_healed > 0
+        assert report.shards_verified > 0
+        healed = {sid for sid in bad if shard_files_verify(net8, 2, {sid})}
+        assert healed, "no corrupt shard met by the rebuild was healed"
+        assert await read_back(net, manifest) == data
+
+
+async def test_a_degraded_push_is_completed_by_repair(net8: LocalNetwork) -> None:
+    """8 nodes, 4-of-6, 3 down: chunks commit with 5 shards; repair brings them to 6."""
+    down = [2, 5, 7]
+    for number in down:
+        net8.nodes[number - 1].kill()
+    async with client(net8) as net:
+        manifest, stats = await store_payload(net, net8.publisher, [payload(13, 300_000)])
+        await publish_record(net, net8.publisher, record_key(13), b"meta", manifest)
+        assert stats.degraded_chunks == len(manifest.chunks)
+        assert set(await shards_found(net, manifest)) == {K + 1}
+    for number in down:
+        net8.restart_node(number)
+    async with client(net8) as net:
+        report = await repair_network(net, net8.publisher)
+        assert report.complete, report.to_json()
+        assert report.degraded == len(manifest.chunks)
+        assert await shards_found(net, manifest) == [manifest.n] * len(manifest.chunks)
+
+
+async def test_repair_copies_a_tombstone_a_window_node_missed(net8: LocalNetwork) -> None:
+    async with client(net8) as net:
+        key, _, _ = await publish(net, net8, 14, size=20_000)
+    assert net8.network is not None
+    order = [n.id for n in record_nodes(net8.network.nodes, key)]
+    net8.nodes[int(order[1].split("-")[1]) - 1].kill()
+    async with client(net8) as net:
+        tomb = seal_tombstone(net8.publisher, key, "isa_l_rs_cauchy", K, M,
+                              created=int(time.time()) + 5)  # surely newer than the record
+        opened = open_record(net.network.publishers, key, tomb)
+        outcome = await write_version(net, net8.publisher, key, tomb, opened)
+        assert sorted(outcome.stored) == sorted([order[0], order[2], order[3]])
+    net8.restart_node(int(order[1].split("-")[1]))
+    async with client(net8) as net:
+        plan = await repair_network(net, net8.publisher, dry_run=True)
+        assert plan.planned["records"] == [f"{key} -> {order[1]}"]
+        assert plan.tombstones >= 1
+        report = await repair_network(net, net8.publisher)
+        assert report.records_copied == 1 and report.complete, report.to_json()
+    held = (net8.node_dir(int(order[1].split("-")[1])) / "records" / key).read_bytes()
+    assert held == tomb
+
+
+@pytest.mark.parametrize(("text", "message"), [
+    ("{", "not JSON"),
+    ('{"records": 1}', 'not an audit report (no "nodes" list)'),
+    ('{"nodes": [{"node": "node-99", "verdict": "ok"}]}', "node 'node-99', which is not in"),
+    ('{"nodes": [{"node": "node-1", "verdict": "corrupt", "corrupt_shards": ["../x"]}]}',
+     "node node-1: bad shard id '../x'"),
+    ('{"nodes": [{"node": "node-1", "verdict": "corrupt", "missing_shards": [1]}]}',
+     "'missing_shards' is not a list of shard ids"),
+    ("[" * 100_000, "not JSON (RecursionError)"),
+])
+def test_repair_from_a_bad_audit_file_is_refused(tmp_path: Path, text: str,
+                                                 message: str) -> None:
+    publisher, secret = new_publisher("repair-cli-1")
+    (tmp_path / "key").write_text(secret)
+    write_network(init_network([f"http://127.0.0.1:{9 + i}" for i in range(6)], 4, 2,
+                               [publisher.public]), tmp_path / "network.toml")
+    (tmp_path / "audit.json").write_text(text)
+    result = CliRunner().invoke(repair_command, [
+        "--network", str(tmp_path / "network.toml"), "--signing-key", str(tmp_path / "key"),
+        "--from-audit", str(tmp_path / "audit.json"), "--dry-run"])
+    assert result.exit_code == 1, result.output
+    assert message in result.output
