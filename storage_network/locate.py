@@ -1,7 +1,7 @@
 """Where a stripe's shards are: follow the rendezvous ranking past the first n nodes.
 
 Shard i of a chunk is written to the i-th node of the chunk's ranking (its
-*home*).  When a home is lost, repair stores the rebuilt shard on the next
+*home*).  When a home is lost, pushes and repair store the shard on the next
 nodes of the same ranking (*spares*, see :mod:`storage_network.repair`);
 when nodes join or leave, ranks shift by a few places.  Signed records never
 change, so readers find shards by asking, not by a table:
@@ -13,28 +13,86 @@ change, so readers find shards by asking, not by a table:
    is asked for the missing ids it was not asked for yet (spares, shifted
    ranks).
 
-The answer maps each chunk's shard indices to the nodes that claim them,
-in ranking order, plus the nodes that did not answer.
+The answer maps each chunk's shard indices to the nodes that claim them
+(:class:`ShardHolders`, in ranking order), plus the nodes that did not
+answer.  Every failed request is reported to the client's
+:class:`~storage_network.node_health.NodeHealth` (``node_error``: a timeout
+blamed on the client does not count against the node).
 
 By default every answer is awaited (repair wants to know everything).  A
-reader passes ``settle`` (seconds): once that long has passed and every
-chunk has ``want`` claimed shards among the answers so far, the requests
-still running are abandoned and their nodes reported as slow.
+reader passes ``settle`` (seconds): once every chunk has ``want`` claimed
+shards and either every node in good standing has answered or ``settle``
+seconds have passed, :func:`locate_shards` returns.  The requests still
+running are *not* cancelled: they go on in the background (bounded per
+node, :class:`~storage_network.network_client.Background`) and add their
+answers to the chunks' :class:`ShardHolders` when they come, so a reader
+keeps every holder as a candidate for the whole transfer.  Their nodes are
+recorded as slow, unless the client itself was busy meanwhile
+(:meth:`~storage_network.network_client.NetworkClient.was_busy`).
+
+:func:`relocate_chunk` asks every node of the network for every shard of
+one chunk: what a reader does when a chunk's candidates run out.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
+import time
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 from .errors import NodeError
 from .manifest import ChunkRef
-from .network_client import NetworkClient, cancel_and_wait
+from .network_client import NetworkClient
 from .network_file import NodeInfo
+from .node_health import CLIENT_RETRIES, Standing, blamed_on_client
 from .placement import ranking
 from .stripe import shard_id
+
+log = logging.getLogger("nixshard.network")
+
+
+class ShardHolders(dict[int, list[NodeInfo]]):
+    """One chunk's shard index -> the nodes claiming that shard, in ranking order.
+
+    It may grow while a read runs: ``has`` answers that come after
+    :func:`locate_shards` returned are added (:meth:`add`), and :attr:`late`
+    holds the requests still running that may add some.
+
+    Args:
+        rank: the chunk's rendezvous ranking (every node of the network).
+    """
+
+    def __init__(self, rank: Sequence[NodeInfo]) -> None:
+        super().__init__()
+        self.rank = list(rank)
+        self._position = {node.id: pos for pos, node in enumerate(self.rank)}
+        self.late: set[asyncio.Task[None]] = set()
+
+    def add(self, index: int, node: NodeInfo) -> bool:
+        """Note that ``node`` claims shard ``index``; False if that was known."""
+        nodes = self.setdefault(index, [])
+        if any(n.id == node.id for n in nodes):
+            return False
+        where = self._position.get(node.id, len(self.rank))
+        keys = [self._position.get(n.id, len(self.rank)) for n in nodes]
+        nodes.insert(bisect.bisect(keys, where), node)
+        return True
+
+    def holding(self) -> set[str]:
+        """Ids of the nodes claiming any shard of the chunk."""
+        return {node.id for nodes in self.values() for node in nodes}
+
+    async def wait_late(self) -> bool:
+        """Wait until one late request of :attr:`late` has ended (its answer, if
+        any, is then added); False at once when none is running."""
+        if not self.late:
+            return False
+        await asyncio.wait(set(self.late), return_when=asyncio.FIRST_COMPLETED)
+        return True
 
 
 @dataclass
@@ -42,67 +100,105 @@ class Locations:
     """Shard holders per chunk.
 
     Attributes:
-        holders: per chunk (in the order asked), shard index -> nodes that
-            claim it, in ranking order.
+        holders: per chunk (in the order asked), its :class:`ShardHolders`.
         rankings: per chunk, the chunk's full rendezvous ranking.
         unreachable: node id -> why it did not answer.
-        slow: node id -> why its answer was abandoned (only with ``settle``);
-            such a node may hold shards it is not listed for.
+        slow: node id -> why its answer was not waited for (only with
+            ``settle``); such a node's answer may still be added to
+            ``holders`` later.
     """
 
-    holders: list[dict[int, list[NodeInfo]]]
+    holders: list[ShardHolders]
     rankings: list[list[NodeInfo]]
     unreachable: dict[str, str] = field(default_factory=dict)
     slow: dict[str, str] = field(default_factory=dict)
 
     def holding(self, chunk: int) -> set[str]:
         """Ids of the nodes holding any shard of chunk number ``chunk``."""
-        return {node.id for nodes in self.holders[chunk].values() for node in nodes}
+        return self.holders[chunk].holding()
 
 
-Asked = list[list[tuple[NodeInfo, list[int]]]]
+# one round of has requests: per node, the (chunk number, shard index) pairs it is asked about
+Asks = dict[str, list[tuple[int, int]]]
 
 
-async def _ask_all(net: NetworkClient, wanted: dict[str, set[str]],
-                   unreachable: dict[str, str], slow: dict[str, str], settle: float | None,
-                   enough: Callable[[dict[str, set[str]]], bool]) -> dict[str, set[str]]:
-    """Ask each node of ``wanted`` (skipping known unreachable and slow ones).
+class _Round:
+    """The ``has`` requests of one round, each adding its answer to the holders
+    as soon as it comes (whether or not the round still waits for it)."""
 
-    Returns the answers by node id; a node that failed is added to
-    ``unreachable`` and answers nothing.  With ``settle`` (seconds), once
-    that long has passed and ``enough(answers so far)`` holds, the requests
-    still running are cancelled and their nodes added to ``slow``.
-    """
-    async def ask(node_id: str) -> set[str]:
-        try:
-            return await net.nodes[node_id].has(sorted(wanted[node_id]))
-        except NodeError as exc:
-            unreachable[node_id] = str(exc)
-            return set()
+    def __init__(self, net: NetworkClient, refs: Sequence[ChunkRef],
+                 holders: Sequence[ShardHolders], asks: Asks,
+                 unreachable: dict[str, str]) -> None:
+        self.net, self.refs, self.holders = net, refs, holders
+        self.unreachable = unreachable
+        self.nodes = {node.id: node for have in holders for node in have.rank}
+        self.asks = asks
+        self.tasks = {asyncio.create_task(self._ask(node_id, pairs)): node_id
+                      for node_id, pairs in asks.items() if pairs}
 
-    ids = [nid for nid in wanted if nid not in unreachable and nid not in slow]
-    if settle is None:
-        answers = await asyncio.gather(*(ask(nid) for nid in ids))
-        return dict(zip(ids, answers, strict=True))
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + settle
-    tasks = {asyncio.create_task(ask(nid)): nid for nid in ids}
-    pending = set(tasks)
-    held: dict[str, set[str]] = {}
-    try:
-        while pending:
-            left = deadline - loop.time()
-            done, pending = await asyncio.wait(
-                pending, timeout=left if left > 0 else None,
-                return_when=asyncio.ALL_COMPLETED if left > 0 else asyncio.FIRST_COMPLETED)
-            held.update((tasks[task], task.result()) for task in done)
-            if pending and loop.time() >= deadline and enough(held):
+    async def _ask(self, node_id: str, pairs: list[tuple[int, int]]) -> None:
+        ids = sorted({shard_id(self.refs[chunk].root, index) for chunk, index in pairs})
+        for attempt in range(CLIENT_RETRIES + 1):
+            try:
+                present = await self.net.nodes[node_id].has(ids)
                 break
-    finally:
-        await cancel_and_wait(pending)
-    for task in pending:
-        slow[tasks[task]] = f"no has answer within {settle:g} s (abandoned)"
-    return held
+            except NodeError as exc:
+                log.info("has: %s", exc)
+                self.net.health.node_error(node_id, exc)
+                if not blamed_on_client(exc) or attempt == CLIENT_RETRIES:
+                    self.unreachable[node_id] = str(exc)
+                    return
+        node = self.nodes[node_id]
+        for chunk, index in pairs:
+            if shard_id(self.refs[chunk].root, index) in present:
+                self.holders[chunk].add(index, node)
+
+    async def settle(self, enough: Callable[[], bool], settle: float | None,
+                     slow: dict[str, str]) -> None:
+        """Wait for the answers (see the module docstring for ``settle``)."""
+        pending = set(self.tasks)
+        if settle is None:
+            await asyncio.gather(*pending)
+            return
+        loop = asyncio.get_running_loop()
+        begun = time.monotonic()
+        deadline = loop.time() + settle
+        try:
+            while pending:
+                good = [t for t in pending
+                        if self.net.health.standing(self.tasks[t]) is Standing.GOOD]
+                if enough() and (not good or loop.time() >= deadline):
+                    break
+                left = deadline - loop.time()
+                _, pending = await asyncio.wait(pending, timeout=left if left > 0 else None,
+                                                return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            raise
+        busy = self.net.was_busy(begun, settle)
+        for task in pending:
+            self._go_late(task, settle, busy, slow)
+
+    def _go_late(self, task: asyncio.Task[None], settle: float, busy: bool,
+                 slow: dict[str, str]) -> None:
+        """Let a request not waited for run on in the background."""
+        node_id = self.tasks[task]
+        if self.net.health.standing(node_id) is Standing.GOOD and not busy:
+            reason = f"no has answer within {settle:g} s (not waited for)"
+            slow[node_id] = reason
+            self.net.health.slow(node_id, reason)
+        # beyond the bound of late requests to this node, this one is dropped
+        if self.net.background.adopt(task, f"has {node_id}"):
+            waiting = [self.holders[chunk] for chunk in {chunk for chunk, _ in self.asks[node_id]}]
+            for have in waiting:
+                have.late.add(task)
+
+            def ended(done: asyncio.Task[None]) -> None:
+                for have in waiting:
+                    have.late.discard(done)
+
+            task.add_done_callback(ended)
 
 
 async def locate_shards(net: NetworkClient, refs: Sequence[ChunkRef], k: int, m: int,
@@ -114,73 +210,53 @@ async def locate_shards(net: NetworkClient, refs: Sequence[ChunkRef], k: int, m:
         want: shards a chunk needs before the search stops early; a reader
             passes ``k``, repair ``k + m`` (the default).
         settle: seconds after which, once every chunk has ``want`` claimed
-            shards among the answers, slower ``has`` requests are abandoned
-            (their nodes go to :attr:`Locations.slow`).  None (the default)
-            waits for every answer.
+            shards, slower ``has`` requests are no longer waited for (they go
+            on in the background; see the module docstring).  None (the
+            default) waits for every answer.
 
     Never raises for node failures: unreachable nodes are reported in
-    :attr:`Locations.unreachable` and simply hold nothing.
+    :attr:`Locations.unreachable` (and to ``net.health``) and simply hold nothing.
     """
     n = k + m
     want = n if want is None else want
-    nodes = net.network.nodes
-    rankings = [ranking(nodes, ref.chunk_id) for ref in refs]
-    holders: list[dict[int, list[NodeInfo]]] = [defaultdict(list) for _ in refs]
-    unreachable: dict[str, str] = {}
-    slow: dict[str, str] = {}
+    rankings = [ranking(net.network.nodes, ref.chunk_id) for ref in refs]
+    holders = [ShardHolders(rank) for rank in rankings]
+    found = Locations(holders, rankings)
 
-    def enough(asked: Asked) -> Callable[[dict[str, set[str]]], bool]:
-        return lambda held: _found(refs, asked, held, holders, want)
+    def enough() -> bool:
+        return all(len(have) >= want for have in holders)
 
-    def collect(asked: Asked) -> dict[str, set[str]]:
-        wanted: dict[str, set[str]] = defaultdict(set)
-        for ref, pairs in zip(refs, asked, strict=True):
-            for node, indices in pairs:
-                wanted[node.id].update(shard_id(ref.root, i) for i in indices)
-        return wanted
+    first: Asks = defaultdict(list)
+    for chunk, rank in enumerate(rankings):
+        for index, node in enumerate(rank[:n]):
+            first[node.id].append((chunk, index))
+    await _Round(net, refs, holders, first, found.unreachable).settle(enough, settle, found.slow)
 
-    first: Asked = [[(node, [i]) for i, node in enumerate(rank[:n])] for rank in rankings]
-    held = await _ask_all(net, collect(first), unreachable, slow, settle, enough(first))
-    _record(refs, first, held, holders)
-
-    second: Asked = []
-    for rank, have in zip(rankings, holders, strict=True):
+    second: Asks = defaultdict(list)
+    for chunk, (rank, have) in enumerate(zip(rankings, holders, strict=True)):
         missing = [i for i in range(n) if i not in have]
-        if len(have) < want and missing:
-            pairs = [(node, [i for i in missing if i != pos]) for pos, node in enumerate(rank)]
-            second.append([(node, indices) for node, indices in pairs if indices])
-        else:
-            second.append([])
-    if any(second):
-        held = await _ask_all(net, collect(second), unreachable, slow, settle, enough(second))
-        _record(refs, second, held, holders)
-    ordered = [{i: sorted(nodes_, key=rank.index) for i, nodes_ in sorted(have.items())}
-               for have, rank in zip(holders, rankings, strict=True)]
-    return Locations(ordered, rankings, unreachable, slow)
+        if len(have) >= want or not missing:
+            continue
+        for pos, node in enumerate(rank):
+            if node.id in found.unreachable or node.id in found.slow:
+                continue
+            second[node.id] += [(chunk, i) for i in missing if i != pos]
+    if second:
+        await _Round(net, refs, holders, second, found.unreachable).settle(
+            enough, settle, found.slow)
+    return found
 
 
-def _found(refs: Sequence[ChunkRef], asked: Asked, held: dict[str, set[str]],
-           holders: list[dict[int, list[NodeInfo]]], want: int) -> bool:
-    """True if every chunk has ``want`` shard indices known held (recorded, or in ``held``)."""
-    for ref, pairs, have in zip(refs, asked, holders, strict=True):
-        found = set(have)
-        for node, indices in pairs:
-            if len(found) >= want:
-                break
-            present = held.get(node.id)
-            if present:
-                found.update(i for i in indices
-                             if i not in found and shard_id(ref.root, i) in present)
-        if len(found) < want:
-            return False
-    return True
+async def relocate_chunk(net: NetworkClient, ref: ChunkRef, n: int, holders: ShardHolders,
+                         enough: Callable[[], bool], skip: Collection[int] = ()) -> None:
+    """Ask every node of the network about every shard of ``ref`` (but ``skip``);
+    add what they claim to ``holders``.
 
-
-def _record(refs: Sequence[ChunkRef], asked: Asked,
-            held: dict[str, set[str]], holders: list[dict[int, list[NodeInfo]]]) -> None:
-    for ref, pairs, have in zip(refs, asked, holders, strict=True):
-        for node, indices in pairs:
-            present = held.get(node.id, set())
-            for i in indices:
-                if shard_id(ref.root, i) in present and node not in have[i]:
-                    have[i].append(node)
+    Returns once ``enough()`` holds and every node in good standing has
+    answered, or once every node has answered; slower requests go on in the
+    background and add their answers later (see the module docstring).
+    Never raises for node failures.
+    """
+    asks: Asks = {node.id: [(0, i) for i in range(n) if i not in skip]
+                  for node in holders.rank}
+    await _Round(net, [ref], [holders], asks, {}).settle(enough, net.hedge_after, {})

@@ -21,7 +21,9 @@ the read path (:mod:`storage_network.fetch`) reports every outcome to it:
   sorted into the above: a malformed or oversized answer benches the node
   (:meth:`bad`), a timeout blamed on the client itself (its event loop
   stalled) is only counted in ``nixshard_node_timeouts_total{blame="client"}``,
-  anything else demotes it (:meth:`failed`).
+  anything else demotes it (:meth:`failed`).  Readers ask a node again
+  after such a timeout (:func:`blamed_on_client`, at most
+  :data:`CLIENT_RETRIES` times a request): the node was never at fault.
 
 Benched and demoted nodes are still used, last: :meth:`NodeHealth.rank`
 orders nodes by standing (good, demoted, benched), then by audit score
@@ -48,6 +50,14 @@ MAX_BENCH_SECONDS = 86_400.0
 DEMOTE_SECONDS = 30.0
 MAX_DEMOTE_SECONDS = 600.0
 SCORE_BUCKETS = 4
+CLIENT_RETRIES = 2
+"""Times a reader asks a node again after a timeout blamed on the client itself."""
+
+
+def blamed_on_client(exc: NodeError) -> bool:
+    """True when ``exc`` is a timeout the client's own stalled event loop caused
+    (:attr:`NodeTimeoutError.blame` ``"client"``): not the node's doing."""
+    return isinstance(exc, NodeTimeoutError) and exc.blame == "client"
 
 
 class Standing(enum.IntEnum):
@@ -177,8 +187,8 @@ class NodeHealth:
     def node_error(self, node_id: str, exc: NodeError) -> None:
         """Report a failed request to ``node_id`` by what went wrong (module docstring)."""
         if isinstance(exc, NodeTimeoutError):
-            metrics.node_timeout(node_id, "client" if exc.blame == "client" else "node")
-            if exc.blame == "client":
+            metrics.node_timeout(node_id, "client" if blamed_on_client(exc) else "node")
+            if blamed_on_client(exc):
                 log.info("not held against node %s: %s", node_id, exc)
                 return
         if isinstance(exc, NodeAnswerError):

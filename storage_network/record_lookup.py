@@ -1,126 +1,268 @@
-"""Record lookup: the verified record of a key, found down its rendezvous ranking.
+"""Record lookup: the newest verified version of a key, from a quorum of its window.
 
-:func:`fetch_record` asks the first ``record_replicas`` nodes of the
-record's ranking (where every publish writes it) and verifies the
-signature; for each node that does not answer it asks the next node of the
-ranking (repair copies records past dead nodes the same way).  Once a
-valid record is in, slower nodes get ``hedge_after`` seconds more, then are
-no longer waited for.  When no valid record is found, it is absent
-(:class:`NotFoundError`) if one of the first ``record_replicas`` nodes
-answered without it (none, or one failing its signature check, which is
-logged); if none of them answered, :class:`RecordUnavailableError`.  With
-``record_replicas >= m + 1`` a miss stays a 404 while up to m nodes are down.
+The rule (docs/consistency.md, "Records"): the *window* of a key is the
+first ``R + m`` nodes of its record ranking (R = the network file's
+``record_replicas``, at least m + 1; all nodes when there are fewer).
+:func:`fetch_record` asks R nodes of the window, nodes in good standing
+first (:mod:`storage_network.node_health`), then ranking order; when R
+answers are not in after ``hedge_after`` seconds, it asks the rest of the
+window, and it asks the next node at once whenever one fails and the
+others can no longer make R answers.  It is done when R nodes of the
+window have *answered*: a valid version, none (404), or a version that
+fails verification (counted as none, logged, not held against the node: it
+may just be signed by a key this reader does not trust).  Requests still
+running then are cancelled (a slow or trickling node never delays the
+lookup past the R-th answer) and their nodes recorded as slow.
+
+Any R answering nodes of the window share one node with any R nodes that
+stored a version (R + R > R + m), so the newest committed version is among
+the answers.  The newest valid version wins (largest signed ``created``,
+ties by the envelope's SHA-256, :func:`storage_network.record.newest`):
+
+- a record: returned;
+- a tombstone, or no version at all: :class:`NotFoundError`;
+- fewer than R nodes of the window answered: :class:`RecordUnavailableError`.
+
+A reader never goes back: the client remembers the newest version it has
+seen of each key (``net.records``, :mod:`storage_network.record_memory`).
+When the quorum's newest is older than that, the remembered Record is
+returned while it is still held, else :class:`RecordUnavailableError`.
+
+Read repair: a client with a publisher key (``net.repairer``) copies the
+newest version's signed bytes, as they are, to those of the first R
+answering nodes of the window (ranking order) that lack it or hold an
+older one.  The copies run in the background (``net.background``, a
+bounded number at once; a lookup over the bound repairs nothing) and are
+logged; they never delay or fail the lookup.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections import deque
+from dataclasses import dataclass
 
 from .auth import PublisherKey
-from .errors import NodeError, NotFoundError, RecordError, RecordUnavailableError
+from .errors import (
+    NodeError,
+    NodeStatusError,
+    NotFoundError,
+    RecordError,
+    RecordUnavailableError,
+)
 from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
-from .placement import record_nodes
-from .record import Record, open_record
+from .node_health import CLIENT_RETRIES, Standing, blamed_on_client
+from .record import Record, newest, open_record
+from .record_write import record_window
 
 log = logging.getLogger("nixshard.network")
 
+OPEN_INLINE_BYTES = 64 * 1024
+"""Records up to this size are verified on the event loop; larger ones on the pool."""
+REPAIR_GROUP = "record read repair"
 
-async def _ask_record(net: NetworkClient, node: NodeInfo, key: str,
-                      trusted: dict[str, PublisherKey]) -> Record | None | Exception:
-    """The node's valid record, None if it has none (or an invalid one), or its NodeError."""
-    try:
-        data = await net.nodes[node.id].get_record(key)
-    except NodeError as exc:
-        log.info("record %s: %s", key, exc)
-        net.health.node_error(node.id, exc)
-        return exc
+
+@dataclass(frozen=True)
+class _Answer:
+    """What one node of the window said: its valid version (None: none, or an
+    invalid one) and that version's envelope bytes."""
+
+    node: NodeInfo
+    version: Record | None = None
+    envelope: bytes | None = None
+
+
+async def _ask(net: NetworkClient, node: NodeInfo, key: str,
+               trusted: dict[str, PublisherKey]) -> _Answer | NodeError:
+    """The node's answer, or the NodeError of a node that did not answer (reported;
+    a timeout blamed on the client is asked again, see ``CLIENT_RETRIES``)."""
+    for attempt in range(CLIENT_RETRIES + 1):
+        try:
+            data = await net.nodes[node.id].get_record(key)
+            break
+        except NodeError as exc:
+            log.info("record %s: %s", key, exc)
+            net.health.node_error(node.id, exc)
+            if not blamed_on_client(exc) or attempt == CLIENT_RETRIES:
+                return exc
     if data is None:
-        return None
+        return _Answer(node)
     try:
-        return open_record(trusted, key, data)
+        if len(data) <= OPEN_INLINE_BYTES:
+            version = open_record(trusted, key, data)
+        else:
+            version = await asyncio.get_running_loop().run_in_executor(
+                net.pool, open_record, trusted, key, data)
     except RecordError as exc:
-        # A record we cannot trust is no record: it counts as "absent here".
-        # Not held against the node: the key may just be one we do not trust.
         log.warning("node %s served a bad record for %s: %s", node.id, key, exc)
-        return None
+        return _Answer(node)
+    return _Answer(node, version, data)
 
 
-async def _ask_round(net: NetworkClient, nodes: list[NodeInfo], key: str,
-                     trusted: dict[str, PublisherKey]) -> dict[str, Record | None | Exception]:
-    """Ask ``nodes`` at once; after the first valid record, the rest get ``hedge_after`` s."""
-    loop = asyncio.get_running_loop()
-    tasks = {asyncio.create_task(_ask_record(net, node, key, trusted)): node for node in nodes}
-    answers: dict[str, Record | None | Exception] = {}
-    pending = set(tasks)
-    grace_end: float | None = None
-    try:
-        while pending:
-            timeout = None if grace_end is None else max(0.0, grace_end - loop.time())
-            done, pending = await asyncio.wait(pending, timeout=timeout,
-                                               return_when=asyncio.FIRST_COMPLETED)
-            if not done:
-                break
-            answers.update((tasks[task].id, task.result()) for task in done)
-            if grace_end is None and any(isinstance(a, Record) for a in answers.values()):
-                grace_end = loop.time() + net.hedge_after
-    finally:
-        await cancel_and_wait(pending)
-    for task in pending:
-        net.health.slow(tasks[task].id, f"record {key}: hedged past")
-    return answers
+class _Quorum:
+    """The requests of one lookup (module docstring): ``want`` answers from ``window``."""
+
+    def __init__(self, net: NetworkClient, key: str, trusted: dict[str, PublisherKey],
+                 window: list[NodeInfo], want: int) -> None:
+        self.net, self.key, self.trusted, self.want = net, key, trusted, want
+        position = {node.id: pos for pos, node in enumerate(window)}
+        self.queue = deque(sorted(window, key=lambda node: (
+            net.health.standing(node.id) is not Standing.GOOD, position[node.id])))
+        self.running: dict[asyncio.Task[_Answer | NodeError], tuple[NodeInfo, float]] = {}
+        self.answers: list[_Answer] = []
+        self.failures: list[str] = []
+        self.asked = 0
+
+    def _launch(self, count: int) -> None:
+        loop = asyncio.get_running_loop()
+        for _ in range(count):
+            if not self.queue:
+                return
+            node = self.queue.popleft()
+            self.asked += 1
+            task = asyncio.create_task(_ask(self.net, node, self.key, self.trusted))
+            self.running[task] = (node, loop.time())
+
+    async def run(self) -> None:
+        """Ask until ``want`` nodes answered or every node of the window was asked."""
+        loop = asyncio.get_running_loop()
+        hedge_at = loop.time() + self.net.hedge_after
+        try:
+            while len(self.answers) < self.want:
+                self._launch(self.want - len(self.answers) - len(self.running))
+                if not self.running:
+                    return
+                timeout = max(0.0, hedge_at - loop.time()) if self.queue else None
+                done, _ = await asyncio.wait(set(self.running), timeout=timeout,
+                                             return_when=asyncio.FIRST_COMPLETED)
+                if not done:  # hedge: ask the rest of the window
+                    self._launch(len(self.queue))
+                    continue
+                for task in done:
+                    self.running.pop(task)
+                    answer = task.result()
+                    if isinstance(answer, NodeError):
+                        self.failures.append(str(answer))
+                    else:
+                        self.answers.append(answer)
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        """Cancel what still runs; a request running ``hedge_after`` or more was
+        hedged past: its node was slow (unless the client was busy meanwhile)."""
+        now = asyncio.get_running_loop().time()
+        hedge_after = self.net.hedge_after
+        for node, started in self.running.values():
+            if now - started >= hedge_after and not self.net.was_busy(started, hedge_after):
+                self.net.health.slow(node.id, f"record {self.key}: hedged past after "
+                                     f"{now - started:.1f} s")
+        await cancel_and_wait(set(self.running))
+        self.running.clear()
 
 
 async def fetch_record(net: NetworkClient, key: str,
                        trusted: dict[str, PublisherKey] | None = None) -> Record:
-    """The verified record under ``key``.
-
-    Asks the first ``record_replicas`` nodes of the record's ranking; for
-    each that does not answer it asks the next node of the ranking, until
-    ``record_replicas`` nodes have answered or the ranking is exhausted
-    (repair copies records past dead nodes the same way).
+    """The newest verified record under ``key``, by the rule of the module docstring.
 
     Args:
         trusted: publisher keys whose records are accepted (default: the
             network file's publishers).
 
-    Once a valid record has arrived, the other nodes of that round get
-    ``net.hedge_after`` seconds more; then the valid record first in ranking
-    order wins and the requests still running are cancelled and recorded as slow.
-
     Raises:
-        NotFoundError: no valid record, and at least one of the first
-            ``record_replicas`` nodes (where every publish writes it) answered
-            that it has none.
-        RecordUnavailableError: no valid record, and none of the first
-            ``record_replicas`` nodes answered: the record may exist on them,
-            so this is not a 404.
+        NotFoundError: the newest version among R answers of the window is
+            a tombstone, or there is none.
+        RecordUnavailableError: fewer than R nodes of the window answered, or
+            the answers hold only versions older than one this client has
+            seen and no longer holds.
     """
     keys = net.network.publishers if trusted is None else trusted
-    ranked = record_nodes(net.network.nodes, key)
-    wanted = net.network.record_replicas
-    answers: dict[str, Record | None | Exception] = {}
-    asked: list[NodeInfo] = []
-    while True:
-        answered = sum(not isinstance(a, Exception) for a in answers.values())
-        batch = ranked[len(asked):len(asked) + wanted - answered]
-        if not batch:
-            break
-        asked += batch
-        answers.update(await _ask_round(net, batch, key, keys))
-        for node in asked:
-            answer = answers.get(node.id)
-            if isinstance(answer, Record):
-                return answer
-    ordered = [answers.get(node.id) for node in asked]
-    home_denials = sum(answers.get(node.id, False) is None for node in ranked[:wanted])
-    if home_denials:
-        denials = sum(answer is None for answer in ordered)
-        raise NotFoundError(f"record {key}: absent on {denials} of the {len(asked)} nodes asked")
-    home = [answers.get(node.id) for node in ranked[:wanted]]
-    further = len(asked) - len(home)
-    raise RecordUnavailableError(
-        f"record {key}: none of its {len(home)} replica nodes answered"
-        + (f" ({further} further nodes asked, none holds it)" if further else "") + "; "
-        + "; ".join(str(a) for a in home))
+    window = record_window(net, key)
+    want = min(net.network.record_replicas, len(window))
+    quorum = _Quorum(net, key, keys, window, want)
+    await quorum.run()
+    if len(quorum.answers) < want:
+        raise RecordUnavailableError(
+            f"record {key}: {len(quorum.answers)} of the {len(window)} nodes of its window "
+            f"answered, {want} needed; " + "; ".join(quorum.failures))
+    found = newest(a.version for a in quorum.answers if a.version is not None)
+    best = _not_older(net, key, found)
+    if best is found and found is not None:
+        envelope = next(a.envelope for a in quorum.answers if a.version is found)
+        assert envelope is not None
+        net.records.saw(found, envelope)
+        copy: tuple[Record, bytes] | None = (found, envelope)
+    else:
+        copy = net.records.record(key)
+    if copy is not None and net.repairer is not None:
+        _read_repair(net, key, copy, window, quorum.answers, want)
+    if best is None:
+        absent = sum(a.version is None for a in quorum.answers)
+        raise NotFoundError(f"record {key}: absent on {absent} of the {quorum.asked} "
+                            f"nodes asked")
+    if best.tombstone:
+        raise NotFoundError(f"record {key}: deleted (tombstone created {best.created})")
+    return best
+
+
+def _not_older(net: NetworkClient, key: str, found: Record | None) -> Record | None:
+    """``found``, unless this client has seen a newer version of ``key``: then that
+    one (its Record as remembered).
+
+    Raises:
+        RecordUnavailableError: a newer version was seen but is no longer held.
+    """
+    seen = net.records.version(key)
+    if seen is None or (found is not None and found.version >= seen):
+        return found
+    held = net.records.record(key)
+    older = "no version" if found is None else f"a version created {found.created}"
+    if held is None or held[0].version != seen:
+        raise RecordUnavailableError(
+            f"record {key}: the nodes answered {older}, older than the version created "
+            f"{seen[0]} this client has seen (and no longer holds)")
+    log.warning("record %s: the nodes answered %s, older than the version created %d this "
+                "client has seen: serving that one", key, older, seen[0])
+    return held[0]
+
+
+def _read_repair(net: NetworkClient, key: str, best: tuple[Record, bytes],
+                 window: list[NodeInfo], answers: list[_Answer], want: int) -> None:
+    """Copy ``best`` in the background to those of the first ``want`` answering nodes
+    of ``window`` (ranking order) that lack it or hold an older version."""
+    record, envelope = best
+    position = {node.id: pos for pos, node in enumerate(window)}
+    first = sorted(answers, key=lambda a: position[a.node.id])[:want]
+    stale = [a.node for a in first
+             if a.version is None or a.version.version < record.version]
+    if not stale:
+        return
+    if net.background.spawn(_repair(net, key, envelope, stale), REPAIR_GROUP) is None:
+        log.info("record %s: read repair of %d nodes skipped (%d repairs running)", key,
+                 len(stale), net.background.running(REPAIR_GROUP))
+
+
+async def _repair(net: NetworkClient, key: str, envelope: bytes,
+                  nodes: list[NodeInfo]) -> None:
+    """Write ``envelope`` under ``key`` to each of ``nodes``; log what each did."""
+    publisher = net.repairer
+    assert publisher is not None
+
+    async def copy(node: NodeInfo) -> None:
+        try:
+            status = await net.nodes[node.id].put_record(key, envelope, publisher)
+        except NodeStatusError as exc:
+            if exc.status != 409:
+                net.health.node_error(node.id, exc)
+            log.info("record %s: read repair on node %s refused: %s", key, node.id, exc)
+            return
+        except NodeError as exc:
+            net.health.node_error(node.id, exc)
+            log.info("record %s: read repair on node %s failed: %s", key, node.id, exc)
+            return
+        log.info("record %s: read repair copied the newest version to node %s (%d)",
+                 key, node.id, status)
+
+    await asyncio.gather(*(copy(node) for node in nodes))
