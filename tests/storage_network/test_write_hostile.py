@@ -1,0 +1,121 @@
+"""push, audit, repair and gc against a hostile node: each finishes and names the node.
+
+Seven real nodes (4-of-6); node-2 sits behind the chaos proxy
+(:mod:`tests.chaos.proxy`), which makes it answer with endless bodies,
+JSON nested 100,000 deep, 1,000 bytes a second, flipped shard bytes, or
+not at all.  Every operation runs with a 3 s node timeout, must end without
+an exception, and must report node-2 (benched, passed over, unreachable or
+failed), while the data stays readable from the other nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from nixshard.localnet import LocalNetwork, free_port, new_publisher
+from storage_network.audit import audit_network
+from storage_network.gc import collect_garbage
+from storage_network.inventory import take_inventory
+from storage_network.network_client import NetworkClient
+from storage_network.network_file import Network, NodeInfo
+from storage_network.publish import publish_record, store_payload
+from storage_network.repair import repair_network
+
+from .conftest import payload, record_key, running_network
+from .test_network_failures import read_back
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+HOSTILE = "node-2"
+MODES = ("endless", "deep-json", "trickle", "stall", "flip", "down")
+
+
+@dataclass
+class Proxied:
+    """The network with node-2 behind the proxy, and how to switch its mode."""
+
+    local: LocalNetwork
+    network: Network
+    control: int
+    port: int
+
+    def mode(self, mode: str) -> None:
+        httpx.put(f"http://127.0.0.1:{self.control}/mode/{self.port}", params={"mode": mode},
+                  timeout=10).raise_for_status()
+
+
+@pytest.fixture(scope="module")
+def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
+    root = tmp_path_factory.mktemp("hostile")
+    with running_network(root, 7, new_publisher("hostile-1")[0]) as local:
+        assert local.network is not None
+        number = int(HOSTILE.split("-")[1])
+        control, port = free_port(), free_port()
+        log = open(root / "proxy.log", "ab")
+        proxy = subprocess.Popen(
+            [sys.executable, "-m", "tests.chaos.proxy", "--control", str(control),
+             "--route", f"{port}={local.nodes[number - 1].url}"],
+            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        log.close()
+        try:
+            for _ in range(400):
+                try:
+                    if httpx.get(f"http://127.0.0.1:{control}/ready", timeout=1).is_success:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.05)
+            nodes = tuple(NodeInfo(n.id, f"http://127.0.0.1:{port}") if n.id == HOSTILE else n
+                          for n in local.network.nodes)
+            network = Network(**{**local.network.__dict__, "nodes": nodes})
+            yield Proxied(local, network, control, port)
+        finally:
+            proxy.terminate()
+            proxy.wait(10)
+
+
+def client(p: Proxied) -> NetworkClient:
+    return NetworkClient(p.network, timeout=3.0)
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_push_audit_repair_gc_survive_a_hostile_node(proxied: Proxied, mode: str) -> None:
+    seed = 9000 + MODES.index(mode)
+    data = payload(seed, 150_000)
+    key = record_key(seed)
+    proxied.mode(mode)
+    try:
+        async with client(proxied) as net:
+            async with asyncio.timeout(300):  # a bound on waiting; every step ends far sooner
+                manifest, stats = await store_payload(net, proxied.local.publisher, [data])
+                await publish_record(net, proxied.local.publisher, key, b"meta", manifest)
+                inventory = await take_inventory(net)
+                audit = await audit_network(net, inventory, rng=random.Random(1))
+                repair = await repair_network(net, proxied.local.publisher, verify=True)
+                gc = await collect_garbage(net, proxied.local.publisher, max_age=None,
+                                           max_idle=None, grace=86400.0, dry_run=True)
+            assert key in inventory.records
+            (row,) = [r for r in audit.nodes if r.node_id == HOSTILE]
+            named = [
+                *stats.passed_over,
+                *([HOSTILE] if row.verdict != "ok" else []),
+                *repair.unreachable,
+                *(HOSTILE for line in repair.failures if HOSTILE in line),
+                *(HOSTILE for line in gc.skipped if HOSTILE in line),
+            ]
+            if mode == "flip":  # shards it serves are wrong: the read-back catches them
+                assert repair.corrupt_found > 0 or HOSTILE in stats.passed_over
+            else:
+                assert HOSTILE in named, (mode, stats.passed_over, row.verdict,
+                                          repair.to_json(), gc.skipped)
+            assert await read_back(net, manifest) == data
+    finally:
+        proxied.mode("pass")
