@@ -1,7 +1,8 @@
 """The gateway under hostile uploads and a full disk, with real node and gateway processes.
 
 - one store path, one record: a second upload of a stored path with another
-  NAR is 409 and changes nothing;
+  NAR is 409 and changes nothing; two gateways racing one path with two NARs
+  end with one 201, one 409, and both serve the winner;
 - decompression bombs (zstd, brotli) uploaded with a small NarSize fail right
   after it, and the gateway's peak RSS (``VmHWM`` of the ``nixshard serve``
   process) stays far under 300 MB;
@@ -12,6 +13,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -201,3 +203,36 @@ def test_a_full_cache_disk_never_breaks_a_read(gw: Gateway, tmp_path: Path,
     log = (gw.net.root / "fulldisk.log").read_text()
     assert "Traceback" not in log and "Error handling request" not in log
     assert "serving it uncached" in log
+
+
+def test_two_gateways_racing_one_path_with_two_nars_agree(gw: Gateway, tmp_path: Path) -> None:
+    """Both narinfos are PUT at once, one per gateway: one 201, one 409 (from the
+    pre-check or from the write's RecordConflictError), and both serve the winner."""
+    other_gw = gw.net.start_gateway("racer", extra=(
+        "--signing-key", str(gw.root / "secret.key"),
+        "--upload-credentials", str(gw.credentials)))
+    ups = [make_upload(make_tree(tmp_path / str(i), "raced", 50_000, seed=60 + i), gw.key)
+           for i in range(2)]
+    ups[1].narinfo.store_path = ups[0].narinfo.store_path
+    ups[1].narinfo.sigs = []
+    sign_narinfo(ups[1].narinfo, gw.key)
+    clients = [gw.client(), httpx.Client(base_url=other_gw.url, auth=(USER, PASSWORD),
+                                         timeout=60)]
+    try:
+        for client, up in zip(clients, ups, strict=True):
+            assert client.put(f"/nar/{up.nar_name}", content=up.body).status_code == 201
+        with concurrent.futures.ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(
+                lambda pair: pair[0].put(f"/{pair[1].hash_part}.narinfo",
+                                         content=pair[1].narinfo.render().encode()),
+                zip(clients, ups, strict=True)))
+    finally:
+        for client in clients:
+            client.close()
+    assert sorted(a.status_code for a in answers) == [201, 409], [a.text for a in answers]
+    loser = next(a for a in answers if a.status_code == 409)
+    assert loser.text == f"error: {ups[0].narinfo.store_path.path} exists with another NarHash\n"
+    winner = ups[[a.status_code for a in answers].index(201)]
+    for url in (gw.url, other_gw.url):
+        info, body = nar_of(url, winner.hash_part)
+        assert info.nar_hash == winner.narinfo.nar_hash and unzstd(body) == winner.nar
