@@ -1,8 +1,9 @@
 """Helpers of the write-path tests: where shards landed, real full disks, stopped nodes.
 
 ``full_disk(path, size)`` mounts a real tmpfs of ``size`` bytes at ``path``
-(root only); without root the test is skipped, except under ``CI=true``
-where it fails, so CI never passes a full-disk test it did not run.
+(root only); without root the test is skipped, except in CI (``CI=true``,
+see ``tests/conftest.py``) where it fails, so CI never passes a full-disk
+test it did not run.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from nixshard.localnet import LocalNetwork, ManagedProcess
 from storage_network.manifest import Manifest
 from storage_network.stripe import shard_id
+from tests.conftest import IN_CI
 
 
 def process(local: LocalNetwork, node_id: str) -> ManagedProcess:
@@ -53,7 +55,7 @@ def need_root_for(what: str) -> None:
     if os.geteuid() == 0:
         return
     message = f"{what} needs root (it mounts a real tmpfs)"
-    if os.environ.get("CI") == "true":
+    if IN_CI:
         pytest.fail(message + "; CI=true: refusing to skip")
     pytest.skip(message)
 
