@@ -47,9 +47,17 @@ def error_response(request: web.BaseRequest, exc: RequestError) -> web.Response:
     headers = {"WWW-Authenticate": AUTH_SCHEME} if isinstance(exc, Unauthorized) else None
     if isinstance(exc, Busy):
         headers = {"Retry-After": "1"}
-    response = web.Response(status=exc.status, text=f"error: {exc.message}", headers=headers)
-    if isinstance(exc, BodyStalled):
-        response.force_close()  # the rest of the body is not worth waiting for
+    return web.Response(status=exc.status, text=f"error: {exc.message}", headers=headers)
+
+
+async def _send_and_close(request: web.Request, response: web.Response) -> web.Response:
+    """Send ``response`` now and close the connection once it is out: the rest of a
+    stalled body is not worth waiting for (aiohttp would otherwise keep reading it
+    for its lingering time)."""
+    response.force_close()
+    await response.prepare(request)
+    await response.write_eof()
+    request.protocol.force_close()  # closes after the buffered answer is flushed
     return response
 
 
@@ -84,6 +92,8 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     try:
         return await handler(request)
     except RequestError as exc:
+        if isinstance(exc, BodyStalled):
+            return await _send_and_close(request, error_response(request, exc))
         return error_response(request, exc)
     except web.HTTPException as exc:
         if exc.status < 400:
