@@ -7,6 +7,7 @@ options and, with ``--network``, the publisher keys of the network file.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 from pathlib import Path
@@ -126,6 +127,12 @@ def gather_faults(specs: tuple[str, ...]) -> Faults:
         raise click.BadParameter(str(exc), param_hint="--fault") from exc
 
 
+def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
+    if math.isnan(value):
+        raise click.BadParameter("not a number of seconds")
+    return value
+
+
 @click.command("node")
 @click.option("--data", "data_dir", required=True,
               type=click.Path(file_okay=False, path_type=Path),
@@ -150,7 +157,7 @@ def gather_faults(specs: tuple[str, ...]) -> Faults:
               help="Request-body bytes read and held at once, node-wide; requests beyond "
                    f"wait for room, and are answered 503 after {DEFAULT_BODY_WAIT_SECONDS:g} s.")
 @click.option("--body-stall-seconds", type=click.FloatRange(min=0, min_open=True, max=3600),
-              default=DEFAULT_BODY_STALL_SECONDS, show_default=True,
+              default=DEFAULT_BODY_STALL_SECONDS, show_default=True, callback=_not_nan,
               help="A request body that sends no byte for this long is refused (408).")
 @click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"]),
               default="info", show_default=True, help="Log level of the nixshard.node logger.")
