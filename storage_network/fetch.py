@@ -349,6 +349,7 @@ class _HedgedFetch:
                 for future in done:
                     if future is self.search:
                         self.search = None
+                        future.result()  # never raises for a node; a bug is not hidden
                         continue
                     cand, _ = self.running.pop(future)
                     self.shares.discard(future)
@@ -458,6 +459,15 @@ class _Batch:
             share.set_result(outcome)
 
     async def _run(self) -> None:
+        try:
+            await self._ask()
+        except Exception:  # a bug, not a node's doing: shown, and the chunks go on
+            log.exception("batch of %d shards from node %s", len(self.wanted), self.node.id)
+        finally:  # whatever happened, no share is left waiting
+            for share in self.shares:
+                self._resolve(share, None)
+
+    async def _ask(self) -> None:
         net, node, wanted = self.net, self.node, self.wanted
         ids = [shard_id(fetch.ref.root, cand.index) for fetch, cand in wanted]
         started = time.perf_counter()

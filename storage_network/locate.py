@@ -69,17 +69,22 @@ class ShardHolders(dict[int, list[NodeInfo]]):
     def __init__(self, rank: Sequence[NodeInfo]) -> None:
         super().__init__()
         self.rank = list(rank)
-        self._position = {node.id: pos for pos, node in enumerate(self.rank)}
         self.late: set[asyncio.Task[None]] = set()
+
+    def _position(self, node: NodeInfo) -> int:
+        ids = [n.id for n in self.rank]
+        return ids.index(node.id) if node.id in ids else len(ids)
 
     def add(self, index: int, node: NodeInfo) -> bool:
         """Note that ``node`` claims shard ``index``; False if that was known."""
         nodes = self.setdefault(index, [])
+        if not nodes:  # the common case: one holder a shard
+            nodes.append(node)
+            return True
         if any(n.id == node.id for n in nodes):
             return False
-        where = self._position.get(node.id, len(self.rank))
-        keys = [self._position.get(n.id, len(self.rank)) for n in nodes]
-        nodes.insert(bisect.bisect(keys, where), node)
+        keys = [self._position(n) for n in nodes]
+        nodes.insert(bisect.bisect(keys, self._position(node)), node)
         return True
 
     def holding(self) -> set[str]:

@@ -1,7 +1,8 @@
 """How nodes behave on the read path: counters, benching, and the order reads prefer.
 
 A :class:`NodeHealth` is owned by :class:`~storage_network.network_client.NetworkClient`;
-the read path (:mod:`storage_network.fetch`) reports every outcome to it:
+the read path (:mod:`storage_network.fetch`, :mod:`storage_network.locate`,
+:mod:`storage_network.record_lookup`) reports every outcome to it:
 
 - :meth:`NodeHealth.served`: a shard that verified (count, bytes);
 - :meth:`NodeHealth.bad`: a node served wrong or short bytes, or claimed a
@@ -12,9 +13,13 @@ the read path (:mod:`storage_network.fetch`) reports every outcome to it:
   served bad data for shard ...``); more evidence during a bench only
   updates the reason;
 - :meth:`NodeHealth.slow`: a request was hedged past (still running when k
-  other shards had verified) or a ``has`` answer was abandoned; the node
-  is *demoted* for ``demote_seconds`` (30 s, doubling the same way up to
-  ``max_demote_seconds``, 10 min);
+  other shards had verified, or R record answers were in), a batch was not
+  answered within ``hedge_after``, or a ``has`` answer was not waited for;
+  the node is *demoted* for ``demote_seconds`` (30 s, doubling the same way
+  up to ``max_demote_seconds``, 10 min).  Not reported when the client's
+  own event loop stalled meanwhile
+  (:meth:`~storage_network.network_client.NetworkClient.was_busy`): the
+  wait was the client's;
 - :meth:`NodeHealth.failed`: a connection error, timeout or error status;
   counted as a failure and demoted like a slow node;
 - :meth:`NodeHealth.node_error`: any :class:`~storage_network.errors.NodeError`,

@@ -24,7 +24,8 @@ ties by the envelope's SHA-256, :func:`storage_network.record.newest`):
 - fewer than R nodes of the window answered: :class:`RecordUnavailableError`.
 
 A reader never goes back: the client remembers the newest version it has
-seen of each key (``net.records``, :mod:`storage_network.record_memory`).
+seen of each key (``net.records``, :mod:`storage_network.record_memory`;
+lookups trusting the network file's publisher keys, the default).
 When the quorum's newest is older than that, the remembered Record is
 returned while it is still held, else :class:`RecordUnavailableError`.
 
@@ -169,7 +170,8 @@ async def fetch_record(net: NetworkClient, key: str,
 
     Args:
         trusted: publisher keys whose records are accepted (default: the
-            network file's publishers).
+            network file's publishers).  The client's memory of versions seen
+            (and read repair) serves lookups with the default keys only.
 
     Raises:
         NotFoundError: the newest version among R answers of the window is
@@ -188,16 +190,19 @@ async def fetch_record(net: NetworkClient, key: str,
             f"record {key}: {len(quorum.answers)} of the {len(window)} nodes of its window "
             f"answered, {want} needed; " + "; ".join(quorum.failures))
     found = newest(a.version for a in quorum.answers if a.version is not None)
-    best = _not_older(net, key, found)
-    if best is found and found is not None:
-        envelope = next(a.envelope for a in quorum.answers if a.version is found)
-        assert envelope is not None
-        net.records.saw(found, envelope)
-        copy: tuple[Record, bytes] | None = (found, envelope)
+    if trusted is not None:  # other keys than the ones remembered versions were checked with
+        best = found
     else:
-        copy = net.records.record(key)
-    if copy is not None and net.repairer is not None:
-        _read_repair(net, key, copy, window, quorum.answers, want)
+        best = _not_older(net, key, found)
+        if best is found and found is not None:
+            envelope = next(a.envelope for a in quorum.answers if a.version is found)
+            assert envelope is not None
+            net.records.saw(found, envelope)
+            copy: tuple[Record, bytes] | None = (found, envelope)
+        else:
+            copy = net.records.record(key)
+        if copy is not None and net.repairer is not None:
+            _read_repair(net, key, copy, window, quorum.answers, want)
     if best is None:
         absent = sum(a.version is None for a in quorum.answers)
         raise NotFoundError(f"record {key}: absent on {absent} of the {quorum.asked} "

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from nixshard.localnet import LocalNetwork
+from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.errors import NotFoundError, RecordUnavailableError
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
@@ -114,6 +114,9 @@ async def test_a_reader_never_goes_back_to_an_older_version(
                                  r"\d+, older than the version created \d+ this client has "
                                  r"seen \(and no longer holds\)"):
             await fetch_record(forgets, key)
+        other = new_publisher("someone-else-1")[0]  # what it remembers is not other keys'
+        with pytest.raises(NotFoundError, match=f"record {key}: absent on 3 of the 3 "):
+            await fetch_record(keeps, key, trusted={other.name: other.public})
     async with reader(live_net) as fresh:  # a reader that never saw v2 takes v1
         assert (await fetch_record(fresh, key)).metadata == b"v1"
 
