@@ -7,6 +7,7 @@ a key's ranking); the record files on the nodes' disks say where it went.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -23,7 +24,7 @@ from storage_network.record import Record, open_record, seal_record, seal_tombst
 from storage_network.record_lookup import fetch_record
 from storage_network.record_write import Refusal, judge_refusal
 
-from .conftest import payload, record_key
+from .conftest import M, payload, record_key
 from .write_faults import process, stopped
 
 R = 3
@@ -200,17 +201,17 @@ async def test_another_content_at_the_arbiter_is_a_conflict_and_writes_nothing(
 
 async def test_a_newer_version_of_the_same_content_counts_as_stored(
         fresh_net: LocalNetwork) -> None:
-    """Publishing an older record after a newer one of the same payload succeeds:
-    the nodes keep the newer one (409), which holds the same content."""
+    """The window already holds a newer record of the same payload (sealed 100 s ahead):
+    every node refuses the publisher's (409), and that counts as stored."""
     key = record_key(8010)
     pub = fresh_net.publisher
     async with client(fresh_net) as net:
         manifest = await stored(net, fresh_net, 8010)
-        await publish_record(net, pub, key, b"newer", manifest)
-        newer = (await fetch_record(net, key)).created
-        older = seal_record(pub, key, b"older", manifest, created=newer - 100)
-        for node_id in ranked(fresh_net, key)[:R]:
-            with pytest.raises(NodeError, match="409"):
-                await net.nodes[node_id].put_record(key, older, pub)
-        await publish_record(net, pub, key, b"again", manifest)
-        assert (await fetch_record(net, key)).manifest == manifest
+        newer = seal_record(pub, key, b"newer", manifest, created=int(time.time()) + 100)
+        for node_id in ranked(fresh_net, key)[:R + M]:
+            await net.nodes[node_id].put_record(key, newer, pub)
+        await publish_record(net, pub, key, b"older", manifest)
+        assert (await fetch_record(net, key)).metadata == b"newer"
+    for node_id in ranked(fresh_net, key)[:R + M]:
+        assert (fresh_net.node_dir(int(node_id.split("-")[1])) / "records" / key
+                ).read_bytes() == newer
