@@ -8,14 +8,16 @@ import random
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import aiohttp
 import httpx
 import pytest
+from aiohttp import web
 from click.testing import CliRunner
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import LocalNetwork, free_port, new_publisher
 from nixshard.repair_cli import repair_command
 from storage_network.audit import audit_network
 from storage_network.audit_findings import load_findings
@@ -24,12 +26,13 @@ from storage_network.inventory import take_inventory
 from storage_network.locate import locate_shards
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
-from storage_network.network_file import init_network, write_network
+from storage_network.network_file import Network, NodeInfo, init_network, write_network
 from storage_network.placement import record_nodes, shard_nodes
 from storage_network.publish import publish_record, store_payload
 from storage_network.record import open_record, seal_tombstone
 from storage_network.record_write import write_version
 from storage_network.repair import repair_network
+from storage_network.shard_batch import parse_put_batch
 from storage_network.stripe import parse_shard_id, verify_shard
 
 from .conftest import K, M, payload, record_key, running_network
@@ -327,3 +330,57 @@ def test_repair_from_a_bad_audit_file_is_refused(tmp_path: Path, text: str,
         "--from-audit", str(tmp_path / "audit.json"), "--dry-run"])
     assert result.exit_code == 1, result.output
     assert message in result.output
+
+
+@pytest.fixture
+async def keeps_bytes(net8: LocalNetwork) -> AsyncIterator[tuple[str, list[str]]]:
+    """A user-space proxy in front of node-3 that acts as a node without the healing
+    rule: a batch put is answered "held" for every shard and not forwarded; every
+    other request is forwarded.  Yields its URL and the requests it forwarded."""
+    upstream = net8.nodes[2].url
+    seen: list[str] = []
+    session = aiohttp.ClientSession()
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        body = await request.read()
+        if request.method == "POST" and request.path == "/shards/batch-put":
+            ids = [sid for sid, _ in parse_put_batch(body, 1 << 30)]
+            return web.json_response({"created": [], "held": ids, "healed": []})
+        seen.append(f"{request.method} {request.path}")
+        headers = {k: v for k, v in request.headers.items()
+                   if k.lower() not in ("host", "content-length", "transfer-encoding")}
+        async with session.request(request.method, upstream + request.path_qs, data=body,
+                                   headers=headers) as resp:
+            return web.Response(status=resp.status, body=await resp.read(),
+                                content_type=resp.content_type)
+
+    app = web.Application(client_max_size=1 << 30)
+    app.router.add_route("*", "/{tail:.*}", handle)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        await runner.cleanup()
+        await session.close()
+
+
+async def test_a_node_that_keeps_bad_bytes_gets_delete_then_put(
+        net8: LocalNetwork, keeps_bytes: tuple[str, list[str]]) -> None:
+    """Against a node that answers "held" to a PUT of a shard it holds rotten, repair
+    deletes the shard (``?before=now+1``) and puts it again."""
+    async with client(net8) as net:
+        await publish(net, net8, 15, size=100_000)
+    bad = corrupt(net8, 3, 1.0)
+    url, seen = keeps_bytes
+    assert net8.network is not None
+    nodes = tuple(NodeInfo(n.id, url) if n.id == "node-3" else n for n in net8.network.nodes)
+    network = Network(**{**net8.network.__dict__, "nodes": nodes})
+    async with NetworkClient(network, timeout=10.0) as net:
+        report = await repair_network(net, net8.publisher, verify=True)
+    assert report.complete, report.to_json()
+    assert report.shards_healed == len(bad)
+    assert sum(line.startswith("DELETE /shards/") for line in seen) == len(bad)
+    assert shard_files_verify(net8, 3, bad)
