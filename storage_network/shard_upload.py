@@ -108,11 +108,12 @@ class UploadState:
     reused_bytes: int = 0
 
     def pass_over(self, node_id: str, why: str) -> None:
-        """Place nothing more on ``node_id`` in this payload; log it once."""
+        """Place nothing more on ``node_id`` in this payload; log it once (at INFO: the
+        caller reports :attr:`failures`, e.g. in the push summary)."""
         self.avoid.add(node_id)
         if node_id not in self.failures:
             self.failures[node_id] = why
-            log.warning("%s; its shards go to the next nodes of their rankings", why)
+            log.info("%s; its shards go to the next nodes of their rankings", why)
 
 
 async def _run_job(net: NetworkClient, job: _Job, publisher: Publisher,
