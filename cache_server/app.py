@@ -58,8 +58,10 @@ def create_app(config: ServeConfig) -> web.Application:
                                   config.cache_min_free_bytes)
         app[STAGING] = Staging(config.cache_dir / "uploads")
         # --node-timeout: per node request, counted from when it is sent (Deadlines.within)
+        repairer = config.uploads.publisher if config.uploads is not None else None
         async with NetworkClient(config.network, timeout=config.node_timeout,
-                                 scores=config.scores, hedge_after=config.hedge_after) as net, \
+                                 scores=config.scores, hedge_after=config.hedge_after,
+                                 repairer=repairer) as net, \
                 aiohttp.ClientSession() as session:
             app[NETWORK] = net
             app[RECORDS] = RecordLookup(net, config.record_cache, config.negative_ttl)

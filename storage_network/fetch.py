@@ -378,7 +378,8 @@ class _HedgedFetch:
         if complete:
             for future, (cand, started) in self.running.items():
                 if future in self.shares or now - started < hedge_after \
-                        or self.net.was_busy(started, hedge_after):
+                        or self.net.was_busy(started, hedge_after) \
+                        or self.net.nodes[cand.node.id].queued:
                     continue
                 self.net.health.slow(cand.node.id, f"hedged past after {now - started:.1f} s "
                                      f"on shard {shard_id(self.ref.root, cand.index)[:20]}")
@@ -449,7 +450,8 @@ class _Batch:
             self.task.cancel()
 
     def _check_late(self) -> None:
-        if self.task.done() or self.net.was_busy(self.started, self.net.hedge_after):
+        if self.task.done() or self.net.was_busy(self.started, self.net.hedge_after) \
+                or self.net.nodes[self.node.id].queued:  # queued behind the client's own slots
             return
         self.net.health.slow(self.node.id, f"batch of {len(self.wanted)} shards not answered "
                              f"within {self.net.hedge_after:g} s")

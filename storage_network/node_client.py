@@ -147,13 +147,15 @@ class LoopLag:
                     del self._samples[:self._keep // 2]
 
     def worst_since(self, since: float) -> float:
-        """The largest lag (seconds) recorded after monotonic time ``since``, also
-        counting the lag the current wake-up has so far."""
-        worst = 0.0 if self._due is None else max(0.0, self._clock() - self._due)
+        """The longest stall (seconds) of the loop after monotonic time ``since``: only
+        the part of each stall that lies after ``since`` counts, and so does the
+        stall the loop is in right now (the watcher overdue)."""
+        now = self._clock()
+        worst = 0.0 if self._due is None else max(0.0, now - max(since, self._due))
         for when, lag in reversed(self._samples):
             if when < since:
                 break
-            worst = max(worst, lag)
+            worst = max(worst, when - max(since, when - lag))
         return worst
 
 
@@ -224,6 +226,7 @@ class NodeClient:
         self._session = session
         self.deadlines = deadlines or Deadlines.within(timeout)
         self._slots = asyncio.Semaphore(slots)
+        self._queued = 0
         self._lag = lag
         d = self.deadlines
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None,
@@ -234,6 +237,11 @@ class NodeClient:
     def id(self) -> str:
         """The node id."""
         return self.info.id
+
+    @property
+    def queued(self) -> int:
+        """Requests to this node waiting inside the client for a slot right now."""
+        return self._queued
 
     async def _request(self, method: str, path: str, *, limit: int,
                        body: bytes | None = None, json_body: Any = None,
@@ -257,7 +265,12 @@ class NodeClient:
             digest = hashlib.sha256(body or b"").digest()
             headers.update(sign_write(publisher, self.id, method, path, digest))
         queued = time.monotonic()
-        async with self._slots:
+        self._queued += 1
+        try:
+            await self._slots.acquire()
+        finally:
+            self._queued -= 1
+        try:
             started = time.monotonic()
             metrics.observe_node_queue(self.id, started - queued)
             phase = "connect"
@@ -278,6 +291,8 @@ class NodeClient:
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise NodeError(f"node {self.id}: {method} {path} failed: "
                                 f"{type(exc).__name__} {exc}"[:400]) from None
+        finally:
+            self._slots.release()
         if resp.status not in ok:
             text = bytes(data[:200]).decode("utf-8", "replace").strip()
             raise NodeStatusError(f"node {self.id}: {method} {path} -> {resp.status} {text}",
