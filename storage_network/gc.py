@@ -10,8 +10,10 @@
 2. **Expiry.**  A live record expires when its signed ``created`` time is
    before ``t0 - max_age``, or when the key's last read (the latest atime
    over the nodes listing it) is before ``t0 - max_idle``.  It is deleted by
-   writing a signed tombstone (``created`` = ``t0``, or one second past the
-   record when that is later) the way a record is written
+   writing a signed tombstone (``created`` = one second before ``t0``, so
+   a push whose record is sealed in the second the collection starts still
+   wins over it; one second past the record when that is later) the way a
+   record is written
    (:func:`storage_network.record_write.write_version`: the arbiter, then
    the window until ``record_replicas`` nodes hold it), then to every other
    node still listing a copy.  A node that missed the deletion cannot bring
@@ -293,7 +295,7 @@ async def _expire(net: NetworkClient, publisher: Publisher, key: str,
         return
     man = top.manifest
     data = seal_tombstone(publisher, key, man.codec, man.k, man.m,
-                          created=max(int(report.started), top.created + 1))
+                          created=max(int(report.started) - 1, top.created + 1))
     tomb = open_record({publisher.name: publisher.public}, key, data)
     async with limit:
         outcome = await write_version(net, publisher, key, data, tomb)
