@@ -86,9 +86,9 @@ def format_report(report: RepairReport, dry_run: bool) -> str:
               help="Windows of up to 16 stripes checked and rebuilt at once, at most.")
 @click.option("--from-audit", "audit_file", type=click.Path(dir_okay=False), default=None,
               metavar="FILE",
-              help="An audit report (`nixshard audit --json` or `--report FILE`): its corrupt "
-                   "and missing shards are rebuilt, and every shard of the nodes it found "
-                   "corrupt or missing is read back and verified.")
+              help="An audit report (`nixshard audit --json` or `--report FILE`): every "
+                   "shard of the nodes it found corrupt or missing shards on is read back "
+                   "and verified, and each one that does not verify is rebuilt.")
 @click.option("--verify", is_flag=True,
               help="Read back and verify every shard of every node (a full scrub; reads "
                    "all the data once).")

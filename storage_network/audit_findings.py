@@ -10,10 +10,11 @@
      ...}
 
 ``nixshard repair --from-audit FILE`` reads it back (:func:`load_findings`):
-every listed shard counts as missing on its node, and every node whose
-verdict is ``corrupt`` or ``missing`` is a *suspect*: since an audit only
-samples, repair reads back and verifies every shard such a node claims
-(:mod:`storage_network.shard_check`).
+every node whose verdict is ``corrupt`` or ``missing``, or with a listed
+shard, is a *suspect*.  Since an audit only samples, repair reads back and
+verifies every shard such a node claims (:mod:`storage_network.shard_check`),
+the listed ones included, and rebuilds each that does not verify or is not
+served: the listed ones and those the sample missed.
 
 The file is read defensively: at most :data:`MAX_FINDINGS_BYTES`, JSON
 nested no deeper than the format, node ids of the network only, shard ids

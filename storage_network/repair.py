@@ -6,12 +6,13 @@ A run (:func:`repair_network`):
    newest version, record or tombstone; the stripes of the live records);
 2. locates each stripe's shards (:func:`storage_network.locate.locate_shards`,
    which follows the rendezvous ranking past the first n nodes);
-3. checks them: a shard an audit found corrupt or missing
-   (:mod:`storage_network.audit_findings`) counts as missing on its node;
-   every shard claimed by a *suspect* node (an audit verdict of corrupt or
-   missing; every node with ``verify``) is read back and verified
-   (:mod:`storage_network.shard_check`): one that does not verify counts as
-   missing there too;
+3. checks them: every shard claimed by a *suspect* node (one an audit
+   found corrupt or missing shards on, :mod:`storage_network.audit_findings`;
+   every node with ``verify``) is read back and verified
+   (:mod:`storage_network.shard_check`): one that does not verify, or that
+   the node claims and does not serve, counts as missing there (reading
+   back rather than trusting the audit's list keeps a second run with the
+   same findings from rewriting shards healed by the first);
 4. for a stripe missing shards but holding at least k good ones, reads and
    verifies one holder of every other index (the next holder of an index
    when one fails, which then counts as missing as well), decodes the zstd
@@ -93,8 +94,8 @@ class RepairReport:
     Attributes:
         shards_written: shards stored (rebuilt), ``shards_healed`` of them in
             place of a corrupt or missing copy found by an audit or a read-back.
-        corrupt_found: (node, shard) pairs counted missing because an audit
-            listed them or they did not verify when read back.
+        corrupt_found: (node, shard) pairs counted missing because they did not
+            verify when read back, or were claimed and not served.
         shards_verified: shards read back that verified.
         bad_deleted: corrupt copies deleted (not overwritten by a rebuilt one).
     """
@@ -184,7 +185,6 @@ class _Run:
     publisher: Publisher
     report: RepairReport
     dry_run: bool
-    findings: AuditFindings
     suspects: set[str]
     limit: asyncio.Semaphore
     progress: Callable[[int], None]
@@ -199,7 +199,6 @@ class _Window:
     locations: Locations
     claims: list[dict[int, list[NodeInfo]]] = field(default_factory=list)
     checked: Checked = field(default_factory=Checked)
-    listed_bad: set[tuple[str, str]] = field(default_factory=set)
 
     def drop(self, bad: set[tuple[str, str]] | dict[tuple[str, str], str]) -> None:
         """Remove the (node, shard) pairs of ``bad`` from the claims."""
@@ -214,19 +213,11 @@ class _Window:
         return [i for i in range(self.stripes[number].n) if not claim.get(i)]
 
 
-def _start_window(run: _Run, numbers: list[int], stripes: list[Stripe],
-                  locations: Locations) -> _Window:
-    """The window's claims, with the shards an audit listed as bad taken out."""
+def _start_window(numbers: list[int], stripes: list[Stripe], locations: Locations) -> _Window:
+    """A window of stripes with the holders ``has`` claims for them."""
     window = _Window(numbers, stripes, locations)
-    for number, stripe in zip(numbers, stripes, strict=True):
-        claim = {i: list(nodes) for i, nodes in locations.holders[number].items()}
-        for index, nodes in claim.items():
-            sid = shard_id(stripe.ref.root, index)
-            for node in nodes:
-                if sid in run.findings.bad.get(node.id, ()):
-                    window.listed_bad.add((node.id, sid))
-        window.claims.append(claim)
-    window.drop(window.listed_bad)
+    for number in numbers:
+        window.claims.append({i: list(nodes) for i, nodes in locations.holders[number].items()})
     return window
 
 
@@ -338,10 +329,9 @@ async def _rebuild(run: _Run, window: _Window, plans: dict[int, StripePlan]) -> 
 
 
 def _was_bad(window: _Window, stripe: Stripe, index: int) -> bool:
-    """True when some copy of shard ``index`` was found bad (audit or read-back)."""
+    """True when some copy of shard ``index`` was found bad when read back."""
     sid = shard_id(stripe.ref.root, index)
-    return any(s == sid for _, s in window.listed_bad) or \
-        any(s == sid for _, s in window.checked.bad)
+    return any(s == sid for _, s in window.checked.bad)
 
 
 async def _delete_leftovers(run: _Run, window: _Window, rewritten: set[tuple[str, str]]) -> None:
@@ -363,7 +353,7 @@ async def _heal_window(run: _Run, window: _Window) -> None:
     await _read_suspects(run, window)
     if not run.dry_run:
         await _read_for_rebuild(run, window)
-    report.corrupt_found += len(window.listed_bad) + len(window.checked.bad)
+    report.corrupt_found += len(window.checked.bad)
     report.shards_verified += window.checked.verified
     plans: dict[int, StripePlan] = {}
     for pos, (number, stripe) in enumerate(zip(window.numbers, window.stripes, strict=True)):
@@ -403,7 +393,7 @@ async def _repair_batch(run: _Run, stripes: Sequence[Stripe]) -> None:
         numbers = list(range(start, min(len(stripes), start + WINDOW_STRIPES)))
         try:
             async with run.limit:
-                window = _start_window(run, numbers, [stripes[i] for i in numbers], locations)
+                window = _start_window(numbers, [stripes[i] for i in numbers], locations)
                 await _heal_window(run, window)
         except StorageNetworkError as exc:
             run.report.failures.append(str(exc))
@@ -488,8 +478,9 @@ async def repair_network(net: NetworkClient, publisher: Publisher, *, dry_run: b
         dry_run: plan only; write nothing (``report.planned`` lists the targets).
             Suspect nodes are still read back (reads change nothing).
         jobs: windows of up to :data:`WINDOW_STRIPES` stripes handled at once, at most.
-        findings: an audit's findings (``nixshard repair --from-audit``): its
-            bad shards count as missing, its suspect nodes are read back in full.
+        findings: an audit's findings (``nixshard repair --from-audit``): every
+            node it found corrupt or missing shards on is read back in full, and
+            each shard that does not verify counts as missing.
         verify: read back and verify every shard of every node (a full scrub).
         on_start: called once with the number of stripes to check.
         progress: called with the number of stripes checked, as they are.
@@ -513,8 +504,9 @@ async def repair_network(net: NetworkClient, publisher: Publisher, *, dry_run: b
     if on_start is not None:
         on_start(report.stripes)
     findings = findings or AuditFindings()
-    suspects = {n.id for n in net.network.nodes} if verify else set(findings.suspects)
-    run = _Run(net, publisher, report, dry_run, findings, suspects,
+    suspects = ({n.id for n in net.network.nodes} if verify
+                else {*findings.suspects, *findings.bad})
+    run = _Run(net, publisher, report, dry_run, suspects,
                asyncio.Semaphore(max(1, jobs)), progress or (lambda _n: None))
     for stripes in groups.values():
         for start in range(0, len(stripes), LOCATE_BATCH):

@@ -236,6 +236,8 @@ async def test_corruption_found_by_audit_is_healed_then_m_other_nodes_may_go(
         assert report.complete, report.to_json()
         assert report.shards_healed == report.shards_written == len(bad)
         assert shard_files_verify(net8, 3, bad)
+        same = await repair_network(net, net8.publisher, findings=findings)
+        assert same.shards_written == 0 and same.corrupt_found == 0  # read back: all good
         again = await repair_network(net, net8.publisher, verify=True)
         assert again.degraded == 0 and again.corrupt_found == 0 and again.complete
     ranked = [n.id for n in shard_nodes(net8.network.nodes,  # type: ignore[union-attr]
