@@ -259,6 +259,17 @@ in
         '';
       };
 
+      nodeId = lib.mkOption {
+        type = lib.types.str;
+        default = config.networking.hostName;
+        defaultText = lib.literalExpression "config.networking.hostName";
+        description = ''
+          This node's id in the network file. Every signed write names the
+          node it is meant for, so with `networkFile` set the node refuses to
+          start under an id the file does not list. Sets `settings.node_id`.
+        '';
+      };
+
       acceptPublishers = lib.mkOption {
         type = lib.types.listOf lib.types.str;
         default = [ ];
@@ -371,6 +382,7 @@ in
       services.nixshard.node.settings = {
         data = lib.mkDefault node.dataDir;
         listen = lib.mkDefault node.listen;
+        node_id = lib.mkDefault node.nodeId;
         network = lib.mkIf (node.networkFile != null) (lib.mkDefault node.networkFile);
         accept_publisher = lib.mkIf (node.acceptPublishers != [ ]) (lib.mkDefault node.acceptPublishers);
       };

@@ -317,9 +317,11 @@ MODULE_CONFIG = """{
       listen = "0.0.0.0:9001";
       networkFile = "/etc/nixshard/network.toml";
       acceptPublishers = [ "extra-1:AAAA" ];
+      nodeId = "node-3";
       openFirewall = true;
       settings = { data = "/var/lib/nixshard-node"; listen = "0.0.0.0:9001";
-                   network = "/etc/nixshard/network.toml"; accept_publisher = [ "extra-1:AAAA" ]; };
+                   network = "/etc/nixshard/network.toml"; accept_publisher = [ "extra-1:AAAA" ];
+                   node_id = "node-3"; };
     };
     postBuildHook = { enable = true; configFile = "/etc/nixshard/push.toml"; };
     substituter = { enable = true; url = "http://127.0.0.1:80"; publicKey = "mycache-1:BBBB"; };
@@ -357,7 +359,7 @@ def test_module_with_stand_in_lib() -> None:
         "gateway": ["cacheDir", "enable", "listen", "networkFile", "openFirewall", "settings",
                     "signingKeyFile", "uploadCredentialsFile"],
         "node": ["acceptPublishers", "dataDir", "enable", "listen", "networkFile",
-                 "openFirewall", "settings"],
+                 "nodeId", "openFirewall", "settings"],
         "postBuildHook": ["configFile", "enable"],
         "substituter": ["enable", "publicKey", "url"],
     }
@@ -393,7 +395,7 @@ def test_module_with_stand_in_lib() -> None:
                                       "cache_dir": "/var/cache/nixshard-gateway"}
     assert got["nodeSettings"] == {"data": "/var/lib/nixshard-node", "listen": "0.0.0.0:9001",
                                    "network": "/etc/nixshard/network.toml",
-                                   "accept_publisher": ["extra-1:AAAA"]}
+                                   "accept_publisher": ["extra-1:AAAA"], "node_id": "node-3"}
     assert got["substituterUrl"] == "http://127.0.0.1:80"
     assert got["ports"] == [80, 9001]
     assert got["assertions"] == [True, True, True, True]
