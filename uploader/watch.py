@@ -207,16 +207,22 @@ class StoreWatcher:
             self.report.error = str(exc)
             return
         todo = [i for i in infos if i.store_path.path not in self.in_network]
+        summary = None
         try:
-            await push_closure(self.net, todo, self.nix_key, self.publisher, jobs=self.jobs,
-                               on_done=self._done)
+            summary = await push_closure(self.net, todo, self.nix_key, self.publisher,
+                                         jobs=self.jobs, on_done=self._done)
         except PushFailedError as exc:
+            summary = exc.summary
             self.report.unpushed = exc.failures
             for path, why in sorted(exc.failures.items()):
                 log.warning("not pushed, trying again next round: %s: %s", path, why)
         except UploaderError as exc:
             log.warning("push failed, trying again next round: %s", exc)
             self.report.error = str(exc)
+        if summary is not None and summary.stats.degraded_chunks:
+            log.warning("%d chunks degraded: run nixshard repair (nodes passed over: %s)",
+                        summary.stats.degraded_chunks,
+                        ", ".join(sorted(summary.stats.passed_over)) or "none")
         self.known |= {n for n in ready if StorePath.parse_basename(n).path in self.in_network}
 
     async def run(self, stop: asyncio.Event, interval: float) -> WatchReport:

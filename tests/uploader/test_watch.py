@@ -191,3 +191,37 @@ def test_watch_store_pushes_a_new_build_and_stops_on_sigterm(tmp_path: Path) -> 
             if built:  # this test's own paths: keep the shared store small
                 subprocess.run(["nix-store", "--delete", *built], capture_output=True,
                                env=env_with_nix_config(), check=False)
+
+
+@pytest.mark.nix
+def test_a_round_with_a_node_down_says_chunks_are_degraded(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """6 nodes, 4-of-6, one dead: the round pushes with 5 shards a chunk and says so."""
+    publisher, secret = new_publisher("watch-degraded-1")
+    built: list[str] = []
+    with running_network(tmp_path / "net", publisher=publisher) as local:
+        assert local.network is not None
+        local.nodes[3].kill()
+
+        async def run() -> StoreWatcher:
+            async with NetworkClient(local.network) as net:  # type: ignore[arg-type]
+                watcher = StoreWatcher(net, SecretKey.parse(secret), publisher, "/nix/store",
+                                       jobs=2)
+                watcher.baseline()
+                expr = WATCH_EXPR.replace("STAMP", f"degraded-{time.time_ns()}")
+                top = nix_out("nix-build", "--no-out-link", "-E", expr).splitlines()[-1]
+                built.extend([top, (Path(top) / "lib").read_text().strip()])
+                await watcher.round()
+                return watcher
+
+        try:
+            with caplog.at_level("INFO", logger="nixshard.push"):
+                watcher = asyncio.run(run())
+            assert set(built) <= set(watcher.report.pushed), watcher.report
+            lines = [r.getMessage() for r in caplog.records if "degraded" in r.getMessage()]
+            assert len(lines) == 1 and "run nixshard repair (nodes passed over: node-4)" in \
+                lines[0], lines
+        finally:
+            if built:
+                subprocess.run(["nix-store", "--delete", *built], capture_output=True,
+                               env=env_with_nix_config(), check=False)
