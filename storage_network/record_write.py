@@ -7,7 +7,9 @@ record or a tombstone, the exact bytes) there:
 
 1. to the *arbiter*: the first node of the window, in ranking order, that
    answers.  A node that fails (no connection, timeout, 5xx, a malformed
-   answer) is passed over for the next one.  When the arbiter refuses (409),
+   answer) is passed over for the next one; a slow one is waited for up to
+   the client's deadlines, not hedged: two publishers racing for a key must
+   meet at the same node.  When the arbiter refuses (409),
    the version it holds is read back and judged (:func:`judge_refusal`):
    the same content in a newer version counts as stored; another content
    (:attr:`WriteOutcome.conflict`) or a newer version that supersedes this
