@@ -71,8 +71,9 @@ from .errors import NodeError, ShardProofError
 from .inventory import Inventory, RecordCopy, take_inventory
 from .network_client import NetworkClient
 from .node_client import ListedShard
+from .placement import record_window
 from .record import Record, open_record, seal_tombstone
-from .record_write import record_window, write_version
+from .record_write import write_version
 from .stripe import parse_shard_id
 
 log = logging.getLogger("nixshard.gc")
@@ -330,7 +331,7 @@ async def _complete(net: NetworkClient, publisher: Publisher, key: str,
     it is committed (the key's stripes may go).  A dry run assumes it will be."""
     top = inv.tombstones[key]
     having = set(inv.holders_of_newest(key))
-    window = {node.id for node in record_window(net, key)}
+    window = {node.id for node in record_window(net.network, key)}
     stale = sorted(node_id for node_id in held if node_id not in having)
     if len(having & window) >= net.network.record_replicas and not stale:
         return True

@@ -2,9 +2,11 @@
 
 Every node gets a score SHA-256(node id || 0x00 || key) per key; nodes sorted
 by falling score are the key's *ranking*.  Shard i of a chunk lives on the
-i-th node of the ranking of the chunk id; a record lives on the first
-``record_replicas`` nodes of the ranking of its record key.  Adding or
-removing a node moves only the keys whose top ranks it enters or leaves.
+i-th node of the ranking of the chunk id (or, when that node failed, on a
+node further down); a record lives on ``record_replicas`` nodes of the
+*window* of its record key, the first ``record_replicas + m`` nodes of its
+ranking (docs/consistency.md).  Adding or removing a node moves only the
+keys whose top ranks it enters or leaves.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from .network_file import NodeInfo
+from .network_file import Network, NodeInfo
 
 
 def ranking(nodes: Sequence[NodeInfo], key: bytes) -> list[NodeInfo]:
@@ -27,5 +29,11 @@ def shard_nodes(nodes: Sequence[NodeInfo], chunk_id: bytes, n: int) -> list[Node
 
 
 def record_nodes(nodes: Sequence[NodeInfo], record_key: str) -> list[NodeInfo]:
-    """All nodes in the ranking order of ``record_key``; the first replicas hold the record."""
+    """All nodes in the ranking order of ``record_key`` (its window first)."""
     return ranking(nodes, b"record:" + record_key.encode())
+
+
+def record_window(network: Network, record_key: str) -> list[NodeInfo]:
+    """The window of ``record_key``: the first ``record_replicas + m`` nodes of its
+    ranking (all nodes when there are fewer)."""
+    return record_nodes(network.nodes, record_key)[:network.record_replicas + network.m]

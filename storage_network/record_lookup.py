@@ -21,7 +21,16 @@ ties by the envelope's SHA-256, :func:`storage_network.record.newest`):
 
 - a record: returned;
 - a tombstone, or no version at all: :class:`NotFoundError`;
-- fewer than R nodes of the window answered: :class:`RecordUnavailableError`.
+- fewer than R nodes of the window answered: see below.
+
+More than m nodes of the window down is past what the rule covers; the
+reader then goes on down the ranking past the window until R nodes in all
+have answered (repair copies records past dead nodes the same way).  What
+it finds there is served (the newest valid version among the answers; a
+newest tombstone is absent), but *no version at all* is then
+:class:`RecordUnavailableError`, never a 404: the version may sit on the
+window nodes that did not answer, and Nix remembers a 404 for an hour.
+Fewer than R answers in all: :class:`RecordUnavailableError`.
 
 A reader never goes back: the client remembers the newest version it has
 seen of each key (``net.records``, :mod:`storage_network.record_memory`;
@@ -55,8 +64,8 @@ from .errors import (
 from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
 from .node_health import CLIENT_RETRIES, Standing, blamed_on_client
+from .placement import record_nodes, record_window
 from .record import Record, newest, open_record
-from .record_write import record_window
 
 log = logging.getLogger("nixshard.network")
 
@@ -106,15 +115,26 @@ class _Quorum:
     """The requests of one lookup (module docstring): ``want`` answers from ``window``."""
 
     def __init__(self, net: NetworkClient, key: str, trusted: dict[str, PublisherKey],
-                 window: list[NodeInfo], want: int) -> None:
+                 window: list[NodeInfo], want: int, beyond: list[NodeInfo]) -> None:
         self.net, self.key, self.trusted, self.want = net, key, trusted, want
-        position = {node.id: pos for pos, node in enumerate(window)}
-        self.queue = deque(sorted(window, key=lambda node: (
-            net.health.standing(node.id) is not Standing.GOOD, position[node.id])))
+        self.queue = self._ordered(window)
+        self.beyond = beyond
+        self.window_ids = {node.id for node in window}
         self.running: dict[asyncio.Task[_Answer | NodeError], tuple[NodeInfo, float]] = {}
         self.answers: list[_Answer] = []
         self.failures: list[str] = []
         self.asked = 0
+
+    def _ordered(self, nodes: list[NodeInfo]) -> deque[NodeInfo]:
+        """``nodes`` in good standing first, then in the given (ranking) order."""
+        position = {node.id: pos for pos, node in enumerate(nodes)}
+        return deque(sorted(nodes, key=lambda node: (
+            self.net.health.standing(node.id) is not Standing.GOOD, position[node.id])))
+
+    @property
+    def window_answers(self) -> int:
+        """Answers from nodes of the window."""
+        return sum(a.node.id in self.window_ids for a in self.answers)
 
     def _launch(self, count: int) -> None:
         loop = asyncio.get_running_loop()
@@ -127,12 +147,19 @@ class _Quorum:
             self.running[task] = (node, loop.time())
 
     async def run(self) -> None:
-        """Ask until ``want`` nodes answered or every node of the window was asked."""
+        """Ask until ``want`` nodes answered or every node of the window was asked,
+        then, short of ``want``, the nodes past the window (module docstring)."""
         loop = asyncio.get_running_loop()
         hedge_at = loop.time() + self.net.hedge_after
         try:
             while len(self.answers) < self.want:
                 self._launch(self.want - len(self.answers) - len(self.running))
+                if not self.running and not self.queue and self.beyond:
+                    log.warning("record %s: only %d of the %d nodes of its window answered; "
+                                "asking past the window", self.key, self.window_answers,
+                                len(self.window_ids))
+                    self.queue, self.beyond = self._ordered(self.beyond), []
+                    continue
                 if not self.running:
                     return
                 timeout = max(0.0, hedge_at - loop.time()) if self.queue else None
@@ -181,15 +208,21 @@ async def fetch_record(net: NetworkClient, key: str,
             seen and no longer holds.
     """
     keys = net.network.publishers if trusted is None else trusted
-    window = record_window(net, key)
+    ranked = record_nodes(net.network.nodes, key)
+    window = record_window(net.network, key)
     want = min(net.network.record_replicas, len(window))
-    quorum = _Quorum(net, key, keys, window, want)
+    quorum = _Quorum(net, key, keys, window, want, ranked[len(window):])
     await quorum.run()
     if len(quorum.answers) < want:
         raise RecordUnavailableError(
-            f"record {key}: {len(quorum.answers)} of the {len(window)} nodes of its window "
+            f"record {key}: {len(quorum.answers)} of the {len(ranked)} nodes asked "
             f"answered, {want} needed; " + "; ".join(quorum.failures))
     found = newest(a.version for a in quorum.answers if a.version is not None)
+    if found is None and quorum.window_answers < want:
+        raise RecordUnavailableError(
+            f"record {key}: {quorum.window_answers} of the {len(window)} nodes of its window "
+            f"answered, {want} needed, and the {len(quorum.answers) - quorum.window_answers} "
+            "nodes past it hold no version; " + "; ".join(quorum.failures))
     if trusted is not None:  # other keys than the ones remembered versions were checked with
         best = found
     else:

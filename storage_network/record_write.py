@@ -40,16 +40,10 @@ from .auth import Publisher
 from .errors import NodeError, NodeStatusError, RecordError
 from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
-from .placement import record_nodes
+from .placement import record_window
 from .record import Record, open_record
 
 log = logging.getLogger("nixshard.network")
-
-
-def record_window(net: NetworkClient, key: str) -> list[NodeInfo]:
-    """The window of ``key``: the first ``record_replicas + m`` nodes of its ranking."""
-    nw = net.network
-    return record_nodes(nw.nodes, key)[:nw.record_replicas + nw.m]
 
 
 class Refusal(enum.Enum):
@@ -164,7 +158,7 @@ async def write_version(net: NetworkClient, publisher: Publisher, key: str, data
         The outcome (see the module docstring); never raises for a node.
     """
     want = net.network.record_replicas if replicas is None else replicas
-    nodes = list(record_window(net, key) if window is None else window)
+    nodes = list(record_window(net.network, key) if window is None else window)
     outcome = WriteOutcome()
     queue = list(nodes)
     while queue and not outcome.stored:  # the arbiter: the first node that answers

@@ -60,8 +60,9 @@ from .locate import Locations, locate_shards
 from .manifest import ChunkRef
 from .network_client import NetworkClient
 from .network_file import NodeInfo
+from .placement import record_window
 from .record import Record
-from .record_write import record_window, write_version
+from .record_write import write_version
 from .shard_check import Checked, read_and_verify
 from .stripe import shard_id
 
@@ -428,7 +429,7 @@ async def _repair_records(net: NetworkClient, publisher: Publisher, inv: Invento
             return
         have = set(inv.holders_of_newest(key))
         versions = inv.versions.get(key, {})
-        window = [n for n in record_window(net, key) if n.id not in inv.unreachable]
+        window = [n for n in record_window(net.network, key) if n.id not in inv.unreachable]
         need = replicas - sum(n.id in have for n in window)
         lacking = [n for n in window if n.id not in have]
         stale = [n for n in lacking if n.id in versions]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 
 import httpx
 import pytest
@@ -186,9 +187,14 @@ def test_failure_after_headers_aborts_the_connection(own_served: Served) -> None
                   method="GET", status="200") == 1
     assert scrape(own_served.url, "nixshard_gateway_requests_total", route=route,
                   method="GET", status="503") == 0
-    log = (own_served.net.root / "serve.log").read_text()
+    access: list[str] = []
+    for _ in range(200):  # access lines are written in batches, at least once a second
+        log = (own_served.net.root / "serve.log").read_text()
+        access = [line for line in log.splitlines() if f'"GET /{info.url} ' in line]
+        if access:
+            break
+        time.sleep(0.05)
     assert "Traceback" not in log and "Error handling request" not in log
     assert log.count("aborting the transfer after") == 1
-    access = [line for line in log.splitlines() if f'"GET /{info.url} ' in line]
     assert len(access) == 1 and '" 200 ' in access[0]
     assert access[0].endswith("aborted (source failed)")
