@@ -20,7 +20,7 @@ import aiohttp
 from .auth import Publisher
 from .codec import StripeCodec
 from .network_file import Network
-from .node_client import Deadlines, LoopLag, NodeClient
+from .node_client import AnswerBudget, Deadlines, LoopLag, NodeClient
 from .node_health import NodeHealth
 from .record_memory import RecordMemory
 from .scores import Scores
@@ -157,8 +157,9 @@ class NetworkClient:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector)
         self.lag.start()
+        budget = AnswerBudget()
         self.nodes = {info.id: NodeClient(info, self._session, deadlines=self.deadlines,
-                                          slots=self._slots, lag=self.lag)
+                                          slots=self._slots, lag=self.lag, budget=budget)
                       for info in self.network.nodes}
         return self
 

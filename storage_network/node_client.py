@@ -24,7 +24,10 @@ Node API used here (reads open, writes signed and bound to the node, see
 Every answer is hostile input.  Each read is capped by what the protocol
 allows for that answer (a shard by its stripe's shard size, a ``has``
 answer by the ids asked, a record by :data:`~storage_network.record.MAX_RECORD_BYTES`,
-and so on); JSON is parsed defensively (deep nesting, wrong types).
+and so on); JSON is parsed defensively (deep nesting, wrong types).  Past
+4 MiB an answer takes room from the client's :class:`AnswerBudget` (64 MiB
+shared by every node), so endless answers from a few hostile nodes add
+at most that much to the client's memory.
 
 Timeouts measure the node, not the client (see :class:`Deadlines`): a
 request first takes one of the node's ``slots`` (the time it waits there
@@ -159,6 +162,51 @@ class LoopLag:
         return worst
 
 
+class AnswerBudget:
+    """Bytes of node answers being read into memory at once, over all nodes of a client.
+
+    Every answer may hold ``free`` bytes on its own; past that it must
+    reserve each further MiB from a shared ``total``, so a few hostile
+    nodes streaming endless answers (each up to its cap) cannot add more
+    than ``total`` bytes to the client's memory, however many requests run.
+    An answer waiting for room counts the wait against the client, not the
+    node (:class:`~storage_network.errors.NodeTimeoutError` with blame
+    ``"client"`` when its deadline passes meanwhile).
+
+    Args:
+        total: bytes shared by all answers past their free allowance.
+        free: bytes every answer may hold without reserving.
+    """
+
+    STEP = 1 << 20
+
+    def __init__(self, total: int = 64 << 20, free: int = 4 << 20) -> None:
+        self.total, self.free = total, free
+        self.used = 0
+        self._changed = asyncio.Condition()
+
+    async def reserve(self, nbytes: int) -> None:
+        """Wait until ``nbytes`` fit under ``total``, then take them."""
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.used + nbytes <= self.total)
+            self.used += nbytes
+
+    async def release(self, nbytes: int) -> None:
+        """Give back ``nbytes`` taken by :meth:`reserve`."""
+        if nbytes:
+            async with self._changed:
+                self.used -= nbytes
+                self._changed.notify_all()
+
+
+@dataclass
+class _Charge:
+    """What one answer took from the :class:`AnswerBudget`, and whether it waits for more."""
+
+    reserved: int = 0
+    waiting: bool = False
+
+
 @dataclass(frozen=True)
 class ListedShard:
     """A shard a node lists: id, size (bytes), mtime (unix seconds)."""
@@ -217,12 +265,15 @@ class NodeClient:
         slots: requests to this node at once; more wait in the client, their
             deadlines not yet running.
         lag: the client's event-loop watcher (None: every timeout is the node's).
+        budget: the memory budget of answers shared by the client's nodes
+            (None: a budget of this node's own).
     """
 
     def __init__(self, info: NodeInfo, session: aiohttp.ClientSession, timeout: float = 30.0,
                  *, deadlines: Deadlines | None = None, slots: int = 16,
-                 lag: LoopLag | None = None):
+                 lag: LoopLag | None = None, budget: AnswerBudget | None = None):
         self.info = info
+        self._budget = budget or AnswerBudget()
         self._session = session
         self.deadlines = deadlines or Deadlines.within(timeout)
         self._slots = asyncio.Semaphore(slots)
@@ -274,6 +325,7 @@ class NodeClient:
             started = time.monotonic()
             metrics.observe_node_queue(self.id, started - queued)
             phase = "connect"
+            charge = _Charge()
             try:
                 async with asyncio.timeout(self.deadlines.total):
                     async with asyncio.timeout(self.deadlines.first_byte
@@ -285,19 +337,25 @@ class NodeClient:
                     async with resp:
                         good = resp.status in ok
                         data = await self._read(resp, limit if good else 4096, method, path,
-                                                consume if good else None)
+                                                consume if good else None, charge)
+                        answer = bytes(data)
+                        del data
             except TimeoutError as exc:
+                if charge.waiting:
+                    raise NodeTimeoutError(f"node {self.id}: {method} {path}: no room in the "
+                                           "client's answer budget in time", "client") from exc
                 raise self._timed_out(method, path, phase, started) from exc
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise NodeError(f"node {self.id}: {method} {path} failed: "
                                 f"{type(exc).__name__} {exc}"[:400]) from None
         finally:
             self._slots.release()
+            await self._budget.release(charge.reserved)
         if resp.status not in ok:
-            text = bytes(data[:200]).decode("utf-8", "replace").strip()
+            text = answer[:200].decode("utf-8", "replace").strip()
             raise NodeStatusError(f"node {self.id}: {method} {path} -> {resp.status} {text}",
                                   resp.status)
-        return resp.status, bytes(data)
+        return resp.status, answer
 
     def _timed_out(self, method: str, path: str, phase: str, started: float) -> NodeTimeoutError:
         elapsed = time.monotonic() - started
@@ -309,7 +367,8 @@ class NodeClient:
                                 f"{elapsed:.1f} s{note}", blame)
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int, method: str,
-                    path: str, consume: Callable[[bytes], None] | None) -> bytearray:
+                    path: str, consume: Callable[[bytes], None] | None,
+                    charge: _Charge) -> bytearray:
         declared = resp.content_length
         if declared is not None and declared > limit:
             raise NodeAnswerError(f"node {self.id}: {method} {path}: answer of {declared} "
@@ -325,6 +384,11 @@ class NodeClient:
                 raise NodeAnswerError(f"node {self.id}: {method} {path}: answer over "
                                       f"{limit} bytes")
             if consume is None:
+                while len(data) + len(piece) > self._budget.free + charge.reserved:
+                    charge.waiting = True
+                    await self._budget.reserve(AnswerBudget.STEP)
+                    charge.waiting = False
+                    charge.reserved += AnswerBudget.STEP
                 data += piece
             else:
                 consume(piece)

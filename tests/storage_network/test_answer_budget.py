@@ -1,0 +1,68 @@
+"""The client's answer budget: hostile nodes streaming endless answers cannot fill its memory."""
+
+from __future__ import annotations
+
+import asyncio
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from storage_network.errors import NodeAnswerError, NodeTimeoutError
+from storage_network.network_file import NodeInfo
+from storage_network.node_client import AnswerBudget, Deadlines, NodeClient
+from tests.netsupport import NodeProcess, make_publisher
+
+MiB = 1 << 20
+KEY = "0123456789abcdfghijklmnpqrsvwxyz"
+
+
+@pytest.fixture(scope="module")
+def endless_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
+    """A real node whose record answers stream bytes forever (TEST-ONLY fault mode)."""
+    _, public = make_publisher()
+    mp = pytest.MonkeyPatch()
+    mp.setenv("NIXSHARD_TEST_FAULTS", "1")
+    try:
+        with NodeProcess(Path(tmp_path_factory.mktemp("endless")) / "data", [public],
+                         extra_args=["--fault", "endless"]) as node:
+            yield node
+    finally:
+        mp.undo()
+
+
+async def test_reserve_waits_for_room_and_release_makes_it() -> None:
+    budget = AnswerBudget(total=2 * MiB, free=0)
+    await budget.reserve(2 * MiB)
+    waiter = asyncio.create_task(budget.reserve(MiB))
+    await asyncio.sleep(0.05)
+    assert not waiter.done()
+    await budget.release(MiB)
+    await asyncio.wait_for(waiter, 10)
+    assert budget.used == 2 * MiB
+
+
+async def test_endless_answers_stay_within_the_budget(endless_node: NodeProcess) -> None:
+    """16 concurrent record reads from a node streaming endlessly: each may hold 1 MiB,
+    all together 8 MiB more; without the budget each would grow to the 64 MiB record cap."""
+    budget = AnswerBudget(total=8 * MiB, free=MiB)
+    info = NodeInfo(endless_node.node_id, endless_node.url)
+    outcomes: list[BaseException | bytes | None] = []
+    async with aiohttp.ClientSession() as session:
+        node = NodeClient(info, session, deadlines=Deadlines.within(3.0), slots=16,
+                          budget=budget)
+        tracemalloc.start()
+        try:
+            outcomes = await asyncio.gather(*(node.get_record(KEY) for _ in range(16)),
+                                            return_exceptions=True)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+    assert all(isinstance(o, NodeAnswerError | NodeTimeoutError) for o in outcomes), outcomes
+    waited = [o for o in outcomes if isinstance(o, NodeTimeoutError) and "budget" in str(o)]
+    assert waited and all(o.blame == "client" for o in waited)  # not held against the node
+    # allowances + budget + aiohttp's socket buffers; without the budget: 16 x 64 MiB
+    assert peak < 64 * MiB, peak
+    assert budget.used == 0
