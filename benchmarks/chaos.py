@@ -16,7 +16,8 @@ cache off, so every GET rebuilds the NAR from shards; see tests/chaos/run.py):
   bytes, slow ``has``).
 
 For each: NARs fetched whole and matching their NarHash, failures by kind (wrong bytes,
-truncated 200s, statuses), success rate, p50 and p99 latency of the successful GETs.
+truncated 200s, statuses), success rate, p50 and p99 latency of the successful GETs, and
+the gateway's peak RSS (VmHWM).
 The report replaces the section after ``<!-- section by benchmarks/chaos.py -->`` in
 ``--out`` (``benchmarks/bench.py`` keeps that section when it rewrites the file), one
 table per ``--label`` (e.g. ``before`` on an old commit, ``after``).  Nothing is asserted.
@@ -54,13 +55,14 @@ async def scenario(net: ChaosNetwork, name: str, seconds: float, clients: int) -
     return tally
 
 
-def row(name: str, tally: Tally) -> str:
-    """One markdown table row."""
+def row(name: str, tally: Tally, peak: int) -> str:
+    """One markdown table row (``peak``: the gateway's VmHWM, bytes)."""
     done = tally.ok + tally.failures
     rate = 100.0 * tally.ok / done if done else 0.0
     statuses = ", ".join(f"{s}: {c}" for s, c in sorted(tally.statuses.items())) or "none"
     return (f"| {name} | {tally.ok} | {tally.wrong} | {tally.truncated} | {statuses} | "
-            f"{rate:.1f}% | {tally.percentile(50):.2f} s | {tally.percentile(99):.2f} s |")
+            f"{rate:.1f}% | {tally.percentile(50):.2f} s | {tally.percentile(99):.2f} s | "
+            f"{peak / 1e6:.0f} MB |")
 
 
 def commit() -> str:
@@ -98,8 +100,9 @@ def main() -> None:
         f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.2f}; {args.clients} readers, "
         f"{args.seconds:g} s per scenario.",
         "",
-        "| scenario | NARs ok | wrong | truncated 200s | other statuses | success | p50 | p99 |",
-        "|---|---|---|---|---|---|---|---|",
+        "| scenario | NARs ok | wrong | truncated 200s | other statuses | success | p50 | p99 "
+        "| gateway peak RSS |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for name in args.scenarios.split(","):
         net = ChaosNetwork(Path(tempfile.mkdtemp(prefix="nixshard-chaos-")))
@@ -107,9 +110,10 @@ def main() -> None:
         try:
             net.start()
             tally = asyncio.run(scenario(net, name, args.seconds, args.clients))
+            peak = net.gateway_peak_rss()
         finally:
             net.close()
-        lines.append(row(name, tally))
+        lines.append(row(name, tally, peak))
         print(lines[-1], f"({time.monotonic() - started:.0f} s; faults {dict(tally.faults)})",
               flush=True)
         for note in tally.notes[:5]:

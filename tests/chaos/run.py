@@ -199,6 +199,15 @@ class ChaosNetwork:
         else:
             self.set_mode(number, "pass")
 
+    def gateway_peak_rss(self) -> int:
+        """The gateway process's peak resident memory so far (VmHWM), bytes."""
+        daemon = self.local.daemon
+        assert daemon is not None and daemon.proc is not None
+        for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc/PID/status")
+
     def close(self) -> None:
         """Stop everything (stopped nodes are continued first)."""
         for number in list(self.stopped):
