@@ -221,8 +221,8 @@ async def fetch_record(net: NetworkClient, key: str,
     if found is None and quorum.window_answers < want:
         raise RecordUnavailableError(
             f"record {key}: {quorum.window_answers} of the {len(window)} nodes of its window "
-            f"answered, {want} needed, and the {len(quorum.answers) - quorum.window_answers} "
-            "nodes past it hold no version; " + "; ".join(quorum.failures))
+            f"answered, {want} needed, and none of the {len(quorum.answers) - quorum.window_answers}"
+            " answering past it holds a version; " + "; ".join(quorum.failures))
     if trusted is not None:  # other keys than the ones remembered versions were checked with
         best = found
     else:
