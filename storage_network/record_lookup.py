@@ -219,10 +219,11 @@ async def fetch_record(net: NetworkClient, key: str,
             f"answered, {want} needed; " + "; ".join(quorum.failures))
     found = newest(a.version for a in quorum.answers if a.version is not None)
     if found is None and quorum.window_answers < want:
+        past = len(quorum.answers) - quorum.window_answers
         raise RecordUnavailableError(
             f"record {key}: {quorum.window_answers} of the {len(window)} nodes of its window "
-            f"answered, {want} needed, and none of the {len(quorum.answers) - quorum.window_answers}"
-            " answering past it holds a version; " + "; ".join(quorum.failures))
+            f"answered, {want} needed, and none of the {past} answering past it holds a "
+            "version; " + "; ".join(quorum.failures))
     if trusted is not None:  # other keys than the ones remembered versions were checked with
         best = found
     else:

@@ -108,7 +108,8 @@ async def test_fetch_record_with_m_plus_1_of_its_window_dead(fresh_net: LocalNet
         kill(fresh_net, ranked[:REPLICAS])
         with pytest.raises(RecordUnavailableError,
                            match=f"record {key}: 2 of the 5 nodes of its window answered, "
-                                 "3 needed, and none of the 1 answering past it holds a version; ") as got:
+                                 "3 needed, and none of the 1 answering past it holds a "
+                                 "version; ") as got:
             await fetch_record(net, key)
         for node_id in ranked[:REPLICAS]:  # each dead one is named (in no set order)
             assert f"node {node_id}: GET /records/{key} failed" in str(got.value)
