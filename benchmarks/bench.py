@@ -63,6 +63,10 @@ if TYPE_CHECKING:
     from nixshard.localnet import LocalNetwork, ManagedProcess
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from benchmarks.sections import kept_sections  # noqa: E402
+
 SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes")
 ABSENT_HASH = "a" * 32  # 32 nix32 characters, a path nobody pushed
 MB = 1e6
@@ -1112,19 +1116,6 @@ def main() -> None:
     print(table(bench.rows))
     print(f"\ntotal {seconds / 60:.1f} min; wrote {args.out} and "
           f"{args.out.parent / 'ratios.png'}")
-
-
-KEPT_MARKER = "<!-- section by benchmarks/chaos.py -->"
-
-
-def kept_sections(path: Path) -> str:
-    """The part of an existing report that other scripts own (from :data:`KEPT_MARKER` on)."""
-    try:
-        old = path.read_text()
-    except FileNotFoundError:
-        return ""
-    at = old.find(KEPT_MARKER)
-    return "" if at < 0 else "\n" + old[at:]
 
 
 if __name__ == "__main__":

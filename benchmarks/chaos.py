@@ -29,7 +29,6 @@ import argparse
 import asyncio
 import datetime
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,9 +37,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.sections import commit, write_section  # noqa: E402
 from tests.chaos.run import ChaosNetwork, Tally, chaos_run, run_readers  # noqa: E402
-
-MARKER = "<!-- section by benchmarks/chaos.py -->"
 
 
 async def scenario(net: ChaosNetwork, name: str, seconds: float, clients: int) -> Tally:
@@ -63,28 +61,6 @@ def row(name: str, tally: Tally, peak: int) -> str:
     return (f"| {name} | {tally.ok} | {tally.wrong} | {tally.truncated} | {statuses} | "
             f"{rate:.1f}% | {tally.percentile(50):.2f} s | {tally.percentile(99):.2f} s | "
             f"{peak / 1e6:.0f} MB |")
-
-
-def commit() -> str:
-    """The checked-out commit of the code measured."""
-    done = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO,
-                          capture_output=True, text=True, check=False)
-    return done.stdout.strip() or "?"
-
-
-def write_section(out: Path, label: str, table: str) -> None:
-    """Put ``table`` under its label in the chaos section of ``out``."""
-    text = out.read_text() if out.exists() else "# nixshard benchmark results\n"
-    head, _, section = text.partition(MARKER)
-    blocks: dict[str, str] = {}
-    for block in section.split("\n### ")[1:]:
-        title, _, body = block.partition("\n")
-        blocks[title.strip()] = body.strip()
-    blocks[label] = table.strip()
-    body = "\n\n".join(f"### {title}\n\n{text}" for title, text in blocks.items())
-    out.write_text(head.rstrip() + "\n\n" + MARKER + "\n\n## Chaos: cold NAR GETs while "
-                   "nodes fail (`python3 benchmarks/chaos.py`)\n\n"
-                   "See the docstring of benchmarks/chaos.py for the set-up.\n\n" + body + "\n")
 
 
 def main() -> None:
@@ -118,7 +94,10 @@ def main() -> None:
               flush=True)
         for note in tally.notes[:5]:
             print("   ", note)
-    write_section(args.out, args.label, "\n".join(lines))
+    write_section(args.out, "chaos.py", "Chaos: cold NAR GETs while nodes fail "
+                  "(`python3 benchmarks/chaos.py`)",
+                  "See the docstring of benchmarks/chaos.py for the set-up.", args.label,
+                  "\n".join(lines))
     print(f"wrote {args.out}")
 
 

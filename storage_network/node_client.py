@@ -76,6 +76,12 @@ PEEK_HEADER = "X-Nixshard-Peek"
 
 SMALL_ANSWER_BYTES = 2 * 1024 * 1024
 """Cap of answers that are short by protocol (write acknowledgements, ``/healthz``)."""
+RECORD_FREE_BYTES = 256 * 1024
+"""Bytes of a record answer held without reserving from the :class:`AnswerBudget`: a
+record this size lists some 8000 chunks (a NAR of about 2 GB); larger ones reserve.
+Records are the answers with the widest cap (:data:`MAX_RECORD_BYTES`), asked of a whole
+window at once on every narinfo miss: without this, hostile nodes streaming endless
+records would each hold the budget's full free allowance per request slot."""
 MAX_LISTING_LINE = 256
 MAX_LISTING_ENTRIES = 20_000_000
 """Most lines a listing may have: 20 million shards (about 1.3 TB of 64 KiB shards).
@@ -165,8 +171,9 @@ class LoopLag:
 class AnswerBudget:
     """Bytes of node answers being read into memory at once, over all nodes of a client.
 
-    Every answer may hold ``free`` bytes on its own; past that it must
-    reserve each further MiB from a shared ``total``, so a few hostile
+    Every answer may hold ``free`` bytes on its own (a record answer at most
+    :data:`RECORD_FREE_BYTES`); past that it must reserve each further MiB
+    from a shared ``total``, so a few hostile
     nodes streaming endless answers (each up to its cap) cannot add more
     than ``total`` bytes to the client's memory, however many requests run.
     An answer waiting for room counts the wait against the client, not the
@@ -203,6 +210,7 @@ class AnswerBudget:
 class _Charge:
     """What one answer took from the :class:`AnswerBudget`, and whether it waits for more."""
 
+    free: int
     reserved: int = 0
     waiting: bool = False
 
@@ -298,12 +306,14 @@ class NodeClient:
                        body: bytes | None = None, json_body: Any = None,
                        publisher: Publisher | None = None, ok: tuple[int, ...] = (200,),
                        headers: dict[str, str] | None = None,
-                       consume: Callable[[bytes], None] | None = None
-                       ) -> tuple[int, bytes]:
+                       consume: Callable[[bytes], None] | None = None,
+                       free: int | None = None) -> tuple[int, bytes]:
         """One request; returns the status and the answer (at most ``limit`` bytes).
 
         With ``consume``, a successful answer is passed to it piece by piece
-        instead of being kept (the returned bytes are then empty).
+        instead of being kept (the returned bytes are then empty).  ``free``:
+        bytes of the answer held without reserving from the client's
+        :class:`AnswerBudget` (default: the budget's ``free``).
 
         Raises:
             NodeTimeoutError, NodeStatusError, NodeAnswerError, NodeError.
@@ -325,7 +335,7 @@ class NodeClient:
             started = time.monotonic()
             metrics.observe_node_queue(self.id, started - queued)
             phase = "connect"
-            charge = _Charge()
+            charge = _Charge(self._budget.free if free is None else free)
             try:
                 async with asyncio.timeout(self.deadlines.total):
                     async with asyncio.timeout(self.deadlines.first_byte
@@ -384,7 +394,7 @@ class NodeClient:
                 raise NodeAnswerError(f"node {self.id}: {method} {path}: answer over "
                                       f"{limit} bytes")
             if consume is None:
-                while len(data) + len(piece) > self._budget.free + charge.reserved:
+                while len(data) + len(piece) > charge.free + charge.reserved:
                     charge.waiting = True
                     await self._budget.reserve(AnswerBudget.STEP)
                     charge.waiting = False
@@ -576,7 +586,8 @@ class NodeClient:
         """
         status, data = await self._request("GET", f"/records/{key}", ok=(200, 404),
                                            headers={PEEK_HEADER: "1"} if peek else None,
-                                           limit=MAX_RECORD_BYTES)
+                                           limit=MAX_RECORD_BYTES,
+                                           free=min(RECORD_FREE_BYTES, self._budget.free))
         return data if status == 200 else None
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:

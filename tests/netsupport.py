@@ -236,3 +236,15 @@ def scrape(url: str, name: str, **labels: str) -> float:
             if sample.name == name and sample.labels == labels:
                 return float(sample.value)
     return 0.0
+
+
+def peak_rss(pid: int) -> int:
+    """Process ``pid``'s peak resident set so far (``VmHWM`` of /proc/<pid>/status), bytes.
+
+    Raises:
+        RuntimeError: the status file has no VmHWM line.
+    """
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmHWM in /proc/{pid}/status")

@@ -15,12 +15,15 @@ from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
 from nix_formats.narinfo import NarInfo
+from nix_formats.store_path import StorePath
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
 from storage_network.network_file import ChunkingParams
 from tests.netsupport import scrape
 
 USER, PASSWORD = "ci", "s3cret-pass"
+BROTLI_BOMB_FILE = Path(__file__).parent.parent / "nix_formats" / "data" / "zeros-1gib.br"
+"""A 1.6 kB brotli file of 1 GiB of zero bytes."""
 
 
 @dataclass
@@ -123,3 +126,39 @@ def make_tree(root: Path, name: str, size: int, seed: int = 0) -> Path:
     (tree / "data").write_bytes(data[:size])
     (tree / "small").write_text(f"tree {name}\n")
     return tree
+
+
+def bomb_upload(key: SecretKey, body: bytes, compression: str, ext: str,
+                nar_size: int, tag: str = "") -> Upload:
+    """A signed upload of ``body`` (compressed with ``compression``, file name ending
+    ``.nar<ext>``) whose narinfo claims ``nar_size`` bytes of NAR; ``tag`` ends the
+    store path's name (uploads of one body under several paths)."""
+    file_hash = hashlib.sha256(body).digest()
+    name = f"{nix32.encode(file_hash)}.nar{ext}"
+    store_path = StorePath.parse_basename(f"{nix32.encode(file_hash[:20])}-bomb-{compression}{tag}")
+    narinfo = NarInfo(store_path=store_path, url=f"nar/{name}", compression=compression,
+                      file_hash=format_sha256_nix32(file_hash), file_size=len(body),
+                      nar_hash=format_sha256_nix32(hashlib.sha256(b"claimed").digest()),
+                      nar_size=nar_size, references=[])
+    sign_narinfo(narinfo, key)
+    return Upload(narinfo, name, body, b"")
+
+
+def _nar_string(data: bytes) -> bytes:
+    """One NAR string: 8-byte little-endian length, bytes, zero padding to 8."""
+    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
+
+
+def zstd_nar_bomb(contents: int) -> bytes:
+    """A zstd file of a valid NAR of one regular file of ``contents`` zero bytes
+    (a 32 KB file for 1 GiB)."""
+    head = b"".join(_nar_string(t) for t in (b"nix-archive-1", b"(", b"type", b"regular",
+                                             b"contents"))
+    z = zstandard.ZstdCompressor(level=3).compressobj()
+    out = [z.compress(head + contents.to_bytes(8, "little"))]
+    zeros = bytes(1 << 20)
+    for _ in range(contents >> 20):
+        out.append(z.compress(zeros))
+    out.append(z.compress(_nar_string(b")")))
+    out.append(z.flush())
+    return b"".join(out)

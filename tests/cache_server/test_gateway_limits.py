@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import concurrent.futures
-import hashlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,27 +21,24 @@ import httpx
 import pytest
 import zstandard
 
-from nix_formats import nix32
-from nix_formats.hash import format_sha256_nix32
-from nix_formats.keys import SecretKey, sign_narinfo
+from nix_formats.keys import sign_narinfo
 from nix_formats.narinfo import NarInfo
-from nix_formats.store_path import StorePath
-from tests.netsupport import scrape
+from tests.netsupport import peak_rss, scrape
 
 from .conftest import MountTmpfs, fill_up
 from .gateway_support import (
+    BROTLI_BOMB_FILE,
     PASSWORD,
     USER,
     Gateway,
-    Upload,
+    bomb_upload,
     make_tree,
     make_upload,
     put_upload,
     start_gateway,
+    zstd_nar_bomb,
 )
 
-BROTLI_BOMB = (Path(__file__).parent.parent / "nix_formats" / "data" /
-               "zeros-1gib.br").read_bytes()
 RSS_LIMIT = 200 * 1000 * 1000  # "far under 300 MB": an idle gateway holds about 70 MB
 
 
@@ -51,14 +47,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = start_gateway(tmp_path_factory.mktemp("limits"))
     yield g
     g.net.close()
-
-
-def peak_rss(pid: int) -> int:
-    """The process's peak resident set (``VmHWM``), bytes."""
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM in /proc/PID/status")
 
 
 def gateway_pid(g: Gateway) -> int:
@@ -104,43 +92,12 @@ def test_a_stored_path_uploaded_with_another_nar_is_409(gw: Gateway, tmp_path: P
 # -- decompression bombs ------------------------------------------------------------------
 
 
-def _s(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
-
-
-def bomb_upload(key: SecretKey, body: bytes, compression: str, ext: str,
-                nar_size: int) -> Upload:
-    """A signed upload of ``body`` whose narinfo claims ``nar_size`` bytes of NAR."""
-    file_hash = hashlib.sha256(body).digest()
-    name = f"{nix32.encode(file_hash)}.nar{ext}"
-    store_path = StorePath.parse_basename(f"{nix32.encode(file_hash[:20])}-bomb-{compression}")
-    narinfo = NarInfo(store_path=store_path, url=f"nar/{name}", compression=compression,
-                      file_hash=format_sha256_nix32(file_hash), file_size=len(body),
-                      nar_hash=format_sha256_nix32(hashlib.sha256(b"claimed").digest()),
-                      nar_size=nar_size, references=[])
-    sign_narinfo(narinfo, key)
-    return Upload(narinfo, name, body, b"")
-
-
-def zstd_nar_bomb(contents: int) -> bytes:
-    """A zstd file of a valid NAR of one regular file of ``contents`` zero bytes."""
-    head = b"".join(_s(t) for t in (b"nix-archive-1", b"(", b"type", b"regular", b"contents"))
-    z = zstandard.ZstdCompressor(level=3).compressobj()
-    out = [z.compress(head + contents.to_bytes(8, "little"))]
-    zeros = bytes(1 << 20)
-    for _ in range(contents >> 20):
-        out.append(z.compress(zeros))
-    out.append(z.compress(_s(b")")[0:0] + _s(b")")))
-    out.append(z.flush())
-    return b"".join(out)
-
-
 @pytest.mark.parametrize(("compression", "ext"), [("zstd", ".zst"), ("br", ".br")])
 def test_a_decompression_bomb_fails_right_after_its_nar_size(
         gw: Gateway, compression: str, ext: str) -> None:
     """The issue's bombs: a 32 KB zstd file of a 1 GiB NAR, a 1.6 kB brotli file of 1 GiB,
     each with NarSize 120: refused after ~120 bytes of output, RSS untouched."""
-    body = zstd_nar_bomb(1 << 30) if compression == "zstd" else BROTLI_BOMB
+    body = zstd_nar_bomb(1 << 30) if compression == "zstd" else BROTLI_BOMB_FILE.read_bytes()
     assert len(body) < 64 * 1024
     up = bomb_upload(gw.key, body, compression, ext, nar_size=120)
     with gw.client() as c:

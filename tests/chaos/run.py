@@ -42,6 +42,7 @@ from nix_formats.hash import parse_nix_hash
 from nixshard.localnet import LocalNetwork, env_with_nix_config, free_port, new_publisher
 from storage_network.auth import parse_publisher_secret
 from storage_network.network_file import ChunkingParams, init_network, write_network
+from tests.netsupport import peak_rss
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("kill", "stop", "down", "stall", "deep-json", "endless", "trickle", "flip",
@@ -203,10 +204,7 @@ class ChaosNetwork:
         """The gateway process's peak resident memory so far (VmHWM), bytes."""
         daemon = self.local.daemon
         assert daemon is not None and daemon.proc is not None
-        for line in Path(f"/proc/{daemon.proc.pid}/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise RuntimeError("no VmHWM in /proc/PID/status")
+        return peak_rss(daemon.proc.pid)
 
     def close(self) -> None:
         """Stop everything (stopped nodes are continued first)."""

@@ -44,12 +44,11 @@ async def test_reserve_waits_for_room_and_release_makes_it() -> None:
     assert budget.used == 2 * MiB
 
 
-async def test_endless_answers_stay_within_the_budget(endless_node: NodeProcess) -> None:
-    """16 concurrent record reads from a node streaming endlessly: each may hold 1 MiB,
-    all together 8 MiB more; without the budget each would grow to the 64 MiB record cap."""
-    budget = AnswerBudget(total=8 * MiB, free=MiB)
-    info = NodeInfo(endless_node.node_id, endless_node.url)
-    outcomes: list[BaseException | bytes | None] = []
+async def endless_record_reads(node_process: NodeProcess, budget: AnswerBudget
+                               ) -> tuple[list[BaseException | bytes | None], int]:
+    """16 concurrent record reads from ``node_process``; their outcomes and the peak of
+    Python's traced memory meanwhile (bytes)."""
+    info = NodeInfo(node_process.node_id, node_process.url)
     async with aiohttp.ClientSession() as session:
         node = NodeClient(info, session, deadlines=Deadlines.within(3.0), slots=16,
                           budget=budget)
@@ -60,9 +59,31 @@ async def test_endless_answers_stay_within_the_budget(endless_node: NodeProcess)
             _, peak = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
+    return outcomes, peak
+
+
+async def test_endless_answers_stay_within_the_budget(endless_node: NodeProcess) -> None:
+    """16 concurrent record reads from a node streaming endlessly: each may hold 256 KiB
+    (a record's free allowance), all together 8 MiB more; without the budget each would
+    grow to the 64 MiB record cap."""
+    budget = AnswerBudget(total=8 * MiB, free=MiB)
+    outcomes, peak = await endless_record_reads(endless_node, budget)
     assert all(isinstance(o, NodeAnswerError | NodeTimeoutError) for o in outcomes), outcomes
     waited = [o for o in outcomes if isinstance(o, NodeTimeoutError) and "budget" in str(o)]
     assert waited and all(o.blame == "client" for o in waited)  # not held against the node
     # allowances + budget + aiohttp's socket buffers; without the budget: 16 x 64 MiB
     assert peak < 64 * MiB, peak
+    assert budget.used == 0
+
+
+async def test_a_record_answer_holds_less_than_other_answers_unreserved(
+        endless_node: NodeProcess) -> None:
+    """Record reads (asked of a whole window on every narinfo miss) hold at most
+    RECORD_FREE_BYTES each without reserving, not the budget's 4 MiB: 16 endless ones
+    stay under 16 MiB besides the budget's 8 MiB (64 MiB + 8 MiB with 4 MiB each)."""
+    budget = AnswerBudget(total=8 * MiB)
+    assert budget.free == 4 * MiB
+    outcomes, peak = await endless_record_reads(endless_node, budget)
+    assert all(isinstance(o, NodeAnswerError | NodeTimeoutError) for o in outcomes), outcomes
+    assert peak < 24 * MiB, peak
     assert budget.used == 0

@@ -8,12 +8,11 @@ from __future__ import annotations
 import socket
 import threading
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import pytest
 
 from storage_network.auth import Publisher
-from tests.netsupport import NodeProcess, signed_headers
+from tests.netsupport import NodeProcess, peak_rss, signed_headers
 
 from .samples import record_key, stripe
 
@@ -28,15 +27,6 @@ def node(tmp_path_factory: pytest.TempPathFactory, publisher: Publisher) -> Iter
     with NodeProcess(tmp_path_factory.mktemp("memory") / "data",
                      [publisher.public.text()]) as proc:
         yield proc
-
-
-def peak_rss(node: NodeProcess) -> int:
-    """The process's peak resident set (``VmHWM`` of /proc/<pid>/status), in bytes."""
-    assert node.proc is not None
-    for line in Path(f"/proc/{node.proc.pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no VmHWM")
 
 
 def send(port: int, method: str, path: str, headers: dict[str, str], body: memoryview
@@ -102,7 +92,8 @@ def assert_nothing_stored(node: NodeProcess) -> None:
 def test_unsigned_bodies_do_not_grow_the_node(node: NodeProcess) -> None:
     statuses = run_all(node, lambda method, path: {})
     assert set(statuses) <= {401, None} and 401 in statuses, statuses
-    peak = peak_rss(node)
+    assert node.proc is not None
+    peak = peak_rss(node.proc.pid)
     print(f"peak RSS after {WRITERS} unsigned {BODY_BYTES // MiB} MiB bodies: "
           f"{peak / MiB:.1f} MiB")
     assert peak < PEAK_RSS_LIMIT
@@ -118,7 +109,8 @@ def test_bodies_with_a_bad_signature_stay_within_the_budget(node: NodeProcess,
     statuses = run_all(node, forged)
     # 403 once read; 503 for those that found no room in the body budget in time
     assert set(statuses) <= {403, 503, None} and 403 in statuses, statuses
-    peak = peak_rss(node)
+    assert node.proc is not None
+    peak = peak_rss(node.proc.pid)
     print(f"peak RSS after {WRITERS} badly signed {BODY_BYTES // MiB} MiB bodies: "
           f"{peak / MiB:.1f} MiB (statuses {sorted(statuses, key=str)})")
     assert peak < PEAK_RSS_LIMIT
