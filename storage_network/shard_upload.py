@@ -10,11 +10,12 @@ touches what the node holds, then one batch put of the rest):
   its shards goes to the next node past position n of its chunk's ranking
   (a *spare*) that holds no shard of that stripe yet;
 - a node still busy ``hedge_after`` seconds after the last job of the batch
-  ended, when at most m jobs are left, is raced: its shards also go to
-  spares, and whichever stores a shard first wins; a job whose shards are
-  all stored elsewhere is cancelled (a cancelled put leaves no partial
-  shard: nodes write atomically), and a node hedged past is passed over
-  for the rest of the payload too;
+  ended, when at most m jobs are left (and the client's own event loop did
+  not stall for half of that wait, see :meth:`NetworkClient.was_busy`), is
+  raced: its shards also go to spares, and whichever stores a shard first
+  wins; a job whose shards are all stored elsewhere is cancelled (a
+  cancelled put leaves no partial shard: nodes write atomically), and a
+  node hedged past is passed over for the rest of the payload too;
 - a spare is asked for every shard of the stripe: when it holds another
   one already (an earlier degraded push put it there), that one counts and
   the shard goes further down the ranking, so no node holds two shards of
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -88,7 +90,7 @@ class _Job:
     node: NodeInfo
     shards: list[tuple[StripeUpload, int]]
     spare: bool
-    started: float = 0.0
+    started: float = 0.0  # time.monotonic()
     hedged: bool = False
 
 
@@ -155,7 +157,6 @@ class _BatchUpload:
         self.net, self.publisher, self.state, self.limit = net, publisher, state, limit
         self.stripes = stripes
         self.running: dict[asyncio.Task[tuple[set[str], set[str]]], _Job] = {}
-        self.loop = asyncio.get_running_loop()
 
     def _launch(self, pairs: list[tuple[StripeUpload, int]],
                 homes: bool = False) -> None:
@@ -177,7 +178,7 @@ class _BatchUpload:
             by_node[node.id].append((stripe, index))
             infos[node.id] = node
         for node_id, shards in by_node.items():
-            job = _Job(infos[node_id], shards, spare.get(node_id, False), self.loop.time())
+            job = _Job(infos[node_id], shards, spare.get(node_id, False), time.monotonic())
             task = asyncio.create_task(_run_job(self.net, job, self.publisher, self.limit))
             self.running[task] = job
 
@@ -228,9 +229,10 @@ class _BatchUpload:
         for task in redundant:
             job = self.running.pop(task)
             if job.hedged:
-                seconds = self.loop.time() - job.started
-                self.net.health.slow(job.node.id, f"shard upload hedged past after "
-                                     f"{seconds:.1f} s")
+                seconds = time.monotonic() - job.started
+                if not self.net.was_busy(job.started, seconds):
+                    self.net.health.slow(job.node.id, f"shard upload hedged past after "
+                                         f"{seconds:.1f} s")
                 self.state.pass_over(job.node.id, f"node {job.node.id}: shard upload still "
                                      f"running after {seconds:.1f} s, raced on other nodes")
         await cancel_and_wait(redundant)
@@ -239,20 +241,24 @@ class _BatchUpload:
         """Run rounds until no job is left."""
         self._launch([(s, i) for s in self.stripes for i in range(len(s.enc.bodies))],
                      homes=True)
-        last_end: float | None = None
+        last_end: float | None = None  # time.monotonic() when a job last ended
         try:
             while self.running:
                 timeout = None
                 unhedged = sum(not job.hedged for job in self.running.values())
                 if last_end is not None and unhedged <= self.net.network.m:
-                    timeout = max(0.0, last_end + self.net.hedge_after - self.loop.time())
+                    timeout = max(0.0, last_end + self.net.hedge_after - time.monotonic())
                 done, _ = await asyncio.wait(set(self.running), timeout=timeout,
                                              return_when=asyncio.FIRST_COMPLETED)
                 if not done:
-                    self._hedge()
-                    last_end = self.loop.time()
+                    # a wait stretched by this client's own load (its loop stalled)
+                    # says nothing about the nodes: wait once more instead of racing
+                    assert last_end is not None
+                    if not self.net.was_busy(last_end, time.monotonic() - last_end):
+                        self._hedge()
+                    last_end = time.monotonic()
                     continue
-                last_end = self.loop.time()
+                last_end = time.monotonic()
                 for task in done:
                     job = self.running.pop(task)
                     try:

@@ -9,20 +9,25 @@ one node.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network import shard_upload
 from storage_network.errors import NodeError
 from storage_network.manifest import Manifest
 from storage_network.network_client import NetworkClient
 from storage_network.placement import ranking
 from storage_network.publish import publish_record, store_payload
+from tests.netsupport import scrape
 
-from .conftest import K, M, payload, record_key, running_network
+from .conftest import SMALL_CHUNKS, K, M, payload, record_key, running_network
 from .test_network_failures import read_back
+from .test_read_faults import FAULT_ENV
 from .write_faults import fill, full_disk, nodes_of, process, shard_holders, stopped
 
 N = K + M
@@ -35,9 +40,13 @@ def net8(tmp_path: Path) -> Iterator[LocalNetwork]:
         yield local
 
 
-def client(local: LocalNetwork, timeout: float = 10.0) -> NetworkClient:
+def client(local: LocalNetwork, timeout: float = 10.0, hedge_after: float = 5.0
+           ) -> NetworkClient:
+    """A client whose uploads race a node only after ``hedge_after`` seconds (5 s: the
+    tests of dead and full nodes check exact placements, which a healthy node raced on a
+    loaded machine, e.g. one waiting on a syncfs, would change)."""
     assert local.network is not None
-    return NetworkClient(local.network, timeout=timeout)
+    return NetworkClient(local.network, timeout=timeout, hedge_after=hedge_after)
 
 
 def assert_spread(local: LocalNetwork, manifest: Manifest, shards: int,
@@ -96,7 +105,7 @@ async def test_a_stopped_node_is_raced_not_waited_for(net8: LocalNetwork) -> Non
     600 s for it, the upload races it on spares after hedge_after."""
     slow = "node-5"
     data = payload(7003, 300_000)
-    async with client(net8, timeout=600.0) as net:
+    async with client(net8, timeout=600.0, hedge_after=0.5) as net:
         with stopped(process(net8, slow)):
             async with asyncio.timeout(120):  # a bound on waiting, far below 600 s
                 manifest, stats = await store_payload(net, net8.publisher, [data])
@@ -104,6 +113,44 @@ async def test_a_stopped_node_is_raced_not_waited_for(net8: LocalNetwork) -> Non
             assert stats.degraded_chunks == 0
             assert_spread(net8, manifest, N, {slow})
         assert await read_back(net, manifest) == data
+
+
+async def test_a_pusher_whose_loop_stalls_races_no_node(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two homes answer ``has`` after 1 s; the other puts end at once and the pusher's
+    own loop then stalls 2.5 s, past its 2 s hedge wait.  That is its own load: the two
+    late nodes are not raced (no spare is asked), passed over or marked slow, and every
+    shard lands on its home."""
+    finish = shard_upload._BatchUpload._finish
+    stalls = []
+
+    def busy_finish(self: shard_upload._BatchUpload, *args: Any) -> None:
+        finish(self, *args)
+        if not stalls and len(self.running) <= M:  # only the two late puts are left
+            stalls.append(1)
+            time.sleep(2.5)  # the pusher busy with other work (encoding, say)
+
+    monkeypatch.setattr(shard_upload._BatchUpload, "_finish", busy_finish)
+    with LocalNetwork(tmp_path / "net", new_publisher("sn-test-1")[0]) as local:
+        network = local.start_nodes(8, K, M, SMALL_CHUNKS,  # spares to race on
+                                    node_args={i: ("--fault", "slow-has=1") for i in (2, 5)},
+                                    node_env=FAULT_ENV)
+        data = payload(7007, 200_000)
+        async with NetworkClient(network, timeout=30.0, hedge_after=2.0) as net:
+            manifest, stats = await store_payload(net, local.publisher, [data])
+            assert stalls
+            # one has (and batch put) per node: no node was asked again as a spare
+            has_asked = [scrape(node.url, "nixshard_node_requests_total",
+                                route="/shards/has", method="POST", status="200")
+                         for node in local.nodes]
+            assert max(has_asked) == 1, has_asked
+            assert stats.passed_over == {}
+            assert not [s.node_id for s in net.health.statuses(n.id for n in network.nodes)
+                        if s.slow_events or s.failures]
+            holders = assert_spread(local, manifest, N, set())
+            for ref, have in zip(manifest.chunks, holders, strict=True):
+                rank = [node.id for node in ranking(network.nodes, ref.chunk_id)]
+                assert all(have[i] == {rank[i]} for i in range(N))
 
 
 async def test_one_node_short_commits_degraded(fresh_net: LocalNetwork) -> None:
