@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -152,17 +153,23 @@ def test_repair_killed_halfway_ends_like_an_uninterrupted_run(net8: LocalNetwork
     key_file = tmp_path / "key"
     cmd = [sys.executable, "-m", "nixshard", "repair", "--network", str(net8.network_file),
            "--signing-key", str(key_file), "--jobs", "1", "--no-progress"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     base = stored_shards(net8)
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # run it in 10 ms slices, counting while it is stopped, so that it cannot run on
+    # to the end between the first write and the kill
     deadline = time.monotonic() + 120
     written = 0
-    while time.monotonic() < deadline and proc.poll() is None:
-        written = stored_shards(net8) - base
-        if written > 0:
-            break
-        time.sleep(0.02)
-    proc.kill()
-    proc.wait()
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            proc.send_signal(signal.SIGSTOP)
+            written = stored_shards(net8) - base
+            if written > 0:
+                break
+            proc.send_signal(signal.SIGCONT)
+            time.sleep(0.01)
+    finally:
+        proc.kill()
+        proc.wait()
     assert 0 < written < total, f"the kill did not land halfway ({written} of {total})"
     partial = listing(net8)
     assert partial != expected
