@@ -37,6 +37,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
@@ -95,7 +96,7 @@ def bombs(base: str, key: SecretKey, body: bytes, compression: str, ext: str
     def upload(number: int) -> int:
         up = bomb_upload(key, body, compression, ext, nar_size=120, tag=f"-{number}")
         with httpx.Client(base_url=base, timeout=300, auth=(USER, PASSWORD)) as http:
-            return put_upload(http, up)[1].status_code
+            return int(put_upload(http, up)[1].status_code)
 
     with concurrent.futures.ThreadPoolExecutor(BOMBS_AT_ONCE) as pool:
         return Counter(pool.map(upload, range(BOMBS_AT_ONCE)))
@@ -126,7 +127,7 @@ def main() -> None:
         bad = range(1, net.m + 1)
         idle = 0
 
-        def case(name: str, mode: str, work: object) -> None:
+        def case(name: str, mode: str, work: Callable[[str], Counter[int]]) -> None:
             nonlocal idle
             for number in bad:
                 net.set_mode(number, mode)
@@ -137,7 +138,7 @@ def main() -> None:
             assert gateway.proc is not None
             try:
                 started = time.monotonic()
-                answers = work(gateway.url)  # type: ignore[operator]
+                answers = work(gateway.url)
                 peak = peak_rss(gateway.proc.pid)
             finally:
                 gateway.stop()
