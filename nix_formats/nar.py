@@ -59,20 +59,22 @@ _FLUSH_BYTES = 128 * 1024
 _KEYWORD_LIMIT = 64
 
 
-def _str(data: bytes) -> bytes:
-    """One NAR string token: u64le length, bytes, zero padding to 8."""
+def nar_string(data: bytes) -> bytes:
+    """One NAR string token: u64le length, ``data``, zero padding to a multiple of 8
+    bytes (Nix's ``writeString``, src/libutil/serialise.cc; the NAR grammar of
+    src/libutil/archive.cc is a sequence of these)."""
     return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
 
 
-_T_MAGIC = _str(NAR_MAGIC)
-_T_CLOSE = _str(b")")
-_T_REGULAR = _str(b"(") + _str(b"type") + _str(b"regular")
-_T_EXECUTABLE = _str(b"executable") + _str(b"")
-_T_CONTENTS = _str(b"contents")
-_T_SYMLINK = _str(b"(") + _str(b"type") + _str(b"symlink") + _str(b"target")
-_T_DIRECTORY = _str(b"(") + _str(b"type") + _str(b"directory")
-_T_ENTRY = _str(b"entry") + _str(b"(") + _str(b"name")
-_T_NODE = _str(b"node")
+_T_MAGIC = nar_string(NAR_MAGIC)
+_T_CLOSE = nar_string(b")")
+_T_REGULAR = nar_string(b"(") + nar_string(b"type") + nar_string(b"regular")
+_T_EXECUTABLE = nar_string(b"executable") + nar_string(b"")
+_T_CONTENTS = nar_string(b"contents")
+_T_SYMLINK = nar_string(b"(") + nar_string(b"type") + nar_string(b"symlink") + nar_string(b"target")
+_T_DIRECTORY = nar_string(b"(") + nar_string(b"type") + nar_string(b"directory")
+_T_ENTRY = nar_string(b"entry") + nar_string(b"(") + nar_string(b"name")
+_T_NODE = nar_string(b"node")
 
 
 def _show(data: bytes) -> str:
@@ -179,7 +181,7 @@ def _dump(root: bytes, chunk_size: int) -> Iterator[bytes]:
                     yield from _dump_contents(current, buf, chunk_size)
                 elif stat.S_ISLNK(mode):
                     buf += _T_SYMLINK
-                    buf += _str(os.readlink(current))
+                    buf += nar_string(os.readlink(current))
                 else:
                     raise NarError(
                         f"file {os.fsdecode(current)!r} has an unsupported type "
@@ -204,7 +206,7 @@ def _dump(root: bytes, chunk_size: int) -> Iterator[bytes]:
                 buf += _T_CLOSE  # the entry holding it
             continue
         buf += _T_ENTRY
-        buf += _str(name)
+        buf += nar_string(name)
         buf += _T_NODE
         current = directory + b"/" + name
     if buf:

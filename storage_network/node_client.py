@@ -313,7 +313,7 @@ class NodeClient:
         With ``consume``, a successful answer is passed to it piece by piece
         instead of being kept (the returned bytes are then empty).  ``free``:
         bytes of the answer held without reserving from the client's
-        :class:`AnswerBudget` (default: the budget's ``free``).
+        :class:`AnswerBudget` (never more than the budget's ``free``, its default).
 
         Raises:
             NodeTimeoutError, NodeStatusError, NodeAnswerError, NodeError.
@@ -335,7 +335,7 @@ class NodeClient:
             started = time.monotonic()
             metrics.observe_node_queue(self.id, started - queued)
             phase = "connect"
-            charge = _Charge(self._budget.free if free is None else free)
+            charge = _Charge(self._budget.free if free is None else min(free, self._budget.free))
             try:
                 async with asyncio.timeout(self.deadlines.total):
                     async with asyncio.timeout(self.deadlines.first_byte
@@ -586,8 +586,7 @@ class NodeClient:
         """
         status, data = await self._request("GET", f"/records/{key}", ok=(200, 404),
                                            headers={PEEK_HEADER: "1"} if peek else None,
-                                           limit=MAX_RECORD_BYTES,
-                                           free=min(RECORD_FREE_BYTES, self._budget.free))
+                                           limit=MAX_RECORD_BYTES, free=RECORD_FREE_BYTES)
         return data if status == 200 else None
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:

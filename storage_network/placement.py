@@ -33,7 +33,12 @@ def record_nodes(nodes: Sequence[NodeInfo], record_key: str) -> list[NodeInfo]:
     return ranking(nodes, b"record:" + record_key.encode())
 
 
+def window_size(network: Network) -> int:
+    """Nodes in a record's window: ``record_replicas + m``."""
+    return network.record_replicas + network.m
+
+
 def record_window(network: Network, record_key: str) -> list[NodeInfo]:
-    """The window of ``record_key``: the first ``record_replicas + m`` nodes of its
+    """The window of ``record_key``: the first :func:`window_size` nodes of its
     ranking (all nodes when there are fewer)."""
-    return record_nodes(network.nodes, record_key)[:network.record_replicas + network.m]
+    return record_nodes(network.nodes, record_key)[:window_size(network)]

@@ -64,7 +64,7 @@ from .errors import (
 from .network_client import NetworkClient, cancel_and_wait
 from .network_file import NodeInfo
 from .node_health import CLIENT_RETRIES, Standing, blamed_on_client
-from .placement import record_nodes, record_window
+from .placement import record_nodes, window_size
 from .record import Record, newest, open_record
 
 log = logging.getLogger("nixshard.network")
@@ -209,7 +209,7 @@ async def fetch_record(net: NetworkClient, key: str,
     """
     keys = net.network.publishers if trusted is None else trusted
     ranked = record_nodes(net.network.nodes, key)
-    window = record_window(net.network, key)
+    window = ranked[:window_size(net.network)]
     want = min(net.network.record_replicas, len(window))
     quorum = _Quorum(net, key, keys, window, want, ranked[len(window):])
     await quorum.run()

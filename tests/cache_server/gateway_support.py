@@ -13,7 +13,7 @@ import zstandard
 from nix_formats import nix32
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import SecretKey, sign_narinfo
-from nix_formats.nar import dump_path
+from nix_formats.nar import dump_path, nar_string
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from nixshard.demo import tree_path_info
@@ -144,21 +144,16 @@ def bomb_upload(key: SecretKey, body: bytes, compression: str, ext: str,
     return Upload(narinfo, name, body, b"")
 
 
-def _nar_string(data: bytes) -> bytes:
-    """One NAR string: 8-byte little-endian length, bytes, zero padding to 8."""
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
-
-
 def zstd_nar_bomb(contents: int) -> bytes:
     """A zstd file of a valid NAR of one regular file of ``contents`` zero bytes
     (a 32 KB file for 1 GiB)."""
-    head = b"".join(_nar_string(t) for t in (b"nix-archive-1", b"(", b"type", b"regular",
+    head = b"".join(nar_string(t) for t in (b"nix-archive-1", b"(", b"type", b"regular",
                                              b"contents"))
     z = zstandard.ZstdCompressor(level=3).compressobj()
     out = [z.compress(head + contents.to_bytes(8, "little"))]
     zeros = bytes(1 << 20)
     for _ in range(contents >> 20):
         out.append(z.compress(zeros))
-    out.append(z.compress(_nar_string(b")")))
+    out.append(z.compress(nar_string(b")")))
     out.append(z.flush())
     return b"".join(out)

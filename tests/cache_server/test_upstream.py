@@ -30,6 +30,7 @@ from nix_formats.errors import StorePathError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import PublicKey, SecretKey, sign_narinfo
 from nix_formats.nar import dump_path, validate_nar
+from nix_formats.nar import nar_string as _s  # the token Nix writes
 from nix_formats.narinfo import NarInfo
 from nix_formats.nix32 import encode as nix32
 from nix_formats.store_path import StorePath
@@ -77,10 +78,6 @@ def publish(n: int, key: SecretKey | None = KEY, **changes: object) -> Published
     for name, value in changes.items():
         setattr(narinfo, name, value)
     return Published(h, narinfo, narinfo.render(), nar, file)
-
-
-def _s(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
 
 
 def file_nar(n: int) -> bytes:

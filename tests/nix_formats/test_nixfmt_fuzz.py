@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from nix_formats.compression import SUPPORTED_METHODS, decompress
 from nix_formats.errors import CompressionError, NarError, NarInfoError, NarListingError
 from nix_formats.nar import NarParser
+from nix_formats.nar import nar_string as _s  # the token Nix writes
 from nix_formats.nar_listing import parse_listing
 from nix_formats.narinfo import NarInfo
 
@@ -27,10 +28,6 @@ from .samples import NIX_WRITTEN_NARINFO
 
 FUZZ = settings(max_examples=300, deadline=None, database=None,
                 suppress_health_check=[HealthCheck.too_slow])
-
-
-def _s(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
 
 
 def _entry(name: bytes, node: bytes) -> bytes:

@@ -18,15 +18,12 @@ import pytest
 
 from nix_formats.errors import NarError, NarListingError, NixFormatError
 from nix_formats.nar import NarParser, dump_path
+from nix_formats.nar import nar_string as _s  # the token Nix writes
 from nix_formats.nar_listing import nar_listing, parse_listing, render_listing
 from nix_formats.store_path import StorePath
 
 Nix = Any
 Closure = Any
-
-
-def _s(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
 
 
 def walk(node: dict[str, Any], path: str = "") -> Iterator[tuple[str, dict[str, Any]]]:

@@ -22,12 +22,9 @@ from nix_formats.nar import (
     nar_hash_of_path,
     validate_nar,
 )
+from nix_formats.nar import nar_string as s  # the token Nix writes
 
 # -- a tiny NAR writer for hand-made (also invalid) NARs -----------------------
-
-
-def s(data: bytes) -> bytes:
-    return len(data).to_bytes(8, "little") + data + b"\0" * (-len(data) % 8)
 
 
 def reg(data: bytes, executable: bool = False) -> bytes:
