@@ -550,7 +550,7 @@ class Bench:
     def new_network(self, name: str) -> LocalNetwork:
         """A fresh local network of 6 nodes, 4-of-6, under the temp dir (closed at the end)."""
         from nixshard.localnet import LocalNetwork
-        from storage_network.auth import parse_publisher_secret
+        from storage_network.wire.write_auth import parse_publisher_secret
 
         root = self.work / name
         root.mkdir()
@@ -935,7 +935,7 @@ def distinct_chunk_bytes(net: LocalNetwork, paths: Sequence[str]) -> int | None:
     None when a record cannot be found or opened (the node layout changed).
     """
     from storage_network.errors import RecordError
-    from storage_network.record import open_record
+    from storage_network.wire.record import open_record
 
     assert net.network is not None
     chunks: dict[bytes, int] = {}

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
-from storage_network import http_metrics
-from storage_network.network_client import NetworkClient
+from http_serving import metrics as http_metrics
+from storage_network.client import NetworkClient
 
 from .auth import auth_middleware
 from .config import ServeConfig

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from storage_network.fetch import FetchPlan, stream_payload
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
+from storage_network.client import NetworkClient
+from storage_network.read.fetch import FetchPlan, stream_payload
+from storage_network.wire.manifest import Manifest
 
 from .errors import RangeNotSatisfiableError
 

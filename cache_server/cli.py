@@ -13,15 +13,15 @@ from pathlib import Path
 
 import click
 
+from http_serving.access_log import AccessLogger, buffered_logger
+from http_serving.addresses import parse_host_port
+from http_serving.server import run_app
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
-from storage_network.access_log import AccessLogger, buffered_logger
-from storage_network.addresses import parse_host_port
+from storage_network.client import DEFAULT_HEDGE_AFTER
+from storage_network.config import Network, load_network
 from storage_network.errors import NetworkFileError
-from storage_network.http_server import run_app
-from storage_network.network_client import DEFAULT_HEDGE_AFTER
-from storage_network.network_file import Network, load_network
-from storage_network.scores import Scores, ScoresFileError, default_scores_path
+from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 from uploader.cli import check_publisher, load_signing_key
 from uploader.errors import SecretError
 from uploader.signing import SIGNING_KEY_ENV, read_secret

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nix_formats.keys import PublicKey, SecretKey
-from storage_network.auth import Publisher
-from storage_network.network_client import DEFAULT_HEDGE_AFTER
-from storage_network.network_file import Network
-from storage_network.scores import Scores
+from storage_network.client import DEFAULT_HEDGE_AFTER
+from storage_network.config import Network
+from storage_network.nodes.scores import Scores
+from storage_network.wire.write_auth import Publisher
 
 DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
 DEFAULT_CACHE_MIN_FREE_BYTES = 256 * 1024**2
@@ -63,14 +63,14 @@ class ServeConfig:
     take, counted from when it is sent (not while it waits inside the gateway
     for one of the node's slots): connecting (at most 5 s), the first byte,
     each pause in the answer and the whole exchange must each fit in it
-    (:meth:`storage_network.node_client.Deadlines.within`);
+    (:meth:`storage_network.nodes.http.Deadlines.within`);
     ``prefetch`` chunks are fetched ahead of the one being sent;
     ``record_cache`` opened records are kept in memory, and an absent record
     is remembered for ``negative_ttl`` seconds.  ``scores`` are the
     nodes' audit scores (loaded by the CLI; None: every node counts as 1.0),
     which order reads among nodes in good standing.  ``hedge_after`` is
     seconds a chunk waits for its first k shards before one more node is
-    asked (see :mod:`storage_network.fetch`).
+    asked (see :mod:`storage_network.read.fetch`).
 
     ``cache_dir`` holds the local disk cache of rebuilt NARs (``nar/``, at
     most ``cache_max_bytes`` bytes, least recently used evicted; 0 keeps

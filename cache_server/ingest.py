@@ -2,7 +2,7 @@
 
 One pass over the file: decompress it by the narinfo's ``Compression``,
 feed every byte to :class:`nix_formats.nar.NarParser` (which hashes it and
-checks the NAR grammar) and to :func:`storage_network.publish.store_payload`.
+checks the NAR grammar) and to :func:`storage_network.write.publish.store_payload`.
 Decompression is capped at the narinfo's ``NarSize``: a file that
 decompresses to more is refused as soon as one byte past it is decoded (a
 "decompression bomb" costs a few kilobytes of output, not gigabytes).
@@ -27,9 +27,9 @@ from nix_formats.errors import DecompressedTooLargeError, NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.nar import NarParser
 from nix_formats.narinfo import NarInfo
-from storage_network.auth import Publisher
-from storage_network.network_client import NetworkClient
-from storage_network.publish import publish_record, store_payload
+from storage_network.client import NetworkClient
+from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import publish_record, store_payload
 from uploader.push import nar_url
 
 from .errors import UploadRejectedError

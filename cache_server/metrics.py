@@ -9,7 +9,7 @@ method, status}``, ``nixshard_gateway_request_seconds{route, method}``,
 ``nixshard_gateway_bytes_sent_total{route}``,
 ``nixshard_gateway_bytes_received_total``, ``nixshard_gateway_aborted_total{route}``
 for transfers cut off after their headers): see
-:mod:`storage_network.http_metrics` for what is counted and when.  Routes
+:mod:`http_serving.metrics` for what is counted and when.  Routes
 are labelled by their pattern (``/nar/{file}``), never by the raw path, so
 the number of series stays bounded.  The metrics are created once, at
 import: every gateway app of the process (several in tests) counts into them.
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from prometheus_client import REGISTRY, Counter, Gauge
 
-from storage_network.http_metrics import RequestMetrics
+from http_serving.metrics import RequestMetrics
 
 HTTP = RequestMetrics("nixshard_gateway", REGISTRY)
 NAR_CACHE_OUTCOMES = Counter("nixshard_gateway_nar_cache_total",

@@ -1,6 +1,6 @@
 """The uncompressed payload of a record (a NAR, a build log) as an async stream of pieces.
 
-Every chunk's frame comes from :func:`storage_network.fetch.stream_payload`
+Every chunk's frame comes from :func:`storage_network.read.fetch.stream_payload`
 (shards verified against the signed manifest) and is decompressed on the
 network client's thread pool, one frame at a time: memory is bounded by
 the prefetch window, never by the payload size.  A frame decompresses to
@@ -17,9 +17,9 @@ from collections.abc import AsyncIterator
 
 import zstandard
 
-from storage_network.fetch import FetchPlan, stream_payload
-from storage_network.manifest import ChunkRef
-from storage_network.network_client import NetworkClient
+from storage_network.client import NetworkClient
+from storage_network.read.fetch import FetchPlan, stream_payload
+from storage_network.wire.manifest import ChunkRef
 
 from .errors import BadRecordError
 

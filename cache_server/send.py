@@ -6,7 +6,7 @@ verified frame turns out bad, the local disk fails with no way around it),
 the connection is aborted, so the client sees a short transfer and never a
 clean end (the data-loss bug the design brief names).  Such a failure is
 expected: it is logged in one line without a traceback, the answer is
-marked aborted (:func:`storage_network.http_metrics.mark_aborted`: the
+marked aborted (:func:`http_serving.metrics.mark_aborted`: the
 access log and ``nixshard_gateway_aborted_total``, with the status the
 client got) and the handler returns normally, so aiohttp neither logs
 ``Error handling request`` nor tries a second answer.  A client that goes
@@ -21,9 +21,9 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from http_serving.metrics import mark_aborted
 from nix_formats.errors import NixFormatError
 from storage_network.errors import StorageNetworkError
-from storage_network.http_metrics import mark_aborted
 
 from .errors import CacheServerError
 

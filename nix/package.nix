@@ -16,7 +16,7 @@
 #   LD_LIBRARY_PATH; without it creating the codec raises
 #   ECBackendNotAvailable. postInstall checks that the backend loads.
 # - fastcdc must load its compiled Cython module (the pure-Python fallback is
-#   ~100x slower); storage_network.chunker imports `fastcdc.fastcdc_cy`
+#   ~100x slower); storage_network.coding.chunker imports `fastcdc.fastcdc_cy`
 #   directly, so pythonImportsCheck below fails the build if it is missing.
 {
   lib,
@@ -75,8 +75,8 @@ python3Packages.buildPythonApplication {
   # Runs even with doCheck = false: the compiled chunker and the CLI import.
   pythonImportsCheck = [
     "nixshard.cli"
-    "storage_network.chunker"
-    "storage_network.codec"
+    "storage_network.coding.chunker"
+    "storage_network.coding.codec"
     "cache_server.cli"
     "storage_node.cli"
     "uploader.cli"

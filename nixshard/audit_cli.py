@@ -10,18 +10,18 @@ from pathlib import Path
 
 import click
 
-from storage_network.audit import (
+from storage_network.client import NetworkClient
+from storage_network.config import Network, load_network
+from storage_network.errors import NetworkFileError
+from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
+from storage_network.upkeep.audit import (
     DEFAULT_DEADLINE,
     DEFAULT_SAMPLE,
     AuditReport,
     audit_network,
     update_scores,
 )
-from storage_network.errors import NetworkFileError
-from storage_network.inventory import Inventory, take_inventory
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, load_network
-from storage_network.scores import Scores, ScoresFileError, default_scores_path
+from storage_network.upkeep.inventory import Inventory, take_inventory
 
 COLUMNS = ("expected", "sampled", "held", "missing", "corrupt", "late", "unreachable")
 

@@ -6,8 +6,8 @@ import json
 
 import click
 
-from storage_network.durability import durability_table
-from storage_network.network_file import ChunkingParams
+from storage_network.config import ChunkingParams
+from storage_network.upkeep.durability import durability_table
 
 from .cli_common import network_or_exit
 

@@ -1,6 +1,6 @@
 """``nixshard gc``: expire records by age or last read, delete unreferenced shards.
 
-See :mod:`storage_network.gc` for what is deleted and why a push running
+See :mod:`storage_network.upkeep.gc` for what is deleted and why a push running
 meanwhile loses nothing, and docs/gc.md for the operator's view.
 """
 
@@ -12,10 +12,10 @@ import re
 
 import click
 
-from storage_network.auth import Publisher
-from storage_network.gc import GcReport, collect_garbage
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network
+from storage_network.client import NetworkClient
+from storage_network.config import Network
+from storage_network.upkeep.gc import GcReport, collect_garbage
+from storage_network.wire.write_auth import Publisher
 from uploader.push import format_bytes
 
 from .cli_common import network_or_exit, publisher_or_exit

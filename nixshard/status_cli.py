@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
+from storage_network.client import NetworkClient
+from storage_network.config import Network
 from storage_network.errors import NodeError
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network
-from storage_network.scores import Scores, ScoresFileError, default_scores_path
+from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 
 from .cli_common import network_or_exit
 

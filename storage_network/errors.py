@@ -75,7 +75,7 @@ class RecordUnavailableError(StorageNetworkError):
 
 
 class ShardBatchError(StorageNetworkError):
-    """A batched shard transfer is malformed (see :mod:`storage_network.shard_batch`)."""
+    """A batched shard transfer is malformed (see :mod:`storage_network.wire.shard_batch`)."""
 
 
 class ShardTooLargeError(ShardBatchError):
@@ -84,4 +84,4 @@ class ShardTooLargeError(ShardBatchError):
 
 class RecordConflictError(StorageNetworkError):
     """A record could not be published: the key already holds a record of other
-    content (the first committed content wins; see :mod:`storage_network.record`)."""
+    content (the first committed content wins; see :mod:`storage_network.wire.record`)."""

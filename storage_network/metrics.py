@@ -23,7 +23,7 @@ because a hedge won are not observed):
     ``missing`` (the node claimed the shard but answered 404) or ``bad``
     (the body failed verification against the stripe root).
 
-Node requests of every kind (the client side of :mod:`storage_network.node_client`):
+Node requests of every kind (the client side of :mod:`storage_network.nodes.http`):
 
 ``nixshard_node_queue_seconds{node}``
     histogram, seconds a request waited *inside the client* for one of the
@@ -34,7 +34,7 @@ Node requests of every kind (the client side of :mod:`storage_network.node_clien
     ``client`` when the client's event loop stalled meanwhile (such a
     timeout does not count against the node).
 
-Chunks (one sample per chunk rebuilt by :func:`storage_network.fetch.fetch_chunk`, for
+Chunks (one sample per chunk rebuilt by :func:`storage_network.read.fetch.fetch_chunk`, for
 the daemon's reads and, in its own process, for ``nixshard repair``):
 
 ``nixshard_chunks_fetched_total``
@@ -46,7 +46,7 @@ the daemon's reads and, in its own process, for ``nixshard repair``):
     and is not degraded.
 ``nixshard_decode_seconds``
     histogram, seconds spent in :meth:`StripeCodec.decode
-    <storage_network.codec.StripeCodec.decode>` per chunk (attempt).
+    <storage_network.coding.codec.StripeCodec.decode>` per chunk (attempt).
 """
 
 from __future__ import annotations

@@ -10,14 +10,14 @@ A node stores two kinds of objects under its data directory:
   stores only records signed by a publisher key it accepts.
 
 Reads are open; writes need a publisher's request signature, bound to this
-node's id and carrying a nonce it has not seen (:mod:`storage_network.auth`,
+node's id and carrying a nonce it has not seen (:mod:`storage_network.wire.write_auth`,
 :mod:`storage_node.write_auth`, :mod:`storage_node.replay`).  Everything a
 request carries is hostile input: signature headers are checked before any
 body byte is read, bodies are read within a node-wide budget of bytes
 (:mod:`storage_node.budget`) and a stall deadline (:mod:`storage_node.body`),
 and every refusal is a specific 4xx with one log line
 (:mod:`storage_node.responses`).  Record versions follow
-:func:`storage_network.record.replacement` (:mod:`storage_node.routes_records`).
+:func:`storage_network.wire.record.replacement` (:mod:`storage_node.routes_records`).
 Start one with ``nixshard node`` or
 ``python -m storage_node``; build one in-process with
 :func:`storage_node.app.create_app`.

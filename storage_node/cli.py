@@ -15,12 +15,12 @@ from pathlib import Path
 import click
 from aiohttp import web
 
-from storage_network.access_log import AccessLogger, buffered_logger, flush_logger
-from storage_network.addresses import parse_host_port
-from storage_network.auth import PublisherKey, parse_publisher_key
+from http_serving.access_log import AccessLogger, buffered_logger, flush_logger
+from http_serving.addresses import parse_host_port
+from http_serving.server import run_app
+from storage_network.config import Network, load_network
 from storage_network.errors import AuthError, NetworkFileError
-from storage_network.http_server import run_app
-from storage_network.network_file import Network, load_network
+from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
 
 from .app import create_app
 from .appkeys import STORE
@@ -37,7 +37,7 @@ from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_fault
 
 log = logging.getLogger("nixshard.node")
 ACCESS_LOGGER = "nixshard.node.access"
-"""One line per answered request (:mod:`storage_network.access_log`)."""
+"""One line per answered request (:mod:`http_serving.access_log`)."""
 
 
 def parse_listen(text: str) -> tuple[str, int]:

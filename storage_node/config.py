@@ -6,8 +6,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage_network.auth import PublisherKey
-from storage_network.network_file import NODE_ID_RE
+from storage_network.config import NODE_ID_RE
+from storage_network.wire.write_auth import PublisherKey
 
 from .errors import ConfigError
 from .faults import Faults
@@ -57,7 +57,7 @@ class NodeConfig:
 
         Raises:
             ConfigError: no publisher key, a node id that does not match
-                :data:`storage_network.network_file.NODE_ID_RE`, a
+                :data:`storage_network.config.NODE_ID_RE`, a
                 non-positive size limit, or a non-positive or infinite
                 number of seconds.
         """

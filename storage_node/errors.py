@@ -78,7 +78,7 @@ class PreconditionFailed(RequestError):
 
 class Conflict(RequestError):
     """409: a record older than the one held, or of another content (see
-    :mod:`storage_network.record`)."""
+    :mod:`storage_network.wire.record`)."""
 
     status = 409
 

@@ -56,7 +56,7 @@ from typing import NoReturn
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
-from storage_network.stripe import SHARD_ID_RE
+from storage_network.wire.stripe import SHARD_ID_RE
 
 from .errors import BadRequest
 from .store import RECORD_KEY_RE, Store

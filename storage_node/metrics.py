@@ -2,12 +2,12 @@
 
 Every app has its own :class:`prometheus_client.CollectorRegistry` (several
 nodes may run in one process, e.g. in tests), exposed in the Prometheus text
-format 0.0.4 (:data:`storage_network.http_metrics.CONTENT_TYPE`):
+format 0.0.4 (:data:`http_serving.metrics.CONTENT_TYPE`):
 
 ``nixshard_node_requests_total{route, method, status}``,
 ``nixshard_node_request_seconds{route, method}``,
 ``nixshard_node_bytes_sent_total{route}``, ``nixshard_node_bytes_received_total``
-    the requests, counted by :class:`storage_network.http_metrics.RequestMetrics`
+    the requests, counted by :class:`http_serving.metrics.RequestMetrics`
     (see there for what is counted and when).  Refusals from
     :mod:`storage_node.responses` count with their own status.
 ``nixshard_node_shards``, ``nixshard_node_shard_bytes``, ``nixshard_node_records``,
@@ -32,8 +32,8 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from storage_network import http_metrics
-from storage_network.http_metrics import CONTENT_TYPE, RequestMetrics
+from http_serving import metrics as http_metrics
+from http_serving.metrics import CONTENT_TYPE, RequestMetrics
 
 from .budget import BodyBudget
 from .store import Store

@@ -1,7 +1,7 @@
 """The nonces of accepted signed writes, so a captured write cannot be sent again.
 
 Every signed write carries a random nonce and a date (see
-:mod:`storage_network.auth`); a node accepts a write only within
+:mod:`storage_network.wire.write_auth`); a node accepts a write only within
 ``max_skew`` seconds of its date, so it needs to remember a nonce only
 until its date leaves that window.  The ledger keeps them in memory and
 appends each to ``<data dir>/nonces`` (one ``<date> <nonce>`` line), so a

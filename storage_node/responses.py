@@ -10,7 +10,7 @@ A client that goes away while its answer is being written (a connection
 reset or a broken pipe on a write, aiohttp's ``ClientConnectionResetError``)
 is not a storage error: it is logged once at INFO, ``client went away ...``,
 without a traceback, the answer is marked aborted
-(:func:`storage_network.http_metrics.mark_aborted`: the access log and
+(:func:`http_serving.metrics.mark_aborted`: the access log and
 ``nixshard_node_aborted_total``, with the status the client got), and
 nothing more is sent.
 """
@@ -24,8 +24,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from storage_network.auth import AUTH_SCHEME
-from storage_network.http_metrics import mark_aborted
+from http_serving.metrics import mark_aborted
+from storage_network.wire.write_auth import AUTH_SCHEME
 
 from .errors import BodyStalled, Busy, NotFound, RequestError, Unauthorized
 

@@ -1,4 +1,4 @@
-"""``POST /proofs``: answer a storage challenge (see :mod:`storage_network.proofs`).
+"""``POST /proofs``: answer a storage challenge (see :mod:`storage_network.wire.proofs`).
 
 Body: ``{"nonce": "<32-128 hex digits>", "ids": [shard id, ...]}`` (at most
 1000 ids, 256 KiB).  The node reads every listed shard from disk and
@@ -21,8 +21,8 @@ import re
 from aiohttp import web
 
 from storage_network.errors import ShardProofError
-from storage_network.proofs import MAX_IDS, MAX_NONCE_BYTES, MIN_NONCE_BYTES, answer_entry
-from storage_network.stripe import parse_shard_id
+from storage_network.wire.proofs import MAX_IDS, MAX_NONCE_BYTES, MIN_NONCE_BYTES, answer_entry
+from storage_network.wire.stripe import parse_shard_id
 
 from .appkeys import STORE
 from .body import json_type, parse_json, read_body

@@ -2,15 +2,15 @@
 
 A record key is 32 characters of ``[0-9a-z]`` (to nixshard, a store-path
 hash part; the node does not need to know).  The node stores a record only
-if :func:`storage_network.record.open_record` accepts it under that key
+if :func:`storage_network.wire.record.open_record` accepts it under that key
 with one of the node's publisher keys, so it never holds a record an
 accepted publisher did not sign.
 
 The node keeps one version per key: a record or a tombstone (the signed
-deletion of the key, :func:`storage_network.record.seal_tombstone`), both
+deletion of the key, :func:`storage_network.wire.record.seal_tombstone`), both
 ``PUT`` the same way, and a ``GET`` serves whichever is held.  Whether an
 incoming version replaces the held one is
-:func:`storage_network.record.replacement` (the table in
+:func:`storage_network.wire.record.replacement` (the table in
 ``docs/consistency.md``): 201 when nothing was held, 200 for the same bytes
 or a newer version that may replace it, 409 when the node holds a newer
 version, or a record of another content (the first committed content
@@ -38,10 +38,10 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from storage_network.auth import WriteClaim
 from storage_network.errors import RecordError
-from storage_network.node_client import PEEK_HEADER
-from storage_network.record import Record, Replacement, open_record, replacement
+from storage_network.nodes.http import PEEK_HEADER
+from storage_network.wire.record import Record, Replacement, open_record, replacement
+from storage_network.wire.write_auth import WriteClaim
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, read_body

@@ -1,10 +1,10 @@
 """Shard endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /shards/{id}``, ``POST /shards/has``
 and the batched ``POST /shards/batch-get`` / ``POST /shards/batch-put``
-(wire format: :mod:`storage_network.shard_batch`).
+(wire format: :mod:`storage_network.wire.shard_batch`).
 
 A shard id is ``<64 hex stripe root>.<index 0-255>``; the node checks on
 write that the body's Merkle proof leads from the fragment to that root
-(:func:`storage_network.stripe.verify_shard`), so it stores only shards
+(:func:`storage_network.wire.stripe.verify_shard`), so it stores only shards
 that match their ids.  Shards are immutable: a second PUT of a stored id
 answers 200 and leaves the stored bytes as they are, but sets the file's
 mtime to now -- unless the stored bytes no longer match the id (rot,
@@ -12,7 +12,7 @@ tampering): a signed PUT of good bytes then replaces them (201,
 ``"healed": true``; logged, counted in ``nixshard_node_shards_healed_total``).
 This is how repair heals corruption.
 
-The mtime is the garbage collector's clock (see :mod:`storage_network.gc`):
+The mtime is the garbage collector's clock (see :mod:`storage_network.upkeep.gc`):
 a signed ``POST /shards/has`` with ``"touch": true`` sets it on every listed
 shard the node holds, and ``DELETE /shards/{id}?before=T`` (signed over the
 path with its query) deletes a shard only if its mtime is earlier than T,
@@ -28,10 +28,10 @@ import math
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
-from storage_network.auth import WriteClaim
 from storage_network.errors import ShardBatchError, ShardProofError, ShardTooLargeError
-from storage_network.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_put_batch
-from storage_network.stripe import parse_shard_id, verify_shard
+from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_put_batch
+from storage_network.wire.stripe import parse_shard_id, verify_shard
+from storage_network.wire.write_auth import WriteClaim
 
 from .appkeys import CONFIG, STORE
 from .body import check_declared_length, json_type, parse_json, read_body
@@ -162,7 +162,7 @@ def parse_id_list(body: bytes | bytearray, what: str) -> tuple[list[str], bool]:
 
 
 async def batch_get(request: web.Request) -> web.StreamResponse:
-    """Send many stored shards in one answer (format: :mod:`storage_network.shard_batch`).
+    """Send many stored shards in one answer (format: :mod:`storage_network.wire.shard_batch`).
 
     Body ``{"ids": [...]}`` (at most 10000 ids, 2 MiB).  The answer streams
     the shards in request order as they are read, a marker for each one not

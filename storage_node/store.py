@@ -15,7 +15,7 @@ a reader never sees a partial file and a crash leaves at worst a stray file
 in ``tmp/`` (removed at the next start).
 
 A write of a shard already held checks the stored bytes against the id
-(:func:`storage_network.stripe.verify_shard`): bytes that still match are
+(:func:`storage_network.wire.stripe.verify_shard`): bytes that still match are
 kept, bytes that no longer do (disk rot, tampering) are replaced by the
 incoming ones, which the caller has checked (this is how repair heals
 corruption; counted in :attr:`StoreStats.healed`).  A record write is
@@ -23,11 +23,11 @@ decided and done under one lock per store (:meth:`Store.write_record`), so
 two writers of one key cannot both act on what they read before the other
 wrote.
 
-Names are validated against :data:`storage_network.stripe.SHARD_ID_RE` and
+Names are validated against :data:`storage_network.wire.stripe.SHARD_ID_RE` and
 :data:`RECORD_KEY_RE` before any path is built, so no request can name a
 file outside the data directory.
 
-File times carry garbage-collection state (see :mod:`storage_network.gc`):
+File times carry garbage-collection state (see :mod:`storage_network.upkeep.gc`):
 
 - a shard's mtime is when it was last written or touched: a PUT of a shard
   already held and a signed ``has`` with ``touch`` set it to now, so a
@@ -65,8 +65,8 @@ from types import TracebackType
 from typing import IO
 
 from storage_network.errors import ShardProofError
-from storage_network.node_client import ListedRecord, ListedShard
-from storage_network.stripe import SHARD_ID_RE, parse_shard_id, verify_shard
+from storage_network.nodes.http import ListedRecord, ListedShard
+from storage_network.wire.stripe import SHARD_ID_RE, parse_shard_id, verify_shard
 
 from .errors import DataDirError
 

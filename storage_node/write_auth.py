@@ -1,4 +1,4 @@
-"""Checking the publisher signature on write requests (see :mod:`storage_network.auth`).
+"""Checking the publisher signature on write requests (see :mod:`storage_network.wire.write_auth`).
 
 Everything that needs no body byte is checked first (:func:`precheck_write`:
 header syntax, date window, key name, node binding, an unused nonce), so
@@ -11,8 +11,13 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from storage_network.auth import MAX_SKEW_SECONDS, PublisherKey, WriteClaim, parse_write_claim
 from storage_network.errors import AuthError, MissingSignatureError
+from storage_network.wire.write_auth import (
+    MAX_SKEW_SECONDS,
+    PublisherKey,
+    WriteClaim,
+    parse_write_claim,
+)
 
 from .appkeys import CONFIG, NONCES
 from .body import read_body

@@ -10,7 +10,7 @@
         stop_nodes(nodes)
 
 Node ids are ``node-1`` ... ``node-N`` in start order, the ids
-:func:`storage_network.network_file.init_network` gives to the URLs in the
+:func:`storage_network.config.init_network` gives to the URLs in the
 same order.
 """
 
@@ -29,7 +29,7 @@ import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from nixshard.localnet import free_port, new_publisher
-from storage_network.auth import Publisher, parse_publisher_secret, sha256, sign_write
+from storage_network.wire.write_auth import Publisher, parse_publisher_secret, sha256, sign_write
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 START_TIMEOUT_SECONDS = 20.0

@@ -15,7 +15,7 @@ from click.testing import CliRunner
 from nixshard.cli import main
 from nixshard.config_file import config_keys
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.network_file import ChunkingParams
+from storage_network.config import ChunkingParams
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 COMMANDS = {"gateway.toml": "serve", "node.toml": "node", "push.toml": "push"}

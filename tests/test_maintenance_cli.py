@@ -8,7 +8,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from nixshard.cli import main
-from storage_network.network_file import init_network, load_network, write_network
+from storage_network.config import init_network, load_network, write_network
 
 URLS = [f"http://127.0.0.1:{9100 + i}" for i in range(1, 7)]
 

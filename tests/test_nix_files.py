@@ -290,7 +290,7 @@ def test_package_matches_pyproject() -> None:
     assert got["makeWrapperArgs"][:3] == ["--prefix", "LD_LIBRARY_PATH", ":"]
     assert "isa-l/lib" in got["makeWrapperArgs"][3]
     assert "isa_l_rs_cauchy" in got["postInstall"]
-    assert "storage_network.chunker" in got["pythonImportsCheck"]
+    assert "storage_network.coding.chunker" in got["pythonImportsCheck"]
     script = project["scripts"]["nixshard"].split(":")[0]
     assert script in got["pythonImportsCheck"]
 

@@ -2,7 +2,7 @@
 
 Per store path: skip it if the network already holds a record for it; else
 stream its NAR (:func:`nix_formats.nar.dump_path`) through
-:func:`storage_network.publish.store_payload`, check the NarHash against the
+:func:`storage_network.write.publish.store_payload`, check the NarHash against the
 Nix database, write the narinfo (``Compression: zstd``, a ``Sig:`` by the
 Nix signing key) and publish the signed record last.
 
@@ -27,12 +27,12 @@ from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
-from storage_network.auth import Publisher
+from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError, StorageNetworkError
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.publish import PublishStats, publish_record, store_payload
-from storage_network.record_lookup import fetch_record
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import PublishStats, publish_record, store_payload
 
 from .closure import PathInfo, topological_order
 from .errors import PushError, PushFailedError

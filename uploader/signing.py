@@ -14,8 +14,8 @@ from pathlib import Path
 
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import SecretKey
-from storage_network.auth import Publisher, parse_publisher_secret
 from storage_network.errors import AuthError
+from storage_network.wire.write_auth import Publisher, parse_publisher_secret
 
 from .errors import SecretError, SigningKeyError
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from storage_network.node_health import Standing
+from storage_network.nodes.health import Standing
 
 from ..state import NAR_CACHE, NETWORK
 

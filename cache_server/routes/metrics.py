@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 from prometheus_client import REGISTRY, generate_latest
 
-from storage_network.http_metrics import CONTENT_TYPE
+from http_serving.metrics import CONTENT_TYPE
 
 
 async def metrics(request: web.Request) -> web.Response:

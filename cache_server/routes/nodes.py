@@ -11,7 +11,7 @@ Answer (counters since the daemon started; times in seconds, sizes in bytes)::
 
 ``reason`` is the last thing that went wrong with the node; ``out_seconds``
 is what is left of its bench or demotion; ``score`` its audit score
-(see :mod:`storage_network.node_health`).  Nodes are listed in network-file order.
+(see :mod:`storage_network.nodes.health`).  Nodes are listed in network-file order.
 """
 
 from __future__ import annotations

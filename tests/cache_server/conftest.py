@@ -15,8 +15,8 @@ import pytest
 from nix_formats.keys import SecretKey
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.network_file import ChunkingParams
-from storage_network.scores import Scores
+from storage_network.config import ChunkingParams
+from storage_network.nodes.scores import Scores
 from tests.conftest import IN_CI
 from uploader.cli import run_push
 from uploader.closure import PathInfo

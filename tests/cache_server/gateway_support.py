@@ -18,7 +18,7 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
-from storage_network.network_file import ChunkingParams
+from storage_network.config import ChunkingParams
 from tests.netsupport import scrape
 
 USER, PASSWORD = "ci", "s3cret-pass"

@@ -24,12 +24,12 @@ from prometheus_client import REGISTRY
 from cache_server.app import create_app
 from cache_server.config import ServeConfig, UploadConfig, UpstreamConfig
 from cache_server.send import send_body
+from http_serving.access_log import AccessLogger
+from http_serving.metrics import RequestMetrics, setup
 from nix_formats.keys import SecretKey
-from storage_network.access_log import AccessLogger
-from storage_network.auth import Publisher
+from storage_network.config import Network, NodeInfo
 from storage_network.errors import ChunkUnavailableError
-from storage_network.http_metrics import RequestMetrics, setup
-from storage_network.network_file import Network, NodeInfo
+from storage_network.wire.write_auth import Publisher
 
 from .gateway_support import PASSWORD, USER, basic
 
@@ -59,7 +59,7 @@ class Served:
 
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[Served]:
-    """Serve ``app`` as storage_network.http_server.serve_app does (access log included)."""
+    """Serve ``app`` as http_serving.server.serve_app does (access log included)."""
     runner = web.AppRunner(app, access_log=logging.getLogger(ACCESS),
                            access_log_class=AccessLogger)
     await runner.setup()

@@ -193,7 +193,7 @@ def test_narinfo_for_another_path_and_garbage_narinfo_are_400(gw: Gateway, store
 
 def test_uploads_disabled_without_credentials(tmp_path: Path) -> None:
     from nixshard.localnet import LocalNetwork, new_publisher
-    from storage_network.network_file import ChunkingParams
+    from storage_network.config import ChunkingParams
     publisher, _ = new_publisher("gw-off-1")
     with LocalNetwork(tmp_path, publisher) as net:
         net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))

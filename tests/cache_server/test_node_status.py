@@ -14,8 +14,8 @@ from click.testing import CliRunner
 from cache_server.cli import load_scores, serve_command
 from nix_formats.hash import parse_nix_hash
 from nix_formats.narinfo import NarInfo
-from storage_network.network_file import init_network, write_network
-from storage_network.scores import Scores
+from storage_network.config import init_network, write_network
+from storage_network.nodes.scores import Scores
 from tests.netsupport import make_publisher
 
 from .conftest import StalledServed

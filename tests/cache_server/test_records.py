@@ -11,8 +11,8 @@ import asyncio
 import pytest
 
 from cache_server.records import RecordLookup
+from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError
-from storage_network.network_client import NetworkClient
 from tests.netsupport import scrape
 
 from .conftest import Served

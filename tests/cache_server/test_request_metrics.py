@@ -12,8 +12,8 @@ from prometheus_client import REGISTRY
 
 from cache_server.app import create_app
 from cache_server.config import ServeConfig
-from storage_network.http_metrics import CONTENT_TYPE
-from storage_network.network_file import Network, NodeInfo
+from http_serving.metrics import CONTENT_TYPE
+from storage_network.config import Network, NodeInfo
 
 USER, PASSWORD = "ci", "s3cret-pass"
 

@@ -12,10 +12,10 @@ import zstandard
 
 from nix_formats.hash import parse_nix_hash
 from nix_formats.narinfo import NarInfo
-from storage_network.auth import Publisher
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.publish import publish_record
+from storage_network.client import NetworkClient
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import publish_record
 from tests.netsupport import scrape
 
 from .conftest import Served
@@ -136,7 +136,7 @@ def test_record_for_another_path_is_502(served: Served) -> None:
 def test_record_signed_by_unknown_key_is_refused(own_served: Served) -> None:
     """A forged record planted on every node's disk is never served."""
     from nixshard.localnet import new_publisher
-    from storage_network.record import seal_record
+    from storage_network.wire.record import seal_record
 
     stranger, _ = new_publisher("stranger-1")
     key = own_served.info.store_path.hash_part

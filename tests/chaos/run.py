@@ -40,8 +40,8 @@ import zstandard
 
 from nix_formats.hash import parse_nix_hash
 from nixshard.localnet import LocalNetwork, env_with_nix_config, free_port, new_publisher
-from storage_network.auth import parse_publisher_secret
-from storage_network.network_file import ChunkingParams, init_network, write_network
+from storage_network.config import ChunkingParams, init_network, write_network
+from storage_network.wire.write_auth import parse_publisher_secret
 from tests.netsupport import peak_rss
 
 REPO_ROOT = Path(__file__).resolve().parents[2]

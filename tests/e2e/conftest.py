@@ -14,7 +14,7 @@ import pytest
 
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, env_with_nix_config
-from storage_network.auth import parse_publisher_secret
+from storage_network.wire.write_auth import parse_publisher_secret
 
 BIG_TREE_CANDIDATES = ("/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/python3")
 MIN_BIG_TREE = 20 * 1000 * 1000

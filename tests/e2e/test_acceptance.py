@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from nixshard.localnet import LocalNetwork
-from storage_network.placement import record_nodes
+from storage_network.nodes.placement import record_nodes
 
 from .conftest import Closure, NixKey, nix, nixshard
 

@@ -29,7 +29,7 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, free_port
-from storage_network.auth import parse_publisher_secret
+from storage_network.wire.write_auth import parse_publisher_secret
 from tests.netsupport import scrape
 
 from .conftest import NixKey, nix

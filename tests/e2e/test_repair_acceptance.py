@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork
-from storage_network.auth import parse_publisher_secret
+from storage_network.wire.write_auth import parse_publisher_secret
 
 from .conftest import Closure, NixKey, nixshard
 from .test_acceptance import copy_from, nar_hashes, push, verify

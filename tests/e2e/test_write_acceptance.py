@@ -36,11 +36,11 @@ import httpx
 import pytest
 
 from nixshard.localnet import LocalNetwork
-from storage_network.auth import parse_publisher_secret
-from storage_network.locate import locate_shards
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network
-from storage_network.record_lookup import fetch_record
+from storage_network.client import NetworkClient
+from storage_network.config import Network
+from storage_network.read.locate import locate_shards
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.write_auth import parse_publisher_secret
 from tests.storage_network.write_faults import fill, full_disk
 
 from .conftest import Closure, NixKey, nixshard

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.auth import Publisher
-from storage_network.network_file import ChunkingParams
+from storage_network.config import ChunkingParams
+from storage_network.wire.write_auth import Publisher
 
 NODES, K, M = 6, 4, 2
 SMALL_CHUNKS = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)

@@ -10,9 +10,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from storage_network.config import NodeInfo
 from storage_network.errors import NodeAnswerError, NodeTimeoutError
-from storage_network.network_file import NodeInfo
-from storage_network.node_client import AnswerBudget, Deadlines, NodeClient
+from storage_network.nodes.http import AnswerBudget, Deadlines, NodeClient
 from tests.netsupport import NodeProcess, make_publisher
 
 MiB = 1 << 20

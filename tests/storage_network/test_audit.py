@@ -1,4 +1,4 @@
-"""``nixshard audit`` and storage_network.audit against real node processes."""
+"""``nixshard audit`` and storage_network.upkeep.audit against real node processes."""
 
 from __future__ import annotations
 
@@ -12,20 +12,20 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork
-from storage_network.audit import (
+from storage_network.client import NetworkClient
+from storage_network.nodes.placement import shard_nodes
+from storage_network.nodes.scores import Scores
+from storage_network.upkeep.audit import (
     DEFAULT_SAMPLE,
     AuditReport,
     audit_network,
     sample_size,
     update_scores,
 )
-from storage_network.inventory import take_inventory
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.placement import shard_nodes
-from storage_network.publish import publish_record, store_payload
-from storage_network.scores import Scores
-from storage_network.stripe import shard_id
+from storage_network.upkeep.inventory import take_inventory
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.stripe import shard_id
+from storage_network.write.publish import publish_record, store_payload
 
 from .conftest import NODES, K, M, payload, record_key
 

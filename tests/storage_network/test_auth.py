@@ -1,4 +1,4 @@
-"""Publisher keys and signed write requests (storage_network.auth)."""
+"""Publisher keys and signed write requests (storage_network.wire.write_auth)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import base64
 import pytest
 from nacl.signing import SigningKey
 
-from storage_network.auth import (
+from storage_network.errors import AuthError, MissingSignatureError
+from storage_network.wire.write_auth import (
     AUTH_SCHEME,
     DATE_HEADER,
     MAX_SKEW_SECONDS,
@@ -22,7 +23,6 @@ from storage_network.auth import (
     sign_write,
     verify_write,
 )
-from storage_network.errors import AuthError, MissingSignatureError
 
 NOW = 1_700_000_000.0
 PATH = "/shards/" + "ab" * 32 + ".3"

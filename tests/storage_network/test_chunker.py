@@ -1,4 +1,4 @@
-"""Streaming content-defined chunking (storage_network.chunker) against FastCDC itself."""
+"""Streaming content-defined chunking (storage_network.coding.chunker) against FastCDC itself."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import random
 import pytest
 from fastcdc.fastcdc_cy import fastcdc_cy
 
-from storage_network.chunker import iter_chunks
-from storage_network.network_file import ChunkingParams
+from storage_network.coding.chunker import iter_chunks
+from storage_network.config import ChunkingParams
 
 SMALL = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)
 MB = 1_000_000

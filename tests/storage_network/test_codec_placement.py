@@ -1,4 +1,5 @@
-"""Erasure codec (storage_network.codec) and rendezvous placement (storage_network.placement)."""
+"""Erasure codec (storage_network.coding.codec) and rendezvous placement
+(storage_network.nodes.placement)."""
 
 from __future__ import annotations
 
@@ -11,11 +12,11 @@ import pytest
 import zstandard
 from pyeclib.ec_iface import ECDriverError
 
-from storage_network.codec import StripeCodec
+from storage_network.coding.codec import StripeCodec
+from storage_network.config import NodeInfo
 from storage_network.errors import ChunkUnavailableError
-from storage_network.network_file import NodeInfo
-from storage_network.placement import ranking, record_nodes, shard_nodes
-from storage_network.stripe import verify_shard
+from storage_network.nodes.placement import ranking, record_nodes, shard_nodes
+from storage_network.wire.stripe import verify_shard
 
 K, M = 4, 2
 

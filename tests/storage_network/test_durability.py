@@ -7,7 +7,12 @@ import math
 
 import pytest
 
-from storage_network.durability import any_lost, chunk_loss, durability_table, replication_loss
+from storage_network.upkeep.durability import (
+    any_lost,
+    chunk_loss,
+    durability_table,
+    replication_loss,
+)
 
 
 @pytest.mark.parametrize(("k", "m", "p", "expected"), [

@@ -18,20 +18,20 @@ from click.testing import CliRunner
 
 from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.auth import Publisher
+from storage_network.client import NetworkClient
+from storage_network.config import init_network, load_network, parse_network
 from storage_network.errors import NetworkFileError, NodeError, NotFoundError
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.gc import GcReport, collect_garbage
-from storage_network.inventory import take_inventory
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import init_network, load_network, parse_network
-from storage_network.node_client import ListedShard
-from storage_network.placement import record_nodes
-from storage_network.publish import check_push_window, publish_record, store_payload
-from storage_network.record import open_record, seal_record
-from storage_network.record_lookup import fetch_record
-from storage_network.stripe import shard_id
+from storage_network.nodes.http import ListedShard
+from storage_network.nodes.placement import record_nodes
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.record_lookup import fetch_record
+from storage_network.upkeep.gc import GcReport, collect_garbage
+from storage_network.upkeep.inventory import take_inventory
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.record import open_record, seal_record
+from storage_network.wire.stripe import shard_id
+from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import check_push_window, publish_record, store_payload
 
 from .conftest import NODES, payload, record_key, running_network
 

@@ -1,4 +1,4 @@
-"""Slow and idle clients lose their connections (storage_network.http_server)."""
+"""Slow and idle clients lose their connections (http_serving.server)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
+from http_serving.server import serve_app
 from nixshard.localnet import free_port
-from storage_network.http_server import serve_app
 
 BOUND = 20.0  # a generous bound on how long a guard may take to act (not a timing claim)
 

@@ -1,4 +1,4 @@
-"""Manifests (storage_network.manifest) and signed records (storage_network.record)."""
+"""Manifests (storage_network.wire.manifest) and signed records (storage_network.wire.record)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import struct
 import pytest
 from nacl.signing import SigningKey
 
-from storage_network.auth import Publisher, PublisherKey
-from storage_network.chunker import iter_chunks
+from storage_network.coding.chunker import iter_chunks
+from storage_network.config import ChunkingParams
 from storage_network.errors import RecordError
-from storage_network.manifest import MAGIC, ChunkRef, Manifest, make_manifest
-from storage_network.network_file import ChunkingParams
-from storage_network.record import MAGIC as RECORD_MAGIC
-from storage_network.record import open_record, seal_record
+from storage_network.wire.manifest import MAGIC, ChunkRef, Manifest, make_manifest
+from storage_network.wire.record import MAGIC as RECORD_MAGIC
+from storage_network.wire.record import open_record, seal_record
+from storage_network.wire.write_auth import Publisher, PublisherKey
 
 MIB = 1024 * 1024
 KEY = "0123456789abcdfghijklmnpqrsvwxyz"

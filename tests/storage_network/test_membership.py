@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from storage_network.config import Network, NodeInfo, init_network
 from storage_network.errors import NetworkFileError
-from storage_network.membership import with_node, without_node
-from storage_network.network_file import Network, NodeInfo, init_network
-from storage_network.placement import ranking
+from storage_network.nodes.placement import ranking
+from storage_network.upkeep.membership import with_node, without_node
 
 URLS = [f"http://127.0.0.1:{9000 + i}" for i in range(1, 7)]
 

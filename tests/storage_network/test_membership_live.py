@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from nixshard.localnet import LocalNetwork
-from storage_network.membership import with_node, without_node
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import NodeInfo
-from storage_network.record_lookup import fetch_record
-from storage_network.repair import repair_network
+from storage_network.client import NetworkClient
+from storage_network.config import NodeInfo
+from storage_network.read.record_lookup import fetch_record
+from storage_network.upkeep.membership import with_node, without_node
+from storage_network.upkeep.repair import repair_network
 
 from .test_network_failures import publish, read_back
 

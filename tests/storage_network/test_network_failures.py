@@ -6,18 +6,18 @@ import pytest
 import zstandard
 
 from nixshard.localnet import LocalNetwork, ManagedProcess
+from storage_network.client import NetworkClient
 from storage_network.errors import (
     ChunkUnavailableError,
     NodeError,
     NotFoundError,
     RecordUnavailableError,
 )
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.placement import record_nodes, shard_nodes
-from storage_network.publish import publish_record, store_payload
-from storage_network.record_lookup import fetch_record
+from storage_network.nodes.placement import record_nodes, shard_nodes
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.manifest import Manifest
+from storage_network.write.publish import publish_record, store_payload
 
 from .conftest import K, M, payload, record_key
 

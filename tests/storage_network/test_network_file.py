@@ -1,4 +1,4 @@
-"""The network file (storage_network.network_file): round trip and every refusal."""
+"""The network file (storage_network.config): round trip and every refusal."""
 
 from __future__ import annotations
 
@@ -7,9 +7,7 @@ from pathlib import Path
 import pytest
 from nacl.signing import SigningKey
 
-from storage_network.auth import Publisher
-from storage_network.errors import NetworkFileError
-from storage_network.network_file import (
+from storage_network.config import (
     ChunkingParams,
     Network,
     NodeInfo,
@@ -17,6 +15,8 @@ from storage_network.network_file import (
     load_network,
     write_network,
 )
+from storage_network.errors import NetworkFileError
+from storage_network.wire.write_auth import Publisher
 
 PUB = Publisher("pub-1", SigningKey(bytes([1]) * 32)).public
 PUB2 = Publisher("pub-2", SigningKey(bytes([2]) * 32)).public

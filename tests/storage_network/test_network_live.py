@@ -13,16 +13,16 @@ import pytest
 import zstandard
 
 from nixshard.localnet import LocalNetwork
-from storage_network.auth import Publisher
+from storage_network.client import NetworkClient
 from storage_network.errors import ChunkUnavailableError, NodeError, NotFoundError
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.manifest import ChunkRef, Manifest, make_manifest
-from storage_network.network_client import NetworkClient
-from storage_network.placement import record_nodes, shard_nodes
-from storage_network.publish import publish_record, store_payload
-from storage_network.record import seal_record
-from storage_network.record_lookup import fetch_record
-from storage_network.stripe import shard_id
+from storage_network.nodes.placement import record_nodes, shard_nodes
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.manifest import ChunkRef, Manifest, make_manifest
+from storage_network.wire.record import seal_record
+from storage_network.wire.stripe import shard_id
+from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import publish_record, store_payload
 from tests.netsupport import make_publisher
 
 from .conftest import SMALL_CHUNKS, K, M, payload, record_key

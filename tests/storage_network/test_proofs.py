@@ -1,4 +1,4 @@
-"""Storage challenges (storage_network.proofs): derivation, answers, and every tampering."""
+"""Storage challenges (storage_network.wire.proofs): derivation, answers, and every tampering."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import random
 import pytest
 
 from storage_network.errors import ShardProofError
-from storage_network.proofs import (
+from storage_network.wire.proofs import (
     CHALLENGES_PER_SHARD,
     MalformedAnswerError,
     answer_entry,
@@ -19,7 +19,7 @@ from storage_network.proofs import (
     verify_answer,
     verify_proof,
 )
-from storage_network.stripe import BLOCK_SIZE, block_count, build_stripe, shard_id
+from storage_network.wire.stripe import BLOCK_SIZE, block_count, build_stripe, shard_id
 
 NONCE = bytes(range(32))
 OTHER_NONCE = bytes(range(1, 33))

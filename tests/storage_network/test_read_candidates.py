@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.placement import ranking
-from storage_network.publish import store_payload
-from storage_network.stripe import shard_id
+from storage_network.nodes.placement import ranking
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.wire.stripe import shard_id
+from storage_network.write.publish import store_payload
 
 from .conftest import K, M, payload, running_network
 from .test_read_faults import FAULT_ENV, client, fault, number, stored, unzstd

@@ -16,15 +16,15 @@ import pytest
 import zstandard
 
 from nixshard.localnet import LocalNetwork
-from storage_network.fetch import WINDOW_CHUNKS, fetch_chunk, plan_fetch, stream_payload
-from storage_network.manifest import Manifest
-from storage_network.network_client import DEFAULT_HEDGE_AFTER, NetworkClient
-from storage_network.network_file import NodeInfo
-from storage_network.node_health import NodeHealth, Standing
-from storage_network.placement import ranking, shard_nodes
-from storage_network.publish import store_payload
-from storage_network.scores import Scores
-from storage_network.stripe import shard_id
+from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
+from storage_network.config import NodeInfo
+from storage_network.nodes.health import NodeHealth, Standing
+from storage_network.nodes.placement import ranking, shard_nodes
+from storage_network.nodes.scores import Scores
+from storage_network.read.fetch import WINDOW_CHUNKS, fetch_chunk, plan_fetch, stream_payload
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.stripe import shard_id
+from storage_network.write.publish import store_payload
 
 from .conftest import K, M, payload, running_network
 

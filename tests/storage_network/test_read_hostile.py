@@ -17,10 +17,10 @@ import pytest
 
 from nixshard.localnet import LocalNetwork
 from storage_network.errors import NotFoundError
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.placement import record_nodes
-from storage_network.record import seal_record, seal_tombstone
-from storage_network.record_lookup import fetch_record
+from storage_network.nodes.placement import record_nodes
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.record import seal_record, seal_tombstone
 
 from .conftest import K, M, record_key, running_network
 from .test_read_faults import (

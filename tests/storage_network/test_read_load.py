@@ -13,11 +13,11 @@ import time
 from pathlib import Path
 
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.fetch import plan_fetch, stream_payload
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.node_client import Deadlines
-from storage_network.publish import store_payload
+from storage_network.client import NetworkClient
+from storage_network.nodes.http import Deadlines
+from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.wire.manifest import Manifest
+from storage_network.write.publish import store_payload
 
 from .conftest import SMALL_CHUNKS, K, M, payload, running_network
 from .test_read_faults import FAULT_ENV, unzstd

@@ -15,11 +15,11 @@ from prometheus_client import REGISTRY
 
 from nixshard.localnet import LocalNetwork
 from storage_network import metrics
-from storage_network.fetch import WINDOW_CHUNKS, plan_fetch, stream_payload
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import NodeInfo
-from storage_network.placement import shard_nodes
+from storage_network.client import NetworkClient
+from storage_network.config import NodeInfo
+from storage_network.nodes.placement import shard_nodes
+from storage_network.read.fetch import WINDOW_CHUNKS, plan_fetch, stream_payload
+from storage_network.wire.manifest import Manifest
 
 from .conftest import K, running_network
 from .test_read_faults import FAULT_ENV, fault, homes_lose_three, number, stored, unzstd

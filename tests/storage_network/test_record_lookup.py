@@ -15,15 +15,15 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network.client import NetworkClient
+from storage_network.config import NodeInfo
 from storage_network.errors import NotFoundError, RecordUnavailableError
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import NodeInfo
-from storage_network.placement import record_nodes
-from storage_network.publish import store_payload
-from storage_network.record import seal_record, seal_tombstone
-from storage_network.record_lookup import fetch_record
-from storage_network.record_memory import RecordMemory
+from storage_network.nodes.placement import record_nodes
+from storage_network.read.record_lookup import fetch_record
+from storage_network.read.record_memory import RecordMemory
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.record import seal_record, seal_tombstone
+from storage_network.write.publish import store_payload
 
 from .conftest import K, M, payload, record_key
 

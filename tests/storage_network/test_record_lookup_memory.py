@@ -5,10 +5,10 @@ from __future__ import annotations
 import asyncio
 
 from nixshard.localnet import new_publisher
-from storage_network.manifest import Manifest
-from storage_network.network_client import Background
-from storage_network.record import Record, open_record, seal_record
-from storage_network.record_memory import RecordMemory
+from storage_network.client import Background
+from storage_network.read.record_memory import RecordMemory
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.record import Record, open_record, seal_record
 
 from .conftest import record_key
 

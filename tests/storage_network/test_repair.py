@@ -20,21 +20,21 @@ from click.testing import CliRunner
 
 from nixshard.localnet import LocalNetwork, free_port, new_publisher
 from nixshard.repair_cli import repair_command
-from storage_network.audit import audit_network
-from storage_network.audit_findings import load_findings
+from storage_network.client import NetworkClient
+from storage_network.config import Network, NodeInfo, init_network, write_network
 from storage_network.errors import ShardProofError
-from storage_network.inventory import take_inventory
-from storage_network.locate import locate_shards
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, NodeInfo, init_network, write_network
-from storage_network.placement import record_nodes, shard_nodes
-from storage_network.publish import publish_record, store_payload
-from storage_network.record import open_record, seal_tombstone
-from storage_network.record_write import write_version
-from storage_network.repair import repair_network
-from storage_network.shard_batch import parse_put_batch
-from storage_network.stripe import parse_shard_id, verify_shard
+from storage_network.nodes.placement import record_nodes, shard_nodes
+from storage_network.read.locate import locate_shards
+from storage_network.upkeep.audit import audit_network
+from storage_network.upkeep.audit_findings import load_findings
+from storage_network.upkeep.inventory import take_inventory
+from storage_network.upkeep.repair import repair_network
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.record import open_record, seal_tombstone
+from storage_network.wire.shard_batch import parse_put_batch
+from storage_network.wire.stripe import parse_shard_id, verify_shard
+from storage_network.write.publish import publish_record, store_payload
+from storage_network.write.record_write import write_version
 
 from .conftest import K, M, payload, record_key, running_network
 from .test_network_failures import publish, read_back

@@ -1,4 +1,4 @@
-"""Stripe Merkle trees, shard ids and shard proofs (storage_network.stripe)."""
+"""Stripe Merkle trees, shard ids and shard proofs (storage_network.wire.stripe)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import random
 import pytest
 
 from storage_network.errors import ShardProofError
-from storage_network.stripe import (
+from storage_network.wire.stripe import (
     BLOCK_SIZE,
     MAX_DEPTH,
     block_count,

@@ -17,12 +17,12 @@ from typing import Any
 import pytest
 
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network import shard_upload
+from storage_network.client import NetworkClient
 from storage_network.errors import NodeError
-from storage_network.manifest import Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.placement import ranking
-from storage_network.publish import publish_record, store_payload
+from storage_network.nodes.placement import ranking
+from storage_network.wire.manifest import Manifest
+from storage_network.write import shard_upload
+from storage_network.write.publish import publish_record, store_payload
 from tests.netsupport import scrape
 
 from .conftest import SMALL_CHUNKS, K, M, payload, record_key, running_network

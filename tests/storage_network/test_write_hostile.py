@@ -23,13 +23,13 @@ import httpx
 import pytest
 
 from nixshard.localnet import LocalNetwork, free_port, new_publisher
-from storage_network.audit import audit_network
-from storage_network.gc import collect_garbage
-from storage_network.inventory import take_inventory
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, NodeInfo
-from storage_network.publish import publish_record, store_payload
-from storage_network.repair import repair_network
+from storage_network.client import NetworkClient
+from storage_network.config import Network, NodeInfo
+from storage_network.upkeep.audit import audit_network
+from storage_network.upkeep.gc import collect_garbage
+from storage_network.upkeep.inventory import take_inventory
+from storage_network.upkeep.repair import repair_network
+from storage_network.write.publish import publish_record, store_payload
 
 from .conftest import payload, record_key, running_network
 from .test_network_failures import read_back

@@ -14,15 +14,15 @@ import pytest
 from aiohttp import web
 
 from nixshard.localnet import LocalNetwork, free_port
+from storage_network.client import NetworkClient
+from storage_network.config import Network, NodeInfo
 from storage_network.errors import NodeError, RecordConflictError
-from storage_network.manifest import ChunkRef, Manifest
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, NodeInfo
-from storage_network.placement import record_nodes
-from storage_network.publish import publish_record, store_payload
-from storage_network.record import Record, open_record, seal_record, seal_tombstone
-from storage_network.record_lookup import fetch_record
-from storage_network.record_write import Refusal, judge_refusal
+from storage_network.nodes.placement import record_nodes
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.manifest import ChunkRef, Manifest
+from storage_network.wire.record import Record, open_record, seal_record, seal_tombstone
+from storage_network.write.publish import publish_record, store_payload
+from storage_network.write.record_write import Refusal, judge_refusal
 
 from .conftest import M, payload, record_key
 from .write_faults import process, stopped

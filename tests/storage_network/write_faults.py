@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork, ManagedProcess
-from storage_network.manifest import Manifest
-from storage_network.stripe import shard_id
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.stripe import shard_id
 from tests.conftest import IN_CI
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
 from storage_node.config import NodeConfig
 from tests.netsupport import make_publisher

@@ -7,10 +7,10 @@ import os
 import secrets
 from collections.abc import Sequence
 
-from storage_network.auth import Publisher
-from storage_network.manifest import ChunkRef, make_manifest
-from storage_network.record import seal_record, seal_tombstone
-from storage_network.stripe import build_stripe, shard_id
+from storage_network.wire.manifest import ChunkRef, make_manifest
+from storage_network.wire.record import seal_record, seal_tombstone
+from storage_network.wire.stripe import build_stripe, shard_id
+from storage_network.wire.write_auth import Publisher
 
 NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
 T0 = 1_700_000_000

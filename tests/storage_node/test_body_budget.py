@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
 from storage_node.budget import BodyBudget
 from storage_node.config import NodeConfig

@@ -9,8 +9,8 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from storage_network.auth import Publisher
-from storage_network.network_file import init_network, load_network, write_network
+from storage_network.config import init_network, load_network, write_network
+from storage_network.wire.write_auth import Publisher
 from storage_node.appkeys import CONFIG, STORE
 from storage_node.cli import gather_publishers, node_command, parse_listen
 from storage_node.config import NodeConfig

@@ -14,7 +14,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from storage_node.faults import ENV_VAR
 from tests.netsupport import NodeProcess, signed_headers
 

@@ -11,8 +11,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 from click.testing import CliRunner
 
-from storage_network.auth import Publisher
-from storage_network.stripe import shard_id
+from storage_network.wire.stripe import shard_id
+from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
 from storage_node.appkeys import STORE
 from storage_node.cli import node_command

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from storage_node.store import Deletion, Store
 from tests.netsupport import signed_headers
 

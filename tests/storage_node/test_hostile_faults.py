@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from storage_network.auth import Publisher
-from storage_network.shard_batch import encode_put_batch, parse_get_answer
+from storage_network.wire.shard_batch import encode_put_batch, parse_get_answer
+from storage_network.wire.write_auth import Publisher
 from storage_node import faults as faults_module
 from storage_node.app import create_app
 from storage_node.config import NodeConfig

@@ -13,9 +13,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
+from http_serving.access_log import AccessLogger
 from nixshard.config_file import config_keys
-from storage_network.access_log import AccessLogger
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from storage_node import cli
 from storage_node.app import create_app
 from storage_node.appkeys import STORE

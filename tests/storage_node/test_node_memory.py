@@ -11,7 +11,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import NodeProcess, peak_rss, signed_headers
 
 from .samples import record_key, stripe

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import (
     NodeProcess,
     free_port,

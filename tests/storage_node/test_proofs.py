@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage_network.auth import Publisher
-from storage_network.proofs import MAX_IDS, check_answer, verify_answer
+from storage_network.wire.proofs import MAX_IDS, check_answer, verify_answer
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import signed_headers
 
 from .samples import stripe

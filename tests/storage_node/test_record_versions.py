@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage_network.auth import Publisher
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import signed_headers
 
 from .samples import T0, chunk_refs, record, record_key, tombstone

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage_network.auth import Publisher
-from storage_network.record import open_record
+from storage_network.wire.record import open_record
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import signed_headers
 
 from .conftest import MAX_RECORD

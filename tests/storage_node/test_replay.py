@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from storage_network.auth import Publisher
-from storage_network.shard_batch import encode_put_batch
+from storage_network.wire.shard_batch import encode_put_batch
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import NodeProcess, signed_headers, start_nodes, stop_nodes
 
 from .samples import T0, chunk_refs, record, record_key, stripe

@@ -1,5 +1,5 @@
 """Batched shard transfers of an in-process node (``POST /shards/batch-get`` and
-``/shards/batch-put``, :mod:`storage_network.shard_batch`): round trips and every refusal,
+``/shards/batch-put``, :mod:`storage_network.wire.shard_batch`): round trips and every refusal,
 each leaving nothing stored."""
 
 from __future__ import annotations
@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient
 
-from storage_network.auth import Publisher
 from storage_network.errors import ShardBatchError, ShardTooLargeError
-from storage_network.shard_batch import (
+from storage_network.wire.shard_batch import (
     encode_get_answer,
     encode_put_batch,
     parse_get_answer,
     parse_put_batch,
 )
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import signed_headers
 
 from .conftest import MAX_SHARD

@@ -11,8 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 
-from storage_network.auth import Publisher
-from storage_network.shard_batch import encode_put_batch
+from storage_network.wire.shard_batch import encode_put_batch
+from storage_network.wire.write_auth import Publisher
 from tests.netsupport import signed_headers
 
 from .samples import stripe

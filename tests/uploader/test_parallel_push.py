@@ -15,11 +15,11 @@ from nix_formats.keys import SecretKey
 from nix_formats.narinfo import NarInfo
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.auth import Publisher
+from storage_network.client import NetworkClient
+from storage_network.config import Network
 from storage_network.errors import NotFoundError
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network
-from storage_network.record_lookup import fetch_record
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.write_auth import Publisher
 from tests.storage_network.conftest import running_network
 from uploader.closure import PathInfo
 from uploader.errors import NixQueryError, PushFailedError

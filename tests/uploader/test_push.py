@@ -12,10 +12,10 @@ from nix_formats.keys import SecretKey
 from nix_formats.nar import dump_path
 from nix_formats.store_path import StorePath
 from nixshard.localnet import LocalNetwork, new_publisher
+from storage_network.client import NetworkClient
+from storage_network.config import ChunkingParams
 from storage_network.errors import NotFoundError
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import ChunkingParams
-from storage_network.record_lookup import fetch_record
+from storage_network.read.record_lookup import fetch_record
 from uploader.closure import PathInfo, topological_order
 from uploader.errors import NixQueryError, PushError
 from uploader.narstream import HashingStream

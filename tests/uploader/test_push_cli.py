@@ -14,7 +14,7 @@ from click.testing import CliRunner
 from nixshard.cli import main
 from nixshard.config_file import config_keys
 from nixshard.localnet import LocalNetwork, env_with_nix_config, new_publisher
-from storage_network.network_file import init_network, write_network
+from storage_network.config import init_network, write_network
 from tests.storage_network.conftest import SMALL_CHUNKS, running_network
 from uploader.cli import push_command
 

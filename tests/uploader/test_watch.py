@@ -13,11 +13,11 @@ import pytest
 
 from nix_formats.keys import SecretKey
 from nixshard.localnet import env_with_nix_config, new_publisher
-from storage_network.auth import Publisher
+from storage_network.client import NetworkClient
+from storage_network.config import Network, init_network
 from storage_network.errors import NotFoundError
-from storage_network.network_client import NetworkClient
-from storage_network.network_file import Network, init_network
-from storage_network.record_lookup import fetch_record
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.write_auth import Publisher
 from tests.storage_network.conftest import running_network
 from uploader.errors import StoreWatchError
 from uploader.watch import StoreWatcher, is_candidate, new_store_paths, scan_store, watch_store

@@ -1,0 +1,237 @@
+"""Prometheus metrics of HTTP requests, for the HTTP servers of the network
+(storage nodes and gateways): one :class:`RequestMetrics` per program.
+
+A :class:`RequestMetrics` made with prefix ``<prefix>`` holds, in the
+registry it is given:
+
+``<prefix>_requests_total{route, method, status}``
+    counter, answered requests.  ``route`` is the matched route's pattern
+    (``/shards/{id}``, ``/nar/{file}``; never the raw path); ``unmatched``
+    when no route matched, and for 405 answers (aiohttp matches no route
+    then).  ``method`` is the HTTP method, ``other`` for one outside
+    :data:`METHODS`.  ``status`` is the status sent, ``499`` when the
+    handler was cancelled before it answered (the client went away).
+    Refusals made by middlewares (auth, error mapping) count with their
+    own status when :meth:`RequestMetrics.middleware` runs outermost.
+``<prefix>_request_seconds{route, method}``
+    histogram, seconds from the start of the middlewares until the
+    response headers are ready (time to first byte; the body is written
+    after).  Answers made before any middleware runs (a refusal on
+    ``Expect: 100-continue``) are counted above but not timed.
+``<prefix>_bytes_sent_total{route}``
+    counter, response body bytes.  The response's Content-Length when its
+    headers go out (0 for ``HEAD``, 1xx, 204 and 304): a file sent with
+    sendfile counts its length (of the range, for a 206), and an aborted
+    transfer counts the length it announced.  A body streamed without a
+    Content-Length counts the bytes written, headers and chunk framing
+    included, once the handler returns (one the handler returns unprepared
+    is not counted: none of the servers does that).
+``<prefix>_bytes_received_total``
+    counter, request body bytes read off the connection when the answer
+    is made.
+``<prefix>_aborted_total{route}``
+    counter, answers whose transfer was cut off after the headers (the
+    body could not be completed, or the client went away), marked by the
+    handler with :func:`mark_aborted`.  Such an answer is counted in
+    ``requests_total`` with the status the client really got (200, 206),
+    and the access log marks its line ``aborted``
+    (:mod:`http_serving.access_log`).
+
+Every answer is counted once, when it is prepared (``on_response_prepare``,
+hooked by :func:`setup`): the status is final then, also for answers
+middlewares make of exceptions, aiohttp's 500 for a crash, and a
+``FileResponse``'s 206/304/416.  Nothing here prepares or sends a response.
+The registry is the caller's: a node has one per app (several nodes may run
+in one process), a gateway uses the process's default one.  Exposed in the
+classic text format, :data:`CONTENT_TYPE`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+"""What :func:`prometheus_client.generate_latest` writes (the classic text format 0.0.4)."""
+
+UNMATCHED = "unmatched"
+CANCELLED_STATUS = "499"
+METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
+REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+                   2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+# Request key of the request's _Pending (a RequestKey where aiohttp has them).
+_PENDING: Any = (web.RequestKey("nixshard_http_metrics", object) if hasattr(web, "RequestKey")
+                 else "nixshard_http_metrics")
+# Request key of why the transfer was aborted (set by mark_aborted).
+_ABORTED: Any = (web.RequestKey("nixshard_http_aborted", str) if hasattr(web, "RequestKey")
+                 else "nixshard_http_aborted")
+
+
+def route_label(request: web.Request) -> str:
+    """The canonical pattern of the route ``request`` matched (``/shards/{id}``), or
+    ``unmatched``."""
+    resource = request.match_info.route.resource
+    return UNMATCHED if resource is None else resource.canonical
+
+
+def method_label(method: str) -> str:
+    """``method``, or ``other`` for one outside :data:`METHODS` (bounds the label values)."""
+    return method if method in METHODS else "other"
+
+
+def announced_body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int | None:
+    """Body bytes a response being prepared will send: 0 when it has no body
+    (``HEAD``, 1xx, 204, 304), its Content-Length, or None (a stream without one)."""
+    if request.method == "HEAD" or response.status in (204, 304) or response.status < 200:
+        return 0
+    return response.content_length
+
+
+@dataclass
+class _Pending:
+    """What the middleware knows of a request it is running."""
+
+    started: float | None  # perf_counter seconds; None: no middleware ran
+    counted: bool = False
+    stream: web.StreamResponse | None = None  # prepared without a Content-Length
+
+
+class RequestMetrics:
+    """The request metrics of one program (see the module docstring).
+
+    Create it once per registry: prometheus_client refuses a second set of
+    the same names in one registry.
+
+    Args:
+        prefix: the metric names' prefix (``nixshard_node``, ``nixshard_gateway``).
+        registry: where the metrics are registered.
+    """
+
+    def __init__(self, prefix: str, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.requests = Counter(
+            f"{prefix}_requests", "Requests answered, by route pattern, method and status.",
+            ["route", "method", "status"], registry=registry)
+        self.seconds = Histogram(
+            f"{prefix}_request_seconds",
+            "Seconds from the start of the middlewares until the response headers were ready.",
+            ["route", "method"], buckets=REQUEST_BUCKETS, registry=registry)
+        self.bytes_sent = Counter(
+            f"{prefix}_bytes_sent", "Response body bytes sent, by route pattern.", ["route"],
+            registry=registry)
+        self.bytes_received = Counter(
+            f"{prefix}_bytes_received", "Request body bytes received.", registry=registry)
+        self.aborted = Counter(
+            f"{prefix}_aborted",
+            "Answers whose transfer was cut off after the headers, by route pattern (counted "
+            "in requests_total with the status sent).", ["route"], registry=registry)
+        self._counters: dict[tuple[str, str, str], Counter] = {}
+        self._timers: dict[tuple[str, str], Histogram] = {}
+
+    def count(self, request: web.Request, status: int | str, seconds: float | None) -> None:
+        """Count one answered request, and the request body bytes read so far.
+
+        Args:
+            status: the status sent (or :data:`CANCELLED_STATUS`).
+            seconds: from the start of the middlewares to the answer's headers, or
+                None when not timed.
+        """
+        route, method = route_label(request), method_label(request.method)
+        key = (route, method, str(status))
+        counter = self._counters.get(key)
+        if counter is None:  # labels() validates and locks: look each child up once
+            counter = self._counters[key] = self.requests.labels(*key)
+        counter.inc()
+        if seconds is not None:
+            timer = self._timers.get(key[:2])
+            if timer is None:
+                timer = self._timers[key[:2]] = self.seconds.labels(route, method)
+            timer.observe(seconds)
+        received = request.content.total_bytes
+        if received:
+            self.bytes_received.inc(received)
+
+    def middleware(self) -> Middleware:
+        """The outermost middleware: starts each request's clock.
+
+        The answer is counted when it is prepared (:meth:`on_response_prepare`).
+        A handler cancelled before it answered counts as ``499``; a body
+        streamed without Content-Length is counted once the handler is done.
+        """
+
+        @web.middleware
+        async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+            started = time.perf_counter()
+            pending = request[_PENDING] = _Pending(started)
+            try:
+                return await handler(request)
+            except asyncio.CancelledError:
+                if not pending.counted:
+                    pending.counted = True
+                    self.count(request, CANCELLED_STATUS, time.perf_counter() - started)
+                raise
+            finally:
+                if pending.stream is not None:  # headers and chunk framing included
+                    self.bytes_sent.labels(route=route_label(request)).inc(
+                        pending.stream.body_length)
+
+        return middleware
+
+    async def on_response_prepare(self, request: web.Request,
+                                  response: web.StreamResponse) -> None:
+        """``on_response_prepare``: count the request's answer, once.  Answers no
+        middleware saw (``Expect`` refusals) are counted untimed."""
+        pending = request.get(_PENDING)
+        if pending is None:
+            pending = request[_PENDING] = _Pending(started=None)
+        if pending.counted:
+            return
+        pending.counted = True
+        self.count(request, response.status,
+                   None if pending.started is None else time.perf_counter() - pending.started)
+        body = announced_body_bytes(request, response)
+        if body is None:
+            pending.stream = response
+        elif body:
+            self.bytes_sent.labels(route=route_label(request)).inc(body)
+
+
+REQUEST_METRICS = web.AppKey("request_metrics", RequestMetrics)
+
+
+def mark_aborted(request: web.Request, reason: str) -> None:
+    """Record that ``request``'s answer was cut off after its headers, and why.
+
+    Counted once in ``<prefix>_aborted_total{route}`` of the app's
+    :class:`RequestMetrics` (when :func:`setup` was called for it) and shown
+    by :func:`aborted` (the access log's ``aborted`` field).  ``reason`` is
+    a short text (``"network"``, ``"client gone"``, ...).
+    """
+    if request.get(_ABORTED) is not None:
+        return
+    request[_ABORTED] = reason
+    metrics = request.app.get(REQUEST_METRICS)
+    if metrics is not None:
+        metrics.aborted.labels(route=route_label(request)).inc()
+
+
+def aborted(request: web.BaseRequest) -> str | None:
+    """Why ``request``'s answer was cut off after its headers (see :func:`mark_aborted`),
+    or None when it was not."""
+    reason: str | None = request.get(_ABORTED)
+    return reason
+
+
+def setup(app: web.Application, metrics: RequestMetrics) -> None:
+    """Count the answers of ``app`` in ``metrics`` (kept as ``app[REQUEST_METRICS]``).
+
+    The app must also run ``metrics.middleware()`` first of its middlewares.
+    """
+    app[REQUEST_METRICS] = metrics
+    app.on_response_prepare.append(metrics.on_response_prepare)

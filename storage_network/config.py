@@ -1,0 +1,245 @@
+"""The network file: one TOML file that push, serve and the nodes share.
+
+Example (every key shown; ``nixshard network init`` writes it)::
+
+    k = 4                       # data shards per chunk
+    m = 2                       # parity shards per chunk; any k of k+m rebuild it
+    codec = "isa_l_rs_cauchy"   # pyeclib backend
+    zstd_level = 3              # compression level of each chunk's zstd frame
+    record_replicas = 3         # nodes that hold each signed record
+    gc_grace_seconds = 86400    # a push must write its record within half of this
+                                # after touching its first shard; `nixshard gc`
+                                # keeps unreferenced shards this recent by default
+    publishers = ["cache.example-1:BASE64..."]  # ed25519 public keys, name:base64
+
+    [chunking]                  # FastCDC sizes of the uncompressed payload, bytes
+    min_size = 65536
+    avg_size = 262144
+    max_size = 1048576
+
+    [[nodes]]
+    id = "node-1"
+    url = "http://127.0.0.1:9001"
+
+Erasure and chunking parameters are also recorded in every manifest, so a
+reader never depends on this file to decode what was written under other
+settings.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import tomli_w
+
+from storage_network.errors import AuthError, NetworkFileError
+from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
+
+NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
+NODE_URL_RE = re.compile(r"\Ahttps?://[^/\s]+/?\Z")
+CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """One storage node: a stable ``id`` (used for placement) and its base ``url``."""
+
+    id: str
+    url: str
+
+
+@dataclass(frozen=True)
+class ChunkingParams:
+    """FastCDC chunk sizes in bytes (of the uncompressed payload)."""
+
+    min_size: int = 64 * 1024
+    avg_size: int = 256 * 1024
+    max_size: int = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Network:
+    """A parsed network file.  See the module docstring for the format."""
+
+    nodes: tuple[NodeInfo, ...]
+    k: int
+    m: int
+    publishers: dict[str, PublisherKey] = field(default_factory=dict)
+    codec: str = "isa_l_rs_cauchy"
+    zstd_level: int = 3
+    record_replicas: int = 3
+    chunking: ChunkingParams = ChunkingParams()
+    gc_grace_seconds: int = 86400
+
+    @property
+    def n(self) -> int:
+        """Shards per chunk, k + m."""
+        return self.k + self.m
+
+    def node(self, node_id: str) -> NodeInfo:
+        """The node with ``node_id``; raises KeyError when absent."""
+        for info in self.nodes:
+            if info.id == node_id:
+                return info
+        raise KeyError(node_id)
+
+    def validate(self) -> Network:
+        """Check the parameters fit together; return self.
+
+        Raises:
+            NetworkFileError: what is inconsistent, in words.
+        """
+        if not self.nodes:
+            raise NetworkFileError("network has no nodes")
+        ids = [n.id for n in self.nodes]
+        if len(set(ids)) != len(ids):
+            raise NetworkFileError(f"duplicate node ids in {ids}")
+        for info in self.nodes:
+            if not NODE_ID_RE.fullmatch(info.id):
+                raise NetworkFileError(f"node id {info.id!r} must match {NODE_ID_RE.pattern}")
+            if not NODE_URL_RE.fullmatch(info.url):
+                raise NetworkFileError(f"node {info.id}: url {info.url!r} is not http(s)://host:port")
+        if self.k < 1 or self.m < 0:
+            raise NetworkFileError(f"need k >= 1 and m >= 0, got k={self.k} m={self.m}")
+        if self.n > len(self.nodes):
+            raise NetworkFileError(
+                f"k + m = {self.n} shards need {self.n} distinct nodes, the file lists "
+                f"{len(self.nodes)}")
+        if self.n > 256:
+            raise NetworkFileError(f"k + m = {self.n} exceeds 256")
+        if self.codec not in CODECS:
+            raise NetworkFileError(f"codec {self.codec!r} is not one of {CODECS}")
+        if not 1 <= self.record_replicas <= len(self.nodes):
+            raise NetworkFileError(
+                f"record_replicas = {self.record_replicas} must be 1..{len(self.nodes)}")
+        c = self.chunking
+        if not 256 <= c.min_size <= c.avg_size <= c.max_size <= 64 * 1024 * 1024:
+            raise NetworkFileError(
+                "chunking needs 256 <= min_size <= avg_size <= max_size <= 64 MiB, got "
+                f"{c.min_size}/{c.avg_size}/{c.max_size}")
+        if not 1 <= self.zstd_level <= 22:
+            raise NetworkFileError(f"zstd_level {self.zstd_level} must be 1..22")
+        if self.gc_grace_seconds < 2:
+            raise NetworkFileError(
+                f"gc_grace_seconds = {self.gc_grace_seconds} must be at least 2 (seconds)")
+        return self
+
+    def to_toml(self) -> dict[str, Any]:
+        """The TOML document (as a dict) that :func:`load_network` reads back."""
+        return {
+            "k": self.k,
+            "m": self.m,
+            "codec": self.codec,
+            "zstd_level": self.zstd_level,
+            "record_replicas": self.record_replicas,
+            "gc_grace_seconds": self.gc_grace_seconds,
+            "publishers": [key.text() for key in self.publishers.values()],
+            "chunking": {
+                "min_size": self.chunking.min_size,
+                "avg_size": self.chunking.avg_size,
+                "max_size": self.chunking.max_size,
+            },
+            "nodes": [{"id": n.id, "url": n.url} for n in self.nodes],
+        }
+
+
+def default_record_replicas(nodes: int, m: int) -> int:
+    """Records live on max(3, m + 1) nodes (at most all): they survive what chunks survive."""
+    return max(1, min(nodes, max(3, m + 1)))
+
+
+def _get(doc: dict[str, Any], key: str, kind: type, default: Any) -> Any:
+    value = doc.get(key, default)
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise NetworkFileError(f"{key!r} must be a {kind.__name__}, got {value!r}")
+    return value
+
+
+def parse_network(doc: dict[str, Any]) -> Network:
+    """Build a :class:`Network` from a parsed TOML document.
+
+    Raises:
+        NetworkFileError: missing or mistyped keys, bad publisher keys, or
+            parameters that do not fit (see :meth:`Network.validate`).
+    """
+    nodes_doc = _get(doc, "nodes", list, [])
+    nodes = []
+    for entry in nodes_doc:
+        if not isinstance(entry, dict):
+            raise NetworkFileError(f"each [[nodes]] entry must be a table, got {entry!r}")
+        nodes.append(NodeInfo(id=str(_get(entry, "id", str, "")),
+                              url=str(_get(entry, "url", str, "")).rstrip("/")))
+    publishers: dict[str, PublisherKey] = {}
+    for text in _get(doc, "publishers", list, []):
+        try:
+            key = parse_publisher_key(str(text))
+        except AuthError as exc:
+            raise NetworkFileError(f"publishers: {exc}") from exc
+        publishers[key.name] = key
+    chunk_doc = _get(doc, "chunking", dict, {})
+    defaults = ChunkingParams()
+    chunking = ChunkingParams(
+        min_size=_get(chunk_doc, "min_size", int, defaults.min_size),
+        avg_size=_get(chunk_doc, "avg_size", int, defaults.avg_size),
+        max_size=_get(chunk_doc, "max_size", int, defaults.max_size),
+    )
+    if "k" not in doc or "m" not in doc:
+        raise NetworkFileError("the network file must set k and m")
+    return Network(
+        nodes=tuple(nodes),
+        k=_get(doc, "k", int, 0),
+        m=_get(doc, "m", int, 0),
+        publishers=publishers,
+        codec=_get(doc, "codec", str, "isa_l_rs_cauchy"),
+        zstd_level=_get(doc, "zstd_level", int, 3),
+        record_replicas=_get(doc, "record_replicas", int,
+                             default_record_replicas(len(nodes), _get(doc, "m", int, 0))),
+        chunking=chunking,
+        gc_grace_seconds=_get(doc, "gc_grace_seconds", int, 86400),
+    ).validate()
+
+
+def load_network(path: str | Path) -> Network:
+    """Read and validate the network file at ``path``.
+
+    Raises:
+        NetworkFileError: unreadable file, invalid TOML, or invalid content
+            (the message names the file).
+    """
+    try:
+        with open(path, "rb") as fh:
+            doc = tomllib.load(fh)
+    except OSError as exc:
+        raise NetworkFileError(f"cannot read network file {path}: {exc.strerror}") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise NetworkFileError(f"network file {path} is not valid TOML (UTF-8): {exc}") from exc
+    try:
+        return parse_network(doc)
+    except NetworkFileError as exc:
+        raise NetworkFileError(f"network file {path}: {exc}") from exc
+
+
+def init_network(node_urls: Iterable[str], k: int, m: int,
+                 publishers: Iterable[PublisherKey] = (), **params: Any) -> Network:
+    """A validated :class:`Network` over ``node_urls`` (ids ``node-1`` ...).
+
+    Extra keyword arguments set ``codec``, ``zstd_level``, ``record_replicas``,
+    ``chunking`` or ``gc_grace_seconds``.  Raises NetworkFileError like :meth:`Network.validate`.
+    """
+    nodes = tuple(NodeInfo(f"node-{i}", url.rstrip("/")) for i, url in enumerate(node_urls, 1))
+    params.setdefault("record_replicas", default_record_replicas(len(nodes), m))
+    return Network(nodes=nodes, k=k, m=m, publishers={p.name: p for p in publishers},
+                   **params).validate()
+
+
+def write_network(network: Network, path: str | Path) -> None:
+    """Write ``network`` as TOML to ``path`` (replacing it atomically)."""
+    tmp = Path(f"{path}.tmp")
+    tmp.write_text("# nixshard network file (see README: The network file)\n"
+                   + tomli_w.dumps(network.to_toml()))
+    tmp.replace(path)

@@ -1,0 +1,2 @@
+"""The read path: record lookup, where shards are, the hedged and verified chunk fetch.
+"""

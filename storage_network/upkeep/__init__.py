@@ -1,0 +1,3 @@
+"""Keeping the network whole: inventory, audit, repair, garbage collection, durability figures,
+membership changes.
+"""
