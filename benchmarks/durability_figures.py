@@ -22,11 +22,10 @@ from pathlib import Path
 
 from nix_formats.nar import dump_path
 from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.client import NetworkClient
+from storage_network import NetworkClient, publish_record, store_payload
 from storage_network.upkeep.audit import audit_network
 from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.repair import DEFAULT_JOBS, repair_network
-from storage_network.write.publish import publish_record, store_payload
 
 KEY = "0" * 32
 

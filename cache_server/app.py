@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 
 from http_serving import metrics as http_metrics
-from storage_network.client import NetworkClient
+from storage_network import NetworkClient
 
 from .auth import auth_middleware
 from .config import ServeConfig

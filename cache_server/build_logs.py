@@ -17,9 +17,7 @@ from pathlib import Path
 from nix_formats import nix32
 from nix_formats.errors import StorePathError
 from nix_formats.store_path import StorePath
-from storage_network.client import NetworkClient
-from storage_network.wire.write_auth import Publisher
-from storage_network.write.publish import publish_record, store_payload
+from storage_network import NetworkClient, Publisher, publish_record, store_payload
 
 from .errors import BadRequestError
 from .staging import file_pieces

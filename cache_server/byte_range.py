@@ -13,9 +13,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
-from storage_network.client import NetworkClient
-from storage_network.read.fetch import FetchPlan, stream_payload
-from storage_network.wire.manifest import Manifest
+from storage_network import FetchPlan, Manifest, NetworkClient, stream_payload
 
 from .errors import RangeNotSatisfiableError
 

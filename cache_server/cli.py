@@ -18,9 +18,7 @@ from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
-from storage_network.client import DEFAULT_HEDGE_AFTER
-from storage_network.config import Network, load_network
-from storage_network.errors import NetworkFileError
+from storage_network import DEFAULT_HEDGE_AFTER, Network, NetworkFileError, load_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 from uploader.cli import check_publisher, load_signing_key
 from uploader.errors import SecretError

@@ -6,10 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nix_formats.keys import PublicKey, SecretKey
-from storage_network.client import DEFAULT_HEDGE_AFTER
-from storage_network.config import Network
+from storage_network import DEFAULT_HEDGE_AFTER, Network, Publisher
 from storage_network.nodes.scores import Scores
-from storage_network.wire.write_auth import Publisher
 
 DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
 DEFAULT_CACHE_MIN_FREE_BYTES = 256 * 1024**2

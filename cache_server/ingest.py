@@ -27,9 +27,7 @@ from nix_formats.errors import DecompressedTooLargeError, NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.nar import NarParser
 from nix_formats.narinfo import NarInfo
-from storage_network.client import NetworkClient
-from storage_network.wire.write_auth import Publisher
-from storage_network.write.publish import publish_record, store_payload
+from storage_network import NetworkClient, Publisher, publish_record, store_payload
 from uploader.push import nar_url
 
 from .errors import UploadRejectedError

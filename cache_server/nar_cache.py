@@ -41,7 +41,7 @@ from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-from storage_network.errors import ChunkUnavailableError
+from storage_network import ChunkUnavailableError
 
 from .metrics import NAR_CACHE_BYTES
 

@@ -17,8 +17,7 @@ from collections.abc import AsyncIterator
 
 import zstandard
 
-from storage_network.client import NetworkClient
-from storage_network.read.fetch import FetchPlan, stream_payload
+from storage_network import FetchPlan, NetworkClient, stream_payload
 from storage_network.wire.manifest import ChunkRef
 
 from .errors import BadRecordError

@@ -11,10 +11,7 @@ from dataclasses import dataclass
 
 from nix_formats.errors import NixFormatError
 from nix_formats.narinfo import NarInfo
-from storage_network.client import NetworkClient
-from storage_network.errors import NotFoundError
-from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.record import Record
+from storage_network import NetworkClient, NotFoundError, Record, fetch_record
 
 from .build_logs import LOG_MAGIC
 from .errors import BadRecordError

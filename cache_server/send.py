@@ -23,7 +23,7 @@ from aiohttp import web
 
 from http_serving.metrics import mark_aborted
 from nix_formats.errors import NixFormatError
-from storage_network.errors import StorageNetworkError
+from storage_network import StorageNetworkError
 
 from .errors import CacheServerError
 

@@ -6,7 +6,7 @@ import asyncio
 
 from aiohttp import web
 
-from storage_network.client import NetworkClient
+from storage_network import NetworkClient
 
 from .config import ServeConfig
 from .nar_cache import NarCache

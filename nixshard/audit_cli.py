@@ -10,9 +10,7 @@ from pathlib import Path
 
 import click
 
-from storage_network.client import NetworkClient
-from storage_network.config import Network, load_network
-from storage_network.errors import NetworkFileError
+from storage_network import Network, NetworkClient, NetworkFileError, load_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 from storage_network.upkeep.audit import (
     DEFAULT_DEADLINE,

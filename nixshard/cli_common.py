@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import click
 
-from storage_network.config import Network, load_network
-from storage_network.errors import NetworkFileError
-from storage_network.wire.write_auth import Publisher
+from storage_network import Network, NetworkFileError, Publisher, load_network
 from uploader.cli import check_publisher, load_signing_key
 
 

@@ -12,10 +12,8 @@ import re
 
 import click
 
-from storage_network.client import NetworkClient
-from storage_network.config import Network
+from storage_network import Network, NetworkClient, Publisher
 from storage_network.upkeep.gc import GcReport, collect_garbage
-from storage_network.wire.write_auth import Publisher
 from uploader.push import format_bytes
 
 from .cli_common import network_or_exit, publisher_or_exit

@@ -21,8 +21,8 @@ from pathlib import Path
 import httpx
 
 from nix_formats.keys import SecretKey
+from storage_network import Publisher
 from storage_network.config import ChunkingParams, Network, init_network, write_network
-from storage_network.wire.write_auth import Publisher
 from uploader.closure import nix_env
 
 

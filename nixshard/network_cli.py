@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
+from storage_network import PublisherKey, parse_publisher_key
 from storage_network.config import ChunkingParams, NodeInfo, init_network, write_network
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.upkeep.membership import with_node, without_node
-from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
 
 from .cli_common import network_or_exit
 

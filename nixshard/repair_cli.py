@@ -12,11 +12,9 @@ from typing import Any
 
 import click
 
-from storage_network.client import NetworkClient
-from storage_network.config import Network
+from storage_network import Network, NetworkClient, Publisher
 from storage_network.upkeep.audit_findings import AuditFindings, FindingsFileError, load_findings
 from storage_network.upkeep.repair import DEFAULT_JOBS, RepairReport, repair_network
-from storage_network.wire.write_auth import Publisher
 
 from .cli_common import network_or_exit, publisher_or_exit
 

@@ -10,9 +10,7 @@ from typing import Any
 
 import click
 
-from storage_network.client import NetworkClient
-from storage_network.config import Network
-from storage_network.errors import NodeError
+from storage_network import Network, NetworkClient, NodeError
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 
 from .cli_common import network_or_exit
@@ -24,7 +22,7 @@ async def node_status(network: Network, scores: Scores, timeout: float) -> list[
     async with NetworkClient(network, timeout=timeout) as net:
         async def one(node_id: str) -> dict[str, Any]:
             started = time.monotonic()
-            row: dict[str, Any] = {"id": node_id, "url": net.nodes[node_id].info.url,
+            row: dict[str, Any] = {"id": node_id, "url": net.nodes[node_id].url,
                                    "score": scores.score(node_id)}
             try:
                 health = await net.nodes[node_id].health()

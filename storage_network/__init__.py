@@ -1,6 +1,65 @@
 """The shard network seen from a client, Nix-agnostic.
 
-Chunker, erasure codec, manifests, rendezvous placement, node client,
-fetch/assemble and publish. Nothing here knows about Nix: the payload is an
-opaque byte stream (a NAR, to the callers in ``uploader`` and ``cache_server``).
+Nothing here knows about Nix: a payload is an opaque byte stream (a NAR, to
+the callers in ``uploader`` and ``cache_server``), a record is a signed
+manifest plus opaque metadata.  The package is grouped by role:
+
+``config``      the network file (nodes, k, m, chunking, publishers)
+``errors``      the exception tree (:class:`StorageNetworkError` at its root)
+``wire/``       what travels between clients and nodes (manifests, records, stripes,
+                shard batch frames, proofs, write authorization, listing rows)
+``coding/``     chunker, compression and the erasure code
+``nodes/``      the NodeStore protocol and its kinds (our HTTP node, S3 buckets),
+                the registry by URL scheme, node health, audit scores, placement
+``read/``       record lookup, locating shards, the hedged and verified fetch
+``write/``      storing payloads around missing nodes, publishing records
+``upkeep/``     inventory, audit, repair, gc, durability, membership
+
+The names below are the public surface used by the other packages.
 """
+
+from storage_network import errors
+from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
+from storage_network.config import Network, load_network
+from storage_network.errors import (
+    ChunkUnavailableError,
+    NetworkFileError,
+    NodeError,
+    NotFoundError,
+    RecordConflictError,
+    StorageNetworkError,
+)
+from storage_network.nodes.base import NodeStore
+from storage_network.read.fetch import FetchPlan, plan_fetch, stream_payload
+from storage_network.read.record_lookup import fetch_record
+from storage_network.wire.manifest import Manifest
+from storage_network.wire.record import Record
+from storage_network.wire.write_auth import Publisher, PublisherKey, parse_publisher_key
+from storage_network.write.publish import PublishStats, publish_record, store_payload
+
+__all__ = [
+    "DEFAULT_HEDGE_AFTER",
+    "ChunkUnavailableError",
+    "FetchPlan",
+    "Manifest",
+    "Network",
+    "NetworkClient",
+    "NetworkFileError",
+    "NodeError",
+    "NodeStore",
+    "NotFoundError",
+    "Publisher",
+    "PublisherKey",
+    "PublishStats",
+    "Record",
+    "RecordConflictError",
+    "StorageNetworkError",
+    "errors",
+    "fetch_record",
+    "load_network",
+    "parse_publisher_key",
+    "plan_fetch",
+    "publish_record",
+    "store_payload",
+    "stream_payload",
+]

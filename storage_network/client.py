@@ -1,4 +1,4 @@
-"""One client for the whole network: a session, a node client per node, codecs, node health.
+"""One client for the whole network: a session, a node store per node, codecs, node health.
 
 Also :class:`Background` (the client's fire-and-forget tasks: late ``has``
 answers, read repairs) and :func:`cancel_and_wait`, for requests hedged past.
@@ -19,8 +19,10 @@ import aiohttp
 
 from storage_network.coding.codec import StripeCodec
 from storage_network.config import Network
+from storage_network.nodes.base import NodeStore
 from storage_network.nodes.health import NodeHealth
-from storage_network.nodes.http import AnswerBudget, Deadlines, LoopLag, NodeClient
+from storage_network.nodes.limits import AnswerBudget, Deadlines, LoopLag
+from storage_network.nodes.registry import NodeContext, open_node
 from storage_network.nodes.scores import Scores
 from storage_network.read.record_memory import RecordMemory
 from storage_network.wire.write_auth import Publisher
@@ -148,7 +150,7 @@ class NetworkClient:
         self._slots = slots
         self.lag = LoopLag()
         self._session: aiohttp.ClientSession | None = None
-        self.nodes: dict[str, NodeClient] = {}
+        self.nodes: dict[str, NodeStore] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
         self.pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-cpu")
 
@@ -157,10 +159,8 @@ class NetworkClient:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector)
         self.lag.start()
-        budget = AnswerBudget()
-        self.nodes = {info.id: NodeClient(info, self._session, deadlines=self.deadlines,
-                                          slots=self._slots, lag=self.lag, budget=budget)
-                      for info in self.network.nodes}
+        ctx = NodeContext(self._session, self.deadlines, self._slots, self.lag, AnswerBudget())
+        self.nodes = {info.id: open_node(info, ctx) for info in self.network.nodes}
         return self
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
@@ -171,6 +171,8 @@ class NetworkClient:
         """Cancel the background tasks, close the HTTP session and stop the thread pool."""
         await self.background.close()
         await self.lag.stop()
+        for node in self.nodes.values():
+            await node.close()
         if self._session is not None:
             await self._session.close()
             self._session = None

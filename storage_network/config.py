@@ -38,10 +38,10 @@ from typing import Any
 import tomli_w
 
 from storage_network.errors import AuthError, NetworkFileError
+from storage_network.nodes.registry import url_error
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
 
 NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
-NODE_URL_RE = re.compile(r"\Ahttps?://[^/\s]+/?\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
 
 
@@ -102,8 +102,9 @@ class Network:
         for info in self.nodes:
             if not NODE_ID_RE.fullmatch(info.id):
                 raise NetworkFileError(f"node id {info.id!r} must match {NODE_ID_RE.pattern}")
-            if not NODE_URL_RE.fullmatch(info.url):
-                raise NetworkFileError(f"node {info.id}: url {info.url!r} is not http(s)://host:port")
+            why = url_error(info.url)
+            if why is not None:
+                raise NetworkFileError(f"node {info.id}: url {info.url!r} {why}")
         if self.k < 1 or self.m < 0:
             raise NetworkFileError(f"need k >= 1 and m >= 0, got k={self.k} m={self.m}")
         if self.n > len(self.nodes):

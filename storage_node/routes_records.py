@@ -39,7 +39,7 @@ from collections.abc import Callable
 from aiohttp import web
 
 from storage_network.errors import RecordError
-from storage_network.nodes.http import PEEK_HEADER
+from storage_network.wire.node_http import PEEK_HEADER
 from storage_network.wire.record import Record, Replacement, open_record, replacement
 from storage_network.wire.write_auth import WriteClaim
 

@@ -65,7 +65,7 @@ from types import TracebackType
 from typing import IO
 
 from storage_network.errors import ShardProofError
-from storage_network.nodes.http import ListedRecord, ListedShard
+from storage_network.wire.listing import ListedRecord, ListedShard
 from storage_network.wire.stripe import SHARD_ID_RE, parse_shard_id, verify_shard
 
 from .errors import DataDirError

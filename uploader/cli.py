@@ -10,10 +10,7 @@ import click
 from click.core import ParameterSource
 
 from nix_formats.keys import SecretKey
-from storage_network.client import NetworkClient
-from storage_network.config import Network, load_network
-from storage_network.errors import NetworkFileError
-from storage_network.wire.write_auth import Publisher
+from storage_network import Network, NetworkClient, NetworkFileError, Publisher, load_network
 
 from . import signing
 from .closure import PathInfo, query_closure

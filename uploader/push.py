@@ -27,12 +27,17 @@ from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
-from storage_network.client import NetworkClient
-from storage_network.errors import NotFoundError, StorageNetworkError
-from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.manifest import Manifest
-from storage_network.wire.write_auth import Publisher
-from storage_network.write.publish import PublishStats, publish_record, store_payload
+from storage_network import (
+    Manifest,
+    NetworkClient,
+    NotFoundError,
+    Publisher,
+    PublishStats,
+    StorageNetworkError,
+    fetch_record,
+    publish_record,
+    store_payload,
+)
 
 from .closure import PathInfo, topological_order
 from .errors import PushError, PushFailedError

@@ -43,9 +43,7 @@ from dataclasses import dataclass, field
 from nix_formats.errors import StorePathError
 from nix_formats.keys import SecretKey
 from nix_formats.store_path import StorePath
-from storage_network.client import NetworkClient
-from storage_network.config import Network
-from storage_network.wire.write_auth import Publisher
+from storage_network import Network, NetworkClient, Publisher
 
 from .closure import PathInfo, query_closure, valid_paths
 from .errors import PushFailedError, StoreWatchError, UploaderError

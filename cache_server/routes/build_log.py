@@ -16,9 +16,7 @@ import uuid
 
 from aiohttp import web
 
-from storage_network.errors import NotFoundError, StorageNetworkError
-from storage_network.read.fetch import plan_fetch
-from storage_network.read.record_lookup import fetch_record
+from storage_network import NotFoundError, StorageNetworkError, fetch_record, plan_fetch
 
 from ..build_logs import log_metadata, log_record_key, parse_drv_name, store_log
 from ..errors import CacheServerError, ForbiddenError, to_http

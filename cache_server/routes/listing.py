@@ -32,8 +32,7 @@ from nix_formats.errors import NarListingTooLargeError, NixFormatError
 from nix_formats.nar import NarParser
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
 from nix_formats.store_path import validate_hash_part
-from storage_network.errors import StorageNetworkError
-from storage_network.read.fetch import plan_fetch
+from storage_network import StorageNetworkError, plan_fetch
 
 from ..errors import BadRecordError, CacheServerError, to_http
 from ..payload import payload_pieces

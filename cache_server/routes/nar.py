@@ -31,8 +31,7 @@ from pathlib import Path
 from aiohttp import web
 
 from nix_formats.errors import NixFormatError
-from storage_network.errors import StorageNetworkError
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network import StorageNetworkError, plan_fetch, stream_payload
 
 from ..byte_range import ByteRange, parse_range, range_frames
 from ..errors import BadRequestError, CacheServerError, NoSuchNarError, to_http

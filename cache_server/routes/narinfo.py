@@ -23,7 +23,7 @@ from aiohttp import web
 
 from nix_formats.errors import NixFormatError
 from nix_formats.store_path import validate_hash_part
-from storage_network.errors import NotFoundError, StorageNetworkError
+from storage_network import NotFoundError, StorageNetworkError
 
 from ..errors import CacheServerError, to_http
 from ..metrics import UPSTREAM

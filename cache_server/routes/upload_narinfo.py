@@ -39,7 +39,7 @@ from nix_formats.hash import parse_nix_hash
 from nix_formats.keys import sign_narinfo, verify_narinfo
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import validate_hash_part
-from storage_network.errors import NotFoundError, RecordConflictError, StorageNetworkError
+from storage_network import NotFoundError, RecordConflictError, StorageNetworkError
 
 from ..config import UploadConfig
 from ..errors import (

@@ -1,25 +1,5 @@
-"""HTTP client for one storage node (the node API of :mod:`storage_node`).
-
-Node API used here (reads open, writes signed and bound to the node, see
-:mod:`storage_network.wire.write_auth`)::
-
-    PUT  /shards/<id>     201 new, 200 already held
-    GET  /shards/<id>     200 body, 404 absent
-    POST /shards/batch-get   {"ids": [...]} -> framed bodies   (see shard_batch)
-    POST /shards/batch-put   framed shards, signed -> {"created": [...], "held": [...]}
-    POST /shards/has      {"ids": [...], "touch": bool} -> {"present": [...]}
-                          (touch: signed; sets the mtime of the present ones)
-    DELETE /shards/<id>?before=T   signed; 204 deleted, 404 absent,
-                          412 the shard was written or touched at/after T
-    GET  /shards          "<id> <size> <mtime>" lines
-    PUT  /records/<key>   201 new, 200 replaced or already held; 409 the node
-                          holds a newer version or another content (see record)
-    GET  /records/<key>   200 body, 404 absent
-    DELETE /records/<key>?sha256=HEX  signed; 204 deleted, 404 absent,
-                          412 the stored record is not the one named
-    GET  /records         "<key> <size> <mtime> <atime>" lines
-    POST /proofs          {"nonce": hex, "ids": [...]} -> binary answers
-    GET  /healthz         JSON
+"""Our storage node (:mod:`storage_node`) as a :class:`~storage_network.nodes.base.NodeStore`,
+over HTTP (the node API is in :mod:`storage_network.wire.node_http`).
 
 Every answer is hostile input.  Each read is capped by what the protocol
 allows for that answer (a shard by its stripe's shard size, a ``has``
@@ -29,7 +9,8 @@ and so on); JSON is parsed defensively (deep nesting, wrong types).  Past
 shared by every node), so endless answers from a few hostile nodes add
 at most that much to the client's memory.
 
-Timeouts measure the node, not the client (see :class:`Deadlines`): a
+Timeouts measure the node, not the client (see
+:class:`~storage_network.nodes.limits.RequestGate`): a
 request first takes one of the node's ``slots`` (the time it waits there
 is the client's own queue, observed in ``nixshard_node_queue_seconds``),
 and its deadlines start only then.  When a deadline passes while the
@@ -49,189 +30,40 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 
-from storage_network import metrics
 from storage_network.config import NodeInfo
 from storage_network.errors import (
     NodeAnswerError,
     NodeError,
     NodeStatusError,
-    NodeTimeoutError,
     ShardBatchError,
 )
+from storage_network.nodes.limits import (
+    RECORD_FREE_BYTES,
+    SMALL_ANSWER_BYTES,
+    AnswerBudget,
+    Deadlines,
+    Exchange,
+    LoopLag,
+    RequestGate,
+)
+from storage_network.wire.listing import (
+    MAX_LISTING_ENTRIES,
+    MAX_LISTING_LINE,
+    ListedRecord,
+    ListedShard,
+)
+from storage_network.wire.node_http import HAS_BATCH, PEEK_HEADER
 from storage_network.wire.proofs import max_answer_bytes
 from storage_network.wire.record import MAX_RECORD_BYTES
 from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_put_batch, parse_get_answer
 from storage_network.wire.write_auth import Publisher, sign_write
 
-HAS_BATCH = 5000
-PEEK_HEADER = "X-Nixshard-Peek"
-"""A record read carrying ``X-Nixshard-Peek: 1`` does not move the record's last-read time."""
-
-SMALL_ANSWER_BYTES = 2 * 1024 * 1024
-"""Cap of answers that are short by protocol (write acknowledgements, ``/healthz``)."""
-RECORD_FREE_BYTES = 256 * 1024
-"""Bytes of a record answer held without reserving from the :class:`AnswerBudget`: a
-record this size lists some 8000 chunks (a NAR of about 2 GB); larger ones reserve.
-Records are the answers with the widest cap (:data:`MAX_RECORD_BYTES`), asked of a whole
-window at once on every narinfo miss: without this, hostile nodes streaming endless
-records would each hold the budget's full free allowance per request slot."""
-MAX_LISTING_LINE = 256
-MAX_LISTING_ENTRIES = 20_000_000
-"""Most lines a listing may have: 20 million shards (about 1.3 TB of 64 KiB shards).
-A node listing more is answering nonsense (its listing is refused)."""
 READ_PIECE = 1 << 16
-
-
-@dataclass(frozen=True)
-class Deadlines:
-    """How long one node request may take, in seconds, counted from the moment it
-    holds one of the node's slots (so never while it waits inside the client).
-
-    Attributes:
-        connect: to open a TCP connection.
-        first_byte: from sending the request to the first byte of the answer.
-        stall: longest pause between two pieces of the answer.
-        total: the whole exchange: an answer that trickles in slower than
-            this allows is abandoned, however steady.
-    """
-
-    connect: float = 5.0
-    first_byte: float = 10.0
-    stall: float = 10.0
-    total: float = 30.0
-
-    @classmethod
-    def within(cls, seconds: float) -> Deadlines:
-        """Deadlines for a client whose node timeout is ``seconds``: the whole
-        exchange and each phase fit in it (connect at most 5 s)."""
-        return cls(connect=min(5.0, seconds), first_byte=seconds, stall=seconds, total=seconds)
-
-
-class LoopLag:
-    """How late the event loop has been: a task wakes every ``tick`` seconds and
-    records by how much it overslept (the loop was busy with other work).
-
-    :meth:`worst_since` tells a timeout caused by the client's own load from one
-    caused by the node.
-    """
-
-    def __init__(self, tick: float = 0.05, keep: int = 1200,
-                 clock: Callable[[], float] = time.monotonic) -> None:
-        self._tick = tick
-        self._keep = keep
-        self._clock = clock
-        self._samples: list[tuple[float, float]] = []  # (when, lag seconds)
-        self._task: asyncio.Task[None] | None = None
-        self._due: float | None = None  # when the watcher should wake next
-
-    def start(self) -> None:
-        """Start watching (on the running loop); idempotent."""
-        if self._task is None:
-            self._task = asyncio.get_running_loop().create_task(self._watch())
-
-    async def stop(self) -> None:
-        """Stop watching."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-
-    async def _watch(self) -> None:
-        while True:
-            before = self._clock()
-            self._due = before + self._tick
-            await asyncio.sleep(self._tick)
-            now = self._clock()
-            lag = now - before - self._tick
-            if lag > self._tick:
-                self._samples.append((now, lag))
-                if len(self._samples) > self._keep:
-                    del self._samples[:self._keep // 2]
-
-    def worst_since(self, since: float) -> float:
-        """The longest stall (seconds) of the loop after monotonic time ``since``: only
-        the part of each stall that lies after ``since`` counts, and so does the
-        stall the loop is in right now (the watcher overdue)."""
-        now = self._clock()
-        worst = 0.0 if self._due is None else max(0.0, now - max(since, self._due))
-        for when, lag in reversed(self._samples):
-            if when < since:
-                break
-            worst = max(worst, when - max(since, when - lag))
-        return worst
-
-
-class AnswerBudget:
-    """Bytes of node answers being read into memory at once, over all nodes of a client.
-
-    Every answer may hold ``free`` bytes on its own (a record answer at most
-    :data:`RECORD_FREE_BYTES`); past that it must reserve each further MiB
-    from a shared ``total``, so a few hostile
-    nodes streaming endless answers (each up to its cap) cannot add more
-    than ``total`` bytes to the client's memory, however many requests run.
-    An answer waiting for room counts the wait against the client, not the
-    node (:class:`~storage_network.errors.NodeTimeoutError` with blame
-    ``"client"`` when its deadline passes meanwhile).
-
-    Args:
-        total: bytes shared by all answers past their free allowance.
-        free: bytes every answer may hold without reserving.
-    """
-
-    STEP = 1 << 20
-
-    def __init__(self, total: int = 64 << 20, free: int = 4 << 20) -> None:
-        self.total, self.free = total, free
-        self.used = 0
-        self._changed = asyncio.Condition()
-
-    async def reserve(self, nbytes: int) -> None:
-        """Wait until ``nbytes`` fit under ``total``, then take them."""
-        async with self._changed:
-            await self._changed.wait_for(lambda: self.used + nbytes <= self.total)
-            self.used += nbytes
-
-    async def release(self, nbytes: int) -> None:
-        """Give back ``nbytes`` taken by :meth:`reserve`."""
-        if nbytes:
-            async with self._changed:
-                self.used -= nbytes
-                self._changed.notify_all()
-
-
-@dataclass
-class _Charge:
-    """What one answer took from the :class:`AnswerBudget`, and whether it waits for more."""
-
-    free: int
-    reserved: int = 0
-    waiting: bool = False
-
-
-@dataclass(frozen=True)
-class ListedShard:
-    """A shard a node lists: id, size (bytes), mtime (unix seconds)."""
-
-    id: str
-    size: int
-    mtime: float
-
-
-@dataclass(frozen=True)
-class ListedRecord:
-    """A record a node lists: key, size (bytes), mtime and last read time (unix seconds)."""
-
-    key: str
-    size: int
-    mtime: float
-    atime: float
 
 
 def parse_json_answer(node_id: str, what: str, data: bytes | bytearray) -> dict[str, Any]:
@@ -262,7 +94,8 @@ def _id_list(node_id: str, what: str, doc: dict[str, Any], field: str,
 
 
 class NodeClient:
-    """Talks to one node over a shared :class:`aiohttp.ClientSession`.
+    """Our HTTP storage node, talked to over a shared :class:`aiohttp.ClientSession`
+    (a :class:`~storage_network.nodes.base.NodeStore`).
 
     Args:
         info: the node's id and base URL.
@@ -281,12 +114,9 @@ class NodeClient:
                  *, deadlines: Deadlines | None = None, slots: int = 16,
                  lag: LoopLag | None = None, budget: AnswerBudget | None = None):
         self.info = info
-        self._budget = budget or AnswerBudget()
         self._session = session
         self.deadlines = deadlines or Deadlines.within(timeout)
-        self._slots = asyncio.Semaphore(slots)
-        self._queued = 0
-        self._lag = lag
+        self.gate = RequestGate(info.id, self.deadlines, slots, lag, budget or AnswerBudget())
         d = self.deadlines
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None,
                                               sock_connect=d.connect,
@@ -298,9 +128,17 @@ class NodeClient:
         return self.info.id
 
     @property
+    def url(self) -> str:
+        """The node's base URL (``http://host:port``)."""
+        return self.info.url
+
+    @property
     def queued(self) -> int:
         """Requests to this node waiting inside the client for a slot right now."""
-        return self._queued
+        return self.gate.queued
+
+    async def close(self) -> None:
+        """Nothing of its own to release: the session belongs to the caller."""
 
     async def _request(self, method: str, path: str, *, limit: int,
                        body: bytes | None = None, json_body: Any = None,
@@ -325,63 +163,34 @@ class NodeClient:
         if publisher is not None:
             digest = hashlib.sha256(body or b"").digest()
             headers.update(sign_write(publisher, self.id, method, path, digest))
-        queued = time.monotonic()
-        self._queued += 1
-        try:
-            await self._slots.acquire()
-        finally:
-            self._queued -= 1
-        try:
-            started = time.monotonic()
-            metrics.observe_node_queue(self.id, started - queued)
-            phase = "connect"
-            charge = _Charge(self._budget.free if free is None else min(free, self._budget.free))
+        what = f"{method} {path}"
+        async with self.gate.exchange(what, free) as ex:
             try:
-                async with asyncio.timeout(self.deadlines.total):
-                    async with asyncio.timeout(self.deadlines.first_byte
-                                               + self.deadlines.connect):
-                        resp = await self._session.request(
-                            method, self.info.url + path, data=body, headers=headers,
-                            timeout=self._timeout, allow_redirects=False)
-                    phase = "answer"
-                    async with resp:
-                        good = resp.status in ok
-                        data = await self._read(resp, limit if good else 4096, method, path,
-                                                consume if good else None, charge)
-                        answer = bytes(data)
-                        del data
-            except TimeoutError as exc:
-                if charge.waiting:
-                    raise NodeTimeoutError(f"node {self.id}: {method} {path}: no room in the "
-                                           "client's answer budget in time", "client") from exc
-                raise self._timed_out(method, path, phase, started) from exc
+                async with asyncio.timeout(self.deadlines.first_byte + self.deadlines.connect):
+                    resp = await self._session.request(
+                        method, self.info.url + path, data=body, headers=headers,
+                        timeout=self._timeout, allow_redirects=False)
+                ex.phase = "answer"
+                async with resp:
+                    good = resp.status in ok
+                    data = await self._read(resp, limit if good else 4096, what,
+                                            consume if good else None, ex)
+                    answer = bytes(data)
+                    del data
             except (aiohttp.ClientError, OSError, ValueError) as exc:
-                raise NodeError(f"node {self.id}: {method} {path} failed: "
+                raise NodeError(f"node {self.id}: {what} failed: "
                                 f"{type(exc).__name__} {exc}"[:400]) from None
-        finally:
-            self._slots.release()
-            await self._budget.release(charge.reserved)
         if resp.status not in ok:
             text = answer[:200].decode("utf-8", "replace").strip()
-            raise NodeStatusError(f"node {self.id}: {method} {path} -> {resp.status} {text}",
+            raise NodeStatusError(f"node {self.id}: {what} -> {resp.status} {text}",
                                   resp.status)
         return resp.status, answer
 
-    def _timed_out(self, method: str, path: str, phase: str, started: float) -> NodeTimeoutError:
-        elapsed = time.monotonic() - started
-        lag = self._lag.worst_since(started) if self._lag is not None else 0.0
-        blame = "client" if lag >= max(0.5, 0.25 * elapsed) else "node"
-        note = f" (the client's event loop stalled {lag:.1f} s meanwhile)" \
-            if blame == "client" else ""
-        return NodeTimeoutError(f"node {self.id}: {method} {path}: no {phase} within "
-                                f"{elapsed:.1f} s{note}", blame)
-
-    async def _read(self, resp: aiohttp.ClientResponse, limit: int, method: str,
-                    path: str, consume: Callable[[bytes], None] | None,
-                    charge: _Charge) -> bytearray:
+    async def _read(self, resp: aiohttp.ClientResponse, limit: int, what: str,
+                    consume: Callable[[bytes], None] | None, ex: Exchange) -> bytearray:
         declared = resp.content_length
         if declared is not None and declared > limit:
-            raise NodeAnswerError(f"node {self.id}: {method} {path}: answer of {declared} "
+            raise NodeAnswerError(f"node {self.id}: {what}: answer of {declared} "
                                   f"bytes, at most {limit} expected")
         data = bytearray()
         got = 0
@@ -391,19 +200,14 @@ class NodeClient:
                 break
             got += len(piece)
             if got > limit:
-                raise NodeAnswerError(f"node {self.id}: {method} {path}: answer over "
-                                      f"{limit} bytes")
+                raise NodeAnswerError(f"node {self.id}: {what}: answer over {limit} bytes")
             if consume is None:
-                while len(data) + len(piece) > charge.free + charge.reserved:
-                    charge.waiting = True
-                    await self._budget.reserve(AnswerBudget.STEP)
-                    charge.waiting = False
-                    charge.reserved += AnswerBudget.STEP
+                await ex.hold(len(data) + len(piece))
                 data += piece
             else:
                 consume(piece)
         if declared is not None and got != declared:
-            raise NodeError(f"node {self.id}: {method} {path}: answer cut short "
+            raise NodeError(f"node {self.id}: {what}: answer cut short "
                             f"({got} of {declared} bytes)")
         return data
 

@@ -48,10 +48,10 @@ from typing import Any
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
-from storage_network.nodes.http import ListedShard
 from storage_network.nodes.placement import shard_nodes
 from storage_network.nodes.scores import Scores
 from storage_network.upkeep.inventory import Inventory
+from storage_network.wire.listing import ListedShard
 from storage_network.wire.proofs import MAX_IDS, MalformedAnswerError, ShardOutcome, check_answer
 from storage_network.wire.stripe import parse_shard_id, shard_id
 

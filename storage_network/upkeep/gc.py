@@ -68,9 +68,9 @@ from typing import Any
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
-from storage_network.nodes.http import ListedShard
 from storage_network.nodes.placement import record_window
 from storage_network.upkeep.inventory import Inventory, RecordCopy, take_inventory
+from storage_network.wire.listing import ListedShard
 from storage_network.wire.record import Record, open_record, seal_tombstone
 from storage_network.wire.stripe import parse_shard_id
 from storage_network.wire.write_auth import Publisher

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, RecordError
-from storage_network.nodes.http import ListedRecord
 from storage_network.nodes.placement import record_nodes
+from storage_network.wire.listing import ListedRecord
 from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.record import Record, newest, open_record
 from storage_network.wire.write_auth import PublisherKey

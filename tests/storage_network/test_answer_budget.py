@@ -12,7 +12,8 @@ import pytest
 
 from storage_network.config import NodeInfo
 from storage_network.errors import NodeAnswerError, NodeTimeoutError
-from storage_network.nodes.http import AnswerBudget, Deadlines, NodeClient
+from storage_network.nodes.http import NodeClient
+from storage_network.nodes.limits import AnswerBudget, Deadlines
 from tests.netsupport import NodeProcess, make_publisher
 
 MiB = 1 << 20

@@ -21,12 +21,12 @@ from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
 from storage_network.config import init_network, load_network, parse_network
 from storage_network.errors import NetworkFileError, NodeError, NotFoundError
-from storage_network.nodes.http import ListedShard
 from storage_network.nodes.placement import record_nodes
 from storage_network.read.fetch import plan_fetch, stream_payload
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import GcReport, collect_garbage
 from storage_network.upkeep.inventory import take_inventory
+from storage_network.wire.listing import ListedShard
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.stripe import shard_id

@@ -112,12 +112,19 @@ def test_duplicate_node_ids(tmp_path: Path) -> None:
     assert "duplicate node ids in" in load_error(tmp_path, text)
 
 
-@pytest.mark.parametrize("url", ["ftp://127.0.0.1:9001", "127.0.0.1:9001",
-                                 "http://127.0.0.1:9001/path", "http://", "http://a b:1", ""])
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9001/path", "http://a b:1"])
 def test_bad_url(tmp_path: Path, url: str) -> None:
     text = good_head() + nodes_toml(5, start=2) + f'\n[[nodes]]\nid = "node-1"\nurl = "{url}"\n'
     shown = url.rstrip("/")  # the parser drops trailing slashes first
     assert f"node node-1: url {shown!r} is not http(s)://host:port" in load_error(tmp_path, text)
+
+
+@pytest.mark.parametrize("url", ["ftp://127.0.0.1:9001", "127.0.0.1:9001", "http://", ""])
+def test_url_of_no_known_kind(tmp_path: Path, url: str) -> None:
+    text = good_head() + nodes_toml(5, start=2) + f'\n[[nodes]]\nid = "node-1"\nurl = "{url}"\n'
+    shown = url.rstrip("/")  # "http://" becomes "http:", which names no scheme
+    assert f"node node-1: url {shown!r} has no known scheme (one of http://, https://" \
+        in load_error(tmp_path, text)
 
 
 def test_url_with_trailing_newline(tmp_path: Path) -> None:

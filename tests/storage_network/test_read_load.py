@@ -14,7 +14,7 @@ from pathlib import Path
 
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
-from storage_network.nodes.http import Deadlines
+from storage_network.nodes.limits import Deadlines
 from storage_network.read.fetch import plan_fetch, stream_payload
 from storage_network.wire.manifest import Manifest
 from storage_network.write.publish import store_payload
