@@ -56,6 +56,12 @@ Touch.
     ``has(ids, touch=publisher)`` also marks the present shards as written
     now, so a gc that started earlier keeps them (:mod:`storage_network.upkeep.gc`).
 
+Read times.
+    ``list_records`` gives each record's last-read time: a ``get_record``
+    without ``peek`` moves it to now, at most once per
+    :data:`READ_TIME_RESOLUTION_SECONDS` (so reads stay cheap); a peek
+    (inventory, audit, gc, repair) never moves it.  gc's idle expiry reads it.
+
 Writes are authorized.
     Our node checks the publisher's signature over each write; a bucket
     checks the writer's bucket credentials (the publisher key is then
@@ -68,6 +74,9 @@ from typing import Any, Protocol, runtime_checkable
 
 from storage_network.wire.listing import ListedRecord, ListedShard
 from storage_network.wire.write_auth import Publisher
+
+READ_TIME_RESOLUTION_SECONDS = 60.0
+"""A record's last-read time may lag the last read by up to this many seconds."""
 
 
 @runtime_checkable
