@@ -8,25 +8,17 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from http_serving import errors as http_errors
 from http_serving import metrics as http_metrics
 from storage_network import NetworkClient
 
+from . import routes
 from .auth import auth_middleware
 from .config import ServeConfig
 from .metrics import HTTP
 from .nar_cache import NarCache
 from .records import RecordLookup
-from .routes.build_log import get_log, put_log
-from .routes.healthz import healthz
-from .routes.listing import get_listing, put_listing
-from .routes.metrics import metrics
-from .routes.nar import nar
-from .routes.narinfo import narinfo
-from .routes.nix_cache_info import nix_cache_info, put_nix_cache_info
-from .routes.nodes import nodes
-from .routes.upload_nar import put_nar
-from .routes.upload_narinfo import put_narinfo
-from .routes.upstream_nar import upstream_nar
+from .responses import ERRORS
 from .staging import Staging
 from .state import (
     CONFIG,
@@ -45,10 +37,12 @@ def create_app(config: ServeConfig) -> web.Application:
 
     Every GET route answers HEAD too.  Middlewares: request metrics
     (outermost, so refused requests are counted; see :mod:`cache_server.metrics`),
-    then basic auth.
+    errors (:data:`cache_server.responses.ERRORS`), then basic auth.
+    Routes: :mod:`cache_server.routes`.
     """
-    app = web.Application(middlewares=[HTTP.middleware(),
+    app = web.Application(middlewares=[HTTP.middleware(), http_errors.error_middleware,
                                        auth_middleware(config.credentials, config.read_auth)])
+    http_errors.setup(app, ERRORS)
     http_metrics.setup(app, HTTP)
     app[CONFIG] = config
     app[INGESTS] = {}
@@ -76,19 +70,6 @@ def create_app(config: ServeConfig) -> web.Application:
             await app[NAR_CACHE].close()
 
     app.cleanup_ctx.append(state_ctx)
-    router = app.router
-    router.add_get("/nix-cache-info", nix_cache_info)
-    router.add_put("/nix-cache-info", put_nix_cache_info)
-    router.add_get("/{hash}.narinfo", narinfo)
-    router.add_put("/{hash}.narinfo", put_narinfo)
-    router.add_get("/{hash}.ls", get_listing)
-    router.add_put("/{hash}.ls", put_listing)
-    router.add_get("/nar/{file}", nar)
-    router.add_put("/nar/{file}", put_nar)
-    router.add_get("/log/{drv}", get_log)
-    router.add_put("/log/{drv}", put_log)
-    router.add_get("/upstream/{index}/{path:.+}", upstream_nar)
-    router.add_get("/nixshard/nodes", nodes)
-    router.add_get("/metrics", metrics)
-    router.add_get("/healthz", healthz)
+    for module in routes.MODULES:
+        module.setup(app)
     return app

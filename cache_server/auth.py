@@ -11,15 +11,12 @@ from __future__ import annotations
 import base64
 import binascii
 import hmac
-import logging
 from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from .errors import CacheServerError, ForbiddenError, UnauthorizedError, to_http
-
-log = logging.getLogger("nixshard.serve")
+from .errors import ForbiddenError, UnauthorizedError
 
 
 class CredentialsError(ValueError):
@@ -82,22 +79,20 @@ def auth_middleware(credentials: dict[str, str], read_auth: bool) -> Middleware:
 
     Writes are ``PUT``, ``POST``, ``DELETE`` and ``PATCH``; with no
     credentials configured every write is refused (403: uploads disabled).
-    ``/healthz`` is always open.  Answers 401 (with ``WWW-Authenticate``)
-    for missing or wrong credentials.
+    ``/healthz`` is always open.  Raises :class:`UnauthorizedError` (401, with
+    ``WWW-Authenticate``) for missing or wrong credentials and
+    :class:`ForbiddenError` (403): the error middleware, outside this one,
+    answers and logs them.
     """
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
         write = request.method not in ("GET", "HEAD", "OPTIONS")
-        try:
-            if write and not credentials:
-                raise ForbiddenError("uploads are disabled on this gateway (no upload "
-                                     "credentials configured)")
-            if (write or read_auth) and request.path not in OPEN_PATHS:
-                check_basic_auth(request, credentials)
-        except CacheServerError as exc:
-            log.warning("%s %s: %s", request.method, request.path[:100], exc)
-            raise to_http(exc) from exc
+        if write and not credentials:
+            raise ForbiddenError("uploads are disabled on this gateway (no upload "
+                                 "credentials configured)")
+        if (write or read_auth) and request.path not in OPEN_PATHS:
+            check_basic_auth(request, credentials)
         return await handler(request)
 
     return check

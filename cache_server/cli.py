@@ -18,11 +18,15 @@ from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
+from nix_records import (
+    SIGNING_KEY_ENV,
+    SecretError,
+    SigningKeyError,
+    load_signing_key,
+    read_secret,
+)
 from storage_network import DEFAULT_HEDGE_AFTER, Network, NetworkFileError, load_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
-from uploader.cli import check_publisher, load_signing_key
-from uploader.errors import SecretError
-from uploader.signing import SIGNING_KEY_ENV, read_secret
 
 from .app import create_app
 from .auth import CredentialsError, parse_credentials
@@ -138,12 +142,15 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     uploads = None
     publisher = None
     if keyed:
-        nix_key, publisher = load_signing_key(signing_key)
-        check_publisher(network, publisher)
+        try:
+            key = load_signing_key(signing_key, os.environ, network=network)
+        except SigningKeyError as exc:
+            raise click.ClickException(str(exc)) from exc
+        publisher = key.publisher
         if credentials:
             trusted = parse_keys(trusted_upload_key, "--trusted-upload-key") or \
                 publisher_keys(network)
-            uploads = UploadConfig(publisher=publisher, nix_key=nix_key, trusted_keys=trusted,
+            uploads = UploadConfig(publisher=publisher, nix_key=key.nix_key, trusted_keys=trusted,
                                    sign_uploads=sign_uploads, max_bytes=max_upload_bytes)
     upstream_config = None
     if upstream:

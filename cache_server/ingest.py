@@ -2,33 +2,40 @@
 
 One pass over the file: decompress it by the narinfo's ``Compression``,
 feed every byte to :class:`nix_formats.nar.NarParser` (which hashes it and
-checks the NAR grammar) and to :func:`storage_network.write.publish.store_payload`.
-Decompression is capped at the narinfo's ``NarSize``: a file that
-decompresses to more is refused as soon as one byte past it is decoded (a
-"decompression bomb" costs a few kilobytes of output, not gigabytes).
-Only when the NAR parses and its NarHash and NarSize are the narinfo's is
-the record published (the commit point).  A rejected NAR leaves at most
-unreferenced shards, which readers never see and gc removes.
+checks the NAR grammar) and into the network
+(:func:`nix_records.publishing.store_then_publish`).  Decompression is
+capped at the narinfo's ``NarSize``: a file that decompresses to more is
+refused as soon as one byte past it is decoded (a "decompression bomb"
+costs a few kilobytes of output, not gigabytes).  Only when the NAR parses
+and its NarHash and NarSize are the narinfo's is the record published (the
+commit point).  A rejected NAR leaves at most unreferenced shards, which
+readers never see and gc removes.
 
-The stored narinfo is the given one with ``URL`` pointing at the gateway's
-own NAR name, ``Compression: zstd``, ``FileSize`` the stored frames' size
-and no ``FileHash`` (the frames are not the uploaded file); its ``Sig:``
-lines stay valid because the fingerprint covers none of those fields.
+The stored narinfo is the given one in its stored form
+(:func:`nix_records.narinfo_record.stored_narinfo`: ``URL`` the gateway's
+own NAR name, ``Compression: zstd``, ``FileSize`` the stored frames' size,
+no ``FileHash``); its ``Sig:`` lines stay valid because the fingerprint
+covers none of those fields.
 """
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 from nix_formats.compression import decompress
 from nix_formats.errors import DecompressedTooLargeError, NixFormatError
 from nix_formats.hash import format_sha256_nix32
-from nix_formats.nar import NarParser
+from nix_formats.nar_parser import NarParser
 from nix_formats.narinfo import NarInfo
-from storage_network import NetworkClient, Publisher, publish_record, store_payload
-from uploader.push import nar_url
+from nix_records import (
+    RecordContent,
+    StoredPayload,
+    narinfo_record,
+    store_then_publish,
+    stored_narinfo,
+)
+from storage_network import NetworkClient, Publisher
 
 from .errors import UploadRejectedError
 from .staging import file_pieces
@@ -67,24 +74,27 @@ async def ingest_nar(net: NetworkClient, publisher: Publisher, narinfo: NarInfo,
     except NixFormatError as exc:
         raise UploadRejectedError(f"{where}: {exc}") from exc
     parser = NarParser()
-    try:
-        manifest, stats = await store_payload(
-            net, publisher, _checked_nar(path, narinfo.compression, narinfo.nar_size, parser))
+    stored: NarInfo | None = None
+
+    def check(payload: StoredPayload) -> RecordContent:
+        nonlocal stored
         nar = parser.finish()
+        if nar.sha256 != want_hash or nar.nar_size != narinfo.nar_size:
+            assert nar.sha256 is not None
+            raise UploadRejectedError(
+                f"{where}: the NAR has {format_sha256_nix32(nar.sha256)} and {nar.nar_size} "
+                f"bytes, the narinfo says {narinfo.nar_hash} and {narinfo.nar_size} bytes")
+        stored = stored_narinfo(narinfo, payload.manifest)
+        return narinfo_record(stored)
+
+    try:
+        await store_then_publish(
+            net, publisher, _checked_nar(path, narinfo.compression, narinfo.nar_size, parser),
+            check)
     except DecompressedTooLargeError as exc:
         raise UploadRejectedError(f"{where}: the NAR is larger than its NarSize of "
                                   f"{narinfo.nar_size} bytes ({exc})") from exc
     except NixFormatError as exc:
         raise UploadRejectedError(f"{where}: the uploaded NAR is not valid: {exc}") from exc
-    if nar.sha256 != want_hash or nar.nar_size != narinfo.nar_size:
-        assert nar.sha256 is not None
-        raise UploadRejectedError(
-            f"{where}: the NAR has {format_sha256_nix32(nar.sha256)} and {nar.nar_size} bytes, "
-            f"the narinfo says {narinfo.nar_hash} and {narinfo.nar_size} bytes")
-    stored = dataclasses.replace(
-        narinfo, url=nar_url(narinfo.store_path, want_hash), compression="zstd",
-        file_hash=None, file_size=manifest.stored_size,
-        sigs=list(narinfo.sigs), references=list(narinfo.references))
-    await publish_record(net, publisher, narinfo.store_path.hash_part,
-                         stored.render().encode(), manifest, touched_at=stats.touched_at)
+    assert stored is not None
     return stored

@@ -9,11 +9,10 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from nix_formats.errors import NixFormatError
 from nix_formats.narinfo import NarInfo
+from nix_records import RecordContentError, is_build_log, narinfo_from_record, record_key
 from storage_network import NetworkClient, NotFoundError, Record, fetch_record
 
-from .build_logs import LOG_MAGIC
 from .errors import BadRecordError
 
 
@@ -85,7 +84,7 @@ class RecordLookup:
 
     async def _lookup(self, hash_part: str) -> Entry:
         try:
-            record = await fetch_record(self._net, hash_part)
+            record = await fetch_record(self._net, record_key(hash_part))
         except NotFoundError as exc:
             if self._negative_ttl > 0:
                 self._absent[hash_part] = (self._clock() + self._negative_ttl, str(exc))
@@ -106,17 +105,11 @@ def _entry(hash_part: str, record: Record) -> Entry:
         NotFoundError: the record is a build log's.
         BadRecordError: the signed metadata is not a narinfo of that path.
     """
-    if record.metadata.startswith(LOG_MAGIC):
+    if is_build_log(record.metadata):
         raise NotFoundError(f"{hash_part} names a build log, not a store path")
     try:
-        text = record.metadata.decode("utf-8")
-        narinfo = NarInfo.parse(text)
-    except (UnicodeDecodeError, NixFormatError) as exc:
-        raise BadRecordError(f"record {hash_part} holds a malformed narinfo: {exc}") from exc
-    if narinfo.store_path.hash_part != hash_part:
-        raise BadRecordError(f"record {hash_part} describes {narinfo.store_path.path}")
-    if narinfo.nar_size != record.manifest.size:
-        raise BadRecordError(f"record {hash_part}: NarSize {narinfo.nar_size} but manifest "
-                             f"holds {record.manifest.size} bytes")
+        narinfo, text = narinfo_from_record(hash_part, record)
+    except RecordContentError as exc:
+        raise BadRecordError(str(exc)) from exc
     digest = hashlib.sha256(record.manifest.encode()).hexdigest()[:32]
     return Entry(record, narinfo, text, f"{hash_part}-{digest}")

@@ -10,7 +10,8 @@ Modules:
 - :mod:`nix_formats.nix32`: ``encode``/``decode`` of Nix base-32;
 - :mod:`nix_formats.hash`: ``sha256:<nix32>``, base16 and SRI hash strings;
 - :mod:`nix_formats.store_path`: :class:`StorePath`, ``validate_hash_part``;
-- :mod:`nix_formats.nar`: ``dump_path``, :class:`NarParser`, ``validate_nar``;
+- :mod:`nix_formats.nar`: the NAR format, ``dump_path``;
+- :mod:`nix_formats.nar_parser`: :class:`NarParser`, ``validate_nar``;
 - :mod:`nix_formats.narinfo`: :class:`NarInfo` parse/render/fingerprint;
 - :mod:`nix_formats.keys`: :class:`SecretKey`, :class:`PublicKey`, signing;
 - :mod:`nix_formats.errors`: the exception tree.
@@ -31,7 +32,8 @@ from .errors import (
 )
 from .hash import HASH_SIZES, format_hash, format_sha256_nix32, parse_nix_hash
 from .keys import PublicKey, SecretKey, sign_narinfo, verify_narinfo
-from .nar import NAR_MAGIC, NarParser, NarStats, dump_path, nar_hash_of_path, validate_nar
+from .nar import NAR_MAGIC, dump_path, nar_hash_of_path
+from .nar_parser import NarParser, NarStats, validate_nar
 from .narinfo import NarInfo
 from .store_path import STORE_DIR, StorePath, parse_basename, validate_hash_part
 

@@ -20,12 +20,12 @@ only for ``"`` ``\\`` ``\\n`` ``\\r`` ``\\t`` (as such) and other bytes below
 name that is not UTF-8 makes the file not UTF-8 either.  :func:`render_listing`
 reproduces those bytes exactly.
 
-In Python a listing is a ``dict`` (see :data:`nix_formats.nar.ListingNode`)
+In Python a listing is a ``dict`` (see :data:`nix_formats.nar_parser.ListingNode`)
 whose names and targets are ``str`` decoded as UTF-8 with
 ``surrogateescape``, so any byte string round-trips.
 
 :func:`nar_listing` builds one from NAR pieces with the validating
-:class:`~nix_formats.nar.NarParser` (one grammar for both jobs), in memory
+:class:`~nix_formats.nar_parser.NarParser` (one grammar for both jobs), in memory
 proportional to the number of entries, never to file contents.
 """
 
@@ -37,7 +37,7 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from .errors import NarListingError
-from .nar import NarParser
+from .nar_parser import NarParser
 
 __all__ = ["LISTING_VERSION", "nar_listing", "parse_listing", "render_listing"]
 

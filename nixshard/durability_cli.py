@@ -9,7 +9,7 @@ import click
 from storage_network.config import ChunkingParams
 from storage_network.upkeep.durability import durability_table
 
-from .cli_common import network_or_exit
+from .cli_options import network_or_exit
 
 GiB = 1024 ** 3
 DEFAULT_PS = (0.001, 0.01, 0.05, 0.1)

@@ -13,10 +13,11 @@ import re
 import click
 
 from storage_network import Network, NetworkClient, Publisher
-from storage_network.upkeep.gc import GcReport, collect_garbage
+from storage_network.upkeep.gc import collect_garbage
+from storage_network.upkeep.gc_report import GcReport
 from uploader.push import format_bytes
 
-from .cli_common import network_or_exit, publisher_or_exit
+from .cli_options import network_or_exit, publisher_or_exit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"\A(\d+(?:\.\d+)?)([smhdw]?)\Z")

@@ -11,7 +11,7 @@ from storage_network.config import ChunkingParams, NodeInfo, init_network, write
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.upkeep.membership import with_node, without_node
 
-from .cli_common import network_or_exit
+from .cli_options import network_or_exit
 
 
 @click.group("network")

@@ -14,9 +14,10 @@ import click
 
 from storage_network import Network, NetworkClient, Publisher
 from storage_network.upkeep.audit_findings import AuditFindings, FindingsFileError, load_findings
-from storage_network.upkeep.repair import DEFAULT_JOBS, RepairReport, repair_network
+from storage_network.upkeep.repair import DEFAULT_JOBS, repair_network
+from storage_network.upkeep.repair_report import RepairReport
 
-from .cli_common import network_or_exit, publisher_or_exit
+from .cli_options import network_or_exit, publisher_or_exit
 
 
 async def _run_once(network: Network, publisher: Publisher, dry_run: bool, jobs: int,

@@ -13,7 +13,7 @@ import click
 from storage_network import Network, NetworkClient, NodeError
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 
-from .cli_common import network_or_exit
+from .cli_options import network_or_exit
 
 
 async def node_status(network: Network, scores: Scores, timeout: float) -> list[dict[str, Any]]:

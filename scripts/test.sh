@@ -16,7 +16,7 @@ python3 -m pip install -q --disable-pip-version-check -e '.[test]'
 
 echo "== ruff"
 python3 -m ruff check .
-echo "== mypy (strict on nix_formats and storage_network)"
-python3 -m mypy nix_formats storage_network http_serving storage_node uploader cache_server nixshard
+echo "== mypy (strict on nix_formats, nix_records, storage_network and http_serving)"
+python3 -m mypy nix_formats nix_records storage_network http_serving storage_node uploader cache_server nixshard
 echo "== pytest"
 python3 -m pytest -q -rs "$@"

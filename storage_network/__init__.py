@@ -30,8 +30,9 @@ from storage_network.errors import (
     StorageNetworkError,
 )
 from storage_network.nodes.base import NodeStore
-from storage_network.read.fetch import FetchPlan, plan_fetch, stream_payload
+from storage_network.read.plan import FetchPlan, plan_fetch
 from storage_network.read.record_lookup import fetch_record
+from storage_network.read.stream import stream_payload
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record
 from storage_network.wire.write_auth import Publisher, PublisherKey, parse_publisher_key

@@ -34,8 +34,9 @@ Node requests of every kind (the client side of :mod:`storage_network.nodes.http
     ``client`` when the client's event loop stalled meanwhile (such a
     timeout does not count against the node).
 
-Chunks (one sample per chunk rebuilt by :func:`storage_network.read.fetch.fetch_chunk`, for
-the daemon's reads and, in its own process, for ``nixshard repair``):
+Chunks (one sample per chunk rebuilt by
+:func:`storage_network.read.chunk_fetch.fetch_chunk`, for the daemon's reads
+and, in its own process, for ``nixshard repair``):
 
 ``nixshard_chunks_fetched_total``
     counter, chunks rebuilt.

@@ -17,7 +17,7 @@ body byte is read, bodies are read within a node-wide budget of bytes
 (:mod:`storage_node.budget`) and a stall deadline (:mod:`storage_node.body`),
 and every refusal is a specific 4xx with one log line
 (:mod:`storage_node.responses`).  Record versions follow
-:func:`storage_network.wire.record.replacement` (:mod:`storage_node.routes_records`).
+:func:`storage_network.wire.record.replacement` (:mod:`storage_node.routes.records`).
 Start one with ``nixshard node`` or
 ``python -m storage_node``; build one in-process with
 :func:`storage_node.app.create_app`.

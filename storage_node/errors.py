@@ -2,8 +2,9 @@
 
 Every error this package raises on purpose derives from
 :class:`StorageNodeError`.  Errors that answer an HTTP request derive from
-:class:`RequestError` and carry the status code; the app's error middleware
-turns them into a plain-text ``error: <message>`` response.
+:class:`RequestError`: handlers raise them, and the node's one exception ->
+status map (:data:`storage_node.responses.ERRORS`) turns them into plain-text
+``error: <message>`` answers.  The status each class gets is in its docstring.
 """
 
 from __future__ import annotations
@@ -26,15 +27,11 @@ class DataDirError(StorageNodeError):
 
 
 class RequestError(StorageNodeError):
-    """A request the node refuses; ``status`` is the HTTP status to answer with."""
-
-    status = 400
+    """A request the node refuses (see :data:`storage_node.responses.ERRORS`)."""
 
 
 class BadRequest(RequestError):
     """400: malformed id or key, malformed JSON, or other bad input."""
-
-    status = 400
 
 
 class BodyTruncated(BadRequest):
@@ -45,19 +42,13 @@ class BodyStalled(RequestError):
     """408: the client sent no byte of its body for longer than the node's stall limit;
     the connection is closed after the answer."""
 
-    status = 408
-
 
 class Unauthorized(RequestError):
     """401: a write request without the publisher signature headers."""
 
-    status = 401
-
 
 class Forbidden(RequestError):
     """403: a write signed by an unknown key, with a bad signature or a stale date."""
-
-    status = 403
 
 
 class Replayed(Forbidden):
@@ -67,36 +58,24 @@ class Replayed(Forbidden):
 class NotFound(RequestError):
     """404: no such shard or record (or no such route)."""
 
-    status = 404
-
 
 class PreconditionFailed(RequestError):
     """412: a conditional delete whose condition no longer holds (touched or replaced since)."""
-
-    status = 412
 
 
 class Conflict(RequestError):
     """409: a record older than the one held, or of another content (see
     :mod:`storage_network.wire.record`)."""
 
-    status = 409
-
 
 class PayloadTooLarge(RequestError):
     """413: the request body exceeds the node's limit for that kind of object."""
-
-    status = 413
 
 
 class Busy(RequestError):
     """503: the node is reading as many body bytes as it allows at once and no room
     came free within its wait (see :mod:`storage_node.budget`); try again later."""
 
-    status = 503
-
 
 class Unprocessable(RequestError):
     """422: a well-formed request whose body does not verify (shard proof, record signature)."""
-
-    status = 422

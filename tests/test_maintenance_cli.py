@@ -1,12 +1,15 @@
-"""The maintenance commands' command lines: network add/remove-node, status, durability."""
+"""The maintenance commands' command lines: network add/remove-node, status, durability,
+and the network file and signing key as repair and gc read them."""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
+from nix_formats.keys import SecretKey
 from nixshard.cli import main
 from storage_network.config import init_network, load_network, write_network
 
@@ -65,3 +68,26 @@ def test_durability_from_a_network_file_and_from_k_m(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "4-of-6" in res.output
     res = runner.invoke(main, ["durability", "-k", "4"])
     assert res.exit_code == 2 and "give --network FILE, or -k and -m" in res.output
+
+
+@pytest.mark.parametrize("command", ["repair", "gc"])
+def test_repair_and_gc_refuse_a_bad_network_file_or_signing_key(tmp_path: Path,
+                                                                  command: str) -> None:
+    runner = CliRunner()
+    key = SecretKey.generate("maintenance-test-1")
+    (tmp_path / "secret.key").write_text(key.text())
+    net = str(network_file(tmp_path))
+    res = runner.invoke(main, [command, "--network", str(tmp_path / "none.toml"),
+                               "--signing-key", str(tmp_path / "secret.key")])
+    assert res.exit_code == 1 and "cannot read network file" in res.output
+    res = runner.invoke(main, [command, "--network", net,
+                               "--signing-key", str(tmp_path / "missing.key")])
+    assert res.exit_code == 1 and f"cannot read signing key {tmp_path}/missing.key" in res.output
+    (tmp_path / "public.key").write_text(key.public_key().text())
+    res = runner.invoke(main, [command, "--network", net,
+                               "--signing-key", str(tmp_path / "public.key")])
+    assert res.exit_code == 1 and "is it a public key?" in res.output
+    res = runner.invoke(main, [command, "--network", net,
+                               "--signing-key", str(tmp_path / "secret.key")])
+    assert res.exit_code == 1
+    assert f"does not list publisher key {key.public_key().text()}" in res.output

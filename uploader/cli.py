@@ -10,36 +10,14 @@ import click
 from click.core import ParameterSource
 
 from nix_formats.keys import SecretKey
+from nix_records import SigningKeyError, load_signing_key
 from storage_network import Network, NetworkClient, NetworkFileError, Publisher, load_network
 
-from . import signing
 from .closure import PathInfo, query_closure
-from .errors import PushFailedError, SigningKeyError, StoreWatchError, UploaderError
+from .errors import PushFailedError, StoreWatchError, UploaderError
 from .progress import nar_progress, nar_total, show_progress
 from .push import DEFAULT_JOBS, ProgressCallback, PushSummary, format_summary, push_closure
 from .watch import DEFAULT_INTERVAL, DEFAULT_STORE_DIR, watch_store
-
-
-def load_signing_key(path: str | None) -> tuple[SecretKey, Publisher]:
-    """The signing key (file ``path``, else ``$NIXSHARD_SIGNING_KEY``) as Nix key and publisher.
-
-    Raises:
-        click.ClickException: no key, unreadable or malformed key (see
-            :func:`uploader.signing.load_signing_key`).
-    """
-    try:
-        return signing.load_signing_key(path, os.environ)
-    except SigningKeyError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def check_publisher(network: Network, publisher: Publisher) -> None:
-    """Refuse early when the network file does not list the signing key's public half."""
-    known = network.publishers.get(publisher.name)
-    if known is None or bytes(known.verify_key) != bytes(publisher.signing_key.verify_key):
-        raise click.ClickException(
-            f"the network file does not list publisher key {publisher.public.text()}; "
-            "add it to `publishers` (nodes and readers accept only listed keys)")
 
 
 async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
@@ -171,9 +149,11 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
         network = load_network(network_file)
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
-    nix_key, publisher = load_signing_key(signing_key)
-    check_publisher(network, publisher)
+    try:
+        key = load_signing_key(signing_key, os.environ, network=network)
+    except SigningKeyError as exc:
+        raise click.ClickException(str(exc)) from exc
     if watch_store_flag:
-        watch(network, nix_key, publisher, store_dir, watch_interval, jobs)
+        watch(network, key.nix_key, key.publisher, store_dir, watch_interval, jobs)
     else:
-        push_paths(network, nix_key, publisher, store_paths, jobs, progress)
+        push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress)

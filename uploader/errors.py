@@ -20,14 +20,6 @@ class PushError(UploaderError):
     """A store path could not be pushed (NAR mismatch, network refused, ...)."""
 
 
-class SecretError(UploaderError):
-    """A secret (key, credentials) file cannot be read."""
-
-
-class SigningKeyError(SecretError):
-    """The signing key is missing, unreadable or not a Nix secret key."""
-
-
 class PushFailedError(PushError):
     """Some paths of a closure were not pushed; the others were (records in dependency order).
 

@@ -1,10 +1,11 @@
 """Push store paths into the shard network.
 
 Per store path: skip it if the network already holds a record for it; else
-stream its NAR (:func:`nix_formats.nar.dump_path`) through
-:func:`storage_network.write.publish.store_payload`, check the NarHash against the
-Nix database, write the narinfo (``Compression: zstd``, a ``Sig:`` by the
-Nix signing key) and publish the signed record last.
+stream its NAR (:func:`nix_formats.nar.dump_path`) into the network
+(:func:`nix_records.publishing.store`), check the NarHash against the Nix
+database, make the narinfo (:func:`nix_records.narinfo_record.new_narinfo`,
+a ``Sig:`` by the Nix signing key) and publish the signed record last
+(:func:`nix_records.publishing.publish`).
 
 :func:`push_closure` pushes up to ``jobs`` paths at once.  Payloads (shards)
 go in parallel; a record, the commit point, is written only once the
@@ -25,18 +26,22 @@ from nix_formats.errors import NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import SecretKey, sign_narinfo
 from nix_formats.nar import dump_path
-from nix_formats.narinfo import NarInfo
-from nix_formats.store_path import StorePath
+from nix_records import (
+    RecordContent,
+    StoredPayload,
+    narinfo_record,
+    new_narinfo,
+    publish,
+    record_key,
+    store,
+)
 from storage_network import (
-    Manifest,
     NetworkClient,
     NotFoundError,
     Publisher,
     PublishStats,
     StorageNetworkError,
     fetch_record,
-    publish_record,
-    store_payload,
 )
 
 from .closure import PathInfo, topological_order
@@ -73,34 +78,8 @@ class PushSummary:
 class _Stored:
     """A path whose shards are all stored and whose record is not written yet."""
 
-    narinfo: NarInfo
-    manifest: Manifest
-    stats: PublishStats
-
-
-def nar_url(store_path: StorePath, nar_hash: bytes) -> str:
-    """The narinfo ``URL:`` of a pushed NAR: ``nar/<store hash>-<nix32 NarHash>.nar.zst``."""
-    return f"nar/{store_path.hash_part}-{format_sha256_nix32(nar_hash)[7:]}.nar.zst"
-
-
-def make_narinfo(info: PathInfo, nar_hash: bytes, nar_size: int, file_size: int,
-                 key: SecretKey) -> NarInfo:
-    """The signed narinfo of a pushed path (format: Nix src/libstore/nar-info.cc)."""
-    narinfo = NarInfo(
-        store_path=info.store_path,
-        url=nar_url(info.store_path, nar_hash),
-        compression="zstd",
-        file_hash=None,
-        file_size=file_size,
-        nar_hash=format_sha256_nix32(nar_hash),
-        nar_size=nar_size,
-        references=[StorePath.parse(r).basename for r in info.references],
-        deriver=StorePath.parse(info.deriver).basename if info.deriver else None,
-        sigs=[],
-        ca=info.ca,
-    )
-    sign_narinfo(narinfo, key)
-    return narinfo
+    record: RecordContent
+    payload: StoredPayload
 
 
 def _reporting(pieces: Iterable[bytes], loop: asyncio.AbstractEventLoop,
@@ -121,7 +100,7 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
     """
     path = info.store_path.path
     try:
-        await fetch_record(net, info.store_path.hash_part)
+        await fetch_record(net, record_key(info.store_path.hash_part))
         return None
     except NotFoundError:
         pass
@@ -132,7 +111,7 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
     if report is not None:
         pieces = _reporting(nar, asyncio.get_running_loop(), report)
     try:
-        manifest, stats = await store_payload(net, publisher, pieces)
+        payload = await store(net, publisher, pieces)
     except StorageNetworkError as exc:
         raise PushError(f"{path}: {exc}") from exc
     except (OSError, NixFormatError) as exc:
@@ -143,8 +122,14 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
             f"{nar.size} bytes) differs from the Nix database "
             f"({format_sha256_nix32(info.nar_hash)}, {info.nar_size} bytes): "
             "the store path was modified; run `nix store verify`")
-    narinfo = make_narinfo(info, nar.sha256, nar.size, manifest.stored_size, nix_key)
-    return _Stored(narinfo, manifest, stats)
+    try:
+        narinfo = new_narinfo(info.store_path, nar.sha256, nar.size, payload.manifest,
+                              references=info.references, deriver=info.deriver, ca=info.ca)
+        sign_narinfo(narinfo, nix_key)
+        record = narinfo_record(narinfo)
+    except NixFormatError as exc:
+        raise PushError(f"{path}: {exc}") from exc
+    return _Stored(record, payload)
 
 
 async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher: Publisher,
@@ -155,12 +140,10 @@ async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher
         PushError: the record was not stored on every replica node.
     """
     try:
-        summary.record_bytes += await publish_record(
-            net, publisher, info.store_path.hash_part, stored.narinfo.render().encode(),
-            stored.manifest, touched_at=stored.stats.touched_at)
+        summary.record_bytes += await publish(net, publisher, stored.record, stored.payload)
     except StorageNetworkError as exc:
         raise PushError(f"{info.store_path.path}: record not stored: {exc}") from exc
-    summary.stats.add(stored.stats)
+    summary.stats.add(stored.payload.stats)
     summary.pushed.append(info.store_path.path)
 
 

@@ -16,10 +16,11 @@ import uuid
 
 from aiohttp import web
 
-from storage_network import NotFoundError, StorageNetworkError, fetch_record, plan_fetch
+from nix_records import log_metadata, log_record_key
+from storage_network import NotFoundError, fetch_record, plan_fetch
 
-from ..build_logs import log_metadata, log_record_key, parse_drv_name, store_log
-from ..errors import CacheServerError, ForbiddenError, to_http
+from ..build_logs import parse_drv_name, store_log
+from ..errors import ForbiddenError
 from ..payload import payload_pieces
 from ..send import send_body
 from ..state import CONFIG, NETWORK, STAGING
@@ -31,14 +32,11 @@ MAX_LOG_BYTES = 256 * 1024 * 1024
 async def get_log(request: web.Request) -> web.StreamResponse:
     """Send the build log of the derivation named in the path."""
     net = request.app[NETWORK]
-    try:
-        drv = parse_drv_name(request.match_info["drv"])
-        record = await fetch_record(net, log_record_key(drv))
-        if record.metadata != log_metadata(drv):
-            raise NotFoundError(f"no build log of {drv}")
-        plan = None if request.method == "HEAD" else await plan_fetch(net, record.manifest)
-    except (CacheServerError, StorageNetworkError) as exc:
-        raise to_http(exc) from exc
+    drv = parse_drv_name(request.match_info["drv"])
+    record = await fetch_record(net, log_record_key(drv))
+    if record.metadata != log_metadata(drv):
+        raise NotFoundError(f"no build log of {drv}")
+    plan = None if request.method == "HEAD" else await plan_fetch(net, record.manifest)
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
                                        "Content-Length": str(record.manifest.size)})
     if plan is None:
@@ -59,10 +57,13 @@ async def put_log(request: web.Request) -> web.Response:
         drv = parse_drv_name(request.match_info["drv"])
         path = await staging.receive(request, name, min(uploads.max_bytes, MAX_LOG_BYTES))
         size = await store_log(request.app[NETWORK], uploads.publisher, drv, path)
-    except (CacheServerError, StorageNetworkError) as exc:
-        log.warning("PUT log/%s: %s", request.match_info["drv"][:100], exc)
-        raise to_http(exc) from exc
     finally:
         staging.remove(name)
     log.info("stored the build log of %s (%d bytes)", drv, size)
     return web.Response(status=201, text="stored\n")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD``/``PUT /log/{drv}`` on ``app``."""
+    app.router.add_get("/log/{drv}", get_log)
+    app.router.add_put("/log/{drv}", put_log)

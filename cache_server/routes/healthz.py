@@ -22,3 +22,8 @@ async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok", "nodes": len(ids),
                               "nodes_in_good_standing": good,
                               "nar_cache_bytes": request.app[NAR_CACHE].bytes})
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /healthz`` on ``app``."""
+    app.router.add_get("/healthz", healthz)

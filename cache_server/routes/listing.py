@@ -29,12 +29,12 @@ from pathlib import Path
 from aiohttp import web
 
 from nix_formats.errors import NarListingTooLargeError, NixFormatError
-from nix_formats.nar import NarParser
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
+from nix_formats.nar_parser import NarParser
 from nix_formats.store_path import validate_hash_part
-from storage_network import StorageNetworkError, plan_fetch
+from storage_network import plan_fetch
 
-from ..errors import BadRecordError, CacheServerError, to_http
+from ..errors import BadRecordError, NotServedError
 from ..payload import payload_pieces
 from ..state import CONFIG, NETWORK, RECORDS
 
@@ -49,28 +49,24 @@ async def get_listing(request: web.Request) -> web.StreamResponse:
     """200 with the listing JSON; see the module docstring."""
     config = request.app[CONFIG]
     net = request.app[NETWORK]
+    hash_part = validate_hash_part(request.match_info["hash"])
+    entry = await request.app[RECORDS].get(hash_part)
+    cached = config.cache_dir / "ls" / f"{entry.cache_key}.json"
+    if cached.is_file():
+        return web.FileResponse(cached, headers={"Content-Type": JSON_TYPE})
+    plan = await plan_fetch(net, entry.record.manifest)
+    parser = NarParser(compute_sha256=False, listing=True, max_listing_nodes=MAX_LISTING_NODES)
     try:
-        hash_part = validate_hash_part(request.match_info["hash"])
-        entry = await request.app[RECORDS].get(hash_part)
-        cached = config.cache_dir / "ls" / f"{entry.cache_key}.json"
-        if cached.is_file():
-            return web.FileResponse(cached, headers={"Content-Type": JSON_TYPE})
-        plan = await plan_fetch(net, entry.record.manifest)
-        parser = NarParser(compute_sha256=False, listing=True,
-                           max_listing_nodes=MAX_LISTING_NODES)
-        try:
-            loop = asyncio.get_running_loop()
-            async for piece in payload_pieces(net, plan, config.prefetch):
-                await loop.run_in_executor(net.pool, parser.feed, piece)  # off the event loop
-            parser.finish()
-        except NarListingTooLargeError as exc:
-            log.info("%s.ls: no listing: %s", hash_part, exc)
-            raise web.HTTPNotFound(text=f"error: no listing of {hash_part}: {exc}\n") from exc
-        except NixFormatError as exc:
-            raise BadRecordError(f"the stored NAR of {hash_part} does not parse: {exc}") from exc
-        body = render_listing({"version": LISTING_VERSION, "root": parser.listing})
-    except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
-        raise to_http(exc) from exc
+        loop = asyncio.get_running_loop()
+        async for piece in payload_pieces(net, plan, config.prefetch):
+            await loop.run_in_executor(net.pool, parser.feed, piece)  # off the event loop
+        parser.finish()
+    except NarListingTooLargeError as exc:
+        log.info("%s.ls: no listing: %s", hash_part, exc)
+        raise NotServedError(f"no listing of {hash_part}: {exc}") from exc
+    except NixFormatError as exc:
+        raise BadRecordError(f"the stored NAR of {hash_part} does not parse: {exc}") from exc
+    body = render_listing({"version": LISTING_VERSION, "root": parser.listing})
     _keep(cached, body)
     return web.Response(body=body, content_type=JSON_TYPE)
 
@@ -90,8 +86,11 @@ def _keep(cached: Path, body: bytes) -> None:
 
 async def put_listing(request: web.Request) -> web.Response:
     """200: the upload is accepted and dropped (see the module docstring)."""
-    try:
-        validate_hash_part(request.match_info["hash"])
-    except NixFormatError as exc:
-        raise to_http(exc) from exc
+    validate_hash_part(request.match_info["hash"])
     return web.Response(text="ignored: this gateway makes listings from the verified NAR\n")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD``/``PUT /{hash}.ls`` on ``app``."""
+    app.router.add_get("/{hash}.ls", get_listing)
+    app.router.add_put("/{hash}.ls", put_listing)

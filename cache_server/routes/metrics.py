@@ -17,3 +17,8 @@ async def metrics(request: web.Request) -> web.Response:
     """200 with every metric in the Prometheus text format 0.0.4."""
     return web.Response(body=generate_latest(REGISTRY),
                         headers={"Content-Type": CONTENT_TYPE, "Cache-Control": "no-store"})
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /metrics`` on ``app``."""
+    app.router.add_get("/metrics", metrics)

@@ -23,25 +23,22 @@ otherwise; a ``GET`` of such a name is 404 (staged uploads are not served).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 
 from aiohttp import web
 
-from nix_formats.errors import NixFormatError
-from storage_network import StorageNetworkError, plan_fetch, stream_payload
+from storage_network import plan_fetch, stream_payload
 
 from ..byte_range import ByteRange, parse_range, range_frames
-from ..errors import BadRequestError, CacheServerError, NoSuchNarError, to_http
+from ..errors import BadRequestError, NoSuchNarError, NotServedError
 from ..metrics import NAR_CACHE_OUTCOMES
 from ..nar_cache import Fill
 from ..records import Entry
 from ..send import send_body
 from ..state import CONFIG, NAR_CACHE, NETWORK, RECORDS, STAGING
 
-log = logging.getLogger("nixshard.serve")
 NAR_FILE_RE = re.compile(r"\A([0-9a-df-np-sv-z]{32})-[0-9a-df-np-sv-z]{52}\.nar\.zst\Z")
 UPLOAD_FILE_RE = re.compile(r"\A[0-9a-df-np-sv-z]{52}\.nar(\.xz|\.bz2|\.zst|\.br|\.lz4|\.lzip)?\Z")
 NAR_TYPE = "application/x-nix-nar"
@@ -71,7 +68,7 @@ async def _entry(request: web.Request, name: str) -> Entry:
 def _staged(request: web.Request, name: str) -> web.Response:
     if request.method == "HEAD" and request.app[STAGING].path(name) is not None:
         return web.Response(status=200)
-    raise web.HTTPNotFound(text=f"error: no NAR {name}\n")
+    raise NotServedError(f"no NAR {name}")
 
 
 async def nar(request: web.Request) -> web.StreamResponse:
@@ -82,29 +79,25 @@ async def nar(request: web.Request) -> web.StreamResponse:
     net = request.app[NETWORK]
     cache = request.app[NAR_CACHE]
     prefetch = request.app[CONFIG].prefetch
-    try:
-        entry = await _entry(request, name)
-        manifest = entry.record.manifest
-        size = manifest.stored_size
-        wanted = parse_range(request, size)
-        if request.method == "HEAD":
-            return web.Response(status=206 if wanted.partial else 200,
-                                headers={"Content-Type": NAR_TYPE, **wanted.headers()})
+    entry = await _entry(request, name)
+    manifest = entry.record.manifest
+    size = manifest.stored_size
+    wanted = parse_range(request, size)
+    if request.method == "HEAD":
+        return web.Response(status=206 if wanted.partial else 200,
+                            headers={"Content-Type": NAR_TYPE, **wanted.headers()})
 
-        async def start() -> AsyncIterator[bytes]:
-            plan = await plan_fetch(net, manifest)
-            return stream_payload(net, plan, prefetch)
+    async def start() -> AsyncIterator[bytes]:
+        plan = await plan_fetch(net, manifest)
+        return stream_payload(net, plan, prefetch)
 
-        found: Path | Fill | None
-        if cache.caches(size):
-            found, outcome = await cache.open(entry.cache_key, size, start)
-        else:
-            found, outcome = None, "bypass"
-        if found is None:  # not cached: straight from the network
-            plan = await plan_fetch(net, manifest)
-    except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
-        log.warning("%s nar/%s: %s", request.method, name[:80], exc)
-        raise to_http(exc) from exc
+    found: Path | Fill | None
+    if cache.caches(size):
+        found, outcome = await cache.open(entry.cache_key, size, start)
+    else:
+        found, outcome = None, "bypass"
+    if found is None:  # not cached: straight from the network
+        plan = await plan_fetch(net, manifest)
     NAR_CACHE_OUTCOMES.labels(outcome).inc()
     if found is None:
         return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))
@@ -127,3 +120,8 @@ def _send(request: web.Request, name: str, wanted: ByteRange,
     resp = web.StreamResponse(status=206 if wanted.partial else 200,
                               headers={"Content-Type": NAR_TYPE, **wanted.headers()})
     return send_body(request, resp, pieces, f"nar/{name}")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /nar/{file}`` on ``app``."""
+    app.router.add_get("/nar/{file}", nar)

@@ -21,11 +21,10 @@ import logging
 
 from aiohttp import web
 
-from nix_formats.errors import NixFormatError
 from nix_formats.store_path import validate_hash_part
-from storage_network import NotFoundError, StorageNetworkError
+from storage_network import NotFoundError
 
-from ..errors import CacheServerError, to_http
+from ..errors import NotServedError
 from ..metrics import UPSTREAM
 from ..state import RECORDS, UPSTREAMS
 from ..upstream import UpstreamUnavailableError
@@ -37,17 +36,15 @@ TEXT_TYPE = "text/x-nix-narinfo"
 
 async def narinfo(request: web.Request) -> web.Response:
     """200 with the narinfo text; see the module docstring for the other answers."""
+    hash_part = validate_hash_part(request.match_info["hash"])
     try:
-        hash_part = validate_hash_part(request.match_info["hash"])
-        try:
-            entry = await request.app[RECORDS].get(hash_part)
-        except NotFoundError as exc:
-            if request.app.get(UPSTREAMS) is None:
-                # returned, not raised: Nix asks for many absent paths (the common 404)
-                return web.Response(status=404, text=f"error: {exc}\n")
-            return await _from_upstream(request, hash_part)
-    except (CacheServerError, NixFormatError, StorageNetworkError) as exc:
-        raise to_http(exc) from exc
+        entry = await request.app[RECORDS].get(hash_part)
+    except NotFoundError as exc:
+        if request.app.get(UPSTREAMS) is None:
+            # returned, not raised: Nix asks for many absent paths (the common 404), and
+            # the error middleware would log it at DEBUG only anyway
+            return web.Response(status=404, text=f"error: {exc}\n")
+        return await _from_upstream(request, hash_part)
     return web.Response(text=entry.text, content_type=TEXT_TYPE)
 
 
@@ -59,13 +56,18 @@ async def _from_upstream(request: web.Request, hash_part: str) -> web.Response:
         UPSTREAM.labels("down").inc()
         log.warning("%s.narinfo: not in the network and no upstream answered (%s): "
                     "answering 404", hash_part, exc)
-        raise web.HTTPNotFound(text=f"error: {hash_part} is not in the network and the "
-                                    f"upstream caches are unreachable: {exc}\n") from exc
+        raise NotServedError(f"{hash_part} is not in the network and the upstream caches "
+                             f"are unreachable: {exc}") from exc
     if hit is None:
         UPSTREAM.labels("miss").inc()
-        raise web.HTTPNotFound(text=f"error: {hash_part} is in neither the network nor "
-                                    "the upstream caches\n")
+        raise NotServedError(f"{hash_part} is in neither the network nor the upstream "
+                             "caches")
     UPSTREAM.labels("hit").inc()
     start_upstream_ingest(request.app, hit)
     served = dataclasses.replace(hit.narinfo, url=f"upstream/{hit.index}/{hit.narinfo.url}")
     return web.Response(text=served.render(), content_type=TEXT_TYPE)
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /{hash}.narinfo`` on ``app``."""
+    app.router.add_get("/{hash}.narinfo", narinfo)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ..config import ServeConfig
-from ..errors import CacheServerError, to_http
+from ..errors import BadRequestError
 from ..request_body import read_body
 from ..state import CONFIG
 
@@ -26,12 +26,15 @@ async def nix_cache_info(request: web.Request) -> web.Response:
 
 async def put_nix_cache_info(request: web.Request) -> web.Response:
     """200 when the uploaded file names ``StoreDir: /nix/store``; 400 otherwise."""
-    try:
-        body = await read_body(request, "nix-cache-info")
-    except CacheServerError as exc:
-        raise to_http(exc) from exc
+    body = await read_body(request, "nix-cache-info")
     lines = body.decode("utf-8", "replace").splitlines()
     store_dirs = [line.partition(":")[2].strip() for line in lines if line.startswith("StoreDir:")]
     if len(body) > MAX_BYTES or store_dirs not in ([], ["/nix/store"]):
-        raise web.HTTPBadRequest(text="error: this cache serves StoreDir /nix/store only\n")
+        raise BadRequestError("this cache serves StoreDir /nix/store only")
     return web.Response(text="ok\n")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD``/``PUT /nix-cache-info`` on ``app``."""
+    app.router.add_get("/nix-cache-info", nix_cache_info)
+    app.router.add_put("/nix-cache-info", put_nix_cache_info)

@@ -31,3 +31,8 @@ async def nodes(request: web.Request) -> web.Response:
                **{k: v for k, v in asdict(status).items() if k != "node_id"}}
               for status in net.health.statuses(urls)]
     return web.json_response({"nodes": answer})
+
+
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /nixshard/nodes`` on ``app``."""
+    app.router.add_get("/nixshard/nodes", nodes)

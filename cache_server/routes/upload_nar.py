@@ -13,9 +13,8 @@ from __future__ import annotations
 from aiohttp import web
 
 from nix_formats import nix32
-from nix_formats.errors import NixFormatError
 
-from ..errors import BadRequestError, CacheServerError, ForbiddenError, to_http
+from ..errors import BadRequestError, ForbiddenError
 from ..state import CONFIG, STAGING
 from .nar import UPLOAD_FILE_RE
 
@@ -24,15 +23,17 @@ async def put_nar(request: web.Request) -> web.Response:
     """Stage the uploaded NAR file."""
     name = request.match_info["file"]
     uploads = request.app[CONFIG].uploads
-    try:
-        if uploads is None:
-            raise ForbiddenError("uploads are disabled on this gateway")
-        if not UPLOAD_FILE_RE.match(name):
-            raise BadRequestError(f"bad upload name nar/{name[:100]}: want "
-                                  "nar/<nix32 sha256 of the file>.nar[.xz|.zst|.bz2|.br]")
-        digest = nix32.decode(name[:52])
-        request.app[STAGING].sweep()  # drop uploads nobody claimed within max_age
-        await request.app[STAGING].receive(request, name, uploads.max_bytes, sha256=digest)
-    except (CacheServerError, NixFormatError) as exc:
-        raise to_http(exc) from exc
+    if uploads is None:
+        raise ForbiddenError("uploads are disabled on this gateway")
+    if not UPLOAD_FILE_RE.match(name):
+        raise BadRequestError(f"bad upload name nar/{name[:100]}: want "
+                              "nar/<nix32 sha256 of the file>.nar[.xz|.zst|.bz2|.br]")
+    digest = nix32.decode(name[:52])
+    request.app[STAGING].sweep()  # drop uploads nobody claimed within max_age
+    await request.app[STAGING].receive(request, name, uploads.max_bytes, sha256=digest)
     return web.Response(status=201, text="staged\n")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``PUT /nar/{file}`` on ``app``."""
+    app.router.add_put("/nar/{file}", put_nar)

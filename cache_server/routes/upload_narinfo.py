@@ -42,13 +42,7 @@ from nix_formats.store_path import validate_hash_part
 from storage_network import NotFoundError, RecordConflictError, StorageNetworkError
 
 from ..config import UploadConfig
-from ..errors import (
-    CacheServerError,
-    ForbiddenError,
-    PathConflictError,
-    UploadRejectedError,
-    to_http,
-)
+from ..errors import CacheServerError, ForbiddenError, PathConflictError, UploadRejectedError
 from ..ingest import ingest_nar
 from ..metrics import UPLOADS
 from ..request_body import read_body
@@ -162,9 +156,13 @@ async def put_narinfo(request: web.Request) -> web.Response:
         UPLOADS.labels("conflict" if isinstance(exc, PathConflictError) else
                        "rejected" if isinstance(exc, CacheServerError | NixFormatError)
                        else "failed").inc()
-        log.warning("PUT %s.narinfo: %s", request.match_info["hash"][:40], exc)
-        raise to_http(exc) from exc
+        raise  # answered (and logged) by the error middleware
     if status == 201:
         UPLOADS.labels("stored").inc()
         log.info("stored %s (uploaded)", narinfo.store_path.path)
     return web.Response(status=status, text="stored\n" if status == 201 else "exists\n")
+
+
+def setup(app: web.Application) -> None:
+    """Register ``PUT /{hash}.narinfo`` on ``app``."""
+    app.router.add_put("/{hash}.narinfo", put_narinfo)

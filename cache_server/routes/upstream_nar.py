@@ -10,24 +10,22 @@ so nothing outside the upstream cache can be named.  The request goes through
 breaker).
 
 Answers the upstream's 200/206; 404 when the upstream answers 404/403/410;
-416 for its 416; 400 bad index (not 1 to 4 ASCII digits naming a configured
-upstream) or path; 502 the upstream could not be reached or failed (before
-any body byte; after the headers the connection is aborted, see
-:func:`cache_server.send.send_body`).
+416 for its 416 (:data:`cache_server.responses.ERRORS`); 400 bad index (not
+1 to 4 ASCII digits naming a configured upstream) or path; 502 the upstream
+could not be reached or failed (before any body byte; after the headers the
+connection is aborted, see :func:`cache_server.send.send_body`).
 """
 
 from __future__ import annotations
 
-import logging
 import re
 
 from aiohttp import web
 
+from ..errors import BadRequestError
 from ..send import send_body
 from ..state import UPSTREAMS
-from ..upstream import UpstreamUnavailableError
 
-log = logging.getLogger("nixshard.serve")
 PASSED_HEADERS = ("Content-Type", "Content-Length", "Content-Range", "Accept-Ranges")
 PIECE = 1 << 20
 INDEX_RE = re.compile(r"\A[0-9]{1,4}\Z")  # ASCII only: str.isdigit() accepts '²', int() not
@@ -39,15 +37,12 @@ async def upstream_nar(request: web.Request) -> web.StreamResponse:
     index_text, path = request.match_info["index"], request.match_info["path"]
     if upstreams is None or not INDEX_RE.match(index_text) or \
             int(index_text) >= len(upstreams.urls):
-        raise web.HTTPBadRequest(text=f"error: no upstream cache number {index_text[:10]!r}\n")
+        raise BadRequestError(f"no upstream cache number {index_text[:10]!r}")
     try:
         upstream = await upstreams.open_file(int(index_text), path,
                                              byte_range=request.headers.get("Range"))
-    except ValueError as exc:
-        raise web.HTTPBadRequest(text=f"error: bad upstream path: {exc}\n") from exc
-    except UpstreamUnavailableError as exc:
-        log.warning("upstream file %s: %s", path[:100], exc)
-        raise _status(exc) from exc
+    except ValueError as exc:  # UpstreamUnavailableError propagates: see ERRORS
+        raise BadRequestError(f"bad upstream path: {exc}") from exc
     async with upstream:
         resp = web.StreamResponse(status=upstream.status, headers={
             h: upstream.headers[h] for h in PASSED_HEADERS if h in upstream.headers})
@@ -58,10 +53,6 @@ async def upstream_nar(request: web.Request) -> web.StreamResponse:
                                f"upstream/{index_text}/{path[:100]}")
 
 
-def _status(exc: UpstreamUnavailableError) -> web.HTTPException:
-    text = f"error: {exc}\n"
-    if exc.status in (404, 403, 410):
-        return web.HTTPNotFound(text=text)
-    if exc.status == 416:
-        return web.HTTPRequestRangeNotSatisfiable(text=text)
-    return web.HTTPBadGateway(text=text)
+def setup(app: web.Application) -> None:
+    """Register ``GET``/``HEAD /upstream/{index}/{path}`` on ``app``."""
+    app.router.add_get("/upstream/{index}/{path:.+}", upstream_nar)

@@ -56,138 +56,25 @@ safe only when nobody pushes meanwhile.
 Records are deleted before the sweep decides, and a dry run assumes every
 tombstone write succeeds, so a dry run lists exactly what a real run
 started at the same moment on an unchanged network deletes.
+
+Step 2 is :mod:`storage_network.upkeep.record_expiry`, step 3
+:mod:`storage_network.upkeep.shard_sweep`; what was done is a
+:class:`~storage_network.upkeep.gc_report.GcReport`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
-from dataclasses import dataclass, field
-from typing import Any
 
 from storage_network.client import NetworkClient
-from storage_network.errors import NodeError, ShardProofError
-from storage_network.nodes.placement import record_window
-from storage_network.upkeep.inventory import Inventory, RecordCopy, take_inventory
-from storage_network.wire.listing import ListedShard
-from storage_network.wire.record import Record, open_record, seal_tombstone
-from storage_network.wire.stripe import parse_shard_id
+from storage_network.upkeep.gc_report import GcReport
+from storage_network.upkeep.inventory import take_inventory
+from storage_network.upkeep.record_expiry import expire_key
+from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.write_auth import Publisher
-from storage_network.write.record_write import write_version
-
-log = logging.getLogger("nixshard.gc")
 
 REQUESTS_IN_FLIGHT = 16
-
-
-@dataclass(frozen=True)
-class ExpiredRecord:
-    """A record that expired: key, why, and the nodes whose copy a tombstone replaced
-    (would replace, dry run)."""
-
-    key: str
-    reason: str
-    nodes: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class KeptRecord:
-    """An expired record copy that stays: on which node and why (a newer version was
-    written since, the tombstone reached too few nodes, a node failed)."""
-
-    key: str
-    node: str
-    reason: str
-
-
-@dataclass
-class NodeSweep:
-    """The shard sweep of one node.
-
-    Attributes:
-        deleted: shards deleted (dry run: that would be), with sizes.
-        kept_recent: unreferenced shards kept because they were written or
-            touched after the cut-off, seen in the listing or answered by the
-            node at delete time (412; a shard gone meanwhile counts here too).
-        errors: deletes that failed, or why the node was not swept.
-    """
-
-    deleted: list[ListedShard] = field(default_factory=list)
-    kept_recent: int = 0
-    errors: list[str] = field(default_factory=list)
-
-    @property
-    def deleted_bytes(self) -> int:
-        """Bytes of the deleted shards."""
-        return sum(s.size for s in self.deleted)
-
-
-@dataclass
-class GcReport:
-    """What one collection did (or, with ``dry_run``, would do).
-
-    Attributes:
-        started: ``t0``, unix seconds.
-        cutoff: ``t0 - grace``: unreferenced shards older than this go.
-        expired: expired records, each with its reason.
-        kept_records: expired copies that stay (replaced meanwhile, node error).
-        live_stripes: stripes referenced by the records that stay.
-        swept: whether shards were considered for deletion at all.
-        nodes: node id -> its sweep.
-        skipped: why some of the work was not done (incomplete inventory, ...).
-    """
-
-    started: float
-    dry_run: bool
-    grace: float
-    expired: list[ExpiredRecord] = field(default_factory=list)
-    kept_records: list[KeptRecord] = field(default_factory=list)
-    live_stripes: int = 0
-    swept: bool = False
-    nodes: dict[str, NodeSweep] = field(default_factory=dict)
-    skipped: list[str] = field(default_factory=list)
-
-    @property
-    def cutoff(self) -> float:
-        """``started - grace``."""
-        return self.started - self.grace
-
-    @property
-    def deleted_shards(self) -> int:
-        """Shards deleted over all nodes."""
-        return sum(len(n.deleted) for n in self.nodes.values())
-
-    @property
-    def deleted_bytes(self) -> int:
-        """Bytes deleted over all nodes."""
-        return sum(n.deleted_bytes for n in self.nodes.values())
-
-    def to_json(self) -> dict[str, Any]:
-        """The report as JSON-ready data (shard counts and bytes, not ids)."""
-        return {
-            "dry_run": self.dry_run,
-            "started": round(self.started, 3),
-            "grace_seconds": self.grace,
-            "expired_records": [{"key": e.key, "reason": e.reason, "nodes": list(e.nodes)}
-                                for e in self.expired],
-            "kept_records": [{"key": k.key, "node": k.node, "reason": k.reason}
-                             for k in self.kept_records],
-            "live_stripes": self.live_stripes,
-            "shards_swept": self.swept,
-            "nodes": {node_id: {"deleted_shards": len(s.deleted),
-                                "deleted_bytes": s.deleted_bytes,
-                                "kept_recent": s.kept_recent,
-                                "errors": s.errors}
-                      for node_id, s in sorted(self.nodes.items())},
-            "deleted_shards": self.deleted_shards,
-            "deleted_bytes": self.deleted_bytes,
-            "skipped": self.skipped,
-        }
-
-
-def _days(seconds: float) -> str:
-    return f"{seconds / 86400:.1f} d"
 
 
 async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
@@ -224,8 +111,8 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                   + inv.copy_problems)
 
     live: set[bytes] = set()
-    await asyncio.gather(*(_expire(net, publisher, key, held, inv, report, live, limit,
-                                   max_age, max_idle)
+    await asyncio.gather(*(expire_key(net, publisher, key, held, inv, report, live, limit,
+                                      max_age, max_idle)
                            for key, held in sorted(inv.copies.items())))
     report.expired.sort(key=lambda e: e.key)
     report.kept_records.sort(key=lambda k: (k.key, k.node))
@@ -240,162 +127,5 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
             return report
         report.skipped.append("live set incomplete, sweeping anyway (--force)")
     report.swept = True
-    await _sweep(net, publisher, report, live, limit)
+    await sweep_shards(net, publisher, report, live, limit)
     return report
-
-
-def _expiry(record: Record, inv: Inventory, t0: float, max_age: float | None,
-            max_idle: float | None) -> str | None:
-    """Why the live record ``record`` expired at ``t0``, or None when it stays."""
-    if max_age is not None and record.created < t0 - max_age:
-        return f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
-    if max_idle is not None:
-        last_read = max(entry.atime for entry in inv.listings[record.key].values())
-        if last_read < t0 - max_idle:
-            return f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
-    return None
-
-
-async def _spread(net: NetworkClient, publisher: Publisher, key: str, data: bytes,
-                  nodes: list[str], report: GcReport, limit: asyncio.Semaphore) -> list[str]:
-    """Put the tombstone ``data`` on ``nodes`` (old copies outside the window's R);
-    returns the nodes that took it, a kept-copy line for each other."""
-    took = []
-    for node_id in nodes:
-        try:
-            async with limit:
-                await net.nodes[node_id].put_record(key, data, publisher)
-        except NodeError as exc:
-            report.kept_records.append(KeptRecord(key, node_id, f"old copy stays: {exc}"))
-            continue
-        took.append(node_id)
-    return took
-
-
-async def _expire(net: NetworkClient, publisher: Publisher, key: str,
-                  held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
-                  live: set[bytes], limit: asyncio.Semaphore, max_age: float | None,
-                  max_idle: float | None) -> None:
-    """Judge key ``key`` by its newest version: an expired record gets a tombstone, a
-    tombstone not on ``record_replicas`` window nodes yet is completed; the stripes
-    of the record copies of a key not deleted go to ``live``."""
-    top = inv.newest(key)
-    if top is None:
-        return
-    if top.tombstone:
-        if not await _complete(net, publisher, key, held, inv, report, limit):
-            _keep(held, live)
-        return
-    reason = _expiry(top, inv, report.started, max_age, max_idle)
-    if reason is None:
-        _keep(held, live)
-        return
-    copies = sorted(node_id for node_id, copy in held.items() if not copy.record.tombstone)
-    if report.dry_run:
-        report.expired.append(ExpiredRecord(key, reason, tuple(copies)))
-        return
-    man = top.manifest
-    data = seal_tombstone(publisher, key, man.codec, man.k, man.m,
-                          created=max(int(report.started) - 1, top.created + 1))
-    tomb = open_record({publisher.name: publisher.public}, key, data)
-    async with limit:
-        outcome = await write_version(net, publisher, key, data, tomb)
-    if outcome.superseded is not None or len(outcome.stored) < net.network.record_replicas:
-        why = ("a newer version was written since it was read"
-               if outcome.superseded is not None else
-               f"tombstone on {len(outcome.stored)} of {net.network.record_replicas} "
-               f"nodes: {outcome.failure_text()}")
-        for node_id in copies:
-            report.kept_records.append(KeptRecord(key, node_id, why))
-        _keep(held, live)
-        return
-    rest = [node_id for node_id in copies if node_id not in outcome.stored]
-    gone = set(copies) & set(outcome.stored)
-    gone.update(await _spread(net, publisher, key, data, rest, report, limit))
-    report.expired.append(ExpiredRecord(key, reason, tuple(sorted(gone))))
-    log.info("expired record %s (%s): tombstone on %s", key, reason,
-             ", ".join(sorted(outcome.stored)))
-
-
-def _keep(held: dict[str, RecordCopy], live: set[bytes]) -> None:
-    """Every stripe of the record copies in ``held`` stays."""
-    for copy in held.values():
-        live.update(ref.root for ref in copy.record.manifest.chunks)
-
-
-async def _complete(net: NetworkClient, publisher: Publisher, key: str,
-                    held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
-                    limit: asyncio.Semaphore) -> bool:
-    """Make sure the tombstone that is the newest version of ``key`` is on
-    ``record_replicas`` nodes of the window and replaced every old copy; True when
-    it is committed (the key's stripes may go).  A dry run assumes it will be."""
-    top = inv.tombstones[key]
-    having = set(inv.holders_of_newest(key))
-    window = {node.id for node in record_window(net.network, key)}
-    stale = sorted(node_id for node_id in held if node_id not in having)
-    if len(having & window) >= net.network.record_replicas and not stale:
-        return True
-    if report.dry_run:
-        return True
-    data = next(copy.data for node_id, copy in held.items() if node_id in having)
-    async with limit:
-        outcome = await write_version(net, publisher, key, data, top)
-    if outcome.superseded is not None or len(outcome.stored) < net.network.record_replicas:
-        return False
-    await _spread(net, publisher, key, data,
-                  [node_id for node_id in stale if node_id not in outcome.stored], report, limit)
-    return True
-
-
-async def _sweep(net: NetworkClient, publisher: Publisher, report: GcReport, live: set[bytes],
-                 limit: asyncio.Semaphore) -> None:
-    """List every node's shards; delete (or, dry run, note) the unreferenced old ones."""
-    cutoff = report.cutoff
-
-    async def listing(node_id: str) -> list[ListedShard] | str:
-        try:
-            return await net.nodes[node_id].list_shards()
-        except NodeError as exc:
-            return str(exc)
-
-    async def delete(node_id: str, sweep: NodeSweep, shard: ListedShard) -> None:
-        try:
-            async with limit:
-                deleted = await net.nodes[node_id].delete_shard(shard.id, cutoff, publisher)
-        except NodeError as exc:
-            sweep.errors.append(str(exc))
-            return
-        if deleted:
-            sweep.deleted.append(shard)
-        else:
-            sweep.kept_recent += 1
-
-    ids = [n.id for n in net.network.nodes]
-    deletes = []
-    for node_id, listed in zip(ids, await asyncio.gather(*(listing(i) for i in ids)),
-                               strict=True):
-        sweep = report.nodes[node_id] = NodeSweep()
-        if isinstance(listed, str):
-            sweep.errors.append(f"not swept: {listed}")
-            report.skipped.append(f"node {node_id} could not list its shards: {listed}")
-            continue
-        for shard in listed:
-            try:
-                root, _ = parse_shard_id(shard.id)
-            except ShardProofError:
-                log.warning("node %s lists a malformed shard id %r", node_id, shard.id[:80])
-                continue
-            if root in live:
-                continue
-            if shard.mtime >= cutoff:
-                sweep.kept_recent += 1
-            elif report.dry_run:
-                sweep.deleted.append(shard)
-            else:
-                deletes.append(delete(node_id, sweep, shard))
-    await asyncio.gather(*deletes)
-    for node_id, sweep in report.nodes.items():
-        sweep.deleted.sort(key=lambda s: s.id)
-        if sweep.deleted and not report.dry_run:
-            log.info("node %s: deleted %d shards, %d bytes", node_id, len(sweep.deleted),
-                     sweep.deleted_bytes)

@@ -14,8 +14,8 @@ import pytest
 import zstandard
 
 from nix_formats.hash import parse_nix_hash
-from nix_formats.nar import NarParser
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
+from nix_formats.nar_parser import NarParser
 from nix_formats.narinfo import NarInfo
 from tests.netsupport import scrape
 

@@ -29,8 +29,9 @@ from nix_formats.compression import decompress
 from nix_formats.errors import StorePathError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import PublicKey, SecretKey, sign_narinfo
-from nix_formats.nar import dump_path, validate_nar
+from nix_formats.nar import dump_path
 from nix_formats.nar import nar_string as _s  # the token Nix writes
+from nix_formats.nar_parser import validate_nar
 from nix_formats.narinfo import NarInfo
 from nix_formats.nix32 import encode as nix32
 from nix_formats.store_path import StorePath

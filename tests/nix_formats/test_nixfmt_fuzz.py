@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 
 from nix_formats.compression import SUPPORTED_METHODS, decompress
 from nix_formats.errors import CompressionError, NarError, NarInfoError, NarListingError
-from nix_formats.nar import NarParser
 from nix_formats.nar import nar_string as _s  # the token Nix writes
 from nix_formats.nar_listing import parse_listing
+from nix_formats.nar_parser import NarParser
 from nix_formats.narinfo import NarInfo
 
 from .samples import NIX_WRITTEN_NARINFO

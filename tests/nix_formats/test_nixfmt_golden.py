@@ -18,7 +18,8 @@ from nix_formats import nix32
 from nix_formats.errors import NarError
 from nix_formats.hash import HASH_SIZES, format_hash, parse_nix_hash
 from nix_formats.keys import PublicKey, SecretKey, sign_narinfo, verify_narinfo
-from nix_formats.nar import NarParser, dump_path, nar_hash_of_path, validate_nar
+from nix_formats.nar import dump_path, nar_hash_of_path
+from nix_formats.nar_parser import NarParser, validate_nar
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 

@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 
 from nix_formats.errors import NarError, NarListingError, NixFormatError
-from nix_formats.nar import NarParser, dump_path
+from nix_formats.nar import dump_path
 from nix_formats.nar import nar_string as _s  # the token Nix writes
 from nix_formats.nar_listing import nar_listing, parse_listing, render_listing
+from nix_formats.nar_parser import NarParser
 from nix_formats.store_path import StorePath
 
 Nix = Any

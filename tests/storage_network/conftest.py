@@ -2,21 +2,34 @@
 
 ``live_net`` is one 6-node network (k=4, m=2, small chunks) shared by a test
 module; tests on it never kill nodes and use their own payloads.  ``fresh_net``
-is a new 6-node network per test, for tests that kill nodes.
+is a new 6-node network per test, for tests that kill nodes.  ``net6`` is a
+6-node network of a module whose nodes may be restarted with test faults.
+
+``local`` is the network a module's tests run on (``live_net`` unless the module
+overrides it); ``publisher`` is its publisher and ``net`` a client of it.
+:func:`network_client` makes other clients, :func:`read_back` reads a payload back.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import zstandard
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
+from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
 from storage_network.config import ChunkingParams
+from storage_network.nodes.scores import Scores
+from storage_network.read.plan import FetchPlan, plan_fetch
+from storage_network.read.stream import DEFAULT_PREFETCH, stream_payload
+from storage_network.wire.manifest import Manifest
 from storage_network.wire.write_auth import Publisher
+from storage_network.write.publish import publish_record, store_payload
+from tests.support.zstd import unzstd
 
 NODES, K, M = 6, 4, 2
 SMALL_CHUNKS = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)
@@ -46,6 +59,70 @@ def fresh_net(tmp_path: Path) -> Iterator[LocalNetwork]:
         yield local
 
 
+@pytest.fixture(scope="module")
+def net6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+    """Six nodes (k=4, m=2) of one module that may be restarted with test faults
+    (:data:`nixshard.localnet.FAULT_ENV`): each test stores its own payload."""
+    with running_network(tmp_path_factory.mktemp("net6"), 6, node_env=FAULT_ENV) as local:
+        yield local
+
+
+@pytest.fixture
+def local(live_net: LocalNetwork) -> LocalNetwork:
+    """The network this module's tests run on (override it in a module)."""
+    return live_net
+
+
+@pytest.fixture
+def publisher(local: LocalNetwork) -> Publisher:
+    """The publisher of ``local``."""
+    return local.publisher
+
+
+@pytest.fixture
+async def net(local: LocalNetwork) -> AsyncIterator[NetworkClient]:
+    """A client of ``local`` (10 s timeout)."""
+    async with network_client(local) as client:
+        yield client
+
+
+def network_client(local: LocalNetwork, timeout: float = 10.0, *,
+                   hedge_after: float = DEFAULT_HEDGE_AFTER, scores: Scores | None = None,
+                   record_replicas: int | None = None) -> NetworkClient:
+    """A client of a started network (use it with ``async with``).
+
+    Args:
+        record_replicas: when given, the network must keep this many copies of a
+            record (what the calling test assumes).
+    """
+    assert local.network is not None
+    if record_replicas is not None:
+        assert local.network.record_replicas == record_replicas
+    return NetworkClient(local.network, timeout=timeout, hedge_after=hedge_after,
+                         scores=scores)
+
+
+async def read_back(net: NetworkClient, manifest: Manifest,
+                    prefetch: int = DEFAULT_PREFETCH) -> bytes:
+    """The payload of ``manifest``: :func:`read_plan` of a fresh plan."""
+    return await read_plan(net, await plan_fetch(net, manifest), prefetch)
+
+
+async def read_plan(net: NetworkClient, plan: FetchPlan,
+                    prefetch: int = DEFAULT_PREFETCH) -> bytes:
+    """stream_payload of ``plan``, decompressed.
+
+    Checks every frame: its stored size, and that it decompresses alone to its chunk.
+    """
+    frames = [frame async for frame in stream_payload(net, plan, prefetch=prefetch)]
+    chunks = plan.manifest.chunks
+    assert [len(f) for f in frames] == [c.stored_size for c in chunks]
+    dctx = zstandard.ZstdDecompressor()
+    for frame, ref in zip(frames, chunks, strict=True):
+        assert len(dctx.decompress(frame)) == ref.size
+    return unzstd(b"".join(frames))
+
+
 def payload(seed: int, size: int) -> bytes:
     """``size`` bytes: random runs mixed with repetitive runs (compressible, no dedup inside)."""
     rng = random.Random(seed)
@@ -60,3 +137,14 @@ def record_key(seed: int) -> str:
     """A record key of the form nodes accept (32 nix32 characters)."""
     rng = random.Random(seed)
     return "".join(rng.choice(NIX32) for _ in range(32))
+
+
+async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
+                  size: int = 200_000) -> tuple[str, bytes, Manifest]:
+    """Store ``payload(100 + seed, size)`` and publish it as ``record_key(100 + seed)``
+    (metadata ``b"meta"``): the key, the data and the manifest."""
+    data = payload(100 + seed, size)
+    key = record_key(100 + seed)
+    manifest, _ = await store_payload(net, local.publisher, [data])
+    await publish_record(net, local.publisher, key, b"meta", manifest)
+    return key, data, manifest

@@ -6,7 +6,6 @@ whole network, so tests only assert about their own objects.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -14,24 +13,23 @@ from pathlib import Path
 
 import pytest
 import zstandard
-from click.testing import CliRunner
 
-from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
-from storage_network.config import init_network, load_network, parse_network
-from storage_network.errors import NetworkFileError, NodeError, NotFoundError
+from storage_network.errors import NotFoundError
 from storage_network.nodes.placement import record_nodes
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
-from storage_network.upkeep.gc import GcReport, collect_garbage
+from storage_network.read.stream import stream_payload
+from storage_network.upkeep.gc import collect_garbage
+from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.listing import ListedShard
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
-from storage_network.write.publish import check_push_window, publish_record, store_payload
+from storage_network.write.publish import publish_record, store_payload
 
 from .conftest import NODES, payload, record_key, running_network
 
@@ -381,104 +379,3 @@ async def test_an_unreadable_record_deletes_no_shards_without_force(
         assert stripe_ids(orphan) <= held(await shards_by_node(net))
     finally:
         junk.unlink()
-
-
-# --- the push side ------------------------------------------------------------------------
-
-
-async def test_a_push_touches_the_shards_it_reuses(net: NetworkClient, publisher: Publisher,
-                                                   local: LocalNetwork) -> None:
-    data = payload(6001, 50_000)
-    first, stats = await store_payload(net, publisher, [data])
-    assert stats.touched_at is not None and abs(stats.touched_at - time.time()) < 60
-    paths = [local.node_dir(i) / "shards" / sid[:2] / sid
-             for sid in stripe_ids(first) for i in range(1, NODES + 1)]
-    paths = [p for p in paths if p.exists()]
-    assert len(paths) == len(stripe_ids(first))
-    for path in paths:
-        os.utime(path, (1e9, 1e9))
-    start = time.time()
-    again, stats2 = await store_payload(net, publisher, [data])
-    assert again == first and stats2.chunks_reused == stats2.chunks
-    assert all(p.stat().st_mtime >= start - 1 for p in paths)
-
-
-async def test_a_record_after_half_the_grace_is_refused(net: NetworkClient,
-                                                        publisher: Publisher) -> None:
-    key = record_key(6501)
-    manifest, stats = await store_payload(net, publisher, [payload(6501, 20_000)])
-    half = net.network.gc_grace_seconds / 2
-    with pytest.raises(NodeError, match="push took longer than gc_grace_seconds"):
-        await publish_record(net, publisher, key, b"meta", manifest,
-                             touched_at=time.time() - half - 5)
-    with pytest.raises(NotFoundError):
-        await fetch_record(net, key)
-    check_push_window(net, None)
-    check_push_window(net, 1000.0, now=1000.0 + half)
-    with pytest.raises(NodeError, match="push again"):
-        check_push_window(net, 1000.0, now=1000.0 + half + 1)
-    await publish_record(net, publisher, key, b"meta", manifest, touched_at=stats.touched_at)
-    assert (await fetch_record(net, key)).manifest == manifest
-
-
-def test_gc_grace_seconds_in_the_network_file(tmp_path: Path) -> None:
-    nodes = [{"id": f"node-{i}", "url": f"http://127.0.0.1:{9000 + i}"} for i in (1, 2, 3)]
-    assert parse_network({"k": 2, "m": 1, "nodes": nodes}).gc_grace_seconds == 86400
-    network = init_network([n["url"] for n in nodes], 2, 1, gc_grace_seconds=3600)
-    assert network.to_toml()["gc_grace_seconds"] == 3600
-    path = tmp_path / "network.toml"
-    path.write_text("k = 2\nm = 1\ngc_grace_seconds = 3600\n" + "".join(
-        f'[[nodes]]\nid = "{n["id"]}"\nurl = "{n["url"]}"\n' for n in nodes))
-    assert load_network(path) == network
-    for bad, message in ((1, "at least 2"), ("1d", "must be a int"), (True, "must be a int")):
-        with pytest.raises(NetworkFileError, match=message):
-            parse_network({"k": 2, "m": 1, "nodes": nodes, "gc_grace_seconds": bad})
-
-
-# --- the command --------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * DAY), ("12h", 43200.0),
-                                               ("90m", 5400.0), ("45s", 45.0), ("2w", 14 * DAY),
-                                               ("600", 600.0), ("1.5h", 5400.0)])
-def test_parse_duration(text: str, seconds: float) -> None:
-    assert parse_duration(text) == seconds
-
-
-@pytest.mark.parametrize("text", ["", "d", "30x", "-1d", "1d2h", "3 days"])
-def test_parse_duration_refuses(text: str) -> None:
-    with pytest.raises(ValueError, match="is not a duration"):
-        parse_duration(text)
-
-
-def test_gc_command_dry_run_json(gc_net: tuple[LocalNetwork, Path]) -> None:
-    local, key_file = gc_net
-    result = CliRunner().invoke(gc_command, [
-        "--network", str(local.network_file), "--signing-key", str(key_file),
-        "--max-age", "3650d", "--max-idle", "3650d", "--dry-run", "--json"])
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    assert report["dry_run"] is True
-    assert report["grace_seconds"] == 86400.0
-    assert set(report["nodes"]) == {f"node-{i}" for i in range(1, NODES + 1)}
-
-
-def test_gc_command_text_and_bad_duration(gc_net: tuple[LocalNetwork, Path]) -> None:
-    local, key_file = gc_net
-    args = ["--network", str(local.network_file), "--signing-key", str(key_file)]
-    result = CliRunner().invoke(gc_command, [*args, "--dry-run", "--grace", "1h"])
-    assert result.exit_code == 0, result.output
-    assert result.stdout.startswith("gc (dry run): ")
-    assert "below the network's gc_grace_seconds" in result.stderr
-    result = CliRunner().invoke(gc_command, [*args, "--max-age", "soon"])
-    assert result.exit_code == 2 and "is not a duration" in result.output
-
-
-def test_gc_command_refuses_a_key_the_network_does_not_list(
-        gc_net: tuple[LocalNetwork, Path], tmp_path: Path) -> None:
-    local, _ = gc_net
-    other = tmp_path / "other.key"
-    other.write_text(new_publisher("someone-else-1")[1])
-    result = CliRunner().invoke(gc_command, ["--network", str(local.network_file),
-                                             "--signing-key", str(other), "--dry-run"])
-    assert result.exit_code == 1 and "does not list publisher key" in result.output

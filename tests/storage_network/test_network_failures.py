@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import pytest
-import zstandard
+from functools import partial
 
-from nixshard.localnet import LocalNetwork, ManagedProcess
-from storage_network.client import NetworkClient
+import pytest
+
+from nixshard.localnet import LocalNetwork
 from storage_network.errors import (
     ChunkUnavailableError,
     NodeError,
@@ -14,46 +14,22 @@ from storage_network.errors import (
     RecordUnavailableError,
 )
 from storage_network.nodes.placement import record_nodes, shard_nodes
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.manifest import Manifest
-from storage_network.write.publish import publish_record, store_payload
+from storage_network.read.stream import stream_payload
+from storage_network.write.publish import store_payload
 
-from .conftest import K, M, payload, record_key
+from .conftest import K, M, network_client, payload, publish, read_back, record_key
 
 REPLICAS = 3
 
 
-def process(local: LocalNetwork, node_id: str) -> ManagedProcess:
-    (proc,) = [p for p in local.nodes if p.name == node_id]
-    return proc
+client = partial(network_client, record_replicas=REPLICAS)
 
 
 def kill(local: LocalNetwork, node_ids: list[str]) -> None:
     for node_id in node_ids:
-        process(local, node_id).kill()
-
-
-async def read_back(net: NetworkClient, manifest: Manifest) -> bytes:
-    plan = await plan_fetch(net, manifest)
-    frames = [frame async for frame in stream_payload(net, plan)]
-    return zstandard.ZstdDecompressor().decompressobj(
-        read_across_frames=True).decompress(b"".join(frames))
-
-
-async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
-                  size: int = 200_000) -> tuple[str, bytes, Manifest]:
-    data = payload(100 + seed, size)
-    key = record_key(100 + seed)
-    manifest, _ = await store_payload(net, local.publisher, [data])
-    await publish_record(net, local.publisher, key, b"meta", manifest)
-    return key, data, manifest
-
-
-def client(local: LocalNetwork) -> NetworkClient:
-    assert local.network is not None
-    assert local.network.record_replicas == REPLICAS
-    return NetworkClient(local.network, timeout=10.0)
+        local.node(node_id).kill()
 
 
 async def test_round_trip_with_m_nodes_dead(fresh_net: LocalNetwork) -> None:

@@ -6,26 +6,27 @@ No test here kills a node; each uses its own payload and record key.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-import zstandard
 
-from nixshard.localnet import LocalNetwork
+from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
 from storage_network.errors import ChunkUnavailableError, NodeError, NotFoundError
 from storage_network.nodes.placement import record_nodes, shard_nodes
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.manifest import ChunkRef, Manifest, make_manifest
+from storage_network.read.stream import stream_payload
+from storage_network.wire.manifest import ChunkRef, make_manifest
 from storage_network.wire.record import seal_record
 from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
-from tests.netsupport import make_publisher
+from tests.support.zstd import unzstd
 
-from .conftest import SMALL_CHUNKS, K, M, payload, record_key
+from .conftest import SMALL_CHUNKS, K, M, payload, read_back, record_key
+
+PREFETCH = 8  # chunks a read of this module fetches ahead
 
 
 def pieces(data: bytes, size: int = 10_000) -> list[bytes]:
@@ -34,29 +35,6 @@ def pieces(data: bytes, size: int = 10_000) -> list[bytes]:
 
 def shard_file(local: LocalNetwork, node_id: str, sid: str) -> Path:
     return local.root / node_id / "shards" / sid[:2] / sid
-
-
-async def read_back(net: NetworkClient, manifest: Manifest, prefetch: int = 8) -> bytes:
-    """plan_fetch + stream_payload; checks the frames and decompresses them across frames."""
-    plan = await plan_fetch(net, manifest)
-    frames = [frame async for frame in stream_payload(net, plan, prefetch=prefetch)]
-    assert [len(f) for f in frames] == [c.stored_size for c in manifest.chunks]
-    dctx = zstandard.ZstdDecompressor()
-    for frame, ref in zip(frames, manifest.chunks, strict=True):
-        assert len(dctx.decompress(frame)) == ref.size
-    return dctx.decompressobj(read_across_frames=True).decompress(b"".join(frames))
-
-
-@pytest.fixture
-async def net(live_net: LocalNetwork) -> AsyncIterator[NetworkClient]:
-    assert live_net.network is not None
-    async with NetworkClient(live_net.network, timeout=10.0) as client:
-        yield client
-
-
-@pytest.fixture
-def publisher(live_net: LocalNetwork) -> Publisher:
-    return live_net.publisher
 
 
 async def test_round_trip(live_net: LocalNetwork, net: NetworkClient,
@@ -90,7 +68,7 @@ async def test_round_trip(live_net: LocalNetwork, net: NetworkClient,
     assert record.metadata == metadata
     assert record.manifest == manifest
     assert record.publisher == publisher.public
-    assert await read_back(net, record.manifest) == data
+    assert await read_back(net, record.manifest, PREFETCH) == data
 
 
 async def test_prefetch_window_does_not_change_the_stream(net: NetworkClient,
@@ -107,7 +85,7 @@ async def test_empty_payload(net: NetworkClient, publisher: Publisher) -> None:
     await publish_record(net, publisher, record_key(3), b"empty", manifest)
     record = await fetch_record(net, record_key(3))
     assert record.manifest == manifest
-    assert await read_back(net, manifest) == b""
+    assert await read_back(net, manifest, PREFETCH) == b""
 
 
 async def test_second_store_reuses_every_chunk(net: NetworkClient, publisher: Publisher) -> None:
@@ -135,7 +113,7 @@ async def test_half_shared_payload_reuses_those_chunks(net: NetworkClient,
     # the shared chunks are the leading ones, up to the edit
     assert second.chunks[:len(shared)] == first.chunks[:len(shared)]
     assert 0 < stats2.stored_bytes < 0.75 * stats1.stored_bytes
-    assert await read_back(net, second) == second_data
+    assert await read_back(net, second, PREFETCH) == second_data
 
 
 async def test_fetch_absent_record(net: NetworkClient) -> None:
@@ -149,7 +127,7 @@ async def test_record_of_untrusted_publisher_is_not_served(net: NetworkClient,
     key = record_key(8)
     manifest, _ = await store_payload(net, publisher, [payload(8, 20_000)])
     await publish_record(net, publisher, key, b"md", manifest)
-    other, _ = make_publisher("someone-else-1")
+    other, _ = new_publisher("someone-else-1")
     with pytest.raises(NotFoundError):
         await fetch_record(net, key, trusted={other.name: other.public})
     assert (await fetch_record(net, key, trusted={publisher.name: publisher.public})).key == key
@@ -174,7 +152,7 @@ async def test_node_serving_corrupted_shards_is_logged_and_bypassed(
     assert data_shards_on_victim >= 1
 
     caplog.set_level(logging.WARNING, logger="nixshard.network")
-    assert await read_back(net, manifest) == data
+    assert await read_back(net, manifest, PREFETCH) == data
     messages = [r.getMessage() for r in caplog.records if r.name == "nixshard.network"]
     bad = [msg for msg in messages if "served bad data" in msg and " benched " not in msg]
     benched = [msg for msg in messages if " benched " in msg]
@@ -206,7 +184,7 @@ async def test_node_client_calls(live_net: LocalNetwork, net: NetworkClient,
     assert await client.get_record(record_key(11)) is None
     health = await client.health()
     assert health["node_id"] == node.id
-    stranger, _ = make_publisher("stranger-1")
+    stranger, _ = new_publisher("stranger-1")
     with pytest.raises(NodeError, match=rf"node {node.id}: PUT /shards/{sid} -> 403"):
         await client.put_shard(sid, body, stranger)
     with pytest.raises(NodeError, match=rf"node {node.id}: PUT /shards/{absent} -> 422"):
@@ -225,9 +203,7 @@ async def test_missing_shard_file_is_logged_and_bypassed(
     shard_file(live_net, holder.id, sid).unlink()  # gone after the plan was made
     caplog.set_level(logging.WARNING, logger="nixshard.network")
     frames = [frame async for frame in stream_payload(net, plan)]
-    got = zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(
-        b"".join(frames))
-    assert got == data
+    assert unzstd(b"".join(frames)) == data
     assert f"node {holder.id} claimed shard {sid[:20]} but does not serve it" in caplog.text
     # a new plan no longer lists the missing shard
     assert 1 not in (await plan_fetch(net, manifest)).holders[0]

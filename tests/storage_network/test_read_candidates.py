@@ -10,15 +10,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from nixshard.localnet import FAULT_ENV
 from storage_network.nodes.placement import ranking
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.plan import plan_fetch
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import store_payload
 
-from .conftest import K, M, payload, running_network
-from .test_read_faults import FAULT_ENV, client, fault, number, stored, unzstd
+from .conftest import K, M, payload, read_plan, running_network
+from .read_faults import HEDGE, client, fault, number, stored
 
-HEDGE = 0.2
 LATE_HAS = ("--fault", "slow-has=3")
 """A node whose ``has`` answers come 3 s late: far past ``HEDGE``, so a plan never waits."""
 
@@ -38,7 +38,7 @@ async def test_late_has_answers_stay_candidates_when_a_holder_dies(tmp_path: Pat
                            for node in nodes}
                 assert planned == {n.id for n in net.network.nodes} - {n.id for n in late}
                 local.nodes[number(victim) - 1].kill()
-                assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+                assert await read_plan(net, plan) == data
                 for node in late:
                     status = net.health.status(node.id)
                     assert status.failures == 0 and status.shards_served >= 1
@@ -65,5 +65,5 @@ async def test_a_spare_past_the_first_n_is_found_when_homes_die_mid_transfer(
             assert plan.holders[0] == {i: [node] for i, node in enumerate(homes)}
             for home in homes[1:4]:
                 local.nodes[number(home) - 1].kill()
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             assert net.health.status(spare.id).shards_served == 1

@@ -10,37 +10,25 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
-from contextlib import contextmanager
 
 import pytest
-import zstandard
 
-from nixshard.localnet import LocalNetwork
-from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
-from storage_network.config import NodeInfo
+from nixshard.localnet import FAULT_ENV, LocalNetwork
 from storage_network.nodes.health import NodeHealth, Standing
 from storage_network.nodes.placement import ranking, shard_nodes
 from storage_network.nodes.scores import Scores
-from storage_network.read.fetch import WINDOW_CHUNKS, fetch_chunk, plan_fetch, stream_payload
-from storage_network.wire.manifest import Manifest
+from storage_network.read.chunk_fetch import fetch_chunk
+from storage_network.read.plan import plan_fetch
+from storage_network.read.stream import WINDOW_CHUNKS
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import store_payload
+from tests.support.clock import Clock
+from tests.support.zstd import unzstd
 
-from .conftest import K, M, payload, running_network
+from .conftest import K, M, payload, read_back, read_plan, running_network
+from .read_faults import HEDGE, PATIENT, client, fault, homes, homes_lose_three, stored, victim_of
 
-FAULT_ENV = {"NIXSHARD_TEST_FAULTS": "1"}
 STALL = ("--fault", "stall=10")
-HEDGE = 0.2
-# Long enough that a reader which waited for a stalled node (stall=10) would
-# have been served by it: a node that served nothing was not waited for.
-PATIENT = 30.0
-
-
-@pytest.fixture(scope="module")
-def net6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    """Six nodes (k=4, m=2): each test stores its own payload and breaks one node."""
-    with running_network(tmp_path_factory.mktemp("faults6"), 6, node_env=FAULT_ENV) as local:
-        yield local
 
 
 @pytest.fixture(scope="module")
@@ -48,77 +36,6 @@ def net8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
     """Eight well-behaved nodes (k=4, m=2): rankings reach past the first n."""
     with running_network(tmp_path_factory.mktemp("faults8"), 8, node_env=FAULT_ENV) as local:
         yield local
-
-
-def number(node: NodeInfo) -> int:
-    return int(node.id.removeprefix("node-"))
-
-
-@contextmanager
-def fault(local: LocalNetwork, node: NodeInfo, *args: str) -> Iterator[None]:
-    """Run ``node`` with ``--fault`` args; afterwards run it well-behaved again."""
-    local.nodes[number(node) - 1].kill()
-    local.restart_node(number(node), extra=args, env=FAULT_ENV)
-    try:
-        yield
-    finally:
-        local.nodes[number(node) - 1].kill()  # do not wait for stalled handlers
-        local.restart_node(number(node))
-
-
-def client(local: LocalNetwork, hedge_after: float = DEFAULT_HEDGE_AFTER,
-           scores: Scores | None = None) -> NetworkClient:
-    assert local.network is not None
-    return NetworkClient(local.network, timeout=PATIENT, hedge_after=hedge_after, scores=scores)
-
-
-async def stored(local: LocalNetwork, seed: int, size: int = 200_000) -> tuple[bytes, Manifest]:
-    data = payload(seed, size)
-    async with client(local) as net:
-        manifest, _ = await store_payload(net, local.publisher, [data])
-    assert len(manifest.chunks) > 3
-    return data, manifest
-
-
-def unzstd(frames: list[bytes]) -> bytes:
-    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(
-        b"".join(frames))
-
-
-async def read_back(net: NetworkClient, manifest: Manifest) -> bytes:
-    plan = await plan_fetch(net, manifest)
-    return unzstd([frame async for frame in stream_payload(net, plan)])
-
-
-def homes(net: NetworkClient, manifest: Manifest, chunk: int) -> list[NodeInfo]:
-    return shard_nodes(net.network.nodes, manifest.chunks[chunk].chunk_id, manifest.n)
-
-
-async def homes_lose_three(local: LocalNetwork, manifest: Manifest) -> list[NodeInfo]:
-    """Make a reader ask every node about chunk 0; returns the chunk's homes.
-
-    Shard 1 of chunk 0 gets a second copy on the home of shard 5, then the
-    homes of shards 1..3 lose theirs: the homes answer 3 of the 4 needed, so
-    a reader asks every node for the missing ones (where a node lying about
-    what it holds is believed), and one real copy of each still exists.
-    """
-    ref = manifest.chunks[0]
-    async with client(local) as net:
-        rank = homes(net, manifest, 0)
-        body = await net.nodes[rank[1].id].get_shard(shard_id(ref.root, 1), 1 << 20)
-        assert body is not None
-        assert await net.nodes[rank[5].id].put_shard(shard_id(ref.root, 1), body,
-                                                     local.publisher)
-    for i in (1, 2, 3):
-        sid = shard_id(ref.root, i)
-        (local.root / rank[i].id / "shards" / sid[:2] / sid).unlink()
-    return rank
-
-
-def victim_of(local: LocalNetwork, manifest: Manifest) -> NodeInfo:
-    """The node holding data shard 0 of the first chunk."""
-    assert local.network is not None
-    return shard_nodes(local.network.nodes, manifest.chunks[0].chunk_id, manifest.n)[0]
 
 
 # -- a stalled node --------------------------------------------------------------------------
@@ -139,7 +56,7 @@ async def test_stalled_node_is_hedged_past_and_then_avoided(net6: LocalNetwork) 
                     assert (first.shards_served, first.failures, first.slow_events) == (0, 0, 1)
                     assert first.standing == "demoted"
                     assert first.reason is not None and first.reason.startswith("hedged past")
-            assert unzstd(frames) == data
+            assert unzstd(b"".join(frames)) == data
             after = net.health.status(victim.id)
             # demoted, so asked last; whenever asked, never waited for
             assert (after.shards_served, after.failures) == (0, 0)
@@ -159,7 +76,7 @@ async def test_stalled_node_is_left_out_of_plan_and_stream(net6: LocalNetwork) -
             status = net.health.status(victim.id)
             assert (status.slow_events, status.failures) == (1, 0)
             assert status.reason == f"no has answer within {HEDGE:g} s (not waited for)"
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             assert net.health.status(victim.id).shards_served == 0
 
 
@@ -174,7 +91,7 @@ async def test_every_node_slow_still_reads_after_the_batches_are_abandoned(
             stack.enter_context(fault(net6, node, "--fault", "stall=1"))
         async with client(net6, hedge_after=HEDGE) as net:
             plan = await plan_fetch(net, manifest)
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             statuses = [net.health.status(n.id) for n in net.network.nodes]
     assert all(s.slow_events >= 1 and s.failures == 0 for s in statuses)
     assert sum(s.shards_served for s in statuses) >= K * len(manifest.chunks)
@@ -251,7 +168,7 @@ async def test_audit_scores_order_nodes_of_good_standing(net8: LocalNetwork) -> 
     async with client(net8, hedge_after=PATIENT, scores=scores) as net:
         holders = {i: [node] for i, node in enumerate(placed)}
         frame = await fetch_chunk(net, manifest, ref, holders)
-        assert unzstd([frame]) == data[:ref.size]
+        assert unzstd(frame) == data[:ref.size]
         assert net.health.status(placed[0].id).shards_served == 0
         assert net.health.status(placed[0].id).score == 0.5
         served = [net.health.status(node.id).shards_served for node in placed[1:]]
@@ -259,14 +176,6 @@ async def test_audit_scores_order_nodes_of_good_standing(net8: LocalNetwork) -> 
 
 
 # -- the health tracker on its own ----------------------------------------------------------
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def test_bench_doubles_on_repeat_and_logs_once(caplog: pytest.LogCaptureFixture) -> None:
     clock = Clock()

@@ -11,38 +11,18 @@ through wall time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 
 from nixshard.localnet import LocalNetwork
 from storage_network.errors import NotFoundError
 from storage_network.nodes.placement import record_nodes
-from storage_network.read.fetch import plan_fetch, stream_payload
+from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
 from storage_network.wire.record import seal_record, seal_tombstone
 
-from .conftest import K, M, record_key, running_network
-from .test_read_faults import (
-    FAULT_ENV,
-    PATIENT,
-    client,
-    fault,
-    read_back,
-    stored,
-    unzstd,
-    victim_of,
-)
-
-HEDGE = 0.2
-
-
-@pytest.fixture(scope="module")
-def net6(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
-    """Six nodes (k=4, m=2): each test stores its own data and makes one node hostile."""
-    with running_network(tmp_path_factory.mktemp("hostile6"), 6, node_env=FAULT_ENV) as local:
-        yield local
-
+from .conftest import K, M, read_back, read_plan, record_key
+from .read_faults import HEDGE, PATIENT, client, fault, stored, victim_of
 
 # -- has and batch-get answers ---------------------------------------------------------------
 
@@ -55,7 +35,7 @@ async def test_a_malformed_has_answer_benches_the_node_and_the_read_goes_on(
         async with client(net6, hedge_after=PATIENT) as net:  # every has answer awaited
             plan = await plan_fetch(net, manifest)
             assert all(victim not in nodes for have in plan.holders for nodes in have.values())
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             status = net.health.status(victim.id)
     assert status.benched and status.shards_served == 0
     # deep JSON is refused by size here (100,000 bytes for a dozen ids), or else as not JSON
@@ -70,7 +50,7 @@ async def test_an_endless_batch_answer_benches_the_node_and_the_read_goes_on(
         plan = await plan_fetch(net, manifest)  # the victim claims its shards
         assert all(victim in have[0] for have in plan.holders[:1])
         with fault(net6, victim, "--fault", "endless"):
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             status = net.health.status(victim.id)
     assert status.benched and status.shards_served == 0
     assert status.reason is not None and "POST /shards/batch-get: answer over" in status.reason
@@ -85,7 +65,7 @@ async def test_trickling_has_and_batch_answers_are_not_waited_for(net6: LocalNet
     assert victim in plan.holders[0][0]  # holds data shard 0 of chunk 0, asked in a batch
     with fault(net6, victim, "--fault", "trickle=20"):
         async with client(net6, hedge_after=HEDGE) as net:
-            assert unzstd([frame async for frame in stream_payload(net, plan)]) == data
+            assert await read_plan(net, plan) == data
             batch = net.health.status(victim.id)
         async with client(net6, hedge_after=HEDGE) as net:
             assert await read_back(net, manifest) == data  # its has answer trickles

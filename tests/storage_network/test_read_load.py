@@ -12,23 +12,15 @@ import asyncio
 import time
 from pathlib import Path
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
 from storage_network.nodes.limits import Deadlines
-from storage_network.read.fetch import plan_fetch, stream_payload
-from storage_network.wire.manifest import Manifest
 from storage_network.write.publish import store_payload
 
-from .conftest import SMALL_CHUNKS, K, M, payload, running_network
-from .test_read_faults import FAULT_ENV, unzstd
+from .conftest import SMALL_CHUNKS, K, M, payload, read_back, running_network
 
 READERS = 24
 SLOTS = 2
-
-
-async def read_once(net: NetworkClient, manifest: Manifest) -> bytes:
-    plan = await plan_fetch(net, manifest)
-    return unzstd([frame async for frame in stream_payload(net, plan)])
 
 
 def assert_nothing_against(net: NetworkClient) -> None:
@@ -45,7 +37,7 @@ async def test_many_concurrent_readers_through_few_slots(tmp_path: Path) -> None
         async with NetworkClient(local.network, timeout=10.0, slots=SLOTS) as net:
             manifest, _ = await store_payload(net, local.publisher, [data])
             assert len(manifest.chunks) > 64  # more than one window
-            results = await asyncio.gather(*(read_once(net, manifest)
+            results = await asyncio.gather(*(read_back(net, manifest)
                                              for _ in range(READERS)))
             assert_nothing_against(net)
     assert all(got == data for got in results)
@@ -70,7 +62,7 @@ async def test_a_reader_whose_loop_stalls_past_the_deadlines_fails_no_node(
                 await asyncio.sleep(0.3)  # every has request is in flight by now
                 time.sleep(2.5)  # noqa: ASYNC251 - the point: the reader's own loop stalls
 
-            got, _ = await asyncio.gather(read_once(net, manifest), stall_the_loop())
+            got, _ = await asyncio.gather(read_back(net, manifest), stall_the_loop())
             assert got == data
             assert_nothing_against(net)
             assert not [s.node_id for s in net.health.statuses(n.id for n in network.nodes)

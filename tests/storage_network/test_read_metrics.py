@@ -8,35 +8,24 @@ asserts the difference.  Nothing here depends on timing: the reader's
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
-from prometheus_client import REGISTRY
 
 from nixshard.localnet import LocalNetwork
 from storage_network import metrics
-from storage_network.client import NetworkClient
 from storage_network.config import NodeInfo
-from storage_network.nodes.placement import shard_nodes
-from storage_network.read.fetch import WINDOW_CHUNKS, plan_fetch, stream_payload
-from storage_network.wire.manifest import Manifest
+from storage_network.read.plan import plan_fetch
+from storage_network.read.stream import WINDOW_CHUNKS, stream_payload
+from tests.support.metrics import sample
+from tests.support.zstd import unzstd
 
-from .conftest import K, running_network
-from .test_read_faults import FAULT_ENV, fault, homes_lose_three, number, stored, unzstd
-
-PATIENT = 30.0  # seconds: no request is hedged, none times out
+from .conftest import K, read_back
+from .read_faults import PATIENT, client, fault, homes_lose_three, number, stored, victim_of
 
 
 @pytest.fixture(scope="module")
-def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalNetwork]:
+def net(net6: LocalNetwork) -> LocalNetwork:
     """Six nodes (k=4, m=2) that may be restarted with test faults."""
-    with running_network(tmp_path_factory.mktemp("read-metrics"), 6,
-                         node_env=FAULT_ENV) as local:
-        yield local
-
-
-def sample(name: str, **labels: str) -> float:
-    return REGISTRY.get_sample_value(name, labels) or 0.0
+    return net6
 
 
 class Snapshot:
@@ -67,25 +56,9 @@ class Snapshot:
         return delta
 
 
-def client(local: LocalNetwork) -> NetworkClient:
-    assert local.network is not None
-    return NetworkClient(local.network, timeout=PATIENT, hedge_after=PATIENT)
-
-
 def nodes_of(local: LocalNetwork) -> list[NodeInfo]:
     assert local.network is not None
     return list(local.network.nodes)
-
-
-def victim_of(local: LocalNetwork, manifest: Manifest) -> NodeInfo:
-    """The node holding data shard 0 of the first chunk."""
-    return shard_nodes(nodes_of(local), manifest.chunks[0].chunk_id, manifest.n)[0]
-
-
-async def read_back(local: LocalNetwork, manifest: Manifest) -> bytes:
-    async with client(local) as net:
-        plan = await plan_fetch(net, manifest)
-        return unzstd([frame async for frame in stream_payload(net, plan)])
 
 
 def test_degraded_means_a_data_shard_was_not_used() -> None:
@@ -99,7 +72,8 @@ async def test_healthy_read_counts_chunks_and_shards_and_nothing_degraded(
         net: LocalNetwork) -> None:
     data, manifest = await stored(net, 101, 150_000)
     before = Snapshot(nodes_of(net))
-    assert await read_back(net, manifest) == data
+    async with client(net, hedge_after=PATIENT) as reader:
+        assert await read_back(reader, manifest) == data
     delta = Snapshot(nodes_of(net)).minus(before)
     chunks = len(manifest.chunks)
     assert delta.chunks == chunks
@@ -122,7 +96,8 @@ async def test_node_serving_flipped_bytes_counts_bad_shards_and_degraded_chunks(
     victim = victim_of(net, manifest)
     with fault(net, victim, "--fault", "flip"):
         before = Snapshot(nodes_of(net))
-        assert await read_back(net, manifest) == data
+        async with client(net, hedge_after=PATIENT) as reader:
+            assert await read_back(reader, manifest) == data
         delta = Snapshot(nodes_of(net)).minus(before)
     assert delta.chunks == len(manifest.chunks)
     assert delta.errors[(victim.id, "bad")] >= 1
@@ -141,7 +116,7 @@ async def test_node_killed_after_the_plan_counts_errors_and_degraded_chunks(
     data, manifest = await stored(net, 103, 150_000)
     victim = victim_of(net, manifest)
     try:
-        async with client(net) as reader:
+        async with client(net, hedge_after=PATIENT) as reader:
             plan = await plan_fetch(reader, manifest)
             assert victim in plan.holders[0][0]
             net.nodes[number(victim) - 1].kill()
@@ -150,7 +125,7 @@ async def test_node_killed_after_the_plan_counts_errors_and_degraded_chunks(
             delta = Snapshot(nodes_of(net)).minus(before)
     finally:
         net.restart_node(number(victim))
-    assert unzstd(frames) == data
+    assert unzstd(b"".join(frames)) == data
     assert delta.chunks == len(manifest.chunks)
     assert delta.errors[(victim.id, "error")] >= 1
     assert delta.errors[(victim.id, "bad")] == delta.errors[(victim.id, "missing")] == 0
@@ -165,7 +140,8 @@ async def test_node_claiming_shards_it_lacks_counts_missing(net: LocalNetwork) -
     await homes_lose_three(net, manifest)
     with fault(net, victim, "--fault", "lie-has"):
         before = Snapshot(nodes_of(net))
-        assert await read_back(net, manifest) == data
+        async with client(net, hedge_after=PATIENT) as reader:
+            assert await read_back(reader, manifest) == data
         delta = Snapshot(nodes_of(net)).minus(before)
     assert delta.errors[(victim.id, "missing")] >= 1
     assert delta.errors[(victim.id, "bad")] == delta.errors[(victim.id, "error")] == 0

@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
-from nixshard.localnet import LocalNetwork, free_port, new_publisher
+from nixshard.localnet import LocalNetwork, new_publisher
 from nixshard.repair_cli import repair_command
 from storage_network.client import NetworkClient
 from storage_network.config import Network, NodeInfo, init_network, write_network
@@ -35,9 +35,11 @@ from storage_network.wire.shard_batch import parse_put_batch
 from storage_network.wire.stripe import parse_shard_id, verify_shard
 from storage_network.write.publish import publish_record, store_payload
 from storage_network.write.record_write import write_version
+from tests.support.servers import serve_app
+from tests.support.shards import rot_shards
 
-from .conftest import K, M, payload, record_key, running_network
-from .test_network_failures import publish, read_back
+from .conftest import K, M, payload, publish, read_back, record_key, running_network
+from .conftest import network_client as client
 
 NODES = 8
 
@@ -49,11 +51,6 @@ def net8(tmp_path: Path) -> Iterator[LocalNetwork]:
     (tmp_path / "key").write_text(secret)
     with running_network(tmp_path / "net", NODES, publisher) as local:
         yield local
-
-
-def client(local: LocalNetwork) -> NetworkClient:
-    assert local.network is not None
-    return NetworkClient(local.network, timeout=10.0)
 
 
 def listing(local: LocalNetwork) -> dict[str, set[str]]:
@@ -184,14 +181,7 @@ def test_repair_killed_halfway_ends_like_an_uninterrupted_run(net8: LocalNetwork
 
 def corrupt(local: LocalNetwork, number: int, fraction: float, seed: int = 1) -> set[str]:
     """Flip the last 64 bytes of ``fraction`` of node ``number``'s shard files; their ids."""
-    files = sorted(p for p in (local.node_dir(number) / "shards").rglob("*") if p.is_file())
-    chosen = random.Random(seed).sample(files, max(1, int(len(files) * fraction)))
-    for path in chosen:
-        data = bytearray(path.read_bytes())
-        for i in range(len(data) - 64, len(data)):
-            data[i] ^= 0xFF
-        path.write_bytes(bytes(data))
-    return {p.name for p in chosen}
+    return {p.name for p in rot_shards(local.node_dir(number), fraction, seed)}
 
 
 def shard_files_verify(local: LocalNetwork, number: int, ids: set[str]) -> bool:
@@ -365,14 +355,10 @@ async def keeps_bytes(net8: LocalNetwork) -> AsyncIterator[tuple[str, list[str]]
 
     app = web.Application(client_max_size=1 << 30)
     app.router.add_route("*", "/{tail:.*}", handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
     try:
-        yield f"http://127.0.0.1:{port}", seen
+        async with serve_app(app) as url:
+            yield url, seen
     finally:
-        await runner.cleanup()
         await session.close()
 
 

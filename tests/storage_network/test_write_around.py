@@ -11,24 +11,32 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError
 from storage_network.nodes.placement import ranking
 from storage_network.wire.manifest import Manifest
 from storage_network.write import shard_upload
 from storage_network.write.publish import publish_record, store_payload
-from tests.netsupport import scrape
+from tests.support.metrics import scrape
 
-from .conftest import SMALL_CHUNKS, K, M, payload, record_key, running_network
-from .test_network_failures import read_back
-from .test_read_faults import FAULT_ENV
-from .write_faults import fill, full_disk, nodes_of, process, shard_holders, stopped
+from .conftest import (
+    SMALL_CHUNKS,
+    K,
+    M,
+    network_client,
+    payload,
+    read_back,
+    record_key,
+    running_network,
+)
+from .write_faults import fill, full_disk, nodes_of, shard_holders, stopped
 
 N = K + M
 
@@ -40,13 +48,10 @@ def net8(tmp_path: Path) -> Iterator[LocalNetwork]:
         yield local
 
 
-def client(local: LocalNetwork, timeout: float = 10.0, hedge_after: float = 5.0
-           ) -> NetworkClient:
-    """A client whose uploads race a node only after ``hedge_after`` seconds (5 s: the
-    tests of dead and full nodes check exact placements, which a healthy node raced on a
-    loaded machine, e.g. one waiting on a syncfs, would change)."""
-    assert local.network is not None
-    return NetworkClient(local.network, timeout=timeout, hedge_after=hedge_after)
+client = partial(network_client, hedge_after=5.0)
+"""A client whose uploads race a node only after ``hedge_after`` seconds (5 s: the
+tests of dead and full nodes check exact placements, which a healthy node raced on a
+loaded machine, e.g. one waiting on a syncfs, would change)."""
 
 
 def assert_spread(local: LocalNetwork, manifest: Manifest, shards: int,
@@ -64,7 +69,7 @@ def assert_spread(local: LocalNetwork, manifest: Manifest, shards: int,
 
 async def test_a_dead_home_sends_its_shards_down_the_ranking(net8: LocalNetwork) -> None:
     dead = "node-3"
-    process(net8, dead).kill()
+    net8.node(dead).kill()
     data = payload(7001, 400_000)
     async with client(net8) as net:
         manifest, stats = await store_payload(net, net8.publisher, [data])
@@ -106,7 +111,7 @@ async def test_a_stopped_node_is_raced_not_waited_for(net8: LocalNetwork) -> Non
     slow = "node-5"
     data = payload(7003, 300_000)
     async with client(net8, timeout=600.0, hedge_after=0.5) as net:
-        with stopped(process(net8, slow)):
+        with stopped(net8.node(slow)):
             async with asyncio.timeout(120):  # a bound on waiting, far below 600 s
                 manifest, stats = await store_payload(net, net8.publisher, [data])
             assert "raced on other nodes" in stats.passed_over[slow], stats.passed_over
@@ -155,7 +160,7 @@ async def test_a_pusher_whose_loop_stalls_races_no_node(
 
 async def test_one_node_short_commits_degraded(fresh_net: LocalNetwork) -> None:
     """6 nodes, one dead: every chunk gets k + 1 = 5 shards; the push commits degraded."""
-    process(fresh_net, "node-6").kill()
+    fresh_net.node("node-6").kill()
     data = payload(7004, 200_000)
     async with client(fresh_net) as net:
         manifest, stats = await store_payload(net, fresh_net.publisher, [data])
@@ -168,7 +173,7 @@ async def test_one_node_short_commits_degraded(fresh_net: LocalNetwork) -> None:
 async def test_two_nodes_short_stores_no_record(fresh_net: LocalNetwork) -> None:
     """6 nodes, two dead: k shards a chunk is below the k + 1 minimum: NodeError."""
     for node_id in ("node-2", "node-4"):
-        process(fresh_net, node_id).kill()
+        fresh_net.node(node_id).kill()
     async with client(fresh_net) as net:
         with pytest.raises(NodeError, match=r"4 of 6 shards stored, at least 5 needed "
                                             r"\(k \+ 1\); nodes passed over: node node-[24]"):
@@ -189,13 +194,13 @@ async def test_a_spare_holding_a_shard_of_the_stripe_takes_no_second(tmp_path: P
                 if path.is_file():
                     path.unlink()
         spare = rank[N]
-        process(local, rank[0]).kill()
+        local.node(rank[0]).kill()
         async with client(local) as net:
             first, stats = await store_payload(net, local.publisher, [data])
         assert first == manifest and stats.degraded_chunks == 0
         assert shard_holders(local, manifest)[0][0] == {spare}
         local.restart_node(int(rank[0].split("-")[1]))
-        process(local, rank[1]).kill()
+        local.node(rank[1]).kill()
         async with client(local) as net:
             second, stats = await store_payload(net, local.publisher, [data])
         (have,) = shard_holders(local, manifest)

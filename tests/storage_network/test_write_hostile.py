@@ -31,8 +31,7 @@ from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.repair import repair_network
 from storage_network.write.publish import publish_record, store_payload
 
-from .conftest import payload, record_key, running_network
-from .test_network_failures import read_back
+from .conftest import payload, read_back, record_key, running_network
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "node-2"

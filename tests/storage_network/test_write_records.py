@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from functools import partial
 
 import pytest
 from aiohttp import web
 
-from nixshard.localnet import LocalNetwork, free_port
+from nixshard.localnet import LocalNetwork
 from storage_network.client import NetworkClient
 from storage_network.config import Network, NodeInfo
 from storage_network.errors import NodeError, RecordConflictError
@@ -23,17 +24,15 @@ from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.record import Record, open_record, seal_record, seal_tombstone
 from storage_network.write.publish import publish_record, store_payload
 from storage_network.write.record_write import Refusal, judge_refusal
+from tests.support.servers import serve_app
 
-from .conftest import M, payload, record_key
-from .write_faults import process, stopped
+from .conftest import M, network_client, payload, record_key
+from .write_faults import stopped
 
 R = 3
 
 
-def client(local: LocalNetwork, timeout: float = 10.0) -> NetworkClient:
-    assert local.network is not None
-    assert local.network.record_replicas == R
-    return NetworkClient(local.network, timeout=timeout)
+client = partial(network_client, record_replicas=R)
 
 
 def holders(local: LocalNetwork, key: str) -> set[str]:
@@ -65,7 +64,7 @@ async def test_a_dead_arbiter_is_passed_over(fresh_net: LocalNetwork) -> None:
     order = ranked(fresh_net, key)
     async with client(fresh_net) as net:
         manifest = await stored(net, fresh_net, 8002)
-        process(fresh_net, order[0]).kill()
+        fresh_net.node(order[0]).kill()
         await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
         assert holders(fresh_net, key) == set(order[1:R + 1])
         assert (await fetch_record(net, key)).manifest == manifest
@@ -77,7 +76,7 @@ async def test_m_dead_window_nodes_still_give_r_replicas(fresh_net: LocalNetwork
     async with client(fresh_net) as net:
         manifest = await stored(net, fresh_net, 8003)
         for node_id in (order[0], order[2]):
-            process(fresh_net, node_id).kill()
+            fresh_net.node(node_id).kill()
         await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
         assert holders(fresh_net, key) == {order[1], order[3], order[4]}
 
@@ -92,7 +91,7 @@ async def test_fewer_than_r_window_nodes_fail_and_a_second_publish_completes(
     async with client(fresh_net) as net:
         manifest = await stored(net, fresh_net, 8004)
         for node_id in down:
-            process(fresh_net, node_id).kill()
+            fresh_net.node(node_id).kill()
         with pytest.raises(NodeError, match=rf"record {key} stored on 2 of the 3 nodes needed: "
                                             rf"node {order[0]}: PUT /records/{key} failed"):
             await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
@@ -111,7 +110,7 @@ async def test_a_stopped_window_node_is_raced(fresh_net: LocalNetwork) -> None:
     order = ranked(fresh_net, key)
     async with client(fresh_net, timeout=600.0) as net:
         manifest = await stored(net, fresh_net, 8005)
-        with stopped(process(fresh_net, order[1])):
+        with stopped(fresh_net.node(order[1])):
             async with asyncio.timeout(120):  # a bound on waiting, far below 600 s
                 await publish_record(net, fresh_net.publisher, key, b"meta", manifest)
             assert {order[0], order[2], order[3]} <= holders(fresh_net, key)
@@ -155,14 +154,8 @@ async def liar() -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_put("/records/{key}", refuse)
     app.router.add_get("/records/{key}", absent)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    port = free_port()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url:
+        yield url
 
 
 async def test_a_false_409_from_the_arbiter_is_passed_over(
@@ -192,7 +185,7 @@ async def test_another_content_at_the_arbiter_is_a_conflict_and_writes_nothing(
         first = await stored(net, fresh_net, 8008)
         second = await stored(net, fresh_net, 8009)
         await publish_record(net, fresh_net.publisher, key, b"first", first)
-        process(fresh_net, order[1]).kill()  # the second writer would reach order[3]
+        fresh_net.node(order[1]).kill()  # the second writer would reach order[3]
         with pytest.raises(RecordConflictError, match="record of another content"):
             await publish_record(net, fresh_net.publisher, key, b"second", second)
         assert holders(fresh_net, key) == set(order[:R])

@@ -24,12 +24,6 @@ from storage_network.wire.stripe import shard_id
 from tests.conftest import IN_CI
 
 
-def process(local: LocalNetwork, node_id: str) -> ManagedProcess:
-    """The process of node ``node_id``."""
-    (proc,) = [p for p in local.nodes if p.name == node_id]
-    return proc
-
-
 def shard_holders(local: LocalNetwork, manifest: Manifest) -> list[dict[int, set[str]]]:
     """Per chunk of ``manifest``: shard index -> ids of the nodes whose data directory
     holds that shard file (read from disk, so stopped and dead nodes count too)."""

@@ -13,7 +13,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from storage_network.wire.write_auth import Publisher
-from storage_node.store import Deletion, Store
+from storage_node.store import Store
+from storage_node.store_layout import Deletion
 from tests.netsupport import signed_headers
 
 from .samples import T0, chunk_refs, record, record_key, stripe

@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from storage_node.store import RecordWrite, ShardWrite, Store
+from storage_node.record_store import RecordWrite
+from storage_node.shard_store import ShardWrite
+from storage_node.store import Store
 
 from .samples import record_key, stripe
 

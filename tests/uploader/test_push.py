@@ -19,7 +19,7 @@ from storage_network.read.record_lookup import fetch_record
 from uploader.closure import PathInfo, topological_order
 from uploader.errors import NixQueryError, PushError
 from uploader.narstream import HashingStream
-from uploader.push import PushSummary, format_summary, nar_url, push_path
+from uploader.push import PushSummary, format_summary, push_path
 
 
 def info(name: str, *refs: str) -> PathInfo:
@@ -54,12 +54,6 @@ def test_hashing_stream_counts_what_passes(tmp_path: Path) -> None:
     stream = HashingStream(dump_path(tmp_path))
     data = b"".join(stream)
     assert stream.size == len(data) and stream.sha256 == hashlib.sha256(data).digest()
-
-
-def test_nar_url_names_path_and_hash() -> None:
-    p = info("x").store_path
-    url = nar_url(p, bytes(32))
-    assert url == f"nar/{p.hash_part}-{'0' * 52}.nar.zst"
 
 
 def test_nar_that_differs_from_nix_database_is_refused(tmp_path: Path) -> None:

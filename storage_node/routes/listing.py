@@ -9,7 +9,7 @@ shards never builds the whole list in memory::
     GET /records  -> "<record key> <size bytes> <mtime> <atime>\\n" ...
 
 Times are float seconds; ``atime`` of a record is when a reader last
-fetched it (the node sets it on ``GET``, see :mod:`storage_node.routes_records`).
+fetched it (the node sets it on ``GET``, see :mod:`storage_node.routes.records`).
 Reads are open, as every read of a node is: what a node holds is public.
 """
 
@@ -19,7 +19,7 @@ import asyncio
 
 from aiohttp import web
 
-from .appkeys import STORE
+from ..appkeys import STORE
 
 _TEXT = "text/plain; charset=utf-8"
 

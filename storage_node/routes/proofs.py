@@ -24,10 +24,10 @@ from storage_network.errors import ShardProofError
 from storage_network.wire.proofs import MAX_IDS, MAX_NONCE_BYTES, MIN_NONCE_BYTES, answer_entry
 from storage_network.wire.stripe import parse_shard_id
 
-from .appkeys import STORE
-from .body import json_type, parse_json, read_body
-from .errors import BadRequest
-from .store import Store
+from ..appkeys import STORE
+from ..body import json_type, parse_json, read_body
+from ..errors import BadRequest
+from ..store import Store
 
 log = logging.getLogger("nixshard.node")
 

@@ -33,13 +33,14 @@ from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_get_answer, p
 from storage_network.wire.stripe import parse_shard_id, verify_shard
 from storage_network.wire.write_auth import WriteClaim
 
-from .appkeys import CONFIG, STORE
-from .body import check_declared_length, json_type, parse_json, read_body
-from .errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unprocessable
-from .expect import expect_handler
-from .faults import mangle_shard, trickle_write
-from .store import Deletion, ShardWrite
-from .write_auth import check_delete, check_write, precheck_write
+from ..appkeys import CONFIG, STORE
+from ..body import check_declared_length, json_type, parse_json, read_body
+from ..errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unprocessable
+from ..expect import expect_handler
+from ..faults import mangle_shard, trickle_write
+from ..shard_store import ShardWrite
+from ..store_layout import Deletion
+from ..write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 

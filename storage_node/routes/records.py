@@ -43,13 +43,14 @@ from storage_network.wire.node_http import PEEK_HEADER
 from storage_network.wire.record import Record, Replacement, open_record, replacement
 from storage_network.wire.write_auth import WriteClaim
 
-from .appkeys import CONFIG, STORE
-from .body import check_declared_length, read_body
-from .config import NodeConfig
-from .errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
-from .expect import expect_handler
-from .store import RECORD_KEY_RE, Deletion, RecordWrite
-from .write_auth import check_delete, check_write, precheck_write
+from ..appkeys import CONFIG, STORE
+from ..body import check_declared_length, read_body
+from ..config import NodeConfig
+from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
+from ..expect import expect_handler
+from ..record_store import RecordWrite
+from ..store_layout import RECORD_KEY_RE, Deletion
+from ..write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 _SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")

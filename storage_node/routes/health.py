@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from .appkeys import CONFIG, STORE
+from ..appkeys import CONFIG, STORE
 
 
 async def healthz(request: web.Request) -> web.Response:

@@ -1,0 +1,85 @@
+"""The Nix side of a record, shared by the uploader and the gateway.
+
+A store path (or a build log) lives in the network as a payload (chunks,
+shards) plus a signed record whose metadata is Nix text.  What both
+``uploader`` and ``cache_server`` need to know about that lives here, one
+module per job:
+
+``narinfo_record``  narinfo to record and back, the record key of a store
+                    path, the NAR URL, the stored form of a narinfo
+``build_logs``      the key and metadata of a build log's record
+``publishing``      store the payload, check it, publish the record (the commit point)
+``signing_key``     the publisher's Nix secret key from a file or the environment,
+                    and the check that the network file lists it
+``errors``          the exception tree (:class:`NixRecordsError` at its root)
+
+It imports :mod:`nix_formats` and the public surface of
+:mod:`storage_network`, never ``uploader`` or ``cache_server``.  The names
+below are its public surface.
+"""
+
+from nix_records.build_logs import (
+    LOG_MAGIC,
+    is_build_log,
+    log_metadata,
+    log_record_key,
+)
+from nix_records.errors import (
+    NixRecordsError,
+    RecordContentError,
+    SecretError,
+    SigningKeyError,
+    UnlistedPublisherError,
+)
+from nix_records.narinfo_record import (
+    STORED_COMPRESSION,
+    nar_url,
+    narinfo_from_record,
+    narinfo_record,
+    new_narinfo,
+    record_key,
+    stored_narinfo,
+)
+from nix_records.publishing import (
+    RecordContent,
+    StoredPayload,
+    publish,
+    store,
+    store_then_publish,
+)
+from nix_records.signing_key import (
+    SIGNING_KEY_ENV,
+    PublishingKey,
+    check_publisher,
+    load_signing_key,
+    read_secret,
+)
+
+__all__ = [
+    "LOG_MAGIC",
+    "SIGNING_KEY_ENV",
+    "STORED_COMPRESSION",
+    "NixRecordsError",
+    "PublishingKey",
+    "RecordContent",
+    "RecordContentError",
+    "SecretError",
+    "SigningKeyError",
+    "StoredPayload",
+    "UnlistedPublisherError",
+    "check_publisher",
+    "is_build_log",
+    "load_signing_key",
+    "log_metadata",
+    "log_record_key",
+    "nar_url",
+    "narinfo_from_record",
+    "narinfo_record",
+    "new_narinfo",
+    "publish",
+    "read_secret",
+    "record_key",
+    "store",
+    "store_then_publish",
+    "stored_narinfo",
+]

@@ -1,0 +1,167 @@
+"""The fetch of a window of chunks, their first shards asked with one batch request per node.
+
+:func:`fetch_chunks` asks for each chunk's first k shards with one batch
+request per node (:mod:`storage_network.wire.shard_batch`); each chunk then
+goes on as :func:`~storage_network.read.chunk_fetch.fetch_chunk` does.  A
+batch slower than ``hedge_after`` marks its node slow but is not cancelled
+while some chunk still waits for it; the chunks it holds up hedge with
+single requests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+
+from storage_network import metrics
+from storage_network.client import NetworkClient, cancel_and_wait
+from storage_network.coding.codec import StripeCodec
+from storage_network.config import NodeInfo
+from storage_network.errors import NodeError
+from storage_network.nodes.health import blamed_on_client
+from storage_network.read.chunk_fetch import HedgedFetch, shard_holders, timed_decode
+from storage_network.read.shard_fetch import (
+    Again,
+    Candidate,
+    Outcome,
+    accept_shard,
+    request_failed,
+    verify_all,
+)
+from storage_network.wire.manifest import ChunkRef, Manifest
+from storage_network.wire.stripe import max_shard_bytes, shard_id
+
+log = logging.getLogger("nixshard.network")
+
+
+class _Batch:
+    """One batch request to ``node`` for one shard of each of several chunk fetches.
+
+    Each fetch gets a future for its share (in its ``running``); the batch
+    resolves every share when its answer is in (a verified fragment, or None
+    with the failure reported, see :func:`accept_shard`).  A share a fetch no
+    longer needs is cancelled by it; once every share is, the request is
+    cancelled.  A batch not answered within ``hedge_after`` seconds marks its
+    node slow (unless the client was busy meanwhile).
+    """
+
+    def __init__(self, net: NetworkClient, node: NodeInfo,
+                 wanted: list[tuple[HedgedFetch, Candidate]]) -> None:
+        loop = asyncio.get_running_loop()
+        self.net, self.node, self.wanted = net, node, wanted
+        self.started = loop.time()
+        self.shares: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in wanted]
+        for (fetch, cand), share in zip(wanted, self.shares, strict=True):
+            fetch.running[share] = (cand, self.started)
+            fetch.shares.add(share)
+            share.add_done_callback(self._withdrawn)
+        self.task = asyncio.create_task(self._run())
+        self._late = loop.call_later(net.hedge_after, self._check_late)
+        self.task.add_done_callback(lambda _: self._late.cancel())
+
+    def _withdrawn(self, _: asyncio.Future[Outcome]) -> None:
+        if all(share.done() for share in self.shares) and not self.task.done():
+            self.task.cancel()
+
+    def _check_late(self) -> None:
+        if self.task.done() or self.net.was_busy(self.started, self.net.hedge_after) \
+                or self.net.nodes[self.node.id].queued:  # queued behind the client's own slots
+            return
+        self.net.health.slow(self.node.id, f"batch of {len(self.wanted)} shards not answered "
+                             f"within {self.net.hedge_after:g} s")
+
+    def _resolve(self, share: asyncio.Future[Outcome], outcome: Outcome) -> None:
+        if not share.done():
+            share.set_result(outcome)
+
+    async def _run(self) -> None:
+        try:
+            await self._ask()
+        except Exception:  # a bug, not a node's doing: shown, and the chunks go on
+            log.exception("batch of %d shards from node %s", len(self.wanted), self.node.id)
+        finally:  # whatever happened, no share is left waiting
+            for share in self.shares:
+                self._resolve(share, None)
+
+    async def _ask(self) -> None:
+        net, node, wanted = self.net, self.node, self.wanted
+        ids = [shard_id(fetch.ref.root, cand.index) for fetch, cand in wanted]
+        started = time.perf_counter()
+        try:
+            limits = [max_shard_bytes(fetch.ref.stored_size, fetch.k) for fetch, _ in wanted]
+            bodies = await net.nodes[node.id].get_shards(ids, limits)
+        except NodeError as exc:
+            metrics.observe_shard(node.id, time.perf_counter() - started, 0, len(ids))
+            request_failed(net, node, exc, f"batch of {len(ids)} shards", wanted[0][0].problems)
+            outcome = Again.AGAIN if blamed_on_client(exc) else None
+            for (fetch, _), share in zip(wanted, self.shares, strict=True):
+                if fetch is not wanted[0][0]:
+                    fetch.problems.append(str(exc))
+                self._resolve(share, outcome)
+            return
+        metrics.observe_shard(node.id, time.perf_counter() - started,
+                              sum(len(b) for b in bodies if b is not None), len(ids))
+        answered = [(fetch.ref.root, cand.index, body)
+                    for (fetch, cand), body in zip(wanted, bodies, strict=True)
+                    if body is not None]
+        checked = iter(await asyncio.get_running_loop().run_in_executor(
+            net.pool, verify_all, answered))
+        for (fetch, cand), body, share in zip(wanted, bodies, self.shares, strict=True):
+            fragment = accept_shard(net, fetch.ref, cand, body,
+                               None if body is None else next(checked), fetch.problems)
+            self._resolve(share, fragment)
+
+
+async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence[int],
+                       holders: Sequence[Mapping[int, Sequence[NodeInfo]]]) -> list[bytes]:
+    """Fetch, verify and decode the chunks ``numbers`` of ``manifest`` together.
+
+    Every chunk's k preferred shards are asked for in one batch request per
+    node (:meth:`NodeClient.get_shards`, see :class:`_Batch`); each chunk
+    then goes on as :func:`~storage_network.read.chunk_fetch.fetch_chunk` does
+    (hedged single requests for what the batches do not give in time,
+    candidates never dropped).  The frames
+    are decoded in one hop to the client's pool.
+
+    Args:
+        holders: per chunk number of the manifest, as in
+            :class:`~storage_network.read.plan.FetchPlan`.
+
+    Returns:
+        The zstd frames, in the order of ``numbers``.
+
+    Raises:
+        ChunkUnavailableError: some chunk could not be rebuilt.
+    """
+    fetches = [HedgedFetch(net, manifest, manifest.chunks[i],
+                            shard_holders(net, manifest.chunks[i], holders[i]))
+               for i in numbers]
+    by_node: dict[str, list[tuple[HedgedFetch, Candidate]]] = defaultdict(list)
+    nodes: dict[str, NodeInfo] = {}
+    for fetch in fetches:
+        for cand in fetch.first_picks():
+            by_node[cand.node.id].append((fetch, cand))
+            nodes[cand.node.id] = cand.node
+    batches = [_Batch(net, nodes[node_id], wanted) for node_id, wanted in by_node.items()]
+    runs = [asyncio.create_task(fetch.run()) for fetch in fetches]
+    try:
+        fragments = await asyncio.gather(*runs)
+    finally:
+        await cancel_and_wait(set(runs))
+        await cancel_and_wait({batch.task for batch in batches})
+    codec = net.codec(manifest.codec, manifest.k, manifest.m)
+    frames = await asyncio.get_running_loop().run_in_executor(
+        net.pool, _decode_all, codec, [(f.ref, got) for f, got in zip(fetches, fragments,
+                                                                       strict=True)])
+    for got in fragments:
+        metrics.chunk_fetched(got.keys(), manifest.k)
+    return frames
+
+
+def _decode_all(codec: StripeCodec, items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]
+                ) -> list[bytes]:
+    """:func:`timed_decode` of each ``(ref, fragments)`` in one hop to the pool."""
+    return [timed_decode(codec, ref, fragments) for ref, fragments in items]

@@ -1,0 +1,56 @@
+"""Payload streaming: every chunk's zstd frame in order, fetched ahead in windows.
+
+:func:`stream_payload` yields the chunks' zstd frames in order, fetching
+``prefetch`` chunks ahead in windows (:func:`~storage_network.read.batch_fetch.fetch_chunks`),
+so that a chunk that cannot be rebuilt is usually known before its bytes are
+due.  A transfer fails (and its caller must abort the response) only when
+some chunk has fewer than k reachable shards at that moment.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import AsyncIterator
+
+from storage_network.client import NetworkClient, cancel_and_wait
+from storage_network.read.batch_fetch import fetch_chunks
+from storage_network.read.plan import FetchPlan
+
+DEFAULT_PREFETCH = 64
+WINDOW_CHUNKS = 32
+
+
+async def stream_payload(net: NetworkClient, plan: FetchPlan,
+                         prefetch: int = DEFAULT_PREFETCH) -> AsyncIterator[bytes]:
+    """Yield the zstd frame of every chunk in order, ``prefetch`` chunks ahead.
+
+    Chunks are fetched in windows of up to :data:`WINDOW_CHUNKS` (one batch
+    request per node per window, :func:`fetch_chunks`); ``prefetch // window``
+    windows (at least one) are in flight while frames are yielded.
+
+    Raises:
+        ChunkUnavailableError: a chunk could not be rebuilt (the caller must
+            then abort its response, never end it cleanly).
+    """
+    manifest = plan.manifest
+    total = len(manifest.chunks)
+    window = max(1, min(WINDOW_CHUNKS, prefetch))
+    ahead = max(1, prefetch // window)
+    tasks: deque[asyncio.Task[list[bytes]]] = deque()
+    starts = iter(range(0, total, window))
+    try:
+        while True:
+            while len(tasks) < ahead:
+                start = next(starts, None)
+                if start is None:
+                    break
+                numbers = range(start, min(total, start + window))
+                tasks.append(asyncio.create_task(
+                    fetch_chunks(net, manifest, numbers, plan.holders)))
+            if not tasks:
+                return
+            for frame in await tasks.popleft():
+                yield frame
+    finally:
+        await cancel_and_wait(set(tasks))

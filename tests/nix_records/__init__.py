@@ -1,0 +1,1 @@
+"""Tests of :mod:`nix_records`: the Nix side of a record, shared by uploader and gateway."""

@@ -1,0 +1,11 @@
+"""Test helpers shared across test packages that are not about processes.
+
+Processes (nodes, gateways, any local server with a health URL) are started
+with :mod:`nixshard.localnet`, the harness the demo and benchmarks use too.
+
+- :mod:`tests.support.metrics`: Prometheus samples, scraped or in-process.
+- :mod:`tests.support.servers`: an aiohttp app served in-process on 127.0.0.1.
+- :mod:`tests.support.shards`: a node's shard files, and rotting them.
+- :mod:`tests.support.zstd`: bodies of back-to-back zstd frames.
+- :mod:`tests.support.clock`: a clock the test sets.
+"""
