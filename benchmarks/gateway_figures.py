@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 import httpx
-from bench import timed_get  # benchmarks/ is the script's directory
+from bench_measure import timed_get  # benchmarks/ is the script's directory
 
 from nix_formats.keys import SecretKey
 from nix_formats.narinfo import NarInfo

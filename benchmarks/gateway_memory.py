@@ -57,7 +57,6 @@ from tests.cache_server.gateway_support import (  # noqa: E402
     zstd_nar_bomb,
 )
 from tests.chaos.run import ChaosNetwork, Tally, run_readers  # noqa: E402
-from tests.netsupport import peak_rss  # noqa: E402
 
 BOMBS_AT_ONCE = 4
 
@@ -135,11 +134,10 @@ def main() -> None:
                 f"gw-{len(lines)}", extra=["--cache-max-bytes", "0", "--signing-key",
                                            str(net.key_file), "--upload-credentials",
                                            str(credentials)])
-            assert gateway.proc is not None
             try:
                 started = time.monotonic()
                 answers = work(gateway.url)
-                peak = peak_rss(gateway.proc.pid)
+                peak = gateway.peak_rss()
             finally:
                 gateway.stop()
                 for number in bad:

@@ -68,7 +68,7 @@ class ServeConfig:
     nodes' audit scores (loaded by the CLI; None: every node counts as 1.0),
     which order reads among nodes in good standing.  ``hedge_after`` is
     seconds a chunk waits for its first k shards before one more node is
-    asked (see :mod:`storage_network.read.fetch`).
+    asked (see :mod:`storage_network.read.chunk_fetch`).
 
     ``cache_dir`` holds the local disk cache of rebuilt NARs (``nar/``, at
     most ``cache_max_bytes`` bytes, least recently used evicted; 0 keeps

@@ -1,7 +1,7 @@
 """Ingest: a NAR from a staged file (an upload, an upstream download) into the network.
 
 One pass over the file: decompress it by the narinfo's ``Compression``,
-feed every byte to :class:`nix_formats.nar.NarParser` (which hashes it and
+feed every byte to :class:`nix_formats.nar_parser.NarParser` (which hashes it and
 checks the NAR grammar) and into the network
 (:func:`nix_records.publishing.store_then_publish`).  Decompression is
 capped at the narinfo's ``NarSize``: a file that decompresses to more is

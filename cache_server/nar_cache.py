@@ -8,7 +8,7 @@ Layout under the cache directory::
 
 ``key`` is ``<store hash>-<first 32 hex of sha256(manifest)>``: a path
 re-pushed with another manifest gets another file.  Files are written only
-from verified chunks (:func:`storage_network.read.fetch.stream_payload` checks
+from verified chunks (:func:`storage_network.read.stream.stream_payload` checks
 every shard against the signed manifest), so a file in ``nar/`` is served as
 it is, with sendfile.  Eviction is least recently served first; the order
 survives restarts through the files' mtimes (touched at most once a minute

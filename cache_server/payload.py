@@ -1,6 +1,6 @@
 """The uncompressed payload of a record (a NAR, a build log) as an async stream of pieces.
 
-Every chunk's frame comes from :func:`storage_network.read.fetch.stream_payload`
+Every chunk's frame comes from :func:`storage_network.read.stream.stream_payload`
 (shards verified against the signed manifest) and is decompressed on the
 network client's thread pool, one frame at a time: memory is bounded by
 the prefetch window, never by the payload size.  A frame decompresses to

@@ -1,7 +1,7 @@
 """How nodes behave on the read path: counters, benching, and the order reads prefer.
 
 A :class:`NodeHealth` is owned by :class:`~storage_network.client.NetworkClient`;
-the read path (:mod:`storage_network.read.fetch`, :mod:`storage_network.read.locate`,
+the read path (:mod:`storage_network.read.chunk_fetch`, :mod:`storage_network.read.locate`,
 :mod:`storage_network.read.record_lookup`) reports every outcome to it:
 
 - :meth:`NodeHealth.served`: a shard that verified (count, bytes);

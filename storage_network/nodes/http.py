@@ -56,6 +56,7 @@ from storage_network.wire.listing import (
     MAX_LISTING_LINE,
     ListedRecord,
     ListedShard,
+    ListingLines,
 )
 from storage_network.wire.node_http import HAS_BATCH, PEEK_HEADER
 from storage_network.wire.proofs import max_answer_bytes
@@ -306,42 +307,15 @@ class NodeClient:
         return status == 204
 
     async def _listing(self, path: str, fields: int) -> list[list[str]]:
-        """The lines of a listing, each split into ``fields`` fields; parsed while it
-        arrives (no more than one line of the answer is kept unparsed).
+        """The rows of a listing, parsed while it arrives (:class:`ListingLines`).
 
         Raises:
-            NodeAnswerError: a line too long, too many lines, a line with
-                another number of fields.
+            NodeAnswerError: a malformed or oversized listing.
         """
-        rows: list[list[str]] = []
-        tail = bytearray()
-
-        def take(line: bytes | bytearray) -> None:
-            if not line:
-                return
-            if len(rows) >= MAX_LISTING_ENTRIES:
-                raise NodeAnswerError(f"node {self.id}: GET {path}: more than "
-                                      f"{MAX_LISTING_ENTRIES} lines")
-            parts = bytes(line).decode("utf-8", "replace").split()
-            if len(parts) != fields:
-                raise NodeAnswerError(f"node {self.id}: malformed listing line "
-                                      f"{bytes(line[:100])!r}")
-            rows.append(parts)
-
-        def consume(piece: bytes) -> None:
-            tail.extend(piece)
-            lines = tail.split(b"\n")
-            for line in lines[:-1]:
-                take(line)
-            del tail[:len(tail) - len(lines[-1])]
-            if len(tail) > MAX_LISTING_LINE:
-                raise NodeAnswerError(f"node {self.id}: GET {path}: a line over "
-                                      f"{MAX_LISTING_LINE} bytes")
-
+        lines = ListingLines(self.id, f"GET {path}", fields)
         await self._request("GET", path, limit=MAX_LISTING_ENTRIES * MAX_LISTING_LINE,
-                            consume=consume)
-        take(tail)
-        return rows
+                            consume=lines.feed)
+        return lines.finish()
 
     async def list_shards(self) -> list[ListedShard]:
         """Every shard the node lists (``GET /shards``)."""

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from storage_network.errors import NodeAnswerError
+
 MAX_LISTING_LINE = 256
 """Longest line of a listing answer (bytes)."""
 MAX_LISTING_ENTRIES = 20_000_000
@@ -30,3 +32,56 @@ class ListedRecord:
     size: int
     mtime: float
     atime: float
+
+
+class ListingLines:
+    """A listing answer of whitespace-separated text lines, parsed piece by piece as it
+    arrives (no more than one line is kept unparsed).
+
+    Args:
+        node_id: the node answering (named in errors).
+        what: the request (e.g. ``"GET /shards"``), named in errors.
+        fields: fields every line must have.
+    """
+
+    def __init__(self, node_id: str, what: str, fields: int) -> None:
+        self.node_id, self.what, self.fields = node_id, what, fields
+        self.rows: list[list[str]] = []
+        self._tail = bytearray()
+
+    def _take(self, line: bytes | bytearray) -> None:
+        if not line:
+            return
+        if len(self.rows) >= MAX_LISTING_ENTRIES:
+            raise NodeAnswerError(f"node {self.node_id}: {self.what}: more than "
+                                  f"{MAX_LISTING_ENTRIES} lines")
+        parts = bytes(line).decode("utf-8", "replace").split()
+        if len(parts) != self.fields:
+            raise NodeAnswerError(f"node {self.node_id}: malformed listing line "
+                                  f"{bytes(line[:100])!r}")
+        self.rows.append(parts)
+
+    def feed(self, piece: bytes) -> None:
+        """Parse the complete lines of ``piece`` (with what was left of the last one).
+
+        Raises:
+            NodeAnswerError: a line too long or malformed, or too many lines.
+        """
+        self._tail.extend(piece)
+        lines = self._tail.split(b"\n")
+        for line in lines[:-1]:
+            self._take(line)
+        del self._tail[:len(self._tail) - len(lines[-1])]
+        if len(self._tail) > MAX_LISTING_LINE:
+            raise NodeAnswerError(f"node {self.node_id}: {self.what}: a line over "
+                                  f"{MAX_LISTING_LINE} bytes")
+
+    def finish(self) -> list[list[str]]:
+        """The rows, once the answer has ended (its last line may lack a newline).
+
+        Raises:
+            NodeAnswerError: the last line is malformed, or one line too many.
+        """
+        self._take(self._tail)
+        self._tail.clear()
+        return self.rows

@@ -19,7 +19,7 @@ from nix_formats.store_path import StorePath
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
 from storage_network.config import ChunkingParams
-from tests.netsupport import scrape
+from tests.support.metrics import sample, scrape
 
 USER, PASSWORD = "ci", "s3cret-pass"
 BROTLI_BOMB_FILE = Path(__file__).parent.parent / "nix_formats" / "data" / "zeros-1gib.br"
@@ -116,6 +116,18 @@ def put_upload(client: httpx.Client, up: Upload) -> tuple[httpx.Response, httpx.
 def basic(user: str, password: str) -> dict[str, str]:
     """An Authorization header."""
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+
+
+def requests(route: str, method: str, status: int) -> float:
+    """Requests an in-process gateway app answered (its counter in this process)."""
+    return sample("nixshard_gateway_requests_total", route=route, method=method,
+                  status=str(status))
+
+
+def nar_of(url: str, hash_part: str) -> tuple[NarInfo, bytes]:
+    """The narinfo a gateway at ``url`` serves for ``hash_part``, and its NAR file."""
+    info = NarInfo.parse(httpx.get(f"{url}/{hash_part}.narinfo", timeout=30).text)
+    return info, httpx.get(f"{url}/{info.url}", timeout=60).content
 
 
 def make_tree(root: Path, name: str, size: int, seed: int = 0) -> Path:

@@ -30,46 +30,36 @@ from nix_formats.keys import SecretKey
 from storage_network.config import Network, NodeInfo
 from storage_network.errors import ChunkUnavailableError
 from storage_network.wire.write_auth import Publisher
+from tests.support.servers import serve_app
 
-from .gateway_support import PASSWORD, USER, basic
+from .gateway_support import PASSWORD, USER, basic, requests
 
 KEY = SecretKey.generate("bad-input-1")
 NAR_NAME = "0" * 52 + ".nar.zst"
-
-
-def requests(route: str, method: str, status: int) -> float:
-    return REGISTRY.get_sample_value(
-        "nixshard_gateway_requests_total",
-        {"route": route, "method": method, "status": str(status)}) or 0.0
 
 
 ACCESS = "test.gateway.access"
 
 
 class Served:
-    """An app served on 127.0.0.1: its port and a client session."""
+    """An app served on 127.0.0.1: its URL, its port and a client session."""
 
-    def __init__(self, port: int, session: aiohttp.ClientSession) -> None:
-        self.port = port
+    def __init__(self, url: str, session: aiohttp.ClientSession) -> None:
+        self.url = url
+        self.port = int(url.rsplit(":", 1)[1])
         self.session = session
 
     def get(self, path: str) -> aiohttp.client._RequestContextManager:
-        return self.session.get(f"http://127.0.0.1:{self.port}{path}")
+        return self.session.get(self.url + path)
 
 
 @asynccontextmanager
 async def serve(app: web.Application) -> AsyncIterator[Served]:
     """Serve ``app`` as http_serving.server.serve_app does (access log included)."""
-    runner = web.AppRunner(app, access_log=logging.getLogger(ACCESS),
-                           access_log_class=AccessLogger)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
+    async with serve_app(app, access_log=logging.getLogger(ACCESS),
+                         access_log_class=AccessLogger) as url:
         async with aiohttp.ClientSession() as session:
-            yield Served(runner.addresses[0][1], session)
-    finally:
-        await runner.cleanup()
+            yield Served(url, session)
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ from pathlib import Path
 
 import httpx
 import pytest
-import zstandard
 
 from nix_formats.hash import parse_nix_hash
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
 from nix_formats.nar_parser import NarParser
 from nix_formats.narinfo import NarInfo
-from tests.netsupport import scrape
+from tests.support.metrics import scrape
+from tests.support.zstd import unzstd
 
 from .gateway_support import (
     PASSWORD,
@@ -27,6 +27,7 @@ from .gateway_support import (
     basic,
     make_tree,
     make_upload,
+    nar_of,
     put_upload,
     start_gateway,
 )
@@ -54,20 +55,10 @@ def absent(gw: Gateway, up: Upload) -> bool:
     return httpx.get(f"{gw.url}/{up.hash_part}.narinfo", timeout=30).status_code == 404
 
 
-def nar_of(gw: Gateway, hash_part: str) -> tuple[NarInfo, bytes]:
-    info = NarInfo.parse(httpx.get(f"{gw.url}/{hash_part}.narinfo", timeout=30).text)
-    body = httpx.get(f"{gw.url}/{info.url}", timeout=60).content
-    return info, body
-
-
-def unzstd(body: bytes) -> bytes:
-    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(body)
-
-
 # -- uploads ---------------------------------------------------------------------------
 
 def test_upload_is_served_back_with_the_gateways_nar_url(gw: Gateway, stored: Upload) -> None:
-    info, body = nar_of(gw, stored.hash_part)
+    info, body = nar_of(gw.url, stored.hash_part)
     assert info.url.startswith(f"nar/{stored.hash_part}-") and info.compression == "zstd"
     assert info.file_hash is None and info.file_size == len(body)
     assert info.sigs == stored.narinfo.sigs  # Nix's Sig is end to end
@@ -209,7 +200,7 @@ def test_sign_uploads_signs_an_unsigned_upload(tmp_path: Path) -> None:
         with g.client() as c:
             nar, info = put_upload(c, up)
         assert (nar.status_code, info.status_code) == (201, 201), info.text
-        served, _ = nar_of(g, up.hash_part)
+        served, _ = nar_of(g.url, up.hash_part)
         from nix_formats.keys import verify_narinfo
         assert verify_narinfo(served, [g.key.public_key()])
     finally:
@@ -219,7 +210,7 @@ def test_sign_uploads_signs_an_unsigned_upload(tmp_path: Path) -> None:
 # -- Range, HEAD, local disk cache -------------------------------------------------------
 
 def test_range_requests_cold_and_hot(gw: Gateway, stored: Upload) -> None:
-    info, whole = nar_of(gw, stored.hash_part)  # this made it hot
+    info, whole = nar_of(gw.url, stored.hash_part)  # this made it hot
     url = f"{gw.url}/{info.url}"
     head = httpx.head(url, timeout=30)
     assert head.headers["Accept-Ranges"] == "bytes"
@@ -236,7 +227,7 @@ def test_range_requests_cold_and_hot(gw: Gateway, stored: Upload) -> None:
 
 def test_range_on_a_gateway_without_disk_cache(gw: Gateway, stored: Upload) -> None:
     g2 = gw.net.start_gateway("nocache", extra=("--cache-max-bytes", "0"))
-    info, whole = nar_of(gw, stored.hash_part)
+    info, whole = nar_of(gw.url, stored.hash_part)
     half = len(whole) // 2
     resp = httpx.get(f"{g2.url}/{info.url}", headers={"Range": f"bytes={half}-"}, timeout=30)
     assert resp.status_code == 206
@@ -276,7 +267,7 @@ def test_lru_eviction_keeps_the_cache_under_its_cap(gw: Gateway, tmp_path: Path)
     with gw.client() as c:
         for up in ups:
             assert put_upload(c, up)[1].status_code == 201
-    sizes = [len(nar_of(gw, up.hash_part)[1]) for up in ups]
+    sizes = [len(nar_of(gw.url, up.hash_part)[1]) for up in ups]
     cap = max(sizes) * 2 + 10  # room for two of the three
     g2 = gw.net.start_gateway("small", extra=("--cache-max-bytes", str(cap)))
     for up in ups:
@@ -333,7 +324,7 @@ def test_metrics_move_with_requests(gw: Gateway, stored: Upload) -> None:
     assert gw.metric("nixshard_gateway_requests_total", route=route, method="GET",
                      status="404") == before_404 + 1
     sent = gw.metric("nixshard_gateway_bytes_sent_total", route="/nar/{file}")
-    info, body = nar_of(gw, stored.hash_part)
+    info, body = nar_of(gw.url, stored.hash_part)
     assert gw.metric("nixshard_gateway_bytes_sent_total", route="/nar/{file}") == sent + len(body)
     assert gw.metric("nixshard_gateway_uploads_total", outcome="stored") >= 1
     assert gw.metric("nixshard_chunks_fetched_total") > 0
@@ -406,7 +397,7 @@ def test_upload_larger_than_the_limit_is_413_and_stores_nothing(gw: Gateway,
 
 
 def test_head_answers_wherever_get_does(gw: Gateway, stored: Upload) -> None:
-    info, _ = nar_of(gw, stored.hash_part)
+    info, _ = nar_of(gw.url, stored.hash_part)
     for path in ("/nix-cache-info", f"/{stored.hash_part}.narinfo", f"/{stored.hash_part}.ls",
                  f"/{info.url}", "/healthz", "/metrics", "/nixshard/nodes"):
         head = httpx.head(gw.url + path, timeout=30)

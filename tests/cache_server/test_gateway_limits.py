@@ -19,11 +19,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-import zstandard
 
 from nix_formats.keys import sign_narinfo
-from nix_formats.narinfo import NarInfo
-from tests.netsupport import peak_rss, scrape
+from tests.support.metrics import scrape
+from tests.support.zstd import unzstd
 
 from .conftest import MountTmpfs, fill_up
 from .gateway_support import (
@@ -34,6 +33,7 @@ from .gateway_support import (
     bomb_upload,
     make_tree,
     make_upload,
+    nar_of,
     put_upload,
     start_gateway,
     zstd_nar_bomb,
@@ -47,20 +47,6 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = start_gateway(tmp_path_factory.mktemp("limits"))
     yield g
     g.net.close()
-
-
-def gateway_pid(g: Gateway) -> int:
-    assert g.proc.proc is not None
-    return g.proc.proc.pid
-
-
-def nar_of(url: str, hash_part: str) -> tuple[NarInfo, bytes]:
-    info = NarInfo.parse(httpx.get(f"{url}/{hash_part}.narinfo", timeout=30).text)
-    return info, httpx.get(f"{url}/{info.url}", timeout=60).content
-
-
-def unzstd(body: bytes) -> bytes:
-    return zstandard.ZstdDecompressor().decompressobj(read_across_frames=True).decompress(body)
 
 
 # -- one path, one record -----------------------------------------------------------------
@@ -107,7 +93,7 @@ def test_a_decompression_bomb_fails_right_after_its_nar_size(
     assert "larger than its NarSize of 120 bytes" in info.text
     assert "decompresses to more than 120 bytes" in info.text
     assert httpx.get(f"{gw.url}/{up.hash_part}.narinfo", timeout=30).status_code == 404
-    assert peak_rss(gateway_pid(gw)) < RSS_LIMIT
+    assert gw.proc.peak_rss() < RSS_LIMIT
 
 
 # -- a full local-cache disk -------------------------------------------------------------

@@ -14,9 +14,9 @@ from click.testing import CliRunner
 from cache_server.cli import load_scores, serve_command
 from nix_formats.hash import parse_nix_hash
 from nix_formats.narinfo import NarInfo
+from nixshard.localnet import new_publisher
 from storage_network.config import init_network, write_network
 from storage_network.nodes.scores import Scores
-from tests.netsupport import make_publisher
 
 from .conftest import StalledServed
 
@@ -70,7 +70,7 @@ def test_node_status_lists_every_node(stalled_served: StalledServed) -> None:
 
 
 def _network_file(tmp_path: Path) -> Path:
-    publisher, _ = make_publisher("serve-cli-1")
+    publisher, _ = new_publisher("serve-cli-1")
     path = tmp_path / "network.toml"
     write_network(init_network(["http://127.0.0.1:1"], 1, 0, [publisher.public]), path)
     return path

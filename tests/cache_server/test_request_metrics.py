@@ -2,35 +2,23 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
-from prometheus_client import REGISTRY
 
 from cache_server.app import create_app
 from cache_server.config import ServeConfig
 from http_serving.metrics import CONTENT_TYPE
 from storage_network.config import Network, NodeInfo
+from tests.support.metrics import sample
 
-USER, PASSWORD = "ci", "s3cret-pass"
-
-
-def requests(route: str, method: str, status: int) -> float:
-    return REGISTRY.get_sample_value(
-        "nixshard_gateway_requests_total",
-        {"route": route, "method": method, "status": str(status)}) or 0.0
+from .gateway_support import PASSWORD, USER, basic, requests
 
 
 def timed(route: str, method: str) -> float:
-    return REGISTRY.get_sample_value("nixshard_gateway_request_seconds_count",
-                                     {"route": route, "method": method}) or 0.0
-
-
-def basic(user: str, password: str) -> dict[str, str]:
-    return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}
+    return sample("nixshard_gateway_request_seconds_count", route=route, method=method)
 
 
 @pytest.fixture

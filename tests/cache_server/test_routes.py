@@ -16,7 +16,7 @@ from storage_network.client import NetworkClient
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record
-from tests.netsupport import scrape
+from tests.support.metrics import scrape
 
 from .conftest import Served
 

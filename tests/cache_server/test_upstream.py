@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import random
@@ -36,6 +37,8 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.nix32 import encode as nix32
 from nix_formats.store_path import StorePath
 from nixshard.localnet import env_with_nix_config
+from tests.support.clock import Clock
+from tests.support.servers import serve_app
 
 LOGGER = "nixshard.serve.upstream"
 Session = aiohttp.ClientSession
@@ -129,24 +132,15 @@ Servers = Callable[..., Awaitable["FakeCache"]]
 @pytest.fixture
 async def servers() -> AsyncIterator[Servers]:
     """Start FakeCache servers: ``await servers(prefix="")`` -> a running FakeCache."""
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as stack:
+        async def start(prefix: str = "") -> FakeCache:
+            cache = FakeCache()
+            app = web.Application()
+            app.router.add_route("*", prefix + "/{tail:.*}", _strip(cache, prefix))
+            cache.url = await stack.enter_async_context(serve_app(app)) + prefix
+            return cache
 
-    async def start(prefix: str = "") -> FakeCache:
-        cache = FakeCache()
-        app = web.Application()
-        app.router.add_route("*", prefix + "/{tail:.*}", _strip(cache, prefix))
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        runners.append(runner)
-        port = runner.addresses[0][1]
-        cache.url = f"http://127.0.0.1:{port}{prefix}"
-        return cache
-
-    yield start
-    for runner in runners:
-        await runner.cleanup()
+        yield start
 
 
 def _strip(
@@ -171,14 +165,6 @@ def closed_port_url() -> str:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     return f"http://127.0.0.1:{port}"
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 # -- narinfo --------------------------------------------------------------------------
@@ -494,12 +480,7 @@ async def test_golden_nix_written_cache(
                             store_path)
     app = web.Application()
     app.router.add_static("/", cache_dir)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    try:
-        url = f"http://127.0.0.1:{runner.addresses[0][1]}"
+    async with serve_app(app) as url:
         hash_part_ = StorePath.parse(store_path).hash_part
         trusted = Upstreams([url], [PublicKey.load(pk)], session)
         hit = await trusted.narinfo(hash_part_)
@@ -522,5 +503,3 @@ async def test_golden_nix_written_cache(
         with pytest.raises(UpstreamUnavailableError) as missing:
             await trusted.open_file(0, f"nar/{'0' * 52}.nar.xz")
         assert missing.value.status == 404
-    finally:
-        await runner.cleanup()

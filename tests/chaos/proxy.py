@@ -8,6 +8,10 @@ hostile for a while and heal it again without restarting anything::
     python -m tests.chaos.proxy --control PORT --route LISTEN_PORT=http://127.0.0.1:NODE_PORT ...
     curl -X PUT 'http://127.0.0.1:PORT/mode/LISTEN_PORT?mode=endless'
 
+From a test: ``proxy_process(...)`` is that command as a
+:class:`nixshard.localnet.ManagedProcess`, and ``set_mode(proxy, port, mode)``
+switches one proxied port.
+
 Modes (what the proxied node then does):
 
 ``pass``
@@ -37,10 +41,15 @@ import argparse
 import asyncio
 import random
 import signal
-from collections.abc import Awaitable, Callable
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 
 import aiohttp
+import httpx
 from aiohttp import web
+
+from nixshard.localnet import ManagedProcess
 
 MODES = ("pass", "down", "stall", "deep-json", "endless", "trickle", "flip", "slow-has")
 TRICKLE_BYTES_PER_SECOND = 1000
@@ -48,6 +57,23 @@ SLOW_HAS_SECONDS = 1.5
 DEEP_JSON = b"[" * 100_000
 HOP_HEADERS = {"connection", "keep-alive", "transfer-encoding", "content-length", "host",
                "proxy-connection", "te", "trailer", "upgrade", "content-encoding"}
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def proxy_process(log_path: Path, control: int, routes: Mapping[int, str]) -> ManagedProcess:
+    """This proxy as a local process (not started): control port ``control``, and
+    ``routes`` from a listening port to a node URL; ready once ``/ready`` answers."""
+    args = ["--control", str(control)]
+    for port, url in routes.items():
+        args += ["--route", f"{port}={url}"]
+    return ManagedProcess("fault proxy", args, f"http://127.0.0.1:{control}", log_path,
+                          health_path="/ready", program=(sys.executable, "-m", "tests.chaos.proxy"),
+                          cwd=REPO_ROOT)
+
+
+def set_mode(proxy: ManagedProcess, port: int, mode: str) -> None:
+    """Switch proxied port ``port`` to ``mode`` (one of :data:`MODES`)."""
+    httpx.put(f"{proxy.url}/mode/{port}", params={"mode": mode}, timeout=10).raise_for_status()
 
 
 class Route:

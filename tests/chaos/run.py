@@ -39,10 +39,16 @@ import httpx
 import zstandard
 
 from nix_formats.hash import parse_nix_hash
-from nixshard.localnet import LocalNetwork, env_with_nix_config, free_port, new_publisher
+from nixshard.localnet import (
+    LocalNetwork,
+    ManagedProcess,
+    env_with_nix_config,
+    free_port,
+    new_publisher,
+)
 from storage_network.config import ChunkingParams, init_network, write_network
 from storage_network.wire.write_auth import parse_publisher_secret
-from tests.netsupport import peak_rss
+from tests.chaos.proxy import proxy_process, set_mode
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("kill", "stop", "down", "stall", "deep-json", "endless", "trickle", "flip",
@@ -115,7 +121,7 @@ class ChaosNetwork:
         self.key_file.write_text(secret)
         self.local = LocalNetwork(root, parse_publisher_secret(secret))
         self.count = nodes
-        self.proxy: subprocess.Popen[bytes] | None = None
+        self.proxy: ManagedProcess | None = None
         self.control = free_port()
         self.proxy_ports = [free_port() for _ in range(nodes)]
         self.paths: list[str] = []
@@ -125,14 +131,9 @@ class ChaosNetwork:
     def start(self, gateway_args: Sequence[str] = ()) -> None:
         """Start nodes, proxy, push the paths, start the gateway."""
         self.local.start_nodes(self.count, self.k, self.m)
-        routes = [f"{p}={n.url}" for p, n in zip(self.proxy_ports, self.local.nodes, strict=True)]
-        log = open(self.root / "proxy.log", "ab")
-        self.proxy = subprocess.Popen(
-            [sys.executable, "-m", "tests.chaos.proxy", "--control", str(self.control),
-             *[a for r in routes for a in ("--route", r)]],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        self._wait(f"http://127.0.0.1:{self.control}/ready")
+        routes = {p: n.url for p, n in zip(self.proxy_ports, self.local.nodes, strict=True)}
+        self.proxy = proxy_process(self.root / "proxy.log", self.control, routes)
+        self.proxy.start().wait_ready()
         network = init_network([f"http://127.0.0.1:{p}" for p in self.proxy_ports], self.k,
                                self.m, [self.local.publisher.public],
                                chunking=ChunkingParams(16 * 1024, 64 * 1024, 256 * 1024))
@@ -145,16 +146,6 @@ class ChaosNetwork:
         if done.returncode != 0:
             raise RuntimeError(f"push failed: {done.stderr[-2000:]}")
         self.gateway = self.local.start_daemon(extra=["--cache-max-bytes", "0", *gateway_args])
-
-    def _wait(self, url: str) -> None:
-        for _ in range(400):
-            try:
-                if httpx.get(url, timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        raise RuntimeError(f"{url} never answered")
 
     def _add_paths(self) -> list[str]:
         rng = random.Random(7)
@@ -173,8 +164,8 @@ class ChaosNetwork:
 
     def set_mode(self, number: int, mode: str) -> None:
         """Switch proxied node ``number`` (1-based) to a proxy mode."""
-        httpx.put(f"http://127.0.0.1:{self.control}/mode/{self.proxy_ports[number - 1]}",
-                  params={"mode": mode}, timeout=10).raise_for_status()
+        assert self.proxy is not None
+        set_mode(self.proxy, self.proxy_ports[number - 1], mode)
 
     def break_node(self, number: int, fault: str) -> None:
         """Make node ``number`` bad with ``fault`` (one of :data:`FAULTS`)."""
@@ -202,20 +193,15 @@ class ChaosNetwork:
 
     def gateway_peak_rss(self) -> int:
         """The gateway process's peak resident memory so far (VmHWM), bytes."""
-        daemon = self.local.daemon
-        assert daemon is not None and daemon.proc is not None
-        return peak_rss(daemon.proc.pid)
+        assert self.local.daemon is not None
+        return self.local.daemon.peak_rss()
 
     def close(self) -> None:
         """Stop everything (stopped nodes are continued first)."""
         for number in list(self.stopped):
             self.heal_node(number, "stop")
-        if self.proxy is not None and self.proxy.poll() is None:
-            self.proxy.terminate()
-            try:
-                self.proxy.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proxy.kill()
+        if self.proxy is not None:
+            self.proxy.stop()
         self.local.close()
 
 

@@ -30,7 +30,7 @@ from nix_formats.store_path import StorePath
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, free_port
 from storage_network.wire.write_auth import parse_publisher_secret
-from tests.netsupport import scrape
+from tests.support.metrics import scrape
 
 from .conftest import NixKey, nix
 

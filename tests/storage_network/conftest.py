@@ -1,5 +1,6 @@
 """Fixtures of the storage_network tests: real node processes via nixshard.localnet.
 
+:func:`running_network` (from :mod:`tests.support.network`) starts nodes.
 ``live_net`` is one 6-node network (k=4, m=2, small chunks) shared by a test
 module; tests on it never kill nodes and use their own payloads.  ``fresh_net``
 is a new 6-node network per test, for tests that kill nodes.  ``net6`` is a
@@ -13,36 +14,31 @@ overrides it); ``publisher`` is its publisher and ``net`` a client of it.
 from __future__ import annotations
 
 import random
-from collections.abc import AsyncIterator, Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
+from nixshard.localnet import FAULT_ENV, LocalNetwork
 from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
-from storage_network.config import ChunkingParams
 from storage_network.nodes.scores import Scores
 from storage_network.read.plan import FetchPlan, plan_fetch
 from storage_network.read.stream import DEFAULT_PREFETCH, stream_payload
 from storage_network.wire.manifest import Manifest
+from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
+from tests.support.network import (  # noqa: F401 - the test modules import them from here
+    NODES,
+    SMALL_CHUNKS,
+    K,
+    M,
+    running_network,
+)
 from tests.support.zstd import unzstd
 
-NODES, K, M = 6, 4, 2
-SMALL_CHUNKS = ChunkingParams(min_size=4096, avg_size=16384, max_size=65536)
 NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
-
-
-@contextmanager
-def running_network(root: Path, count: int = NODES, publisher: Publisher | None = None,
-                    node_env: Mapping[str, str] | None = None) -> Iterator[LocalNetwork]:
-    """``count`` started nodes (k=4, m=2, small chunks) under ``root``; stopped afterwards."""
-    with LocalNetwork(root, publisher or new_publisher("sn-test-1")[0]) as local:
-        local.start_nodes(count, K, M, SMALL_CHUNKS, node_env=node_env)
-        yield local
 
 
 @pytest.fixture(scope="module")
@@ -148,3 +144,10 @@ async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
     manifest, _ = await store_payload(net, local.publisher, [data])
     await publish_record(net, local.publisher, key, b"meta", manifest)
     return key, data, manifest
+
+
+def stripe_ids(manifest: Manifest, roots: set[bytes] | None = None) -> set[str]:
+    """The ids of every shard of ``manifest``'s stripes (of the chunks whose stripe root
+    is in ``roots``, when given)."""
+    return {shard_id(ref.root, i) for ref in manifest.chunks for i in range(manifest.n)
+            if roots is None or ref.root in roots}

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from nixshard.localnet import FAULT_ENV, NodeProcess, new_publisher
 from storage_network.config import NodeInfo
 from storage_network.errors import NodeAnswerError, NodeTimeoutError
 from storage_network.nodes.http import NodeClient
 from storage_network.nodes.limits import AnswerBudget, Deadlines
-from tests.netsupport import NodeProcess, make_publisher
 
 MiB = 1 << 20
 KEY = "0123456789abcdfghijklmnpqrsvwxyz"
@@ -23,15 +23,10 @@ KEY = "0123456789abcdfghijklmnpqrsvwxyz"
 @pytest.fixture(scope="module")
 def endless_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeProcess]:
     """A real node whose record answers stream bytes forever (TEST-ONLY fault mode)."""
-    _, public = make_publisher()
-    mp = pytest.MonkeyPatch()
-    mp.setenv("NIXSHARD_TEST_FAULTS", "1")
-    try:
-        with NodeProcess(Path(tmp_path_factory.mktemp("endless")) / "data", [public],
-                         extra_args=["--fault", "endless"]) as node:
-            yield node
-    finally:
-        mp.undo()
+    public = new_publisher("test-publisher-1")[0].public.text()
+    with NodeProcess(Path(tmp_path_factory.mktemp("endless")) / "data", [public],
+                     extra_args=["--fault", "endless"], env=FAULT_ENV) as node:
+        yield node
 
 
 async def test_reserve_waits_for_room_and_release_makes_it() -> None:

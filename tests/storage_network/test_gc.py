@@ -8,60 +8,28 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import pytest
-import zstandard
 
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import LocalNetwork
 from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError
 from storage_network.nodes.placement import record_nodes
-from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
-from storage_network.read.stream import stream_payload
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.listing import ListedShard
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import open_record, seal_record
-from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
 
-from .conftest import NODES, payload, record_key, running_network
+from .conftest import NODES, payload, read_back, record_key, stripe_ids
 
 DAY = 86400.0
-
-
-@pytest.fixture(scope="module")
-def gc_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
-    """A started 6-node network and the path of its publisher's secret-key file."""
-    root = tmp_path_factory.mktemp("gc-net")
-    publisher, secret_text = new_publisher("gc-test-1")
-    key_file = root / "secret.key"
-    key_file.write_text(secret_text)
-    with running_network(root, NODES, publisher) as local:
-        yield local, key_file
-
-
-@pytest.fixture
-def local(gc_net: tuple[LocalNetwork, Path]) -> LocalNetwork:
-    return gc_net[0]
-
-
-@pytest.fixture
-def publisher(local: LocalNetwork) -> Publisher:
-    return local.publisher
-
-
-@pytest.fixture
-async def net(local: LocalNetwork) -> AsyncIterator[NetworkClient]:
-    assert local.network is not None
-    async with NetworkClient(local.network, timeout=10.0) as client:
-        yield client
 
 
 async def gc(net: NetworkClient, publisher: Publisher, *, max_age: float | None = None,
@@ -84,22 +52,14 @@ async def publish(net: NetworkClient, publisher: Publisher, key: str, data: byte
     return manifest
 
 
-async def read_back(net: NetworkClient, key: str) -> bytes:
-    record = await fetch_record(net, key)
-    plan = await plan_fetch(net, record.manifest)
-    frames = [frame async for frame in stream_payload(net, plan)]
-    return zstandard.ZstdDecompressor().decompressobj(
-        read_across_frames=True).decompress(b"".join(frames))
+async def read_record(net: NetworkClient, key: str) -> bytes:
+    """The payload of record ``key``."""
+    return await read_back(net, (await fetch_record(net, key)).manifest)
 
 
 async def shards_by_node(net: NetworkClient) -> dict[str, set[str]]:
     return {node_id: {s.id for s in await client.list_shards()}
             for node_id, client in net.nodes.items()}
-
-
-def stripe_ids(manifest: Manifest, roots: set[bytes] | None = None) -> set[str]:
-    return {shard_id(ref.root, i) for ref in manifest.chunks for i in range(manifest.n)
-            if roots is None or ref.root in roots}
 
 
 def held(listing: dict[str, set[str]]) -> set[str]:
@@ -152,7 +112,7 @@ async def test_gc_removes_an_unreferenced_chunk_and_keeps_a_shared_one(
     assert a_only <= set().union(*deleted_ids(report).values())
     with pytest.raises(NotFoundError):
         await fetch_record(net, key_a)
-    assert await read_back(net, key_b) == data_b
+    assert await read_record(net, key_b) == data_b
 
 
 # --- dry run, expiry by age and by last read ----------------------------------------------
@@ -206,7 +166,7 @@ async def test_expiry_by_last_read(net: NetworkClient, publisher: Publisher,
     assert live_record_files(local, unread) == []
     with pytest.raises(NotFoundError):
         await fetch_record(net, unread)
-    assert await read_back(net, read) == payload(3002, 30_000)
+    assert await read_record(net, read) == payload(3002, 30_000)
 
 
 async def test_a_record_replaced_after_it_was_read_survives(
@@ -233,7 +193,7 @@ async def test_a_record_replaced_after_it_was_read_survives(
     assert {(k.node, k.reason) for k in report.kept_records if k.key == key} == {
         (node.id, "a newer version was written since it was read") for node in replicas}
     monkeypatch.undo()
-    assert await read_back(net, key) == data
+    assert await read_record(net, key) == data
 
 
 async def test_a_node_that_missed_the_deletion_cannot_bring_it_back(
@@ -312,7 +272,7 @@ async def test_gc_racing_a_push_deletes_none_of_its_shards(
     assert stripe_ids(manifest) <= held(await shards_by_node(net))
     key = record_key(4001)
     await publish_record(net, publisher, key, b"meta", manifest, touched_at=touched_at)
-    assert await read_back(net, key) == data
+    assert await read_record(net, key) == data
 
 
 async def test_recent_unreferenced_shards_are_kept_within_the_grace(

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -21,35 +20,10 @@ from storage_network.client import NetworkClient
 from storage_network.config import init_network, load_network, parse_network
 from storage_network.errors import NetworkFileError, NodeError, NotFoundError
 from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.manifest import Manifest
-from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import check_push_window, publish_record, store_payload
 
-from .conftest import NODES, payload, record_key
-
-
-@pytest.fixture
-def local(live_net: LocalNetwork) -> LocalNetwork:
-    return live_net
-
-
-@pytest.fixture
-def publisher(local: LocalNetwork) -> Publisher:
-    return local.publisher
-
-
-@pytest.fixture
-async def net(local: LocalNetwork) -> AsyncIterator[NetworkClient]:
-    assert local.network is not None
-    async with NetworkClient(local.network, timeout=10.0) as client:
-        yield client
-
-
-def stripe_ids(manifest: Manifest) -> set[str]:
-    return {shard_id(ref.root, i) for ref in manifest.chunks for i in range(manifest.n)}
-
-
+from .conftest import NODES, payload, record_key, stripe_ids
 
 
 async def test_a_push_touches_the_shards_it_reuses(net: NetworkClient, publisher: Publisher,

@@ -12,17 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import random
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import httpx
 import pytest
 
-from nixshard.localnet import LocalNetwork, free_port, new_publisher
+from nixshard.localnet import LocalNetwork, ManagedProcess, free_port, new_publisher
 from storage_network.client import NetworkClient
 from storage_network.config import Network, NodeInfo
 from storage_network.upkeep.audit import audit_network
@@ -30,10 +25,10 @@ from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.repair import repair_network
 from storage_network.write.publish import publish_record, store_payload
+from tests.chaos.proxy import proxy_process, set_mode
 
 from .conftest import payload, read_back, record_key, running_network
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
 HOSTILE = "node-2"
 MODES = ("endless", "deep-json", "trickle", "stall", "flip", "down")
 
@@ -44,12 +39,11 @@ class Proxied:
 
     local: LocalNetwork
     network: Network
-    control: int
+    proxy: ManagedProcess
     port: int
 
     def mode(self, mode: str) -> None:
-        httpx.put(f"http://127.0.0.1:{self.control}/mode/{self.port}", params={"mode": mode},
-                  timeout=10).raise_for_status()
+        set_mode(self.proxy, self.port, mode)
 
 
 @pytest.fixture(scope="module")
@@ -58,27 +52,13 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxied]:
     with running_network(root, 7, new_publisher("hostile-1")[0]) as local:
         assert local.network is not None
         number = int(HOSTILE.split("-")[1])
-        control, port = free_port(), free_port()
-        log = open(root / "proxy.log", "ab")
-        proxy = subprocess.Popen(
-            [sys.executable, "-m", "tests.chaos.proxy", "--control", str(control),
-             "--route", f"{port}={local.nodes[number - 1].url}"],
-            cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-        log.close()
-        try:
-            for _ in range(400):
-                try:
-                    if httpx.get(f"http://127.0.0.1:{control}/ready", timeout=1).is_success:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.05)
+        port = free_port()
+        with proxy_process(root / "proxy.log", free_port(),
+                           {port: local.nodes[number - 1].url}) as proxy:
             nodes = tuple(NodeInfo(n.id, f"http://127.0.0.1:{port}") if n.id == HOSTILE else n
                           for n in local.network.nodes)
             network = Network(**{**local.network.__dict__, "nodes": nodes})
-            yield Proxied(local, network, control, port)
-        finally:
-            proxy.terminate()
-            proxy.wait(10)
+            yield Proxied(local, network, proxy, port)
 
 
 def client(p: Proxied) -> NetworkClient:

@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from nixshard.localnet import new_publisher
 from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
 from storage_node.config import NodeConfig
-from tests.netsupport import make_publisher
 
 MAX_SHARD = 64 * 1024
 MAX_RECORD = 32 * 1024
@@ -20,13 +20,13 @@ MAX_RECORD = 32 * 1024
 @pytest.fixture(scope="session")
 def publisher() -> Publisher:
     """The publisher every test node accepts."""
-    return make_publisher("test-publisher-1")[0]
+    return new_publisher("test-publisher-1")[0]
 
 
 @pytest.fixture(scope="session")
 def stranger() -> Publisher:
     """A publisher no test node accepts."""
-    return make_publisher("stranger-1")[0]
+    return new_publisher("stranger-1")[0]
 
 
 @pytest.fixture

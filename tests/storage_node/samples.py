@@ -1,4 +1,4 @@
-"""Sample shards and records for the storage-node tests."""
+"""Sample shards, records and signed write headers for the storage-node tests."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from storage_network.wire.manifest import ChunkRef, make_manifest
 from storage_network.wire.record import seal_record, seal_tombstone
 from storage_network.wire.stripe import build_stripe, shard_id
-from storage_network.wire.write_auth import Publisher
+from storage_network.wire.write_auth import Publisher, sha256, sign_write
 
 NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
 T0 = 1_700_000_000
@@ -55,3 +55,10 @@ def record(publisher: Publisher, key: str, chunks: int = 2, note: str = "",
 def tombstone(publisher: Publisher, key: str, created: int | None = None) -> bytes:
     """A tombstone for ``key`` (deleted at ``created``, default now) sealed by ``publisher``."""
     return seal_tombstone(publisher, key, "isa_l_rs_cauchy", 4, 2, created)
+
+
+def signed_headers(publisher: Publisher, method: str, path: str, body: bytes,
+                   now: float | None = None, node_id: str = "node-1") -> dict[str, str]:
+    """The headers that authorise ``method path`` with ``body`` on node ``node_id``
+    (``now`` in Unix seconds; a fresh nonce each call)."""
+    return sign_write(publisher, node_id, method, path, sha256(body), now=now)

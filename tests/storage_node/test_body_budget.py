@@ -17,9 +17,8 @@ from storage_node.app import create_app
 from storage_node.budget import BodyBudget
 from storage_node.config import NodeConfig
 from storage_node.errors import Busy, ConfigError
-from tests.netsupport import signed_headers
 
-from .samples import stripe
+from .samples import signed_headers, stripe
 
 # -- the budget alone ------------------------------------------------------------------------
 

@@ -9,13 +9,13 @@ import pytest
 from aiohttp import web
 from click.testing import CliRunner
 
+from nixshard.localnet import new_publisher
 from storage_network.config import init_network, load_network, write_network
 from storage_network.wire.write_auth import Publisher
 from storage_node.appkeys import CONFIG, STORE
 from storage_node.cli import gather_publishers, node_command, parse_listen
 from storage_node.config import NodeConfig
 from storage_node.store import Store
-from tests.netsupport import make_publisher
 
 
 def run(*args: str) -> tuple[int, str]:
@@ -51,7 +51,7 @@ def test_unreadable_network_file_is_reported(tmp_path: Path) -> None:
 
 
 def test_network_file_publishers_are_accepted(tmp_path: Path, publisher: Publisher) -> None:
-    _, other_text = make_publisher("other-1")
+    other_text = new_publisher("other-1")[0].public.text()
     path = tmp_path / "network.toml"
     write_network(init_network(["http://127.0.0.1:1"], 1, 0, [publisher.public]), path)
     keys = gather_publishers(load_network(path), (other_text,))
@@ -59,7 +59,7 @@ def test_network_file_publishers_are_accepted(tmp_path: Path, publisher: Publish
 
 
 def test_one_name_with_two_keys_is_refused(publisher: Publisher) -> None:
-    _, impostor = make_publisher(publisher.name)
+    impostor = new_publisher(publisher.name)[0].public.text()
     with pytest.raises(click.UsageError, match="given twice with different keys"):
         gather_publishers(None, (publisher.public.text(), impostor))
 

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nixshard.localnet import NodeProcess
 from storage_network.wire.write_auth import Publisher
 from storage_node.faults import ENV_VAR
-from tests.netsupport import NodeProcess, signed_headers
 
-from .samples import record, record_key, stripe
+from .samples import record, record_key, signed_headers, stripe
 
 MiB = 1024 * 1024
 

@@ -11,6 +11,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from aiohttp.typedefs import Handler
 from click.testing import CliRunner
 
+from nixshard.localnet import LocalNetworkError, NodeProcess
 from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
@@ -18,9 +19,8 @@ from storage_node.appkeys import STORE
 from storage_node.cli import node_command
 from storage_node.config import NodeConfig
 from storage_node.faults import ENV_VAR, Faults, FaultSpecError, fault_middleware, parse_faults
-from tests.netsupport import NodeProcess, NodeStartError, signed_headers
 
-from .samples import stripe
+from .samples import signed_headers, stripe
 
 
 def run_cli(tmp_path: Path, publisher: Publisher, *fault_args: str,
@@ -127,7 +127,7 @@ def test_node_process_without_the_env_gate_does_not_start(
     monkeypatch.delenv(ENV_VAR, raising=False)
     node = NodeProcess(tmp_path / "data", [publisher.public.text()], node_id="node-f",
                        extra_args=["--fault", "flip"])
-    with pytest.raises(NodeStartError, match="exited"):
+    with pytest.raises(LocalNetworkError, match="exited"):
         with node:
             pass
     assert f"it is refused unless the environment has {ENV_VAR}=1" in node.log_text()

@@ -15,9 +15,8 @@ from aiohttp.test_utils import TestClient
 from storage_network.wire.write_auth import Publisher
 from storage_node.store import Store
 from storage_node.store_layout import Deletion
-from tests.netsupport import signed_headers
 
-from .samples import T0, chunk_refs, record, record_key, stripe
+from .samples import T0, chunk_refs, record, record_key, signed_headers, stripe
 
 OLD = 1_000_000_000.0  # 2001: older than any cut-off a test uses
 

@@ -11,9 +11,8 @@ from storage_network.wire.write_auth import Publisher
 from storage_node.app import create_app
 from storage_node.config import NodeConfig
 from storage_node.errors import ConfigError, DataDirError
-from tests.netsupport import signed_headers
 
-from .samples import T0, chunk_refs, record, record_key, stripe
+from .samples import T0, chunk_refs, record, record_key, signed_headers, stripe
 
 
 async def test_healthz_counts_move(client: TestClient, publisher: Publisher) -> None:

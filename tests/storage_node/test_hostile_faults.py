@@ -19,9 +19,8 @@ from storage_node import faults as faults_module
 from storage_node.app import create_app
 from storage_node.config import NodeConfig
 from storage_node.faults import DEEP_JSON, TRICKLE_TICK_SECONDS, Faults
-from tests.netsupport import signed_headers
 
-from .samples import T0, chunk_refs, record, record_key, stripe, tombstone
+from .samples import T0, chunk_refs, record, record_key, signed_headers, stripe, tombstone
 
 
 @pytest.fixture

@@ -20,9 +20,8 @@ from storage_node import cli
 from storage_node.app import create_app
 from storage_node.appkeys import STORE
 from storage_node.config import NodeConfig
-from tests.netsupport import signed_headers
 
-from .samples import record, record_key, stripe
+from .samples import record, record_key, signed_headers, stripe
 
 Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
 

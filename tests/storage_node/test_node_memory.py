@@ -11,10 +11,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from nixshard.localnet import NodeProcess
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import NodeProcess, peak_rss, signed_headers
 
-from .samples import record_key, stripe
+from .samples import record_key, signed_headers, stripe
 
 MiB = 1024 * 1024
 BODY_BYTES = 60 * MiB
@@ -92,8 +92,7 @@ def assert_nothing_stored(node: NodeProcess) -> None:
 def test_unsigned_bodies_do_not_grow_the_node(node: NodeProcess) -> None:
     statuses = run_all(node, lambda method, path: {})
     assert set(statuses) <= {401, None} and 401 in statuses, statuses
-    assert node.proc is not None
-    peak = peak_rss(node.proc.pid)
+    peak = node.peak_rss()
     print(f"peak RSS after {WRITERS} unsigned {BODY_BYTES // MiB} MiB bodies: "
           f"{peak / MiB:.1f} MiB")
     assert peak < PEAK_RSS_LIMIT
@@ -109,8 +108,7 @@ def test_bodies_with_a_bad_signature_stay_within_the_budget(node: NodeProcess,
     statuses = run_all(node, forged)
     # 403 once read; 503 for those that found no room in the body budget in time
     assert set(statuses) <= {403, 503, None} and 403 in statuses, statuses
-    assert node.proc is not None
-    peak = peak_rss(node.proc.pid)
+    peak = node.peak_rss()
     print(f"peak RSS after {WRITERS} badly signed {BODY_BYTES // MiB} MiB bodies: "
           f"{peak / MiB:.1f} MiB (statuses {sorted(statuses, key=str)})")
     assert peak < PEAK_RSS_LIMIT

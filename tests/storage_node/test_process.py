@@ -12,16 +12,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from nixshard.localnet import NodeProcess, free_port, start_nodes, stop_all
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import (
-    NodeProcess,
-    free_port,
-    signed_headers,
-    start_nodes,
-    stop_nodes,
-)
 
-from .samples import record, record_key, stripe
+from .samples import record, record_key, signed_headers, stripe
 
 SECRET = b"TOP-SECRET-MARKER"
 
@@ -169,7 +163,7 @@ def test_start_nodes_starts_several_at_once(tmp_path: Path, publisher: Publisher
             assert health(n)["node_id"] == n.node_id
             assert n.log_path == tmp_path / f"{n.node_id}.log"
     finally:
-        stop_nodes(nodes)
+        stop_all(nodes)
     assert [n.proc.returncode for n in nodes if n.proc] == [0, 0, 0]
     assert all("stopped" in n.log_tail(1) for n in nodes)
 

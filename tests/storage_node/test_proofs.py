@@ -11,9 +11,8 @@ from aiohttp.test_utils import TestClient
 
 from storage_network.wire.proofs import MAX_IDS, check_answer, verify_answer
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
 
-from .samples import stripe
+from .samples import signed_headers, stripe
 
 NONCE = bytes(range(100, 132))
 

@@ -11,9 +11,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
 
-from .samples import T0, chunk_refs, record, record_key, tombstone
+from .samples import T0, chunk_refs, record, record_key, signed_headers, tombstone
 
 
 async def put(client: TestClient, publisher: Publisher, key: str, body: bytes):

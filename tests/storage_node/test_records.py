@@ -9,10 +9,9 @@ from aiohttp.test_utils import TestClient
 
 from storage_network.wire.record import open_record
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
 
 from .conftest import MAX_RECORD
-from .samples import T0, chunk_refs, record, record_key
+from .samples import T0, chunk_refs, record, record_key, signed_headers
 
 
 async def put(client: TestClient, publisher: Publisher, key: str, body: bytes):

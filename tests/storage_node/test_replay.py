@@ -14,11 +14,11 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
+from nixshard.localnet import NodeProcess, start_nodes, stop_all
 from storage_network.wire.shard_batch import encode_put_batch
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import NodeProcess, signed_headers, start_nodes, stop_nodes
 
-from .samples import T0, chunk_refs, record, record_key, stripe
+from .samples import T0, chunk_refs, record, record_key, signed_headers, stripe
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def nodes(tmp_path_factory: pytest.TempPathFactory,
     try:
         yield started
     finally:
-        stop_nodes(started)
+        stop_all(started)
 
 
 def assert_replayed(resp: httpx.Response, captured: Captured) -> None:

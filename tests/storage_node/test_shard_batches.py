@@ -18,11 +18,11 @@ from storage_network.wire.shard_batch import (
     parse_put_batch,
 )
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
+from tests.support.shards import shard_files
 
 from .conftest import MAX_SHARD
-from .samples import stripe
-from .test_shards import stored_files, tmp_files
+from .samples import signed_headers, stripe
+from .test_shards import tmp_files
 
 PUT_PATH = "/shards/batch-put"
 
@@ -66,7 +66,7 @@ async def test_batch_put_stores_all_then_get_returns_them_in_order(
     resp = await batch_put(client, publisher, encode_put_batch(shards))
     assert await resp.json() == {"created": [shards[2][0], shards[3][0]],
                                  "held": [shards[0][0], shards[1][0]], "healed": []}
-    assert len(stored_files(data_dir)) == 4
+    assert len(shard_files(data_dir)) == 4
     assert tmp_files(data_dir) == []
     (absent, _), *_ = stripe(n=1, size=999)
     ids = [shards[3][0], absent, shards[0][0]]
@@ -93,7 +93,7 @@ async def test_a_bad_batch_put_stores_none_of_its_shards(
     resp = await batch_put(client, publisher, body)
     assert resp.status == status
     assert message in await resp.text()
-    assert stored_files(data_dir) == []
+    assert shard_files(data_dir) == []
     assert tmp_files(data_dir) == []
 
 
@@ -106,7 +106,7 @@ async def test_batch_put_needs_an_accepted_signature(
     # signed for another body: the digest does not match
     other = signed_headers(publisher, "POST", PUT_PATH, body + b"x")
     assert (await client.post(PUT_PATH, data=body, headers=other)).status == 403
-    assert stored_files(data_dir) == []
+    assert shard_files(data_dir) == []
 
 
 @pytest.mark.parametrize(("payload", "message"), [

@@ -13,9 +13,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from storage_network.wire.shard_batch import encode_put_batch
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
 
-from .samples import stripe
+from .samples import signed_headers, stripe
 
 
 def shard_file(data_dir: Path, sid: str) -> Path:

@@ -13,19 +13,15 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from storage_network.wire.write_auth import Publisher
-from tests.netsupport import signed_headers
+from tests.support.shards import shard_files
 
 from .conftest import MAX_SHARD
-from .samples import stripe
+from .samples import signed_headers, stripe
 
 
 async def put(client: TestClient, publisher: Publisher, sid: str, body: bytes, **kw: object):
     headers = signed_headers(publisher, "PUT", f"/shards/{sid}", body)
     return await client.put(f"/shards/{sid}", data=body, headers=headers, **kw)
-
-
-def stored_files(data_dir: Path) -> list[Path]:
-    return [p for p in (data_dir / "shards").rglob("*") if p.is_file()]
 
 
 def tmp_files(data_dir: Path) -> list[Path]:
@@ -51,7 +47,7 @@ async def test_round_trip_201_then_200(client: TestClient, publisher: Publisher,
     assert resp.status == 200
     assert int(resp.headers["Content-Length"]) == len(body)
     assert await resp.read() == b""
-    assert stored_files(data_dir) == [data_dir / "shards" / sid[:2] / sid]
+    assert shard_files(data_dir) == [data_dir / "shards" / sid[:2] / sid]
     assert tmp_files(data_dir) == []
 
 
@@ -141,7 +137,7 @@ async def test_write_without_signature_is_401(client: TestClient, publisher: Pub
     resp = await client.put(f"/shards/{sid}", data=body, headers=headers)
     assert resp.status == 401
     assert "missing X-Nixshard-Date header" in await resp.text()
-    assert stored_files(data_dir) == []
+    assert shard_files(data_dir) == []
 
 
 def _forged(publisher: Publisher, stranger: Publisher, sid: str, body: bytes) -> dict[str, str]:
@@ -180,7 +176,7 @@ async def test_refused_signature_is_403(client: TestClient, publisher: Publisher
     text = await resp.text()
     assert text.startswith("error: ") and message in text
     assert (await client.get(path)).status == 404
-    assert stored_files(data_dir) == [] and tmp_files(data_dir) == []
+    assert shard_files(data_dir) == [] and tmp_files(data_dir) == []
 
 
 async def test_shard_not_matching_its_id_is_422_and_not_stored(
@@ -192,7 +188,7 @@ async def test_shard_not_matching_its_id_is_422_and_not_stored(
         assert resp.status == 422
         assert (await resp.text()).startswith("error: shard does not match its id")
         assert (await client.get(f"/shards/{sid}")).status == 404
-    assert stored_files(data_dir) == [] and tmp_files(data_dir) == []
+    assert shard_files(data_dir) == [] and tmp_files(data_dir) == []
 
 
 async def test_oversize_declared_body_is_413(client: TestClient, publisher: Publisher,
@@ -202,7 +198,7 @@ async def test_oversize_declared_body_is_413(client: TestClient, publisher: Publ
     assert resp.status == 413
     assert await resp.text() == (f"error: shard body of {MAX_SHARD + 1} bytes exceeds the "
                                  f"limit of {MAX_SHARD} bytes")
-    assert stored_files(data_dir) == [] and tmp_files(data_dir) == []
+    assert shard_files(data_dir) == [] and tmp_files(data_dir) == []
 
 
 async def test_oversize_chunked_body_is_413(client: TestClient, publisher: Publisher,
@@ -218,7 +214,7 @@ async def test_oversize_chunked_body_is_413(client: TestClient, publisher: Publi
     resp = await client.put(f"/shards/{sid}", data=chunks(), headers=headers)
     assert resp.status == 413
     assert await resp.text() == f"error: shard body exceeds the limit of {MAX_SHARD} bytes"
-    assert stored_files(data_dir) == [] and tmp_files(data_dir) == []
+    assert shard_files(data_dir) == [] and tmp_files(data_dir) == []
 
 
 async def test_chunked_body_within_the_cap_is_stored(client: TestClient,
