@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import re
 import subprocess
-import time
 from pathlib import Path
 
 from benchmarks.bench_env import find_tool
@@ -59,39 +58,26 @@ def write_nginx_conf(conf: Path, root: Path, port: int) -> None:
 
 def start_nginx(bench: Bench, root: Path) -> None:
     """nginx serving the file cache ``root`` on a free port (bench.nginx, bench.nginx_url)."""
-    import httpx
-
-    from nixshard.localnet import free_port
+    from nixshard.localnet import LocalNetworkError, ManagedProcess, free_port
 
     conf_dir = bench.work / "nginx"
     (conf_dir / "tmp").mkdir(parents=True)
     port = free_port()
     conf = conf_dir / "nginx.conf"
     write_nginx_conf(conf, root, port)
-    log = open(conf_dir / "stderr.log", "ab")
-    bench.nginx = subprocess.Popen([find_tool("nginx") or "nginx", "-p", str(conf_dir), "-c",
-                                    str(conf), "-e", str(conf_dir / "error.log")],
-                                   stdout=log, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL)
-    log.close()
-    bench.nginx_url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline and bench.nginx.poll() is None:
-        try:
-            if httpx.get(bench.nginx_url + "/nix-cache-info", timeout=1).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.05)
-    raise BenchError(f"nginx did not serve {root}/nix-cache-info; see {conf_dir}/error.log")
+    bench.nginx = ManagedProcess(
+        "nginx", ["-p", str(conf_dir), "-c", str(conf), "-e", str(conf_dir / "error.log")],
+        f"http://127.0.0.1:{port}", conf_dir / "stderr.log", health_path="/nix-cache-info",
+        program=(find_tool("nginx") or "nginx",))
+    bench.nginx_url = bench.nginx.url
+    try:
+        bench.nginx.start().wait_ready(10)
+    except LocalNetworkError as exc:
+        raise BenchError(f"nginx did not serve {root}/nix-cache-info; see "
+                         f"{conf_dir}/error.log") from exc
 
 
 def stop_nginx(bench: Bench) -> None:
-    """Stop nginx (SIGTERM, then SIGKILL)."""
-    if bench.nginx and bench.nginx.poll() is None:
-        bench.nginx.terminate()
-        try:
-            bench.nginx.wait(5)
-        except subprocess.TimeoutExpired:
-            bench.nginx.kill()
-            bench.nginx.wait()
+    """Stop nginx (SIGTERM, then SIGKILL after 5 s)."""
+    if bench.nginx:
+        bench.nginx.stop(5)

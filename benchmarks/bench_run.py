@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ class Bench:
     rows: list[Row] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     networks: list[LocalNetwork] = field(default_factory=list)
-    nginx: subprocess.Popen[bytes] | None = None
+    nginx: ManagedProcess | None = None
     nginx_url: str = ""
     file_cache: Path | None = None
     counter: int = 0

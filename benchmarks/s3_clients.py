@@ -194,11 +194,12 @@ async def measure(client: Client, size: int, count: int, concurrency: int, tag: 
     async def listing() -> int:
         return await client.list_pages(prefix)
 
+    lists: list[Callable[[], Awaitable[int]]] = [listing] * (4 * concurrency)
     results: dict[str, tuple[float, float, float]] = {}
     for op, jobs, moved in (("PUT", [put(k) for k in keys], size),
                             ("GET", [get(k) for k in keys], size),
                             ("HEAD", [head(k) for k in keys], 0),
-                            ("LIST", [listing] * (4 * concurrency), 0)):
+                            ("LIST", lists, 0)):
         wall, cpu, ops = await phase(jobs, concurrency)
         results[op] = (ops / wall, ops * moved / wall / 1e6, cpu / ops * 1e6)
     return results

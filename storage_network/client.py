@@ -159,7 +159,8 @@ class NetworkClient:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector)
         self.lag.start()
-        ctx = NodeContext(self._session, self.deadlines, self._slots, self.lag, AnswerBudget())
+        ctx = NodeContext(self._session, self.deadlines, self._slots, self.lag, AnswerBudget(),
+                          self.network.publishers)
         self.nodes = {info.id: open_node(info, ctx) for info in self.network.nodes}
         return self
 

@@ -56,11 +56,11 @@ from typing import NoReturn
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from storage_network.wire.record import RECORD_KEY_RE
 from storage_network.wire.stripe import SHARD_ID_RE
 
 from .errors import BadRequest
 from .store import Store
-from .store_layout import RECORD_KEY_RE
 
 ENV_VAR = "NIXSHARD_TEST_FAULTS"
 MAX_HAS_BODY_BYTES = 2 * 1024 * 1024

@@ -22,9 +22,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from storage_network.wire.listing import ListedRecord
+from storage_network.wire.record import RECORD_KEY_RE
 
 from .disk import fsync_dir, open_noatime, place, scan_dir
-from .store_layout import RECORD_KEY_RE, Deletion, StoreLayout
+from .store_layout import Deletion, StoreLayout
 
 # A record read moves its atime forward only when the stored one is older than this.
 ATIME_RESOLUTION_SECONDS = 60.0

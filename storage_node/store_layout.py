@@ -15,18 +15,17 @@ file outside the data directory.
 from __future__ import annotations
 
 import enum
-import re
 import secrets
 import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from storage_network.wire.record import RECORD_KEY_RE
 from storage_network.wire.stripe import SHARD_ID_RE
 
 from .disk import TempFile
 
-RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
 FANOUT = [f"{i:02x}" for i in range(256)]
 
 

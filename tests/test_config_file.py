@@ -14,8 +14,8 @@ from click.testing import CliRunner
 
 from nixshard.cli import main
 from nixshard.config_file import config_keys
-from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.config import ChunkingParams
+from nixshard.localnet import new_publisher
+from tests.support.network import running_network
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 COMMANDS = {"gateway.toml": "serve", "node.toml": "node", "push.toml": "push"}
@@ -89,9 +89,7 @@ def test_bad_config_files_are_refused_with_what_is_wrong(tmp_path: Path, text: s
 
 
 def test_a_gateway_started_from_a_config_file(tmp_path: Path) -> None:
-    publisher, _ = new_publisher("config-test-1")
-    with LocalNetwork(tmp_path, publisher) as net:
-        net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
+    with running_network(tmp_path, publisher=new_publisher("config-test-1")[0]) as net:
         cfg = tmp_path / "gateway.toml"
         cfg.write_text(f'network = "{net.network_file}"\npriority = 7\n'
                        f'cache_dir = "{tmp_path / "from-config"}"\n')

@@ -13,14 +13,15 @@ to :data:`KINDS`, and add the kind to the contract suite's parameters in
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import aiohttp
 
 from storage_network.nodes.base import NodeStore
 from storage_network.nodes.limits import AnswerBudget, Deadlines, LoopLag
+from storage_network.wire.write_auth import PublisherKey
 
 if TYPE_CHECKING:
     from storage_network.config import NodeInfo
@@ -36,6 +37,8 @@ class NodeContext:
         slots: requests to one node at once.
         lag: the client's event-loop watcher.
         budget: bytes of answers held at once over all nodes.
+        publishers: the network's publisher keys (kinds that check records on the
+            client side, such as buckets, open held records with them).
     """
 
     session: aiohttp.ClientSession
@@ -43,6 +46,7 @@ class NodeContext:
     slots: int
     lag: LoopLag
     budget: AnswerBudget
+    publishers: Mapping[str, PublisherKey] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -73,8 +77,20 @@ def _open_http(info: NodeInfo, ctx: NodeContext) -> NodeStore:
                       lag=ctx.lag, budget=ctx.budget)
 
 
+def _s3_url_error(url: str) -> str | None:
+    from storage_network.nodes.s3_transport import s3_url_error
+    return s3_url_error(url)
+
+
+def _open_s3(info: NodeInfo, ctx: NodeContext) -> NodeStore:
+    from storage_network.nodes.s3 import S3NodeStore
+    return S3NodeStore(info, deadlines=ctx.deadlines, slots=ctx.slots, lag=ctx.lag,
+                       budget=ctx.budget, publishers=dict(ctx.publishers) or None)
+
+
 KINDS: tuple[NodeKind, ...] = (
     NodeKind(("http", "https"), _http_url_error, _open_http),
+    NodeKind(("s3",), _s3_url_error, _open_s3),
 )
 """Every kind of node, by URL scheme."""
 

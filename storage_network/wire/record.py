@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import re
 import struct
 import time
 from collections.abc import Iterable
@@ -53,6 +54,8 @@ _PAYLOAD_HEAD = struct.Struct(">QBI")
 _PAYLOAD_HEAD_V2 = struct.Struct(">QI")
 RECORD, TOMBSTONE = 0, 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024
+RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
+"""What a record key looks like (every node refuses other keys before building a path)."""
 
 
 @dataclass(frozen=True)

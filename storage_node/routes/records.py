@@ -40,7 +40,7 @@ from aiohttp import web
 
 from storage_network.errors import RecordError
 from storage_network.wire.node_http import PEEK_HEADER
-from storage_network.wire.record import Record, Replacement, open_record, replacement
+from storage_network.wire.record import RECORD_KEY_RE, Record, Replacement, open_record, replacement
 from storage_network.wire.write_auth import WriteClaim
 
 from ..appkeys import CONFIG, STORE
@@ -49,7 +49,7 @@ from ..config import NodeConfig
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
 from ..expect import expect_handler
 from ..record_store import RecordWrite
-from ..store_layout import RECORD_KEY_RE, Deletion
+from ..store_layout import Deletion
 from ..write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import errno
-import os
-import subprocess
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -14,12 +12,14 @@ import pytest
 
 from nix_formats.keys import SecretKey
 from nixshard.demo import tree_path_info
-from nixshard.localnet import LocalNetwork, new_publisher
-from storage_network.config import ChunkingParams
+from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
 from storage_network.nodes.scores import Scores
-from tests.conftest import IN_CI
+from tests.support.disk import tmpfs
+from tests.support.network import running_network
 from uploader.cli import run_push
 from uploader.closure import PathInfo
+
+from .gateway_support import Gateway, start_gateway
 
 
 @dataclass
@@ -44,15 +44,25 @@ def make_tree(root: Path) -> Path:
     return tree
 
 
+def pushed_network(root: Path) -> tuple[LocalNetwork, PathInfo, str]:
+    """6 nodes (4-of-6, small chunks) holding one pushed tree: the network, the tree's
+    path and the publisher's secret-key text."""
+    publisher, secret_text = new_publisher("http-tests-1")
+    net = running_network(root, publisher=publisher)
+    try:
+        assert net.network is not None
+        info = tree_path_info(make_tree(root))
+        asyncio.run(run_push(net.network, [info], SecretKey.parse(secret_text), publisher))
+    except BaseException:
+        net.close()
+        raise
+    return net, info, secret_text
+
+
 def serve_pushed(root: Path) -> Served:
     """Start 6 nodes (4-of-6, small chunks) and a daemon; push one tree."""
-    publisher, secret_text = new_publisher("http-tests-1")
-    net = LocalNetwork(root, publisher)
-    network = net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
-    url = net.start_daemon()
-    info = tree_path_info(make_tree(root))
-    asyncio.run(run_push(network, [info], SecretKey.parse(secret_text), publisher))
-    return Served(net, url, info, secret_text)
+    net, info, secret_text = pushed_network(root)
+    return Served(net, net.start_daemon(), info, secret_text)
 
 
 @pytest.fixture(scope="module")
@@ -63,6 +73,15 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     s.net.close()
 
 
+@pytest.fixture(scope="module")
+def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
+    """A gateway with uploads on over 6 nodes (:func:`gateway_support.start_gateway`),
+    shared by the tests of one module."""
+    g = start_gateway(tmp_path_factory.mktemp("gateway"))
+    yield g
+    g.net.close()
+
+
 @pytest.fixture
 def own_served(tmp_path: Path) -> Iterator[Served]:
     """A private network for tests that break things."""
@@ -71,7 +90,6 @@ def own_served(tmp_path: Path) -> Iterator[Served]:
     s.net.close()
 
 
-FAULT_ENV = {"NIXSHARD_TEST_FAULTS": "1"}
 STALL_SECONDS = 10
 
 
@@ -98,12 +116,10 @@ def _data_shards(root: Path, node_id: str, k: int) -> int:
 def serve_with_stalled_node(root: Path) -> StalledServed:
     """Push a tree to 6 healthy nodes, make one stall (stall=10), then start the daemon
     with ``--hedge-after 0.2`` and a scores file."""
-    publisher, secret_text = new_publisher("http-tests-1")
-    net = LocalNetwork(root, publisher)
+    net, info, secret_text = pushed_network(root)
     try:
-        network = net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
-        info = tree_path_info(make_tree(root))
-        asyncio.run(run_push(network, [info], SecretKey.parse(secret_text), publisher))
+        network = net.network
+        assert network is not None
         ids = [node.id for node in network.nodes]
         stalled = max(ids, key=lambda nid: _data_shards(root, nid, network.k))
         number = ids.index(stalled) + 1
@@ -138,43 +154,7 @@ MountTmpfs = Callable[[Path, int], Path]
 
 @pytest.fixture
 def mount_tmpfs() -> Iterator[MountTmpfs]:
-    """``mount_tmpfs(dir, size_bytes)``: a real small filesystem at ``dir`` (a tmpfs),
-    unmounted after the test.  Needs root: without it the test is skipped on a
-    laptop and fails in CI (a full disk is tested for real, never pretended)."""
-    mounted: list[Path] = []
-
-    def mount(path: Path, size: int) -> Path:
-        path.mkdir(parents=True, exist_ok=True)
-        proc = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
-                              capture_output=True, text=True, check=False)
-        if proc.returncode != 0:
-            why = f"cannot mount a tmpfs at {path} (needs root): {proc.stderr.strip()}"
-            if IN_CI:
-                pytest.fail(why)
-            pytest.skip(why)
-        mounted.append(path)
-        return path
-
-    yield mount
-    for path in reversed(mounted):
-        subprocess.run(["umount", "--lazy", str(path)], check=False)
-
-
-def fill_up(directory: Path, leave: int = 0) -> Path:
-    """Write ``directory/ballast`` until its filesystem has at most ``leave`` bytes free
-    (statvfs); returns the ballast file."""
-    ballast = directory / "ballast"
-    with open(ballast, "ab") as f:
-        while True:
-            stats = os.statvfs(directory)
-            free = stats.f_bavail * stats.f_frsize
-            if free <= leave:
-                break
-            try:
-                f.write(bytes(min(free - leave, 1 << 20)))
-                f.flush()
-            except OSError as exc:
-                if exc.errno != errno.ENOSPC:
-                    raise
-                break
-    return ballast
+    """``mount_tmpfs(dir, size_bytes)``: a real small filesystem at ``dir`` (a tmpfs,
+    :func:`tests.support.disk.tmpfs`), unmounted after the test."""
+    with ExitStack() as mounted:
+        yield lambda path, size: mounted.enter_context(tmpfs(path, size))

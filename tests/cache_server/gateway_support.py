@@ -18,8 +18,8 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from nixshard.demo import tree_path_info
 from nixshard.localnet import LocalNetwork, ManagedProcess, new_publisher
-from storage_network.config import ChunkingParams
 from tests.support.metrics import sample, scrape
+from tests.support.network import running_network
 
 USER, PASSWORD = "ci", "s3cret-pass"
 BROTLI_BOMB_FILE = Path(__file__).parent.parent / "nix_formats" / "data" / "zeros-1gib.br"
@@ -56,9 +56,8 @@ class Gateway:
 def start_gateway(root: Path, *extra: str, name: str = "gw") -> Gateway:
     """6 nodes (4-of-6, small chunks) and a gateway accepting uploads from ``USER``."""
     publisher, secret_text = new_publisher("gw-tests-1")
-    net = LocalNetwork(root, publisher)
+    net = running_network(root, publisher=publisher)
     try:
-        net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
         key_file = root / "secret.key"
         key_file.write_text(secret_text)
         creds = root / "credentials"
@@ -128,16 +127,6 @@ def nar_of(url: str, hash_part: str) -> tuple[NarInfo, bytes]:
     """The narinfo a gateway at ``url`` serves for ``hash_part``, and its NAR file."""
     info = NarInfo.parse(httpx.get(f"{url}/{hash_part}.narinfo", timeout=30).text)
     return info, httpx.get(f"{url}/{info.url}", timeout=60).content
-
-
-def make_tree(root: Path, name: str, size: int, seed: int = 0) -> Path:
-    """A tree with one ``size``-byte file of varied bytes and a small one."""
-    tree = root / name
-    tree.mkdir(parents=True)
-    data = b"".join(hashlib.sha256(f"{seed}-{i}".encode()).digest() for i in range(size // 32 + 1))
-    (tree / "data").write_bytes(data[:size])
-    (tree / "small").write_text(f"tree {name}\n")
-    return tree
 
 
 def bomb_upload(key: SecretKey, body: bytes, compression: str, ext: str,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import concurrent.futures
 import hashlib
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,10 @@ from nix_formats.hash import parse_nix_hash
 from nix_formats.nar_listing import LISTING_VERSION, render_listing
 from nix_formats.nar_parser import NarParser
 from nix_formats.narinfo import NarInfo
+from nixshard.localnet import new_publisher
 from tests.support.metrics import scrape
+from tests.support.network import running_network
+from tests.support.trees import make_tree
 from tests.support.zstd import unzstd
 
 from .gateway_support import (
@@ -25,19 +27,11 @@ from .gateway_support import (
     Gateway,
     Upload,
     basic,
-    make_tree,
     make_upload,
     nar_of,
     put_upload,
     start_gateway,
 )
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("gateway"))
-    yield g
-    g.net.close()
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +177,7 @@ def test_narinfo_for_another_path_and_garbage_narinfo_are_400(gw: Gateway, store
 
 
 def test_uploads_disabled_without_credentials(tmp_path: Path) -> None:
-    from nixshard.localnet import LocalNetwork, new_publisher
-    from storage_network.config import ChunkingParams
-    publisher, _ = new_publisher("gw-off-1")
-    with LocalNetwork(tmp_path, publisher) as net:
-        net.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
+    with running_network(tmp_path, publisher=new_publisher("gw-off-1")[0]) as net:
         url = net.start_daemon()
         resp = httpx.put(f"{url}/nar/x.nar", content=b"x", headers=basic(USER, PASSWORD))
         assert resp.status_code == 403 and "disabled" in resp.text

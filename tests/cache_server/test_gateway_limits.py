@@ -14,39 +14,31 @@
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
 from nix_formats.keys import sign_narinfo
+from tests.support.disk import fill_up
 from tests.support.metrics import scrape
+from tests.support.trees import make_tree
 from tests.support.zstd import unzstd
 
-from .conftest import MountTmpfs, fill_up
+from .conftest import MountTmpfs
 from .gateway_support import (
     BROTLI_BOMB_FILE,
     PASSWORD,
     USER,
     Gateway,
     bomb_upload,
-    make_tree,
     make_upload,
     nar_of,
     put_upload,
-    start_gateway,
     zstd_nar_bomb,
 )
 
 RSS_LIMIT = 200 * 1000 * 1000  # "far under 300 MB": an idle gateway holds about 70 MB
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
-    g = start_gateway(tmp_path_factory.mktemp("limits"))
-    yield g
-    g.net.close()
 
 
 # -- one path, one record -----------------------------------------------------------------

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 from cache_server.nar_cache import Fill, FillFailedError, NarCache
+from tests.support.disk import fill_up
 
-from .conftest import MountTmpfs, fill_up
+from .conftest import MountTmpfs
 
 FRAMES = [b"a" * 1000, b"b" * 3000, b"c" * 500]
 SIZE = sum(map(len, FRAMES))

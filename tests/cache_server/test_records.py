@@ -13,7 +13,8 @@ import pytest
 from cache_server.records import RecordLookup
 from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError
-from tests.netsupport import scrape
+from tests.support.clock import Clock
+from tests.support.metrics import scrape
 
 from .conftest import Served
 
@@ -24,14 +25,6 @@ def record_reads(s: Served) -> float:
     """404 answers to ``GET /records/{key}`` summed over every node."""
     return sum(scrape(node.url, "nixshard_node_requests_total", route="/records/{key}",
                       method="GET", status="404") for node in s.net.nodes)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def network(s: Served) -> NetworkClient:

@@ -9,6 +9,7 @@ gateway fetch more than the signed NarSize allows, or from anywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
@@ -25,6 +26,7 @@ from nix_formats.hash import format_sha256_nix32
 from nix_formats.keys import SecretKey
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
+from tests.support.servers import serve_app
 
 KEY = SecretKey.generate("upstream-ingest-test-1")
 NAR_URL = "nar/" + "1" * 52 + ".nar.zst"
@@ -71,22 +73,15 @@ Start = Callable[[], Awaitable[Upstream]]
 
 @pytest.fixture
 async def start() -> AsyncIterator[Start]:
-    runners: list[web.AppRunner] = []
+    async with contextlib.AsyncExitStack() as stack:
+        async def go() -> Upstream:
+            upstream = Upstream()
+            app = web.Application()
+            app.router.add_get("/{tail:.*}", upstream.handle)
+            upstream.url = await stack.enter_async_context(serve_app(app))
+            return upstream
 
-    async def go() -> Upstream:
-        upstream = Upstream()
-        app = web.Application()
-        app.router.add_get("/{tail:.*}", upstream.handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
-        runners.append(runner)
-        upstream.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        return upstream
-
-    yield go
-    for runner in runners:
-        await runner.cleanup()
+        yield go
 
 
 @pytest.fixture

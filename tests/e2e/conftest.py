@@ -14,7 +14,7 @@ import pytest
 
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, env_with_nix_config
-from storage_network.wire.write_auth import parse_publisher_secret
+from storage_network.wire.write_auth import Publisher, parse_publisher_secret
 
 BIG_TREE_CANDIDATES = ("/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/python3")
 MIN_BIG_TREE = 20 * 1000 * 1000
@@ -45,6 +45,11 @@ class NixKey:
     secret_file: Path
     public: str
 
+    @property
+    def publisher(self) -> Publisher:
+        """The key as a publisher (what nodes accept writes from)."""
+        return parse_publisher_secret(self.secret_file.read_text())
+
 
 @dataclass(frozen=True)
 class Closure:
@@ -58,6 +63,43 @@ class Closure:
 def tree_size(path: Path) -> int:
     """Bytes of the regular files under ``path``."""
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def push(net: LocalNetwork, key: NixKey, paths: list[str]) -> str:
+    """``nixshard push``; returns its summary (stdout) and asserts success."""
+    res = nixshard("push", "--network", str(net.network_file), "--signing-key",
+                   str(key.secret_file), *paths)
+    assert res.returncode == 0, res.stderr
+    return res.stdout
+
+
+def copy_from(net: LocalNetwork, key: NixKey, dest: Path, paths: list[str],
+              check: bool = True) -> subprocess.CompletedProcess[str]:
+    """``nix copy --from`` the daemon into a fresh store root."""
+    assert net.daemon is not None
+    return nix("nix", "copy", "--from", net.daemon.url, "--to", str(dest),
+               "--option", "trusted-public-keys", key.public, *paths, check=check)
+
+
+def verify(key: NixKey, dest: Path, paths: list[str]) -> None:
+    """``nix store verify -r`` the copy, signatures included."""
+    nix("nix", "store", "verify", "--store", str(dest), "-r",
+        "--option", "trusted-public-keys", key.public, *paths)
+
+
+def nar_hashes(store: Path | None, paths: list[str]) -> dict[str, str]:
+    """NarHash of every path in the closure of ``paths`` according to a store."""
+    args = ["--store", str(store)] if store else []
+    out = nix("nix", "path-info", "--json", "--recursive", *args, *paths).stdout
+    return {e["path"]: e["narHash"] for e in json.loads(out)}
+
+
+def summary_field(summary: str, name: str) -> str:
+    """The value after ``name:`` in the push summary."""
+    for line in summary.splitlines():
+        if line.startswith(name + ":"):
+            return line.split(":", 1)[1].strip()
+    raise AssertionError(f"no {name!r} in summary:\n{summary}")
 
 
 @pytest.fixture(scope="session")
@@ -85,8 +127,7 @@ def closure(tmp_path_factory: pytest.TempPathFactory) -> Closure:
 @pytest.fixture
 def local_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     """6 node processes (4-of-6) and a cache daemon, publisher = the nix key."""
-    publisher = parse_publisher_secret(nix_key.secret_file.read_text())
-    with LocalNetwork(tmp_path, publisher) as net:
+    with LocalNetwork(tmp_path, nix_key.publisher) as net:
         net.start_nodes(6, 4, 2)
         net.start_daemon()
         yield net

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import httpx
@@ -10,47 +9,11 @@ import pytest
 
 from nixshard.localnet import LocalNetwork
 from storage_network.nodes.placement import record_nodes
+from tests.support.shards import rot_shards
 
-from .conftest import Closure, NixKey, nix, nixshard
+from .conftest import Closure, NixKey, copy_from, nar_hashes, nix, push, summary_field, verify
 
 pytestmark = pytest.mark.nix
-
-
-def push(net: LocalNetwork, key: NixKey, paths: list[str]) -> str:
-    """``nixshard push``; returns its summary (stdout) and asserts success."""
-    res = nixshard("push", "--network", str(net.network_file), "--signing-key",
-                   str(key.secret_file), *paths)
-    assert res.returncode == 0, res.stderr
-    return res.stdout
-
-
-def copy_from(net: LocalNetwork, key: NixKey, dest: Path, paths: list[str],
-              check: bool = True):  # type: ignore[no-untyped-def]
-    """``nix copy --from`` the daemon into a fresh store root."""
-    assert net.daemon is not None
-    return nix("nix", "copy", "--from", net.daemon.url, "--to", str(dest),
-               "--option", "trusted-public-keys", key.public, *paths, check=check)
-
-
-def verify(key: NixKey, dest: Path, paths: list[str]) -> None:
-    """``nix store verify -r`` the copy, signatures included."""
-    nix("nix", "store", "verify", "--store", str(dest), "-r",
-        "--option", "trusted-public-keys", key.public, *paths)
-
-
-def nar_hashes(store: Path | None, paths: list[str]) -> dict[str, str]:
-    """NarHash of every path in the closure of ``paths`` according to a store."""
-    args = ["--store", str(store)] if store else []
-    out = nix("nix", "path-info", "--json", "--recursive", *args, *paths).stdout
-    return {e["path"]: e["narHash"] for e in json.loads(out)}
-
-
-def summary_field(summary: str, name: str) -> str:
-    """The value after ``name:`` in the push summary."""
-    for line in summary.splitlines():
-        if line.startswith(name + ":"):
-            return line.split(":", 1)[1].strip()
-    raise AssertionError(f"no {name!r} in summary:\n{summary}")
 
 
 def test_push_survives_m_node_loss_and_refuses_beyond(
@@ -104,13 +67,7 @@ def test_corrupt_node_is_caught_and_copy_succeeds(
         local_net: LocalNetwork, nix_key: NixKey, closure: Closure, tmp_path: Path) -> None:
     push(local_net, nix_key, [closure.big])
     bad = local_net.nodes[0]
-    shard_files = [p for p in (local_net.root / bad.name / "shards").rglob("*") if p.is_file()]
-    assert shard_files
-    for path in shard_files:
-        data = bytearray(path.read_bytes())
-        for i in range(len(data) - 64, len(data)):
-            data[i] ^= 0xFF
-        path.write_bytes(bytes(data))
+    rot_shards(bad.data_dir)  # every shard file of the node
     dest = tmp_path / "copy"
     copy_from(local_net, nix_key, dest, [closure.big])
     verify(nix_key, dest, [closure.big])

@@ -29,7 +29,6 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, free_port
-from storage_network.wire.write_auth import parse_publisher_secret
 from tests.support.metrics import scrape
 
 from .conftest import NixKey, nix
@@ -70,7 +69,7 @@ def build_logged(stamp: str) -> str:
 @pytest.fixture
 def gateway_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     """6 nodes (4-of-6) and gateway ``gw`` accepting uploads from USER."""
-    publisher = parse_publisher_secret(nix_key.secret_file.read_text())
+    publisher = nix_key.publisher
     creds = tmp_path / "credentials"
     creds.write_text(f"{USER}:{PASSWORD}\n")
     with LocalNetwork(tmp_path, publisher) as net:
@@ -164,7 +163,7 @@ def upstream_cache(tmp_path: Path) -> Iterator[tuple[str, str, list[str]]]:
 def test_a_path_only_the_upstream_has(tmp_path: Path, nix_key: NixKey,
                                       upstream_cache: tuple[str, str, list[str]]) -> None:
     upstream_url, upstream_key, paths = upstream_cache
-    publisher = parse_publisher_secret(nix_key.secret_file.read_text())
+    publisher = nix_key.publisher
     with LocalNetwork(tmp_path / "net", publisher) as net:
         net.start_nodes(6, 4, 2)
         # through a gateway that does not ingest, the NAR comes from /upstream/0/, Range too

@@ -9,10 +9,8 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork
-from storage_network.wire.write_auth import parse_publisher_secret
 
-from .conftest import Closure, NixKey, nixshard
-from .test_acceptance import copy_from, nar_hashes, push, verify
+from .conftest import Closure, NixKey, copy_from, nar_hashes, nixshard, push, verify
 
 pytestmark = pytest.mark.nix
 
@@ -27,8 +25,7 @@ def repair(net: LocalNetwork, key: NixKey, *extra: str) -> dict[str, object]:
 
 def test_repair_then_lose_m_other_nodes(nix_key: NixKey, closure: Closure,
                                         tmp_path: Path) -> None:
-    publisher = parse_publisher_secret(nix_key.secret_file.read_text())
-    with LocalNetwork(tmp_path / "net", publisher) as net:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
         net.start_nodes(8, 4, 2)
         net.start_daemon()
         push(net, nix_key, closure.roots)

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import random
 import subprocess
 import sys
 import time
@@ -40,11 +39,10 @@ from storage_network.client import NetworkClient
 from storage_network.config import Network
 from storage_network.read.locate import locate_shards
 from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.write_auth import parse_publisher_secret
-from tests.storage_network.write_faults import fill, full_disk
+from tests.support.disk import fill_up, tmpfs
+from tests.support.shards import rot_shards
 
-from .conftest import Closure, NixKey, nixshard
-from .test_acceptance import copy_from, nar_hashes, summary_field, verify
+from .conftest import Closure, NixKey, copy_from, nar_hashes, nixshard, summary_field, verify
 
 pytestmark = pytest.mark.nix
 K, M = 4, 2
@@ -102,17 +100,17 @@ def check_copy(net: LocalNetwork, key: NixKey, closure: Closure, dest: Path) -> 
 
 
 def publisher_net(tmp_path: Path, key: NixKey) -> LocalNetwork:
-    return LocalNetwork(tmp_path / "net", parse_publisher_secret(key.secret_file.read_text()))
+    return LocalNetwork(tmp_path / "net", key.publisher)
 
 
 def test_push_around_dead_killed_and_full_nodes_then_copy_with_two_others_down(
         nix_key: NixKey, closure: Closure, tmp_path: Path) -> None:
     assert len(closure.infos) >= 3
     assert int(closure.infos[closure.big]["narSize"]) >= BIG_NAR  # type: ignore[call-overload]
-    with full_disk(tmp_path / "net" / "node-4", 4 * 1024 * 1024) as disk, \
+    with tmpfs(tmp_path / "net" / "node-4", 4 * 1024 * 1024) as disk, \
             publisher_net(tmp_path, nix_key) as net:
         network = net.start_nodes(10, K, M)
-        fill(disk)
+        ballast = fill_up(disk)
         for number in (1, 2):  # down before the push
             net.nodes[number - 1].kill()
         base = shards_on_running_nodes(net)
@@ -135,7 +133,7 @@ def test_push_around_dead_killed_and_full_nodes_then_copy_with_two_others_down(
         assert any("507" in line for line in out.splitlines()
                    if line.startswith("passed over:       node-4")), out
 
-        (disk / "filler").unlink()  # the full node has room again
+        ballast.unlink()  # the full node has room again
         for number in (1, 2, 3):
             net.restart_node(number)
         spread = chunk_spread(network, list(closure.infos))
@@ -177,13 +175,7 @@ def test_corruption_found_by_audit_is_healed_by_repair_then_m_nodes_may_go(
     with publisher_net(tmp_path, nix_key) as net:
         net.start_nodes(8, K, M)
         run_push(net, nix_key, closure.roots)
-        files = sorted(p for p in (net.node_dir(3) / "shards").rglob("*") if p.is_file())
-        rotten = random.Random(12).sample(files, int(0.3 * len(files)))
-        for path in rotten:
-            data = bytearray(path.read_bytes())
-            for i in range(len(data) - 64, len(data)):
-                data[i] ^= 0xFF
-            path.write_bytes(bytes(data))
+        rotten = rot_shards(net.node_dir(3), 0.3, seed=12)
 
         args = ["--network", str(net.network_file)]
         audit = nixshard("audit", *args, "--scores", str(tmp_path / "scores.json"),
@@ -215,8 +207,7 @@ def test_push_wall_time_with_0_and_2_nodes_down(nix_key: NixKey, closure: Closur
     """Figures for the closing note (printed with ``-s``); both pushes must succeed."""
     times = {}
     for down in (0, 2):
-        with LocalNetwork(tmp_path / f"net-{down}",
-                          parse_publisher_secret(nix_key.secret_file.read_text())) as net:
+        with LocalNetwork(tmp_path / f"net-{down}", nix_key.publisher) as net:
             net.start_nodes(10, K, M)
             for number in range(1, down + 1):
                 net.nodes[number - 1].kill()

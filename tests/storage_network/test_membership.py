@@ -42,7 +42,7 @@ def test_add_moves_few_placements() -> None:
     (NodeInfo("node-1", "http://127.0.0.1:9100"), "already in the network"),
     (NodeInfo("node-9", URLS[0]), "already in the network"),
     (NodeInfo("bad id!", "http://127.0.0.1:9100"), "must match"),
-    (NodeInfo("node-9", "ftp://x:1"), "is not http"),
+    (NodeInfo("node-9", "ftp://x:1"), "has no known scheme"),
 ])
 def test_add_refuses(node: NodeInfo, message: str) -> None:
     with pytest.raises(NetworkFileError, match=message):

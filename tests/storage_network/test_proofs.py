@@ -20,6 +20,7 @@ from storage_network.wire.proofs import (
     verify_proof,
 )
 from storage_network.wire.stripe import BLOCK_SIZE, block_count, build_stripe, shard_id
+from tests.support.shards import flip_bit
 
 NONCE = bytes(range(32))
 OTHER_NONCE = bytes(range(1, 33))
@@ -32,12 +33,6 @@ def make_stripe(lengths: list[int], seed: int = 0) -> list[tuple[str, bytes]]:
     root, proofs = build_stripe(frags)
     return [(shard_id(root, i), p + f) for i, (p, f) in enumerate(zip(proofs, frags,
                                                                       strict=True))]
-
-
-def flip(data: bytes, pos: int) -> bytes:
-    b = bytearray(data)
-    b[pos] ^= 0x01
-    return bytes(b)
 
 
 def with_distinct_blocks(sid: str, blocks: int) -> bytes:
@@ -142,7 +137,7 @@ def test_every_flipped_byte_of_an_answer_is_caught() -> None:
     assert verify_answer(nonce, [sid], answer) == {sid}
     for pos in range(len(answer)):
         with pytest.raises(ShardProofError):
-            verify_answer(nonce, [sid], flip(answer, pos))
+            verify_answer(nonce, [sid], flip_bit(answer, pos))
 
 
 def test_every_truncation_of_an_answer_is_caught() -> None:
@@ -180,9 +175,9 @@ def test_error_messages_name_the_problem() -> None:
     with pytest.raises(ShardProofError, match="unexpected bytes after the last block"):
         verify_proof(nonce, sid, proof + b"\x00")
     with pytest.raises(ShardProofError, match="challenged blocks do not match stripe root"):
-        verify_proof(nonce, sid, flip(proof, 10))  # a stripe-path sibling
+        verify_proof(nonce, sid, flip_bit(proof, 10))  # a stripe-path sibling
     with pytest.raises(ShardProofError, match="does not match the other challenged blocks"):
-        verify_proof(nonce, sid, flip(proof, 200))  # first block's bytes
+        verify_proof(nonce, sid, flip_bit(proof, 200))  # first block's bytes
     with pytest.raises(ShardProofError, match="bad shard id"):
         verify_proof(nonce, "nonsense", proof)
 
@@ -213,7 +208,7 @@ def test_rotten_stored_shard_fails_even_outside_the_challenged_blocks() -> None:
     picked = challenge_blocks(NONCE, sid, 10)
     other = next(b for b in range(10) if b not in picked)
     prefix = len(body) - 10 * 4096
-    rotten = flip(body, prefix + other * BLOCK_SIZE + 7)
+    rotten = flip_bit(body, prefix + other * BLOCK_SIZE + 7)
     outcome, = check_answer(NONCE, [sid], answer_entry(NONCE, sid, rotten))
     assert outcome.present and not outcome.held
     assert "challenged blocks do not match stripe root" in str(outcome.error)
@@ -233,7 +228,7 @@ def test_one_bad_proof_does_not_hide_the_others() -> None:
     shards = make_stripe([9000] * 4)
     ids = [sid for sid, _ in shards]
     pairs: list[tuple[str, bytes | None]] = list(shards)
-    pairs[1] = (ids[1], flip(shards[1][1], len(shards[1][1]) - 1))
+    pairs[1] = (ids[1], flip_bit(shards[1][1], len(shards[1][1]) - 1))
     outcomes = check_answer(NONCE, ids, encode_answer(NONCE, pairs))
     assert [o.held for o in outcomes] == [True, False, True, True]
     with pytest.raises(ShardProofError, match=ids[1]):

@@ -20,6 +20,7 @@ from storage_network.wire.stripe import (
     shard_id,
     verify_shard,
 )
+from tests.support.shards import flip_bit
 
 ROOT_HEX = "0123456789abcdef" * 4
 
@@ -33,12 +34,6 @@ def bodies(n: int) -> tuple[bytes, list[bytes], list[bytes]]:
     frags = fragments(n)
     root, proofs = build_stripe(frags)
     return root, frags, [p + f for p, f in zip(proofs, frags, strict=True)]
-
-
-def flip(data: bytes, pos: int) -> bytes:
-    b = bytearray(data)
-    b[pos] ^= 0x01
-    return bytes(b)
 
 
 def reference_tree(leaves: list[bytes], min_width: int) -> bytes:
@@ -82,7 +77,7 @@ def test_flipped_fragment_byte_fails(n: int) -> None:
     root, _, shard_bodies = bodies(n)
     for i, body in enumerate(shard_bodies):
         with pytest.raises(ShardProofError, match=f"shard {i} does not match stripe root"):
-            verify_shard(root, i, flip(body, len(body) - 1))
+            verify_shard(root, i, flip_bit(body, len(body) - 1))
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 6, 16, 40])
@@ -92,7 +87,7 @@ def test_flipped_proof_byte_fails(n: int) -> None:
     for i, body in enumerate(shard_bodies):
         for level in range(depth):
             with pytest.raises(ShardProofError, match="does not match stripe root"):
-                verify_shard(root, i, flip(body, 1 + 32 * level + 5))
+                verify_shard(root, i, flip_bit(body, 1 + 32 * level + 5))
 
 
 @pytest.mark.parametrize("n", [2, 3, 6, 16, 40])
@@ -237,4 +232,4 @@ def test_flipped_byte_in_any_block_fails() -> None:
     start = len(proofs[1])
     for pos in (0, 4095, 4096, 3 * 4096 + 5, len(frags[1]) - 1):
         with pytest.raises(ShardProofError, match="shard 1 does not match"):
-            verify_shard(root, 1, flip(body, start + pos))
+            verify_shard(root, 1, flip_bit(body, start + pos))

@@ -24,6 +24,7 @@ from storage_network.nodes.placement import ranking
 from storage_network.wire.manifest import Manifest
 from storage_network.write import shard_upload
 from storage_network.write.publish import publish_record, store_payload
+from tests.support.disk import fill_up, tmpfs
 from tests.support.metrics import scrape
 
 from .conftest import (
@@ -36,7 +37,7 @@ from .conftest import (
     record_key,
     running_network,
 )
-from .write_faults import fill, full_disk, nodes_of, shard_holders, stopped
+from .write_faults import nodes_of, shard_holders, stopped
 
 N = K + M
 
@@ -93,9 +94,9 @@ async def test_a_dead_home_sends_its_shards_down_the_ranking(net8: LocalNetwork)
 async def test_a_full_disk_refuses_and_its_shards_go_elsewhere(tmp_path: Path) -> None:
     """A real tmpfs as one node's data directory, filled to the last byte: 507."""
     publisher = new_publisher("write-full-1")[0]
-    with full_disk(tmp_path / "net" / "node-2", 2 * 1024 * 1024) as disk, \
+    with tmpfs(tmp_path / "net" / "node-2", 2 * 1024 * 1024) as disk, \
             running_network(tmp_path / "net", 8, publisher) as local:
-        fill(disk)
+        fill_up(disk)
         async with client(local) as net:
             data = payload(7002, 300_000)
             manifest, stats = await store_payload(net, publisher, [data])

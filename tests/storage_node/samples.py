@@ -7,6 +7,8 @@ import os
 import secrets
 from collections.abc import Sequence
 
+from aiohttp.test_utils import TestClient
+
 from storage_network.wire.manifest import ChunkRef, make_manifest
 from storage_network.wire.record import seal_record, seal_tombstone
 from storage_network.wire.stripe import build_stripe, shard_id
@@ -62,3 +64,12 @@ def signed_headers(publisher: Publisher, method: str, path: str, body: bytes,
     """The headers that authorise ``method path`` with ``body`` on node ``node_id``
     (``now`` in Unix seconds; a fresh nonce each call)."""
     return sign_write(publisher, node_id, method, path, sha256(body), now=now)
+
+
+async def put_shards(client: TestClient, publisher: Publisher,
+                     shards: Sequence[tuple[str, bytes]]) -> None:
+    """PUT every ``(id, body)`` shard, signed by ``publisher``; each must be stored (201)."""
+    for sid, body in shards:
+        headers = signed_headers(publisher, "PUT", f"/shards/{sid}", body)
+        resp = await client.put(f"/shards/{sid}", data=body, headers=headers)
+        assert resp.status == 201, await resp.text()

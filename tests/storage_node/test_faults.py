@@ -20,7 +20,7 @@ from storage_node.cli import node_command
 from storage_node.config import NodeConfig
 from storage_node.faults import ENV_VAR, Faults, FaultSpecError, fault_middleware, parse_faults
 
-from .samples import signed_headers, stripe
+from .samples import put_shards, stripe
 
 
 def run_cli(tmp_path: Path, publisher: Publisher, *fault_args: str,
@@ -142,10 +142,7 @@ def node_config(tmp_path: Path, publisher: Publisher, faults: Faults) -> NodeCon
 
 async def stored(client: TestClient, publisher: Publisher) -> list[tuple[str, bytes]]:
     shards = stripe(n=3, size=1000)
-    for sid, body in shards:
-        headers = signed_headers(publisher, "PUT", f"/shards/{sid}", body)
-        resp = await client.put(f"/shards/{sid}", data=body, headers=headers)
-        assert resp.status == 201, await resp.text()
+    await put_shards(client, publisher, shards)
     return shards
 
 

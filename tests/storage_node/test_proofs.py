@@ -12,17 +12,9 @@ from aiohttp.test_utils import TestClient
 from storage_network.wire.proofs import MAX_IDS, check_answer, verify_answer
 from storage_network.wire.write_auth import Publisher
 
-from .samples import signed_headers, stripe
+from .samples import put_shards, stripe
 
 NONCE = bytes(range(100, 132))
-
-
-async def put_all(client: TestClient, publisher: Publisher,
-                  shards: list[tuple[str, bytes]]) -> None:
-    for sid, body in shards:
-        headers = signed_headers(publisher, "PUT", f"/shards/{sid}", body)
-        resp = await client.put(f"/shards/{sid}", data=body, headers=headers)
-        assert resp.status == 201, await resp.text()
 
 
 async def prove(client: TestClient, nonce: bytes, ids: list[str]) -> bytes:
@@ -34,7 +26,7 @@ async def prove(client: TestClient, nonce: bytes, ids: list[str]) -> bytes:
 
 async def test_answer_verifies(client: TestClient, publisher: Publisher) -> None:
     shards = stripe(n=6, size=20_000)  # 5 blocks a fragment
-    await put_all(client, publisher, shards)
+    await put_shards(client, publisher, shards)
     ids = [sid for sid, _ in shards]
     answer = await prove(client, NONCE, ids)
     assert verify_answer(NONCE, ids, answer) == set(ids)
@@ -43,7 +35,7 @@ async def test_answer_verifies(client: TestClient, publisher: Publisher) -> None
 
 async def test_absent_ids_are_answered_absent(client: TestClient, publisher: Publisher) -> None:
     shards = stripe(n=4, size=5000)
-    await put_all(client, publisher, shards[:2])
+    await put_shards(client, publisher, shards[:2])
     ids = [sid for sid, _ in reversed(shards)] + [shards[0][0]]
     answer = await prove(client, NONCE, ids)
     outcomes = check_answer(NONCE, ids, answer)
@@ -60,7 +52,7 @@ async def test_largest_request_is_accepted(client: TestClient) -> None:
 async def test_rotten_shard_on_disk_fails_its_proof(client: TestClient, publisher: Publisher,
                                                     data_dir: Path) -> None:
     shards = stripe(n=3, size=30_000)
-    await put_all(client, publisher, shards)
+    await put_shards(client, publisher, shards)
     sid = shards[1][0]
     path = data_dir / "shards" / sid[:2] / sid
     body = bytearray(path.read_bytes())

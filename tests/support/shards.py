@@ -1,4 +1,4 @@
-"""A storage node's shard files on its disk, and rotting them."""
+"""A storage node's shard files on its disk, and rotting them (or any bytes)."""
 
 from __future__ import annotations
 
@@ -17,6 +17,13 @@ def flip_tail(path: Path, count: int = 64) -> None:
     for i in range(max(0, len(data) - count), len(data)):
         data[i] ^= 0xFF
     path.write_bytes(bytes(data))
+
+
+def flip_bit(data: bytes, pos: int) -> bytes:
+    """``data`` with the lowest bit of byte ``pos`` inverted."""
+    b = bytearray(data)
+    b[pos] ^= 0x01
+    return bytes(b)
 
 
 def rot_shards(data_dir: Path, fraction: float = 1.0, seed: int = 1) -> list[Path]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import random
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +19,8 @@ from storage_network.config import Network
 from storage_network.errors import NotFoundError
 from storage_network.read.record_lookup import fetch_record
 from storage_network.wire.write_auth import Publisher
-from tests.storage_network.conftest import running_network
+from tests.support.network import running_network
+from tests.support.trees import make_tree
 from uploader.closure import PathInfo
 from uploader.errors import NixQueryError, PushFailedError
 from uploader.push import PushSummary, format_summary, push_closure
@@ -47,14 +47,6 @@ def net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pushing]:
     publisher, secret_text = new_publisher("parallel-push-1")
     with running_network(tmp_path_factory.mktemp("net"), publisher=publisher) as local:
         yield pushing(local, secret_text)
-
-
-def make_tree(root: Path, name: str, size: int, seed: int) -> Path:
-    """A directory with one file of ``size`` random bytes (distinct NAR per seed)."""
-    tree = root / name
-    tree.mkdir(parents=True)
-    (tree / "data").write_bytes(random.Random(seed).randbytes(size))
-    return tree
 
 
 def tree_info(root: Path, name: str, *refs: PathInfo, size: int = 20_000,

@@ -11,11 +11,11 @@ import pytest
 from nix_formats.keys import SecretKey
 from nix_formats.nar import dump_path
 from nix_formats.store_path import StorePath
-from nixshard.localnet import LocalNetwork, new_publisher
+from nixshard.localnet import new_publisher
 from storage_network.client import NetworkClient
-from storage_network.config import ChunkingParams
 from storage_network.errors import NotFoundError
 from storage_network.read.record_lookup import fetch_record
+from tests.support.network import running_network
 from uploader.closure import PathInfo, topological_order
 from uploader.errors import NixQueryError, PushError
 from uploader.narstream import HashingStream
@@ -63,9 +63,9 @@ def test_nar_that_differs_from_nix_database_is_refused(tmp_path: Path) -> None:
     (tree / "f").write_bytes(b"hello" * 50_000)
     publisher, secret = new_publisher("push-tests-1")
     bogus = PathInfo(info("tampered").store_path, str(tree), nar_hash=bytes(32), nar_size=1)
-    with LocalNetwork(tmp_path / "net", publisher) as local:
-        (tmp_path / "net").mkdir()
-        network = local.start_nodes(6, 4, 2, ChunkingParams(4096, 16384, 65536))
+    with running_network(tmp_path / "net", publisher=publisher) as local:
+        network = local.network
+        assert network is not None
 
         async def run() -> PushSummary:
             summary = PushSummary()

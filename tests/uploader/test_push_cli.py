@@ -15,7 +15,7 @@ from nixshard.cli import main
 from nixshard.config_file import config_keys
 from nixshard.localnet import LocalNetwork, env_with_nix_config, new_publisher
 from storage_network.config import init_network, write_network
-from tests.storage_network.conftest import SMALL_CHUNKS, running_network
+from tests.support.network import SMALL_CHUNKS, running_network
 from uploader.cli import push_command
 
 STORE_PATH = "/nix/store/" + "0" * 32 + "-x"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import new_publisher
-from tests.storage_network.conftest import running_network
+from tests.support.network import running_network
 from uploader.errors import PushFailedError
 from uploader.push import format_summary
 

@@ -18,7 +18,7 @@ from storage_network.config import Network, init_network
 from storage_network.errors import NotFoundError
 from storage_network.read.record_lookup import fetch_record
 from storage_network.wire.write_auth import Publisher
-from tests.storage_network.conftest import running_network
+from tests.support.network import running_network
 from uploader.errors import StoreWatchError
 from uploader.watch import StoreWatcher, is_candidate, new_store_paths, scan_store, watch_store
 

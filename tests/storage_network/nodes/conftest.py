@@ -16,11 +16,13 @@ from pathlib import Path
 import pytest
 
 from nixshard.localnet import LocalNetwork, free_port, new_publisher
+from nixshard.seaweed import SeaweedServer
 from storage_network import Network
 from storage_network.config import init_network
 from storage_network.wire.write_auth import Publisher
 
-KINDS = ["http"]
+KINDS = ["http", "s3"]
+S3_PROFILE = "nixshard-test"
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,33 @@ def http_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeUnderTes
         url = local.add_node().url
         yield NodeUnderTest("http", url, init_network([url], 1, 0, [publisher.public]),
                             publisher)
+
+
+@pytest.fixture(scope="session")
+def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
+    """One SeaweedFS S3 server for the session; its keys in AWS files of their own,
+    selected by a profile (``S3_PROFILE``) the node URLs name."""
+    root: Path = tmp_path_factory.mktemp("seaweed")
+    with SeaweedServer(root / "weed") as server, pytest.MonkeyPatch.context() as patch:
+        for name, value in server.write_aws_files(root / "aws", S3_PROFILE).items():
+            if name != "AWS_PROFILE":
+                patch.setenv(name, value)
+        yield server
+
+
+def s3_url(server: SeaweedServer, bucket: str, prefix: str) -> str:
+    """The node URL of ``prefix`` in ``bucket`` on ``server`` (created when missing)."""
+    server.create_bucket(bucket)
+    return (f"s3://{bucket}/{prefix}?endpoint={server.endpoint}&region={server.region}"
+            f"&profile={S3_PROFILE}")
+
+
+@pytest.fixture(scope="module")
+def s3_node(seaweed: SeaweedServer, request: pytest.FixtureRequest) -> NodeUnderTest:
+    """A prefix of a bucket on the session's SeaweedFS, one per test module."""
+    publisher, _ = new_publisher("contract-1")
+    url = s3_url(seaweed, "contract", request.module.__name__.rpartition(".")[2])
+    return NodeUnderTest("s3", url, init_network([url], 1, 0, [publisher.public]), publisher)
 
 
 @pytest.fixture(scope="module", params=KINDS)

@@ -16,6 +16,7 @@ import asyncio
 import hashlib
 import os
 import time
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -58,7 +59,7 @@ def a_record(publisher: Publisher, key: str, created: int, chunk: EncodedChunk |
 
 
 @pytest.fixture
-async def store(node: NodeUnderTest) -> NodeStore:
+async def store(node: NodeUnderTest) -> AsyncIterator[NodeStore]:
     async with NetworkClient(node.network, timeout=10.0) as net:
         (only,) = net.nodes.values()
         yield only
