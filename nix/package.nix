@@ -7,7 +7,7 @@
 #
 # The version is read from pyproject.toml, and the runtime dependencies below
 # are those of pyproject.toml's [project].dependencies under their nixpkgs
-# attribute names (tests/test_nix_files.py checks that the two lists agree).
+# attribute names (tests/test_nix_package.py checks that the two lists agree).
 #
 # Native pieces worth knowing about:
 # - pyeclib's erasure code backend `isa_l_rs_cauchy` lives in ISA-L, which
@@ -49,6 +49,7 @@ python3Packages.buildPythonApplication {
     python3Packages.tomli-w
     python3Packages.prometheus-client
     python3Packages.brotli
+    python3Packages.aiobotocore
   ];
 
   makeWrapperArgs = [
