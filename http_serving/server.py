@@ -5,7 +5,7 @@ keep-alive timer (``keepalive_timeout``) runs from the moment a connection
 opens and again from the end of each response, and closes the connection
 when it fires while no request is being handled: so a request head must
 arrive whole within ``idle_timeout`` seconds, however slowly its bytes
-trickle in (checked by ``tests/storage_network/test_http_server.py``), and
+trickle in (checked by ``tests/http_serving/test_server.py``), and
 an idle connection is closed after as long.  :func:`serve_app` sets it
 explicitly (aiohttp's own default is 75 s; ours is 15 s).
 

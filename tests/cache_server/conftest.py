@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Iterator
-from contextlib import ExitStack
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import AsyncExitStack, ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
+import aiohttp
 import pytest
 
 from nix_formats.keys import SecretKey
 from nixshard.demo import tree_path_info
 from nixshard.localnet import FAULT_ENV, LocalNetwork, new_publisher
 from storage_network.nodes.scores import Scores
+from tests.support import trees
 from tests.support.disk import tmpfs
 from tests.support.network import running_network
 from uploader.cli import run_push
 from uploader.closure import PathInfo
 
-from .gateway_support import Gateway, start_gateway
+from .gateway_support import Gateway, Upload, make_upload, put_upload, start_gateway
+from .upstream_support import FakeCache, Servers, start_fake_cache
 
 
 @dataclass
@@ -80,6 +83,18 @@ def gw(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
     g = start_gateway(tmp_path_factory.mktemp("gateway"))
     yield g
     g.net.close()
+
+
+@pytest.fixture(scope="module")
+def stored(gw: Gateway, tmp_path_factory: pytest.TempPathFactory) -> Upload:
+    """One path uploaded through ``gw`` (about 300 KB NAR, many chunks)."""
+    up = make_upload(trees.make_tree(tmp_path_factory.mktemp("t"), "stored", 300_000),
+                     gw.key)
+    with gw.client() as c:
+        nar, info = put_upload(c, up)
+    assert nar.status_code == 201, nar.text
+    assert info.status_code == 201, info.text
+    return up
 
 
 @pytest.fixture
@@ -158,3 +173,21 @@ def mount_tmpfs() -> Iterator[MountTmpfs]:
     :func:`tests.support.disk.tmpfs`), unmounted after the test."""
     with ExitStack() as mounted:
         yield lambda path, size: mounted.enter_context(tmpfs(path, size))
+
+
+@pytest.fixture
+async def servers() -> AsyncIterator[Servers]:
+    """Fake upstream caches (:mod:`upstream_support`): ``await servers(prefix="")`` ->
+    a running FakeCache, stopped after the test."""
+    async with AsyncExitStack() as stack:
+        async def start(prefix: str = "") -> FakeCache:
+            return await start_fake_cache(stack, prefix)
+
+        yield start
+
+
+@pytest.fixture
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    """An HTTP client session of the test."""
+    async with aiohttp.ClientSession() as s:
+        yield s

@@ -112,6 +112,11 @@ def put_upload(client: httpx.Client, up: Upload) -> tuple[httpx.Response, httpx.
     return nar, info
 
 
+def absent(gw: Gateway, up: Upload) -> bool:
+    """Whether ``gw`` answers 404 for ``up``'s narinfo."""
+    return httpx.get(f"{gw.url}/{up.hash_part}.narinfo", timeout=30).status_code == 404
+
+
 def basic(user: str, password: str) -> dict[str, str]:
     """An Authorization header."""
     return {"Authorization": "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()}

@@ -4,10 +4,8 @@ error middleware (http_serving.errors) as the gateway uses it, and its routes re
 from __future__ import annotations
 
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +17,8 @@ from cache_server.upstream_ingest import UpstreamFileError
 from http_serving import errors as http_errors
 from nix_formats.errors import NixFormatError
 from storage_network import errors as net_errors
+from tests.support import error_maps
+from tests.support.error_maps import Client
 
 STATUSES: dict[type[Exception], int] = {
     errors.BadRequestError: 400, errors.UploadRejectedError: 400,
@@ -46,19 +46,10 @@ def _make(cls: type[Exception]) -> Exception:
         return exc
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = {cls}
-    for sub in cls.__subclasses__():
-        found |= _subclasses(sub)
-    return found
-
-
 def test_every_cache_server_error_has_its_status() -> None:
-    assert _subclasses(errors.CacheServerError) - {errors.CacheServerError} <= set(STATUSES)
-    for cls, status in STATUSES.items():
-        exc = _make(cls)
-        rule = ERRORS.rule_for(exc)
-        assert rule is not None and rule.status_of(exc) == status, cls
+    below = error_maps.subclasses(errors.CacheServerError) - {errors.CacheServerError}
+    assert below <= set(STATUSES)
+    error_maps.check_statuses(ERRORS, STATUSES, _make)
 
 
 @pytest.mark.parametrize(("upstream", "status"), [
@@ -71,13 +62,11 @@ def test_an_upstream_failure_is_answered_by_what_the_upstream_said(upstream: int
 
 
 def test_every_route_module_is_registered() -> None:
-    names = {m.name for m in pkgutil.iter_modules(routes.__path__)}
-    assert names == {m.__name__.rsplit(".", 1)[1] for m in routes.MODULES}
-    assert all(m.setup.__doc__ for m in routes.MODULES)
+    error_maps.check_routes_registered(routes)
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[TestClient]:
+async def client() -> AsyncIterator[Client]:
     """An app answering by the gateway's map, with routes raising on demand."""
     app = web.Application(middlewares=[http_errors.error_middleware])
     http_errors.setup(app, ERRORS)
@@ -94,20 +83,15 @@ async def client() -> AsyncIterator[TestClient]:
             raise ValueError("a bug")
         raise net_errors.NotFoundError(f"no {what}")
 
-    async def cut(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Length": "2000"})
-        await resp.prepare(request)
-        await resp.write(b"x" * 1000)
-        raise net_errors.ChunkUnavailableError("chunk 1 of 2: 3 of 6 shards reachable")
-
     app.router.add_get("/raise/{what}", raising)
-    app.router.add_get("/cut", cut)
+    app.router.add_get("/cut", error_maps.failing_after_headers(
+        net_errors.ChunkUnavailableError("chunk 1 of 2: 3 of 6 shards reachable")))
     async with TestClient(TestServer(app)) as c:
         yield c
 
 
 async def test_refusals_get_status_headers_and_one_log_line(
-        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+        client: Client, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="nixshard.serve")
     resp = await client.get("/raise/range")
     assert resp.status == 416 and resp.headers["Content-Range"] == "bytes */1234"
@@ -125,7 +109,7 @@ async def test_refusals_get_status_headers_and_one_log_line(
     assert all(r.exc_info is None for r in caplog.records)
 
 
-async def test_redirects_and_unmapped_exceptions_pass_through(client: TestClient) -> None:
+async def test_redirects_and_unmapped_exceptions_pass_through(client: Client) -> None:
     resp = await client.get("/raise/redirect", allow_redirects=False)
     assert resp.status == 302 and resp.headers["Location"] == "/elsewhere"
     resp = await client.get("/raise/bug")
@@ -133,12 +117,9 @@ async def test_redirects_and_unmapped_exceptions_pass_through(client: TestClient
 
 
 async def test_an_error_after_the_headers_aborts_the_connection(
-        client: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+        client: Client, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="nixshard.serve")
-    async with client.get("/cut") as resp:
-        assert resp.status == 200
-        with pytest.raises(aiohttp.ClientPayloadError):  # cut short, never a clean end
-            await resp.read()
+    await error_maps.check_cut_short(client, "/cut")
     errors_logged = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors_logged) == 1
     assert errors_logged[0].startswith("aborting the answer to GET '/cut' from ")

@@ -1,173 +1,32 @@
-"""cache_server.upstream: asking upstream binary caches, against real HTTP servers on 127.0.0.1."""
+"""cache_server.upstream: looking narinfos up in upstream binary caches (signatures,
+order, failures, the circuit breaker), against real HTTP servers on 127.0.0.1.
+
+NARs: test_upstream_nar.py; a cache written by Nix itself: test_upstream_golden.py.
+"""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import hashlib
 import logging
-import random
-import socket
-import subprocess
-from collections import Counter
-from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass, field
-from pathlib import Path
 
-import aiohttp
 import pytest
-import zstandard
-from aiohttp import web
 
 from cache_server.errors import CacheServerError
-from cache_server.upstream import (
-    UpstreamHit,
-    Upstreams,
-    UpstreamUnavailableError,
-    relative_url_problem,
-)
-from nix_formats.compression import decompress
+from cache_server.upstream import UpstreamHit, Upstreams, UpstreamUnavailableError
 from nix_formats.errors import StorePathError
-from nix_formats.hash import format_sha256_nix32
-from nix_formats.keys import PublicKey, SecretKey, sign_narinfo
-from nix_formats.nar import dump_path
-from nix_formats.nar import nar_string as _s  # the token Nix writes
-from nix_formats.nar_parser import validate_nar
-from nix_formats.narinfo import NarInfo
-from nix_formats.nix32 import encode as nix32
-from nix_formats.store_path import StorePath
-from nixshard.localnet import env_with_nix_config
+from nix_formats.keys import sign_narinfo
 from tests.support.clock import Clock
-from tests.support.servers import serve_app
 
-LOGGER = "nixshard.serve.upstream"
-Session = aiohttp.ClientSession
-KEY = SecretKey.generate("upstream-test-1")
-OTHER_KEY = SecretKey.generate("someone-else-1")
-
-
-def hash_part(n: int) -> str:
-    return nix32(hashlib.sha1(str(n).encode()).digest())
-
-
-@dataclass
-class Published:
-    """A store path as published in a fake cache."""
-
-    hash_part: str
-    narinfo: NarInfo
-    text: str
-    nar: bytes  # uncompressed
-    file: bytes  # as served (zstd)
-
-
-def publish(n: int, key: SecretKey | None = KEY, **changes: object) -> Published:
-    """A signed narinfo + zstd NAR for a small file; ``changes`` override narinfo fields
-    after signing (so they break the signature unless it is re-made)."""
-    nar = file_nar(n)
-    file = zstandard.ZstdCompressor().compress(nar)
-    file_hash = nix32(hashlib.sha256(file).digest())
-    h = hash_part(n)
-    narinfo = NarInfo(
-        store_path=StorePath.parse_basename(f"{h}-upstream-test-{n}"),
-        url=f"nar/{file_hash}.nar.zst",
-        compression="zstd",
-        file_hash=f"sha256:{file_hash}",
-        file_size=len(file),
-        nar_hash=format_sha256_nix32(hashlib.sha256(nar).digest()),
-        nar_size=len(nar),
-    )
-    if key is not None:
-        sign_narinfo(narinfo, key)
-    for name, value in changes.items():
-        setattr(narinfo, name, value)
-    return Published(h, narinfo, narinfo.render(), nar, file)
-
-
-def file_nar(n: int) -> bytes:
-    """The NAR of a single regular file of 400 kB of incompressible bytes."""
-    contents = random.Random(n).randbytes(400_000)
-    return b"".join(_s(t) for t in (b"nix-archive-1", b"(", b"type", b"regular", b"contents",
-                                     contents, b")"))
-
-
-@dataclass
-class FakeCache:
-    """An HTTP server on 127.0.0.1: ``files`` maps a path to a body (or a status);
-    ``requests`` counts requests per path; ``status``/``delay`` apply to every request."""
-
-    files: dict[str, bytes | int] = field(default_factory=dict)
-    requests: Counter[str] = field(default_factory=Counter)
-    status: int | None = None
-    delay: float = 0.0
-    url: str = ""
-
-    def add(self, pub: Published, *, narinfo: str | None = None) -> None:
-        self.files[f"/{pub.hash_part}.narinfo"] = (narinfo or pub.text).encode()
-        self.files[f"/{pub.narinfo.url}"] = pub.file
-
-    async def handle(self, request: web.Request) -> web.StreamResponse:
-        self.requests[request.path] += 1
-        if self.delay:
-            await asyncio.sleep(self.delay)
-        if self.status is not None:
-            return web.Response(status=self.status, text="no\n")
-        body = self.files.get(request.path)
-        if body is None:
-            return web.Response(status=404, text="not here\n")
-        if isinstance(body, int):
-            return web.Response(status=body, text="status\n")
-        response = web.StreamResponse()
-        response.content_length = len(body)
-        await response.prepare(request)
-        for i in range(0, len(body), 64 * 1024):  # a streamed body, several writes
-            await response.write(body[i : i + 64 * 1024])
-        await response.write_eof()
-        return response
-
-
-Servers = Callable[..., Awaitable["FakeCache"]]
-
-
-@pytest.fixture
-async def servers() -> AsyncIterator[Servers]:
-    """Start FakeCache servers: ``await servers(prefix="")`` -> a running FakeCache."""
-    async with contextlib.AsyncExitStack() as stack:
-        async def start(prefix: str = "") -> FakeCache:
-            cache = FakeCache()
-            app = web.Application()
-            app.router.add_route("*", prefix + "/{tail:.*}", _strip(cache, prefix))
-            cache.url = await stack.enter_async_context(serve_app(app)) + prefix
-            return cache
-
-        yield start
-
-
-def _strip(
-    cache: FakeCache, prefix: str
-) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
-    async def handler(request: web.Request) -> web.StreamResponse:
-        if prefix:
-            request = request.clone(rel_url=request.rel_url.path[len(prefix):] or "/")
-        return await cache.handle(request)
-
-    return handler
-
-
-@pytest.fixture
-async def session() -> AsyncIterator[Session]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}"
-
-
-# -- narinfo --------------------------------------------------------------------------
+from .upstream_support import (
+    KEY,
+    LOGGER,
+    OTHER_KEY,
+    Published,
+    Servers,
+    Session,
+    closed_port_url,
+    hash_part,
+    publish,
+)
 
 
 async def test_hit_with_good_signature(servers: Servers, session: Session) -> None:
@@ -361,145 +220,3 @@ async def test_bad_hash_part_raises(session: Session) -> None:
     ups = Upstreams(["http://127.0.0.1:1"], [KEY.public_key()], session)
     with pytest.raises(StorePathError):
         await ups.narinfo("../../etc/passwd")
-
-
-# -- NARs ------------------------------------------------------------------------------
-
-
-async def test_open_nar_streams_the_body(servers: Servers, session: Session) -> None:
-    cache = await servers("/some/prefix")
-    pub = publish(20)
-    cache.add(pub)
-    ups = Upstreams([cache.url], [KEY.public_key()], session)
-    hit = await ups.narinfo(pub.hash_part)
-    assert hit is not None
-    assert ups.nar_url(hit.index, hit.narinfo.url) == f"{cache.url}/{pub.narinfo.url}"
-    pieces = []
-    async with await ups.open_nar(hit) as response:
-        assert response.status == 200
-        async for piece in response.content.iter_chunked(16 * 1024):
-            pieces.append(piece)
-    assert len(pieces) > 1
-    assert b"".join(pieces) == pub.file
-    stats = validate_nar(decompress(hit.narinfo.compression, pieces,
-                                    max_output=hit.narinfo.nar_size))
-    assert stats.nar_hash == hit.narinfo.nar_hash and stats.nar_size == hit.narinfo.nar_size
-
-
-async def test_open_nar_missing_or_failing(servers: Servers, session: Session) -> None:
-    cache = await servers()
-    pub = publish(21)
-    cache.add(pub)
-    clock = Clock()
-    ups = Upstreams([cache.url], [KEY.public_key()], session, clock=clock)
-    hit = await ups.narinfo(pub.hash_part)
-    assert hit is not None
-    del cache.files[f"/{pub.narinfo.url}"]
-    with pytest.raises(UpstreamUnavailableError, match="HTTP 404"):
-        await ups.open_nar(hit)
-    cache.files[f"/{pub.narinfo.url}"] = 503
-    with pytest.raises(UpstreamUnavailableError, match="HTTP 503"):
-        await ups.open_nar(hit)
-    with pytest.raises(UpstreamUnavailableError, match="skipped for another"):
-        await ups.open_nar(hit)
-    assert cache.requests[f"/{pub.narinfo.url}"] == 2
-
-
-async def test_open_nar_down_upstream(session: Session) -> None:
-    url = closed_port_url()
-    pub = publish(22)
-    ups = Upstreams([url], [KEY.public_key()], session)
-    with pytest.raises(UpstreamUnavailableError, match="ClientConnectorError"):
-        await ups.open_nar(UpstreamHit(0, url, pub.narinfo, pub.text))
-
-
-async def test_nar_url_rejects_unsafe_urls(session: Session) -> None:
-    ups = Upstreams(["https://cache.example/sub/", "http://b.example"], [], session)
-    assert ups.urls == ("https://cache.example/sub", "http://b.example")
-    assert ups.nar_url(0, "nar/x.nar.xz") == "https://cache.example/sub/nar/x.nar.xz"
-    assert ups.nar_url(1, "x.nar") == "http://b.example/x.nar"
-    for bad in ("../x", "nar/../../x", "http://evil/x", "/x", "", "nar//x", "nar/.", "a\\b"):
-        with pytest.raises(ValueError, match="narinfo URL"):
-            ups.nar_url(0, bad)
-
-
-def test_relative_url_problem() -> None:
-    assert relative_url_problem("nar/1w1fff338fvdw53sqgamddn1b2xgds473pv6y13gizdbqjv4i5p3.nar.xz") \
-        is None
-    assert relative_url_problem("nar/a%20b.nar") is None
-    assert relative_url_problem("nar/%2fetc") is not None
-    assert relative_url_problem("file:///etc/passwd") is not None
-    assert relative_url_problem("nar/x\n") is not None
-
-
-@pytest.mark.parametrize(
-    ("urls", "timeout", "message"),
-    [
-        (["ftp://x"], 1.0, "not an http"),
-        (["cache.example"], 1.0, "not an http"),
-        (["http://x/?q=1"], 1.0, "query"),
-        (["http://x"], 0.0, "timeout"),
-    ],
-)
-async def test_constructor_checks(
-    session: Session, urls: list[str], timeout: float, message: str
-) -> None:
-    with pytest.raises(ValueError, match=message):
-        Upstreams(urls, [], session, timeout=timeout)
-
-
-# -- golden: a binary cache written by Nix 2.8 ----------------------------------------------
-
-DRV = (
-    'derivation { name = "upstream-golden"; system = builtins.currentSystem; '
-    'builder = "/bin/sh"; args = ["-c" "PATH=/usr/bin:/bin; mkdir $out; '
-    'head -c 200000 /dev/urandom > $out/blob; echo hi > $out/hi; ln -s hi $out/link"]; }'
-)
-
-
-def run_nix(*args: str | Path) -> str:
-    proc = subprocess.run([str(a) for a in args], env=env_with_nix_config(),
-                          capture_output=True, text=True, timeout=300, check=False)
-    if proc.returncode != 0:
-        pytest.fail(f"{args} failed: {proc.stderr}")
-    return proc.stdout.strip()
-
-
-@pytest.mark.nix
-@pytest.mark.parametrize("compression", ["xz", "zstd"])
-async def test_golden_nix_written_cache(
-    session: Session, tmp_path: Path, compression: str
-) -> None:
-    store_path = await asyncio.to_thread(run_nix, "nix-build", "--no-out-link", "-E", DRV)
-    sk, pk = tmp_path / "sk", tmp_path / "pk"
-    await asyncio.to_thread(run_nix, "nix-store", "--generate-binary-cache-key",
-                            "golden-upstream-1", sk, pk)
-    cache_dir = tmp_path / "cache"
-    await asyncio.to_thread(run_nix, "nix", "copy", "--to",
-                            f"file://{cache_dir}?compression={compression}&secret-key={sk}",
-                            store_path)
-    app = web.Application()
-    app.router.add_static("/", cache_dir)
-    async with serve_app(app) as url:
-        hash_part_ = StorePath.parse(store_path).hash_part
-        trusted = Upstreams([url], [PublicKey.load(pk)], session)
-        hit = await trusted.narinfo(hash_part_)
-        assert hit is not None
-        assert hit.text == (cache_dir / f"{hash_part_}.narinfo").read_text()
-        assert hit.narinfo.compression == compression
-        async with await trusted.open_nar(hit) as response:
-            body = [piece async for piece in response.content.iter_chunked(8192)]
-        stats = validate_nar(decompress(compression, body, max_output=hit.narinfo.nar_size))
-        assert stats.nar_hash == hit.narinfo.nar_hash
-        assert b"".join(decompress(compression, body, max_output=hit.narinfo.nar_size)) == \
-            b"".join(dump_path(store_path))
-        untrusted = Upstreams([url], [KEY.public_key()], session)
-        assert await untrusted.narinfo(hash_part_) is None
-        # a range is forwarded and its 206 accepted (aiohttp's static files honour Range)
-        async with await trusted.open_file(0, hit.narinfo.url,
-                                           byte_range="bytes=7-") as response:
-            assert response.status == 206
-            assert await response.read() == b"".join(body)[7:]
-        with pytest.raises(UpstreamUnavailableError) as missing:
-            await trusted.open_file(0, f"nar/{'0' * 52}.nar.xz")
-        assert missing.value.status == 404

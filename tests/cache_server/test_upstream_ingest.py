@@ -84,12 +84,6 @@ async def start() -> AsyncIterator[Start]:
         yield go
 
 
-@pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
-
-
 def test_the_cap_comes_from_the_signed_nar_size() -> None:
     """The issue's case: NarSize 152, --max-upload-bytes 10 MB -> about 64 KiB, not 10 MB."""
     assert download_limit(narinfo(152), 10_000_000) == max_compressed_size("zstd", 152) < 70_000

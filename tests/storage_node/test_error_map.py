@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import errno
 import logging
-import pkgutil
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,6 +17,8 @@ from storage_node import errors, routes
 from storage_node.app import create_app
 from storage_node.config import NodeConfig
 from storage_node.responses import ERRORS
+from tests.support import error_maps
+from tests.support.error_maps import Client
 
 STATUSES = {
     errors.RequestError: 400, errors.BadRequest: 400, errors.BodyTruncated: 400,
@@ -29,20 +29,11 @@ STATUSES = {
 }
 
 
-def _subclasses(cls: type) -> set[type]:
-    found = {cls}
-    for sub in cls.__subclasses__():
-        found |= _subclasses(sub)
-    return found
-
-
 def test_every_request_error_has_its_status_and_is_no_crash() -> None:
-    assert _subclasses(errors.RequestError) == set(STATUSES)
-    for cls, status in STATUSES.items():
-        exc = cls("what was wrong")
-        rule = ERRORS.rule_for(exc)
-        assert rule is not None and rule.crash is None and not rule.client_gone, cls
-        assert rule.status_of(exc) == status, cls
+    assert error_maps.subclasses(errors.RequestError) == set(STATUSES)
+    rules = error_maps.check_statuses(ERRORS, STATUSES, lambda cls: cls("what was wrong"))
+    for cls, rule in rules.items():
+        assert rule.crash is None and not rule.client_gone, cls
 
 
 @pytest.mark.parametrize(("exc", "status", "crash"), [
@@ -57,13 +48,11 @@ def test_crashes_are_500_or_507_and_logged_as_crashes(exc: Exception, status: in
 
 
 def test_every_route_module_is_registered() -> None:
-    names = {m.name for m in pkgutil.iter_modules(routes.__path__)}
-    assert names == {m.__name__.rsplit(".", 1)[1] for m in routes.MODULES}
-    assert all(m.setup.__doc__ for m in routes.MODULES)
+    error_maps.check_routes_registered(routes)
 
 
 @pytest.fixture
-async def broken(tmp_path: Path, publisher: Publisher) -> AsyncIterator[TestClient]:
+async def broken(tmp_path: Path, publisher: Publisher) -> AsyncIterator[Client]:
     """A node app with two extra routes that fail with a disk error, before and after
     their headers."""
     app = create_app(NodeConfig(tmp_path / "data", "node-1",
@@ -72,31 +61,23 @@ async def broken(tmp_path: Path, publisher: Publisher) -> AsyncIterator[TestClie
     async def full(request: web.Request) -> web.StreamResponse:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    async def cut(request: web.Request) -> web.StreamResponse:
-        resp = web.StreamResponse(headers={"Content-Length": "2000"})
-        await resp.prepare(request)
-        await resp.write(b"x" * 1000)
-        raise OSError(errno.EIO, "Input/output error")
-
     app.router.add_get("/test/full", full)
-    app.router.add_get("/test/cut", cut)
+    app.router.add_get("/test/cut", error_maps.failing_after_headers(
+        OSError(errno.EIO, "Input/output error")))
     async with TestClient(TestServer(app)) as client:
         yield client
 
 
-async def test_a_full_disk_is_507_in_the_error_format(broken: TestClient) -> None:
+async def test_a_full_disk_is_507_in_the_error_format(broken: Client) -> None:
     resp = await broken.get("/test/full")
     assert resp.status == 507
     assert await resp.text() == "error: storage error: No space left on device"
 
 
 async def test_a_crash_after_the_headers_aborts_instead_of_a_second_answer(
-        broken: TestClient, caplog: pytest.LogCaptureFixture) -> None:
+        broken: Client, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="nixshard")
-    async with broken.get("/test/cut") as resp:
-        assert resp.status == 200
-        with pytest.raises(aiohttp.ClientPayloadError):  # cut short, never a clean end
-            await resp.read()
+    await error_maps.check_cut_short(broken, "/test/cut")
     crashes = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert [r.getMessage().split(" from ")[0] for r in crashes] == [
         "storage error on GET '/test/cut'"]

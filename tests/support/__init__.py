@@ -11,4 +11,5 @@ with :mod:`nixshard.localnet`, the harness the demo and benchmarks use too.
 - :mod:`tests.support.disk`: a real tmpfs, and filling a disk up.
 - :mod:`tests.support.zstd`: bodies of back-to-back zstd frames.
 - :mod:`tests.support.clock`: a clock the test sets.
+- :mod:`tests.support.error_maps`: a server's exception -> status map and routes package.
 """

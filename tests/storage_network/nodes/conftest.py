@@ -52,22 +52,22 @@ def http_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[NodeUnderTes
 
 
 @pytest.fixture(scope="session")
-def seaweed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedServer]:
-    """One SeaweedFS S3 server for the session; its keys in AWS files of their own,
-    selected by a profile (``S3_PROFILE``) the node URLs name."""
-    root: Path = tmp_path_factory.mktemp("seaweed")
-    with SeaweedServer(root / "weed") as server, pytest.MonkeyPatch.context() as patch:
-        for name, value in server.write_aws_files(root / "aws", S3_PROFILE).items():
+def seaweed(seaweed_server: SeaweedServer, tmp_path_factory: pytest.TempPathFactory
+            ) -> Iterator[SeaweedServer]:
+    """The session's SeaweedFS, its keys in AWS files of their own, selected by a
+    profile (``S3_PROFILE``) the node URLs name."""
+    aws: Path = tmp_path_factory.mktemp("aws")
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in seaweed_server.write_aws_files(aws, S3_PROFILE).items():
             if name != "AWS_PROFILE":
                 patch.setenv(name, value)
-        yield server
+        yield seaweed_server
 
 
 def s3_url(server: SeaweedServer, bucket: str, prefix: str) -> str:
     """The node URL of ``prefix`` in ``bucket`` on ``server`` (created when missing)."""
     server.create_bucket(bucket)
-    return (f"s3://{bucket}/{prefix}?endpoint={server.endpoint}&region={server.region}"
-            f"&profile={S3_PROFILE}")
+    return server.node_url(bucket, prefix, profile=S3_PROFILE)
 
 
 @pytest.fixture(scope="module")

@@ -27,7 +27,7 @@ from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
 
-from .conftest import NODES, payload, read_back, record_key, stripe_ids
+from ..conftest import NODES, payload, read_back, record_key, stripe_ids
 
 DAY = 86400.0
 

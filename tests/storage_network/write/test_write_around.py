@@ -27,7 +27,7 @@ from storage_network.write.publish import publish_record, store_payload
 from tests.support.disk import fill_up, tmpfs
 from tests.support.metrics import scrape
 
-from .conftest import (
+from ..conftest import (
     SMALL_CHUNKS,
     K,
     M,

@@ -27,7 +27,7 @@ from storage_network.upkeep.repair import repair_network
 from storage_network.write.publish import publish_record, store_payload
 from tests.chaos.proxy import proxy_process, set_mode
 
-from .conftest import payload, read_back, record_key, running_network
+from ..conftest import payload, read_back, record_key, running_network
 
 HOSTILE = "node-2"
 MODES = ("endless", "deep-json", "trickle", "stall", "flip", "down")

@@ -21,7 +21,7 @@ from storage_network.read.plan import plan_fetch
 from storage_network.read.record_lookup import fetch_record
 from storage_network.wire.record import seal_record, seal_tombstone
 
-from .conftest import K, M, read_back, read_plan, record_key
+from ..conftest import K, M, read_back, read_plan, record_key
 from .read_faults import HEDGE, PATIENT, client, fault, stored, victim_of
 
 # -- has and batch-get answers ---------------------------------------------------------------

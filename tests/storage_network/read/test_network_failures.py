@@ -19,7 +19,7 @@ from storage_network.read.record_lookup import fetch_record
 from storage_network.read.stream import stream_payload
 from storage_network.write.publish import store_payload
 
-from .conftest import K, M, network_client, payload, publish, read_back, record_key
+from ..conftest import K, M, network_client, payload, publish, read_back, record_key
 
 REPLICAS = 3
 

@@ -16,7 +16,7 @@ from storage_network.read.plan import plan_fetch
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import store_payload
 
-from .conftest import K, M, payload, read_plan, running_network
+from ..conftest import K, M, payload, read_plan, running_network
 from .read_faults import HEDGE, client, fault, number, stored
 
 LATE_HAS = ("--fault", "slow-has=3")

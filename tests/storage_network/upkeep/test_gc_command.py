@@ -12,7 +12,7 @@ from click.testing import CliRunner
 from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
 
-from .conftest import NODES, running_network
+from ..conftest import NODES, running_network
 
 DAY = 86400.0
 

@@ -25,7 +25,7 @@ from storage_network.write.publish import store_payload
 from tests.support.clock import Clock
 from tests.support.zstd import unzstd
 
-from .conftest import K, M, payload, read_back, read_plan, running_network
+from ..conftest import K, M, payload, read_back, read_plan, running_network
 from .read_faults import HEDGE, PATIENT, client, fault, homes, homes_lose_three, stored, victim_of
 
 STALL = ("--fault", "stall=10")

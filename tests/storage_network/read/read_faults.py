@@ -1,7 +1,7 @@
 """Helpers of the read-path fault tests: nodes restarted with test faults, patient readers.
 
 Faulty nodes run ``nixshard node --fault ...`` (TEST-ONLY; the network's nodes
-need :data:`nixshard.localnet.FAULT_ENV`, as ``net6`` of conftest.py has).
+need :data:`nixshard.localnet.FAULT_ENV`, as ``net6`` of ../conftest.py has).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from storage_network.wire.manifest import Manifest
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import store_payload
 
-from .conftest import network_client, payload
+from ..conftest import network_client, payload
 
 HEDGE = 0.2
 """A reader's ``hedge_after`` in tests where a slow node must be hedged past."""

@@ -26,7 +26,7 @@ from storage_network.write.publish import publish_record, store_payload
 from storage_network.write.record_write import Refusal, judge_refusal
 from tests.support.servers import serve_app
 
-from .conftest import M, network_client, payload, record_key
+from ..conftest import M, network_client, payload, record_key
 from .write_faults import stopped
 
 R = 3

@@ -17,7 +17,7 @@ from storage_network.client import NetworkClient
 from storage_network.nodes.limits import Deadlines
 from storage_network.write.publish import store_payload
 
-from .conftest import SMALL_CHUNKS, K, M, payload, read_back, running_network
+from ..conftest import SMALL_CHUNKS, K, M, payload, read_back, running_network
 
 READERS = 24
 SLOTS = 2

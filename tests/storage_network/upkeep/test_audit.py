@@ -27,9 +27,9 @@ from storage_network.wire.manifest import Manifest
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import publish_record, store_payload
 
-from .conftest import NODES, K, M, payload, record_key
+from ..conftest import NODES, K, M, payload, record_key
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_sample_size() -> None:

@@ -10,7 +10,7 @@ from storage_network.read.record_memory import RecordMemory
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, open_record, seal_record
 
-from .conftest import record_key
+from ..conftest import record_key
 
 PUBLISHER = new_publisher("memory-test-1")[0]
 EMPTY = Manifest("isa_l_rs_cauchy", 4, 2, ())

@@ -236,24 +236,24 @@ def test_record_empty(keys: dict[str, PublisherKey]) -> None:
         open_record(keys, KEY, b"")
 
 
+def signed_envelope(publisher: Publisher, payload: bytes) -> bytes:
+    """A record envelope of ``KEY`` around ``payload``, validly signed by ``publisher``."""
+    message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
+    name = publisher.name.encode()
+    return (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)
+            + payload)
+
+
 def test_record_signed_with_overrunning_metadata(publisher: Publisher,
                                                  keys: dict[str, PublisherKey]) -> None:
     """A validly signed payload whose metadata length runs past its end."""
-    payload = struct.pack(">QBI", 1, 0, 1000) + b"short"
-    message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
-    name = publisher.name.encode()
-    data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)
-            + payload)
+    data = signed_envelope(publisher, struct.pack(">QBI", 1, 0, 1000) + b"short")
     with pytest.raises(RecordError, match="metadata length 1000 overruns the record"):
         open_record(keys, KEY, data)
 
 
 def test_record_signed_with_bad_manifest(publisher: Publisher,
                                          keys: dict[str, PublisherKey]) -> None:
-    payload = struct.pack(">QBI", 1, 0, 2) + b"md" + b"NXSM\x09\x00"
-    message = RECORD_MAGIC + KEY.encode() + b"\n" + payload
-    name = publisher.name.encode()
-    data = (RECORD_MAGIC + struct.pack(">H", len(name)) + name + publisher.sign(message)
-            + payload)
+    data = signed_envelope(publisher, struct.pack(">QBI", 1, 0, 2) + b"md" + b"NXSM\x09\x00")
     with pytest.raises(RecordError, match="manifest: unsupported version 9"):
         open_record(keys, KEY, data)

@@ -25,7 +25,7 @@ from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import seal_record, seal_tombstone
 from storage_network.write.publish import store_payload
 
-from .conftest import K, M, payload, record_key
+from ..conftest import K, M, payload, record_key
 
 R = 3
 

@@ -18,7 +18,7 @@ from storage_network.read.stream import WINDOW_CHUNKS, stream_payload
 from tests.support.metrics import sample
 from tests.support.zstd import unzstd
 
-from .conftest import K, read_back
+from ..conftest import K, read_back
 from .read_faults import PATIENT, client, fault, homes_lose_three, number, stored, victim_of
 
 

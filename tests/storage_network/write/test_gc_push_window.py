@@ -23,7 +23,7 @@ from storage_network.read.record_lookup import fetch_record
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import check_push_window, publish_record, store_payload
 
-from .conftest import NODES, payload, record_key, stripe_ids
+from ..conftest import NODES, payload, record_key, stripe_ids
 
 
 async def test_a_push_touches_the_shards_it_reuses(net: NetworkClient, publisher: Publisher,

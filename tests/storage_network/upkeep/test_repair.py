@@ -38,8 +38,8 @@ from storage_network.write.record_write import write_version
 from tests.support.servers import serve_app
 from tests.support.shards import rot_shards
 
-from .conftest import K, M, payload, publish, read_back, record_key, running_network
-from .conftest import network_client as client
+from ..conftest import K, M, payload, publish, read_back, record_key, running_network
+from ..conftest import network_client as client
 
 NODES = 8
 

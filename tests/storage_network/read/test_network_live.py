@@ -24,7 +24,7 @@ from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
 from tests.support.zstd import unzstd
 
-from .conftest import SMALL_CHUNKS, K, M, payload, read_back, record_key
+from ..conftest import SMALL_CHUNKS, K, M, payload, read_back, record_key
 
 PREFETCH = 8  # chunks a read of this module fetches ahead
 

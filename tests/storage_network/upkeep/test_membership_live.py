@@ -9,7 +9,7 @@ from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.membership import with_node, without_node
 from storage_network.upkeep.repair import repair_network
 
-from .conftest import publish, read_back
+from ..conftest import publish, read_back
 
 
 async def test_reads_survive_a_join_and_a_leave_and_repair_follows(
