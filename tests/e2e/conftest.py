@@ -9,12 +9,16 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, env_with_nix_config
 from storage_network.wire.write_auth import Publisher, parse_publisher_secret
+
+if TYPE_CHECKING:
+    from nixshard.seaweed import SeaweedServer
 
 BIG_TREE_CANDIDATES = ("/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/python3")
 MIN_BIG_TREE = 20 * 1000 * 1000
@@ -130,4 +134,17 @@ def local_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     with LocalNetwork(tmp_path, nix_key.publisher) as net:
         net.start_nodes(6, 4, 2)
         net.start_daemon()
+        yield net
+
+
+@pytest.fixture
+def mixed_net(tmp_path: Path, nix_key: NixKey, seaweed_server: SeaweedServer
+              ) -> Iterator[LocalNetwork]:
+    """A mixed network, 4-of-6: node processes node-1..3 and buckets node-4..6 of the
+    session's SeaweedFS, and a cache daemon without a local disk cache (every fetch is
+    rebuilt from the network).  Run nixshard commands with ``mixed_net.run_nixshard``
+    (it passes the AWS variables)."""
+    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
+        net.start_nodes(3, 4, 2, buckets=3, seaweed=seaweed_server)
+        net.start_daemon(extra=["--cache-max-bytes", "0"])
         yield net

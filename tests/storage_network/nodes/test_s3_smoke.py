@@ -153,3 +153,19 @@ async def test_an_unknown_profile_is_a_node_error(seaweed: SeaweedServer) -> Non
     store = S3NodeStore(NodeInfo("no-profile", url))
     with pytest.raises(NodeError, match="no S3 client"):
         await store.health()
+
+
+async def test_a_missing_bucket_is_a_failure_not_absence(seaweed: SeaweedServer) -> None:
+    url = seaweed.node_url("never-created", "p", profile=S3_PROFILE)
+    store = S3NodeStore(NodeInfo("no-bucket", url), deadlines=Deadlines.within(10))
+    (sid, body), *_ = shards(1)
+    try:
+        with pytest.raises(NodeStatusError, match="NoSuchBucket"):
+            await store.get_shard(sid, len(body))
+        with pytest.raises(NodeStatusError, match="NoSuchBucket"):
+            await store.get_record(new_key())
+        with pytest.raises(NodeError):
+            await store.health()
+        # (no PUT here: SeaweedFS creates a missing bucket on the first PUT; AWS refuses it)
+    finally:
+        await store.close()
