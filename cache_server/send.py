@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 import aiohttp
 from aiohttp import web
 
+from http_serving.errors import start_answer
 from http_serving.metrics import mark_aborted
 from nix_formats.errors import NixFormatError
 from storage_network import StorageNetworkError
@@ -42,7 +43,7 @@ async def send_body(request: web.Request, resp: web.StreamResponse,
     ``what`` names the body in the log line): the connection is aborted and
     ``resp`` returned.  Cancellation propagates.
     """
-    await resp.prepare(request)
+    await start_answer(request, resp)
     written = 0
     sending = False  # True while writing to the client (its failures are not the source's)
     try:

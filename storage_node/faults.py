@@ -56,6 +56,7 @@ from typing import NoReturn
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 
+from http_serving.errors import start_answer
 from storage_network.wire.record import RECORD_KEY_RE
 from storage_network.wire.stripe import SHARD_ID_RE
 
@@ -258,7 +259,7 @@ async def _endless(request: web.Request) -> NoReturn:
     """Answer 200 and stream ``[`` bytes until the client goes away (a write then raises)."""
     resp = web.StreamResponse(status=200, headers={"Content-Type": "application/octet-stream"})
     resp.enable_chunked_encoding()
-    await resp.prepare(request)
+    await start_answer(request, resp)
     while True:
         await resp.write(_ENDLESS_BLOCK)
         await asyncio.sleep(0)  # a reader as fast as the writer must not starve the loop
@@ -271,7 +272,7 @@ async def _trickled(request: web.Request, response: web.Response, rate: float,
     assert isinstance(body, bytes)
     out = web.StreamResponse(status=response.status, headers=response.headers)
     out.content_length = len(body)
-    await out.prepare(request)
+    await start_answer(request, out)
     if request.method != "HEAD":
         await trickle_write(out, body, rate, sleep)
     await out.write_eof()

@@ -16,6 +16,7 @@ import uuid
 
 from aiohttp import web
 
+from http_serving.errors import start_answer
 from nix_records import log_metadata, log_record_key
 from storage_network import NotFoundError, fetch_record, plan_fetch
 
@@ -40,7 +41,7 @@ async def get_log(request: web.Request) -> web.StreamResponse:
     resp = web.StreamResponse(headers={"Content-Type": "text/plain; charset=utf-8",
                                        "Content-Length": str(record.manifest.size)})
     if plan is None:
-        await resp.prepare(request)
+        await start_answer(request, resp)
         return resp
     pieces = payload_pieces(net, plan, request.app[CONFIG].prefetch)
     return await send_body(request, resp, pieces, f"log/{drv}")

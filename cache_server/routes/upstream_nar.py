@@ -22,6 +22,8 @@ import re
 
 from aiohttp import web
 
+from http_serving.errors import start_answer
+
 from ..errors import BadRequestError
 from ..send import send_body
 from ..state import UPSTREAMS
@@ -47,7 +49,7 @@ async def upstream_nar(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(status=upstream.status, headers={
             h: upstream.headers[h] for h in PASSED_HEADERS if h in upstream.headers})
         if request.method == "HEAD":
-            await resp.prepare(request)
+            await start_answer(request, resp)
             return resp
         return await send_body(request, resp, upstream.content.iter_chunked(PIECE),
                                f"upstream/{index_text}/{path[:100]}")

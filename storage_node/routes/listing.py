@@ -19,6 +19,8 @@ import asyncio
 
 from aiohttp import web
 
+from http_serving.errors import start_answer
+
 from ..appkeys import STORE
 
 _TEXT = "text/plain; charset=utf-8"
@@ -28,7 +30,7 @@ async def list_shards(request: web.Request) -> web.StreamResponse:
     """Stream every stored shard as ``<id> <size> <mtime>`` lines."""
     store = request.app[STORE]
     resp = web.StreamResponse(headers={"Content-Type": _TEXT, "Cache-Control": "no-store"})
-    await resp.prepare(request)
+    await start_answer(request, resp)
     for fanout in range(256):
         entries = await asyncio.to_thread(store.list_shard_dir, fanout)
         if entries:

@@ -28,6 +28,7 @@ import math
 from aiohttp import web
 from aiohttp.abc import AbstractStreamWriter
 
+from http_serving.errors import start_answer
 from storage_network.errors import ShardBatchError, ShardProofError, ShardTooLargeError
 from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_get_answer, parse_put_batch
 from storage_network.wire.stripe import parse_shard_id, verify_shard
@@ -108,7 +109,7 @@ async def get_shard(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no shard {shard_id}")
     response = _SentFile(path, headers=_SHARD_HEADERS)
     # sent here, not after the handler: a client gone mid-file reaches the error middleware
-    await response.prepare(request)
+    await start_answer(request, response)
     return response
 
 
@@ -172,7 +173,7 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
     ids, _, _ = await _id_list(request, "batch-get request")
     store, faults = request.app[STORE], request.app[CONFIG].faults
     resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
-    await resp.prepare(request)
+    await start_answer(request, resp)
     for start in range(0, len(ids), BATCH_READ_GROUP):
         bodies = await asyncio.to_thread(store.read_shards, ids[start:start + BATCH_READ_GROUP])
         frames = []

@@ -13,7 +13,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient
 
-from http_serving.errors import ErrorMap, Rule
+from http_serving.errors import ErrorMap, Rule, start_answer
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 E = TypeVar("E", bound=Exception)
@@ -55,7 +55,7 @@ def failing_after_headers(exc: Exception) -> Handler:
     """A handler that announces 2000 bytes, sends 1000, then raises ``exc``."""
     async def cut(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Length": "2000"})
-        await resp.prepare(request)
+        await start_answer(request, resp)
         await resp.write(b"x" * 1000)
         raise exc
 
