@@ -70,10 +70,14 @@ Writes are authorized.
 
 from __future__ import annotations
 
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from storage_network.wire.listing import ListedRecord, ListedShard
 from storage_network.wire.write_auth import Publisher
+
+if TYPE_CHECKING:
+    from storage_network.config import NodeInfo
+    from storage_network.nodes.limits import RequestGate
 
 READ_TIME_RESOLUTION_SECONDS = 60.0
 """A record's last-read time may lag the last read by up to this many seconds."""
@@ -163,3 +167,28 @@ class NodeStore(Protocol):
     async def close(self) -> None:
         """Release what the node store holds of its own (not the shared session)."""
         ...
+
+
+class GatedNode:
+    """What every kind of node has the same way: its network-file entry (``info``) and
+    the :class:`~storage_network.nodes.limits.RequestGate` its requests run through
+    (``gate``), and the :class:`NodeStore` properties that follow from them.
+    A kind sets both in its ``__init__``."""
+
+    info: NodeInfo
+    gate: RequestGate
+
+    @property
+    def id(self) -> str:
+        """The node id."""
+        return self.info.id
+
+    @property
+    def url(self) -> str:
+        """The node's URL as the network file gives it."""
+        return self.info.url
+
+    @property
+    def queued(self) -> int:
+        """Requests to this node waiting inside the client for one of its slots right now."""
+        return self.gate.queued

@@ -42,6 +42,7 @@ from storage_network.errors import (
     NodeStatusError,
     ShardBatchError,
 )
+from storage_network.nodes.base import GatedNode
 from storage_network.nodes.limits import (
     RECORD_FREE_BYTES,
     SMALL_ANSWER_BYTES,
@@ -94,7 +95,7 @@ def _id_list(node_id: str, what: str, doc: dict[str, Any], field: str,
     return items
 
 
-class NodeClient:
+class NodeClient(GatedNode):
     """Our HTTP storage node, talked to over a shared :class:`aiohttp.ClientSession`
     (a :class:`~storage_network.nodes.base.NodeStore`).
 
@@ -122,21 +123,6 @@ class NodeClient:
         self._timeout = aiohttp.ClientTimeout(total=None, connect=None,
                                               sock_connect=d.connect,
                                               sock_read=max(d.first_byte, d.stall))
-
-    @property
-    def id(self) -> str:
-        """The node id."""
-        return self.info.id
-
-    @property
-    def url(self) -> str:
-        """The node's base URL (``http://host:port``)."""
-        return self.info.url
-
-    @property
-    def queued(self) -> int:
-        """Requests to this node waiting inside the client for a slot right now."""
-        return self.gate.queued
 
     async def close(self) -> None:
         """Nothing of its own to release: the session belongs to the caller."""

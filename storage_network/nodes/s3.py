@@ -73,7 +73,7 @@ from storage_network.errors import (
     RecordError,
     ShardProofError,
 )
-from storage_network.nodes.base import READ_TIME_RESOLUTION_SECONDS
+from storage_network.nodes.base import READ_TIME_RESOLUTION_SECONDS, GatedNode
 from storage_network.nodes.limits import (
     RECORD_FREE_BYTES,
     AnswerBudget,
@@ -104,7 +104,7 @@ _PLAIN_MD5 = re.compile(r'\A"?([0-9a-f]{32})"?\Z')
 _MARKS_KEPT = 100_000
 
 
-class S3NodeStore:
+class S3NodeStore(GatedNode):
     """A bucket (or a prefix of one) as a node; see the module docstring.
 
     Args:
@@ -124,21 +124,6 @@ class S3NodeStore:
         self.s3 = S3Transport(info.id, self.where, self.gate)
         self.publishers = publishers
         self._marked: dict[str, float] = {}  # record key -> monotonic time of its marker PUT
-
-    @property
-    def id(self) -> str:
-        """The node id."""
-        return self.info.id
-
-    @property
-    def url(self) -> str:
-        """The node's ``s3://`` URL."""
-        return self.info.url
-
-    @property
-    def queued(self) -> int:
-        """Requests to this bucket waiting inside the client for a slot right now."""
-        return self.gate.queued
 
     async def close(self) -> None:
         """Close the S3 client and its connections."""
@@ -191,8 +176,8 @@ class S3NodeStore:
         """Store one shard body (checked against its id first); True when it was not
         held (or was healed)."""
         key = self._shard_key(shard_id)
-        try:
-            verify_shard(*parse_shard_id(shard_id), body)
+        try:  # hashing the whole body: off the event loop
+            await asyncio.to_thread(verify_shard, *parse_shard_id(shard_id), body)
         except ShardProofError as exc:
             raise NodeStatusError(f"node {self.id}: shard {shard_id[:20]}: {exc}", 422) from None
         status, _ = await self.s3.call("PUT shard", "put_object", quiet=(412,), Key=key,
@@ -275,7 +260,8 @@ class S3NodeStore:
         async def entry(shard_id: str) -> bytes:
             found = await self.s3.read("GET shard (proof)", self._shard_key(shard_id),
                                        MAX_PROOF_SHARD_BYTES)
-            return answer_entry(nonce, shard_id, None if found is None else found[0])
+            return await asyncio.to_thread(answer_entry, nonce, shard_id,
+                                           None if found is None else found[0])
         return b"".join(await each(self.gate.slots, shard_ids, entry))
 
     # --- records -----------------------------------------------------------------------------

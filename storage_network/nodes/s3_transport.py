@@ -46,6 +46,7 @@ from aiobotocore.httpsession import AIOHTTPSession
 from aiobotocore.session import AioSession
 from botocore.parsers import ResponseParserError
 
+from storage_network.client import cancel_and_wait
 from storage_network.errors import NodeAnswerError, NodeError, NodeStatusError
 from storage_network.nodes.limits import SMALL_ANSWER_BYTES, Exchange, RequestGate
 
@@ -312,9 +313,7 @@ async def each(width: int, items: Sequence[T], work: Callable[[T], Awaitable[U]]
     try:
         await asyncio.gather(*tasks)
     finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_and_wait(tasks)
     return results
 
 
