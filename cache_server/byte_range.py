@@ -8,12 +8,13 @@ several ranges, or a unit other than bytes, are answered 416.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 from aiohttp import web
 
-from storage_network import FetchPlan, Manifest, NetworkClient, stream_payload
+from storage_network import FetchPlan, NetworkClient, stream_payload
 
 from .errors import RangeNotSatisfiableError
 
@@ -75,12 +76,12 @@ async def range_frames(net: NetworkClient, plan: FetchPlan, wanted: ByteRange,
     first, offset, begin = len(manifest.chunks), 0, 0
     last = first
     for i, ref in enumerate(manifest.chunks):
-        if offset + ref.stored_size > wanted.start and first == len(manifest.chunks):
+        if offset + manifest.frame_size(ref) > wanted.start and first == len(manifest.chunks):
             first, begin = i, offset
         if offset < wanted.end:
             last = i + 1
-        offset += ref.stored_size
-    sub = FetchPlan(Manifest(manifest.codec, manifest.k, manifest.m, manifest.chunks[first:last]),
+        offset += manifest.frame_size(ref)
+    sub = FetchPlan(dataclasses.replace(manifest, chunks=manifest.chunks[first:last]),
                     plan.holders[first:last])
     pos = begin
     async for frame in stream_payload(net, sub, prefetch):

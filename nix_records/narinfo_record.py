@@ -76,7 +76,7 @@ def new_narinfo(store_path: StorePath, nar_hash: bytes, nar_size: int, manifest:
         store_path: the path described.
         nar_hash: the 32-byte SHA-256 digest of the NAR.
         nar_size: the NAR's size in bytes.
-        manifest: the stored payload (``FileSize`` is its ``stored_size``).
+        manifest: the stored payload (``FileSize`` is its ``frames_size``).
         references: full store paths the path refers to (written as basenames).
         deriver: the full ``.drv`` store path, or None.
         ca: the content address text (``CA:``), or None.
@@ -89,7 +89,7 @@ def new_narinfo(store_path: StorePath, nar_hash: bytes, nar_size: int, manifest:
         url=nar_url(store_path, nar_hash),
         compression=STORED_COMPRESSION,
         file_hash=None,
-        file_size=manifest.stored_size,
+        file_size=manifest.frames_size,
         nar_hash=format_sha256_nix32(nar_hash),
         nar_size=nar_size,
         references=[StorePath.parse(r).basename for r in references],
@@ -103,7 +103,7 @@ def stored_narinfo(narinfo: NarInfo, manifest: Manifest) -> NarInfo:
     """``narinfo`` as the network stores it, its NAR stored as ``manifest``.
 
     A copy with ``URL`` (:func:`nar_url`), ``Compression``, ``FileHash`` (none)
-    and ``FileSize`` (``manifest.stored_size`` bytes) replaced; every other
+    and ``FileSize`` (``manifest.frames_size`` bytes) replaced; every other
     field, ``Sig:`` lines included, is kept.
 
     Raises:
@@ -111,7 +111,7 @@ def stored_narinfo(narinfo: NarInfo, manifest: Manifest) -> NarInfo:
     """
     return dataclasses.replace(
         narinfo, url=nar_url(narinfo.store_path, narinfo.nar_hash_digest()),
-        compression=STORED_COMPRESSION, file_hash=None, file_size=manifest.stored_size,
+        compression=STORED_COMPRESSION, file_hash=None, file_size=manifest.frames_size,
         sigs=list(narinfo.sigs), references=list(narinfo.references))
 
 

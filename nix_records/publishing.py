@@ -51,7 +51,7 @@ class StoredPayload:
     """A payload whose shards are all stored and whose record is not written yet.
 
     Attributes:
-        manifest: its chunks (``size``: payload bytes; ``stored_size``: bytes
+        manifest: its chunks (``size``: payload bytes; ``frames_size``: bytes
             of the compressed frames).
         stats: what storing it did; ``stats.touched_at`` bounds how late the
             record may be published (:func:`publish` passes it on).

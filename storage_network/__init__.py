@@ -8,7 +8,8 @@ manifest plus opaque metadata.  The package is grouped by role:
 ``errors``      the exception tree (:class:`StorageNetworkError` at its root)
 ``wire/``       what travels between clients and nodes (manifests, records, stripes,
                 shard batch frames, proofs, write authorization, listing rows)
-``coding/``     chunker, compression and the erasure code
+``coding/``     chunker, compression, the erasure code, and the sealing of a
+                private cache (cache secrets, keyed ids, AES-256-GCM)
 ``nodes/``      the NodeStore protocol and its kinds (our HTTP node, S3 buckets),
                 the registry by URL scheme, node health, audit scores, placement
 ``read/``       record lookup, locating shards, the hedged and verified fetch
@@ -20,13 +21,16 @@ The names below are the public surface used by the other packages.
 
 from storage_network import errors
 from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
+from storage_network.coding.sealing import CacheSecret, Keyring
 from storage_network.config import Network, load_network
 from storage_network.errors import (
+    CacheSecretError,
     ChunkUnavailableError,
     NetworkFileError,
     NodeError,
     NotFoundError,
     RecordConflictError,
+    SealError,
     StorageNetworkError,
 )
 from storage_network.nodes.base import NodeStore
@@ -40,8 +44,11 @@ from storage_network.write.publish import PublishStats, publish_record, store_pa
 
 __all__ = [
     "DEFAULT_HEDGE_AFTER",
+    "CacheSecret",
+    "CacheSecretError",
     "ChunkUnavailableError",
     "FetchPlan",
+    "Keyring",
     "Manifest",
     "Network",
     "NetworkClient",
@@ -54,6 +61,7 @@ __all__ = [
     "PublishStats",
     "Record",
     "RecordConflictError",
+    "SealError",
     "StorageNetworkError",
     "errors",
     "fetch_record",

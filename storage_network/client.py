@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 
 from storage_network.coding.codec import StripeCodec
+from storage_network.coding.sealing import Keyring
 from storage_network.config import Network
 from storage_network.nodes.base import NodeStore
 from storage_network.nodes.health import NodeHealth
@@ -124,6 +125,14 @@ class NetworkClient:
         repairer: a publisher key: record lookups then copy the newest
             version of a record to the replicas that lack it (read repair,
             see :mod:`storage_network.read.record_lookup`); None: no repair.
+        keyring: the cache secrets of a private cache (loaded by the entry
+            point; see :mod:`storage_network.coding.sealing`).  With it,
+            :func:`~storage_network.write.publish.store_payload` seals every
+            chunk under the current secret, and
+            :func:`~storage_network.write.publish.publish_record` and
+            :func:`~storage_network.read.record_lookup.fetch_record` take
+            plain record keys and seal and open the records' metadata.
+            Audit, repair and gc never need it.
 
     Also ``records``: the newest version of each record key this client has
     seen (:class:`~storage_network.read.record_memory.RecordMemory`), so it never
@@ -136,13 +145,14 @@ class NetworkClient:
     def __init__(self, network: Network, timeout: float = 30.0, *,
                  deadlines: Deadlines | None = None, slots: int = DEFAULT_SLOTS,
                  scores: Scores | None = None, hedge_after: float = DEFAULT_HEDGE_AFTER,
-                 repairer: Publisher | None = None):
+                 repairer: Publisher | None = None, keyring: Keyring | None = None):
         if not hedge_after > 0:
             raise ValueError(f"hedge_after must be a positive number of seconds, "
                              f"not {hedge_after}")
         self.network = network
         self.hedge_after = hedge_after
         self.repairer = repairer
+        self.keyring = keyring
         self.records = RecordMemory()
         self.background = Background()
         self.health = NodeHealth(scores)

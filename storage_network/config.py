@@ -11,6 +11,9 @@ Example (every key shown; ``nixshard network init`` writes it)::
                                 # after touching its first shard; `nixshard gc`
                                 # keeps unreferenced shards this recent by default
     publishers = ["cache.example-1:BASE64..."]  # ed25519 public keys, name:base64
+    private = false             # true: a private cache; publishers and gateways then
+                                # need the cache secret and nodes hold only ciphertext
+                                # (docs/private-caches.md)
 
     [chunking]                  # FastCDC sizes of the uncompressed payload, bytes
     min_size = 65536
@@ -75,6 +78,7 @@ class Network:
     record_replicas: int = 3
     chunking: ChunkingParams = ChunkingParams()
     gc_grace_seconds: int = 86400
+    private: bool = False
 
     @property
     def n(self) -> int:
@@ -131,8 +135,9 @@ class Network:
         return self
 
     def to_toml(self) -> dict[str, Any]:
-        """The TOML document (as a dict) that :func:`load_network` reads back."""
-        return {
+        """The TOML document (as a dict) that :func:`load_network` reads back
+        (``private`` only when true)."""
+        doc: dict[str, Any] = {
             "k": self.k,
             "m": self.m,
             "codec": self.codec,
@@ -147,6 +152,9 @@ class Network:
             },
             "nodes": [{"id": n.id, "url": n.url} for n in self.nodes],
         }
+        if self.private:
+            doc["private"] = True
+        return doc
 
 
 def default_record_replicas(nodes: int, m: int) -> int:
@@ -202,6 +210,7 @@ def parse_network(doc: dict[str, Any]) -> Network:
                              default_record_replicas(len(nodes), _get(doc, "m", int, 0))),
         chunking=chunking,
         gc_grace_seconds=_get(doc, "gc_grace_seconds", int, 86400),
+        private=_get(doc, "private", bool, False),
     ).validate()
 
 
@@ -230,7 +239,8 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
     """A validated :class:`Network` over ``node_urls`` (ids ``node-1`` ...).
 
     Extra keyword arguments set ``codec``, ``zstd_level``, ``record_replicas``,
-    ``chunking`` or ``gc_grace_seconds``.  Raises NetworkFileError like :meth:`Network.validate`.
+    ``chunking``, ``gc_grace_seconds`` or ``private``.  Raises NetworkFileError like
+    :meth:`Network.validate`.
     """
     nodes = tuple(NodeInfo(f"node-{i}", url.rstrip("/")) for i, url in enumerate(node_urls, 1))
     params.setdefault("record_replicas", default_record_replicas(len(nodes), m))

@@ -85,3 +85,13 @@ class ShardTooLargeError(ShardBatchError):
 class RecordConflictError(StorageNetworkError):
     """A record could not be published: the key already holds a record of other
     content (the first committed content wins; see :mod:`storage_network.wire.record`)."""
+
+
+class CacheSecretError(StorageNetworkError):
+    """A cache secret or keyring text is malformed (the message holds no key material)."""
+
+
+class SealError(RecordError):
+    """Sealed bytes do not open: another cache secret, a missing key, or tampering
+    (the AEAD tag does not match).  A record whose sealed metadata does not open
+    is not served."""

@@ -81,7 +81,7 @@ async def nar(request: web.Request) -> web.StreamResponse:
     prefetch = request.app[CONFIG].prefetch
     entry = await _entry(request, name)
     manifest = entry.record.manifest
-    size = manifest.stored_size
+    size = manifest.frames_size
     wanted = parse_range(request, size)
     if request.method == "HEAD":
         return web.Response(status=206 if wanted.partial else 200,

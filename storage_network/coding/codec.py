@@ -1,9 +1,12 @@
 """From a chunk to its stripe of shards and back.
 
-Encode: chunk -> one zstd frame -> pyeclib ``k + m`` fragments -> stripe
-tree (:mod:`storage_network.wire.stripe`) -> ``k + m`` shard bodies.
-Decode: any ``k`` verified fragments -> the zstd frame.  The code is
-systematic: with the ``k`` data fragments no arithmetic is needed.
+Encode: chunk -> one zstd frame -> (in a private cache: the frame sealed
+under the chunk's key, :mod:`storage_network.coding.sealing`) -> pyeclib
+``k + m`` fragments -> stripe tree (:mod:`storage_network.wire.stripe`) ->
+``k + m`` shard bodies.  Decode: any ``k`` verified fragments -> the stored
+bytes (:meth:`StripeCodec.decode`, what repair re-encodes) -> the zstd frame
+(:func:`open_frame`).  The code is systematic: with the ``k`` data fragments
+no arithmetic is needed.
 
 pyeclib objects are not shared between threads (one driver and one zstd
 compressor per thread), and fragments are always handed to pyeclib as
@@ -20,8 +23,9 @@ from dataclasses import dataclass
 import zstandard
 from pyeclib.ec_iface import ECDriver, ECDriverError
 
-from storage_network.errors import ChunkUnavailableError
-from storage_network.wire.manifest import ChunkRef
+from storage_network.coding.sealing import CacheSecret, seal, unseal
+from storage_network.errors import ChunkUnavailableError, SealError
+from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.stripe import build_stripe
 
 
@@ -62,12 +66,24 @@ class StripeCodec:
                 level=self.zstd_level, write_content_size=True, write_checksum=False)
         return comp
 
-    def encode(self, chunk: bytes) -> EncodedChunk:
-        """Compress ``chunk`` into one zstd frame and code it into ``k + m`` shard bodies."""
-        chunk_id = hashlib.sha256(chunk).digest()
+    def encode(self, chunk: bytes, secret: CacheSecret | None = None) -> EncodedChunk:
+        """Compress ``chunk`` into one zstd frame and code it into ``k + m`` shard bodies.
+
+        With ``secret`` (a private cache) the chunk id is keyed and the frame
+        is sealed under the chunk's key before it is coded; the ref carries
+        that key.  Deterministic either way: the same chunk always gives
+        the same id and shards (dedup).
+        """
+        plain_hash = hashlib.sha256(chunk).digest()
         frame = self._compressor().compress(chunk)
-        root, bodies = self.encode_frame(frame)
-        return EncodedChunk(ChunkRef(chunk_id, root, len(chunk), len(frame)), bodies)
+        if secret is None:
+            root, bodies = self.encode_frame(frame)
+            return EncodedChunk(ChunkRef(plain_hash, root, len(chunk), len(frame)), bodies)
+        derived = secret.chunk(plain_hash)
+        stored = seal(derived.key, frame, derived.chunk_id)
+        root, bodies = self.encode_frame(stored)
+        return EncodedChunk(ChunkRef(derived.chunk_id, root, len(chunk), len(stored),
+                                     derived.key), bodies)
 
     def encode_frame(self, frame: bytes) -> tuple[bytes, tuple[bytes, ...]]:
         """Erasure-code an already compressed zstd frame.
@@ -81,7 +97,8 @@ class StripeCodec:
         return root, tuple(p + f for p, f in zip(proofs, fragments, strict=True))
 
     def decode(self, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
-        """Rebuild the zstd frame of ``ref`` from verified fragments by index.
+        """Rebuild the stored bytes of ``ref`` (its zstd frame, sealed in a private
+        cache: see :func:`open_frame`) from verified fragments by index.
 
         Data fragments (index < k) are preferred; parity is used only for
         missing ones.
@@ -103,3 +120,24 @@ class StripeCodec:
                 f"chunk {ref.chunk_id.hex()[:16]}: decoded {len(frame)} bytes, "
                 f"manifest says {ref.stored_size}")
         return bytes(frame)
+
+
+def open_frame(manifest: Manifest, ref: ChunkRef, stored: bytes) -> bytes:
+    """The zstd frame of chunk ``ref`` of ``manifest`` from its decoded stored bytes.
+
+    A public manifest's stored bytes are the frame.  A sealed manifest's are
+    opened with ``ref.key`` (put back from the record's sealed metadata).
+
+    Raises:
+        SealError: the manifest is sealed and ``ref`` has no key, or the bytes
+            do not open under it (they were verified against the signed stripe
+            root, so the record itself is wrong, not a node).
+    """
+    if not manifest.sealed:
+        return stored
+    if not ref.key:
+        raise SealError(f"chunk {ref.chunk_id.hex()[:16]} is sealed and its key is unknown")
+    try:
+        return unseal(ref.key, stored, ref.chunk_id)
+    except SealError as exc:
+        raise SealError(f"chunk {ref.chunk_id.hex()[:16]}: {exc}") from exc

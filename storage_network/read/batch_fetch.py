@@ -154,14 +154,14 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
         await cancel_and_wait({batch.task for batch in batches})
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
     frames = await asyncio.get_running_loop().run_in_executor(
-        net.pool, _decode_all, codec, [(f.ref, got) for f, got in zip(fetches, fragments,
-                                                                       strict=True)])
+        net.pool, _decode_all, codec, manifest,
+        [(f.ref, got) for f, got in zip(fetches, fragments, strict=True)])
     for got in fragments:
         metrics.chunk_fetched(got.keys(), manifest.k)
     return frames
 
 
-def _decode_all(codec: StripeCodec, items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]
-                ) -> list[bytes]:
+def _decode_all(codec: StripeCodec, manifest: Manifest,
+                items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]) -> list[bytes]:
     """:func:`timed_decode` of each ``(ref, fragments)`` in one hop to the pool."""
-    return [timed_decode(codec, ref, fragments) for ref, fragments in items]
+    return [timed_decode(codec, manifest, ref, fragments) for ref, fragments in items]

@@ -35,7 +35,7 @@ from typing import Any
 
 from storage_network import metrics
 from storage_network.client import NetworkClient, cancel_and_wait
-from storage_network.coding.codec import StripeCodec
+from storage_network.coding.codec import StripeCodec, open_frame
 from storage_network.config import NodeInfo
 from storage_network.errors import ChunkUnavailableError
 from storage_network.nodes.health import CLIENT_RETRIES
@@ -247,20 +247,29 @@ async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
         ChunkUnavailableError: fewer than k shards could be fetched and
             verified (after asking every node again), or they did not
             decode to the chunk's frame.
+        SealError: the manifest is sealed and the chunk does not open.
     """
     fetch = HedgedFetch(net, manifest, ref, shard_holders(net, ref, holders))
     fragments = await fetch.run()
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
     frame = await asyncio.get_running_loop().run_in_executor(net.pool, timed_decode, codec,
-                                                             ref, fragments)
+                                                             manifest, ref, fragments)
     metrics.chunk_fetched(fragments.keys(), manifest.k)
     return frame
 
 
-def timed_decode(codec: StripeCodec, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
-    """``codec.decode(ref, fragments)``, its time recorded in ``nixshard_decode_seconds``."""
+def timed_decode(codec: StripeCodec, manifest: Manifest, ref: ChunkRef,
+                 fragments: Mapping[int, bytes]) -> bytes:
+    """The zstd frame of ``ref`` from verified ``fragments``: decoded, then opened
+    if ``manifest`` is sealed (:func:`~storage_network.coding.codec.open_frame`);
+    its time recorded in ``nixshard_decode_seconds``.
+
+    Raises:
+        ChunkUnavailableError: the fragments do not decode to the chunk.
+        SealError: a sealed chunk does not open under its key.
+    """
     started = time.perf_counter()
     try:
-        return codec.decode(ref, fragments)
+        return open_frame(manifest, ref, codec.decode(ref, fragments))
     finally:
         metrics.observe_decode(time.perf_counter() - started)

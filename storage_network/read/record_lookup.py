@@ -44,16 +44,22 @@ answering nodes of the window (ranking order) that lack it or hold an
 older one.  The copies run in the background (``net.background``, a
 bounded number at once; a lookup over the bound repairs nothing) and are
 logged; they never delay or fail the lookup.
+
+A private cache's client (one with a keyring) looks a plain key up under
+each cache secret's keyed key and opens what it finds
+(:func:`fetch_sealed_record`); everything above applies to each keyed key.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections import deque
 from dataclasses import dataclass
 
 from storage_network.client import NetworkClient, cancel_and_wait
+from storage_network.coding.sealing import Keyring
 from storage_network.config import NodeInfo
 from storage_network.errors import (
     NodeError,
@@ -61,10 +67,12 @@ from storage_network.errors import (
     NotFoundError,
     RecordError,
     RecordUnavailableError,
+    SealError,
 )
 from storage_network.nodes.health import CLIENT_RETRIES, Standing, blamed_on_client
 from storage_network.nodes.placement import record_nodes, window_size
 from storage_network.wire.record import Record, newest, open_record
+from storage_network.wire.sealed_metadata import open_metadata
 from storage_network.wire.write_auth import PublisherKey
 
 log = logging.getLogger("nixshard.network")
@@ -193,7 +201,56 @@ class _Quorum:
 
 async def fetch_record(net: NetworkClient, key: str,
                        trusted: dict[str, PublisherKey] | None = None) -> Record:
-    """The newest verified record under ``key``, by the rule of the module docstring.
+    """The newest verified record under ``key`` (:func:`fetch_stored_record`); with
+    the client's keyring, ``key`` is plain and the record is opened
+    (:func:`fetch_sealed_record`).
+
+    Raises:
+        NotFoundError, RecordUnavailableError: as :func:`fetch_stored_record`.
+        SealError: a private cache's record does not open.
+    """
+    if net.keyring is None:
+        return await fetch_stored_record(net, key, trusted)
+    return await fetch_sealed_record(net, net.keyring, key, trusted)
+
+
+async def fetch_sealed_record(net: NetworkClient, keyring: Keyring, key: str,
+                              trusted: dict[str, PublisherKey] | None = None) -> Record:
+    """The record of plain key ``key`` in a private cache, opened.
+
+    Looks ``key`` up under each secret's keyed key (:meth:`CacheSecret.record_key`),
+    newest secret first, and opens the first record found
+    (:func:`~storage_network.wire.sealed_metadata.open_metadata`).
+
+    Returns:
+        The record with ``key`` the plain key, its plain metadata, and a
+        manifest whose refs carry their chunk keys and sizes.
+
+    Raises:
+        NotFoundError: absent (or deleted) under every secret's keyed key.
+        RecordUnavailableError: as :func:`fetch_stored_record`, for a secret
+            tried before the record was found.
+        SealError: the record found is not sealed or does not open.
+    """
+    misses = []
+    for secret in keyring:
+        keyed = secret.record_key(key)
+        try:
+            record = await fetch_stored_record(net, keyed, trusted)
+        except NotFoundError as exc:
+            misses.append(f"{secret.name}: {exc}")
+            continue
+        if not record.manifest.sealed:
+            raise SealError(f"record {keyed} (plain key {key}) is not sealed")
+        metadata, manifest = open_metadata(keyring, keyed, record.metadata, record.manifest)
+        return dataclasses.replace(record, key=key, metadata=metadata, manifest=manifest)
+    raise NotFoundError(f"record {key}: not under the keyed key of any cache secret ("
+                        + "; ".join(misses) + ")")
+
+
+async def fetch_stored_record(net: NetworkClient, key: str,
+                              trusted: dict[str, PublisherKey] | None = None) -> Record:
+    """The newest verified record stored under ``key``, by the rule of the module docstring.
 
     Args:
         trusted: publisher keys whose records are accepted (default: the

@@ -39,6 +39,7 @@ from storage_network.coding.codec import EncodedChunk, StripeCodec
 from storage_network.errors import NodeError, RecordConflictError
 from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.record import open_record, seal_record
+from storage_network.wire.sealed_metadata import seal_metadata
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.record_write import write_version
 from storage_network.write.shard_upload import StripeUpload, UploadState, upload_batch
@@ -84,8 +85,10 @@ class PublishStats:
 
 async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: StripeCodec,
                           window: int) -> AsyncIterator[EncodedChunk]:
-    """Encoded chunks in payload order; at most ``window`` being encoded at once."""
+    """Encoded chunks in payload order (sealed under the client's current cache
+    secret, if it has a keyring); at most ``window`` being encoded at once."""
     loop = asyncio.get_running_loop()
+    secret = net.keyring.current if net.keyring is not None else None
     chunks = iter_chunks(pieces, net.network.chunking)
     pending: deque[asyncio.Future[EncodedChunk]] = deque()
     with ThreadPoolExecutor(1, thread_name_prefix="nixshard-read") as reader:
@@ -93,7 +96,7 @@ async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: St
             chunk = await loop.run_in_executor(reader, next, chunks, None)
             if chunk is None:
                 break
-            pending.append(loop.run_in_executor(net.pool, codec.encode, chunk))
+            pending.append(loop.run_in_executor(net.pool, codec.encode, chunk, secret))
             if len(pending) >= window:
                 yield await pending.popleft()
     while pending:
@@ -129,7 +132,9 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     (:mod:`storage_network.write.shard_upload`).  Every chunk ends with n shards on
     n distinct nodes, or, when fewer nodes could take them, with at least
     k + 1: such chunks are counted in :attr:`PublishStats.degraded_chunks`
-    (``nixshard repair`` completes them once nodes are back).
+    (``nixshard repair`` completes them once nodes are back).  With the
+    client's keyring (a private cache) every chunk is sealed and the
+    manifest is a sealed one whose refs carry their keys.
 
     Args:
         pieces: the payload as byte pieces of any size (read on a helper thread).
@@ -180,7 +185,7 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     stats.stored_bytes += state.stored_bytes
     stats.reused_bytes += state.reused_bytes
     stats.passed_over.update(state.failures)
-    return Manifest(nw.codec, nw.k, nw.m, tuple(refs)), stats
+    return Manifest(nw.codec, nw.k, nw.m, tuple(refs), net.keyring is not None), stats
 
 
 def check_push_window(net: NetworkClient, touched_at: float | None,
@@ -219,6 +224,10 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
     in ranking order until ``record_replicas`` hold it.  A node holding a
     newer version of the same content counts as holding it.
 
+    With the client's keyring (a private cache), ``record_key`` is the
+    plain key: the record goes under the current secret's keyed key, its
+    metadata and chunk keys sealed (:mod:`storage_network.wire.sealed_metadata`).
+
     Args:
         touched_at: :attr:`PublishStats.touched_at` from :func:`store_payload`;
             when given, the record is refused if it comes too late (see
@@ -233,6 +242,13 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
             ``gc_grace_seconds`` (nothing written).
     """
     check_push_window(net, touched_at)
+    if manifest.sealed != (net.keyring is not None):
+        raise ValueError("a sealed manifest is published by a client with a keyring, "
+                         "and only such")
+    if net.keyring is not None:
+        secret = net.keyring.current
+        record_key = secret.record_key(record_key)
+        metadata = seal_metadata(secret, record_key, metadata, manifest)
     data = seal_record(publisher, record_key, metadata, manifest)
     incoming = open_record({publisher.name: publisher.public}, record_key, data)
     outcome = await write_version(net, publisher, record_key, data, incoming)

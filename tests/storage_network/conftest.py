@@ -112,7 +112,7 @@ async def read_plan(net: NetworkClient, plan: FetchPlan,
     """
     frames = [frame async for frame in stream_payload(net, plan, prefetch=prefetch)]
     chunks = plan.manifest.chunks
-    assert [len(f) for f in frames] == [c.stored_size for c in chunks]
+    assert [len(f) for f in frames] == [plan.manifest.frame_size(c) for c in chunks]
     dctx = zstandard.ZstdDecompressor()
     for frame, ref in zip(frames, chunks, strict=True):
         assert len(dctx.decompress(frame)) == ref.size
