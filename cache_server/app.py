@@ -55,7 +55,7 @@ def create_app(config: ServeConfig) -> web.Application:
         repairer = config.uploads.publisher if config.uploads is not None else None
         async with NetworkClient(config.network, timeout=config.node_timeout,
                                  scores=config.scores, hedge_after=config.hedge_after,
-                                 repairer=repairer) as net, \
+                                 repairer=repairer, keyring=config.keyring) as net, \
                 aiohttp.ClientSession() as session:
             app[NETWORK] = net
             app[RECORDS] = RecordLookup(net, config.record_cache, config.negative_ttl)

@@ -1,8 +1,9 @@
 """``nixshard serve``: the only place the daemon reads its configuration.
 
-Secrets come from files (``--signing-key``, ``--upload-credentials``) or
-the environment (``$NIXSHARD_SIGNING_KEY``, ``$NIXSHARD_UPLOAD_CREDENTIALS``),
-never from the command line or the TOML file's values.
+Secrets come from files (``--signing-key``, ``--upload-credentials``,
+``--cache-secret``) or the environment (``$NIXSHARD_SIGNING_KEY``,
+``$NIXSHARD_UPLOAD_CREDENTIALS``, ``$NIXSHARD_CACHE_SECRET``), never from the
+command line or the TOML file's values.
 """
 
 from __future__ import annotations
@@ -19,13 +20,15 @@ from http_serving.server import run_app
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
 from nix_records import (
+    CACHE_SECRET_ENV,
     SIGNING_KEY_ENV,
     SecretError,
     SigningKeyError,
+    load_keyring,
     load_signing_key,
     read_secret,
 )
-from storage_network import DEFAULT_HEDGE_AFTER, Network, NetworkFileError, load_network
+from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, NetworkFileError, load_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 
 from .app import create_app
@@ -97,8 +100,13 @@ def default_cache_dir() -> Path:
 @click.option("--max-upload-bytes", type=click.IntRange(min=1), default=DEFAULT_MAX_UPLOAD_BYTES,
               show_default=True, help="Largest upload body, and largest NAR file an upstream "
                                       "ingest downloads, in bytes.")
-@click.option("--read-auth/--no-read-auth", default=False, show_default=True,
-              help="Require the upload credentials for reads too (/healthz stays open).")
+@click.option("--read-auth/--no-read-auth", default=None,
+              help="Require the upload credentials for reads too (/healthz stays open).  "
+                   "[default: on for a private network, off for a public one]")
+@click.option("--cache-secret", type=click.Path(dir_okay=False), default=None,
+              help="Keyring file of a private network (`nixshard key generate-cache-secret`; "
+                   "newest secret first).  [default: the keyring text in "
+                   f"${CACHE_SECRET_ENV}, if set]")
 @click.option("--upstream", multiple=True, metavar="URL",
               help="Binary cache asked on a miss, in order (repeatable), e.g. "
                    "https://cache.nixos.org.")
@@ -117,7 +125,8 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                   cache_dir: Path | None, cache_max_bytes: int, cache_min_free_bytes: int,
                   signing_key: str | None,
                   upload_credentials: str | None, trusted_upload_key: tuple[str, ...],
-                  sign_uploads: bool, max_upload_bytes: int, read_auth: bool,
+                  sign_uploads: bool, max_upload_bytes: int, read_auth: bool | None,
+                  cache_secret: str | None,
                   upstream: tuple[str, ...], upstream_key: tuple[str, ...],
                   ingest_upstream: bool, upstream_timeout: float, access_log: bool) -> None:
     """Serve the Nix binary-cache protocol from the shard network (the gateway)."""
@@ -130,7 +139,15 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    keyring = keyring_or_exit(cache_secret, network)
     credentials = load_credentials(upload_credentials)
+    if read_auth is None:
+        read_auth = network.private
+        if read_auth and not credentials:
+            raise click.UsageError(
+                "a private cache requires read credentials: give --upload-credentials (or "
+                f"${CREDENTIALS_ENV}), or --no-read-auth to serve it to anyone who can "
+                "reach the gateway")
     if read_auth and not credentials:
         raise click.UsageError("--read-auth needs --upload-credentials (or "
                                f"${CREDENTIALS_ENV})")
@@ -167,9 +184,13 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                          scores=load_scores(scores_file), hedge_after=hedge_after,
                          cache_max_bytes=cache_max_bytes,
                          cache_min_free_bytes=cache_min_free_bytes, read_auth=read_auth,
-                         uploads=uploads, upstream=upstream_config, credentials=credentials)
+                         uploads=uploads, upstream=upstream_config, credentials=credentials,
+                         keyring=keyring)
+    private = f"private, secret {keyring.current.name}; " if keyring is not None else ""
     click.echo(f"nixshard serve: http://{host}:{port} ({network.k}-of-{network.n}, "
-               f"{len(network.nodes)} nodes; uploads {'on' if uploads else 'off'}; "
+               f"{len(network.nodes)} nodes; {private}reads "
+               f"{'need credentials' if read_auth else 'open'}; "
+               f"uploads {'on' if uploads else 'off'}; "
                f"{len(upstream)} upstream(s); cache {config.cache_dir})")
     try:
         run_app(create_app(config), host, port,
@@ -177,6 +198,21 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                 access_log_class=AccessLogger)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+
+
+def keyring_or_exit(path: str | None, network: Network) -> Keyring | None:
+    """The keyring of ``--cache-secret`` or ``$NIXSHARD_CACHE_SECRET`` for ``network``
+    (:func:`nix_records.load_keyring`); None for a public network.
+
+    Raises:
+        click.ClickException: a private network without a secret, a public one
+            with one, or an unreadable or malformed keyring: the gateway does not
+            start, and its log (stderr) says why.
+    """
+    try:
+        return load_keyring(path, os.environ, network)
+    except SecretError as exc:
+        raise click.ClickException(f"not serving: {exc}") from exc
 
 
 def load_credentials(path: str | None) -> dict[str, str]:

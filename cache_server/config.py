@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from nix_formats.keys import PublicKey, SecretKey
-from storage_network import DEFAULT_HEDGE_AFTER, Network, Publisher
+from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, Publisher
 from storage_network.nodes.scores import Scores
 
 DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
@@ -78,6 +78,9 @@ class ServeConfig:
     password for HTTP basic auth (Nix sends them from the user's netrc
     file); writes need them, and reads too when ``read_auth`` is set.
     ``uploads`` None: every write is refused (403).  ``upstream`` None: a miss is a miss.
+    ``keyring``: the cache secrets of a private network (None for a public one):
+    records are looked up under keyed keys and opened, and what the gateway
+    writes is sealed (docs/private-caches.md).
     """
 
     network: Network
@@ -95,3 +98,4 @@ class ServeConfig:
     uploads: UploadConfig | None = None
     upstream: UpstreamConfig | None = None
     credentials: dict[str, str] = field(default_factory=dict)
+    keyring: Keyring | None = None

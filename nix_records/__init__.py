@@ -11,6 +11,7 @@ module per job:
 ``publishing``      store the payload, check it, publish the record (the commit point)
 ``signing_key``     the publisher's Nix secret key from a file or the environment,
                     and the check that the network file lists it
+``cache_secret``    a private cache's keyring from a file or the environment
 ``errors``          the exception tree (:class:`NixRecordsError` at its root)
 
 It imports :mod:`nix_formats` and the public surface of
@@ -24,7 +25,9 @@ from nix_records.build_logs import (
     log_metadata,
     log_record_key,
 )
+from nix_records.cache_secret import CACHE_SECRET_ENV, load_keyring
 from nix_records.errors import (
+    CacheSecretConfigError,
     NixRecordsError,
     RecordContentError,
     SecretError,
@@ -56,9 +59,11 @@ from nix_records.signing_key import (
 )
 
 __all__ = [
+    "CACHE_SECRET_ENV",
     "LOG_MAGIC",
     "SIGNING_KEY_ENV",
     "STORED_COMPRESSION",
+    "CacheSecretConfigError",
     "NixRecordsError",
     "PublishingKey",
     "RecordContent",
@@ -69,6 +74,7 @@ __all__ = [
     "UnlistedPublisherError",
     "check_publisher",
     "is_build_log",
+    "load_keyring",
     "load_signing_key",
     "log_metadata",
     "log_record_key",

@@ -9,6 +9,7 @@ building a record stays :class:`nix_formats.errors.NixFormatError`.
 from __future__ import annotations
 
 __all__ = [
+    "CacheSecretConfigError",
     "NixRecordsError",
     "RecordContentError",
     "SecretError",
@@ -28,6 +29,11 @@ class SecretError(NixRecordsError):
 class SigningKeyError(SecretError):
     """The signing key is missing, unreadable or not a Nix secret key
     (``name:base64(64 bytes)``, Nix ``src/libutil/crypto.cc``)."""
+
+
+class CacheSecretConfigError(SecretError):
+    """The cache secret does not fit the network: a private network and none given,
+    a public one and one given, or a keyring file that does not parse."""
 
 
 class UnlistedPublisherError(SigningKeyError):

@@ -13,6 +13,7 @@ from .config_file import with_config_file
 from .demo import demo_command
 from .durability_cli import durability_command
 from .gc_cli import gc_command
+from .key_cli import key_group
 from .network_cli import network_group
 from .repair_cli import repair_command
 from .status_cli import status_command
@@ -28,6 +29,7 @@ main.add_command(with_config_file(node_command))
 main.add_command(with_config_file(push_command))
 main.add_command(with_config_file(serve_command))
 main.add_command(network_group)
+main.add_command(key_group)
 main.add_command(demo_command)
 main.add_command(audit_command)
 main.add_command(gc_command)

@@ -39,13 +39,18 @@ def _read_key(value: str) -> PublisherKey:
 @click.option("--chunk-avg", type=int, default=ChunkingParams().avg_size, show_default=True,
               help="Average chunk size, bytes (min = avg/4, max = avg*4).")
 @click.option("--zstd-level", type=int, default=3, show_default=True)
+@click.option("--private", is_flag=True,
+              help="A private cache: nodes hold only ciphertext; publishers and gateways "
+                   "need the cache secret (`nixshard key generate-cache-secret`).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the network file.")
 def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, ...],
                  record_replicas: int | None, chunk_avg: int, zstd_level: int,
-                 output: str) -> None:
+                 private: bool, output: str) -> None:
     """Write a network file for NODES with k-of-(k+m) coding."""
-    extra = {"record_replicas": record_replicas} if record_replicas else {}
+    extra: dict[str, object] = {"record_replicas": record_replicas} if record_replicas else {}
+    if private:
+        extra["private"] = True
     try:
         network = init_network(
             nodes, k, m, [_read_key(p) for p in publishers], **extra,
@@ -55,7 +60,8 @@ def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, 
         raise click.ClickException(str(exc)) from exc
     write_network(network, output)
     click.echo(f"wrote {output}: {len(nodes)} nodes, {k}-of-{k + m}, "
-               f"{len(network.publishers)} publisher key(s)")
+               f"{len(network.publishers)} publisher key(s)"
+               + (", private" if private else ""))
 
 
 @network_group.command("add-node")

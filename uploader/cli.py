@@ -10,8 +10,21 @@ import click
 from click.core import ParameterSource
 
 from nix_formats.keys import SecretKey
-from nix_records import SigningKeyError, load_signing_key
-from storage_network import Network, NetworkClient, NetworkFileError, Publisher, load_network
+from nix_records import (
+    CACHE_SECRET_ENV,
+    SecretError,
+    SigningKeyError,
+    load_keyring,
+    load_signing_key,
+)
+from storage_network import (
+    Keyring,
+    Network,
+    NetworkClient,
+    NetworkFileError,
+    Publisher,
+    load_network,
+)
 
 from .closure import PathInfo, query_closure
 from .errors import PushFailedError, StoreWatchError, UploaderError
@@ -22,16 +35,18 @@ from .watch import DEFAULT_INTERVAL, DEFAULT_STORE_DIR, watch_store
 
 async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
                    publisher: Publisher, *, jobs: int = DEFAULT_JOBS,
-                   progress: ProgressCallback | None = None) -> PushSummary:
+                   progress: ProgressCallback | None = None,
+                   keyring: Keyring | None = None) -> PushSummary:
     """Push ``infos`` over a fresh network client, ``jobs`` paths at once.
 
     See :func:`uploader.push.push_closure` (records in dependency order).
+    ``keyring``: a private network's cache secrets (everything is sealed).
 
     Raises:
         PushFailedError: some paths were not pushed (the others were).
         NixQueryError: the references form a cycle.
     """
-    async with NetworkClient(network) as net:
+    async with NetworkClient(network, keyring=keyring) as net:
         return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress)
 
 
@@ -60,7 +75,8 @@ def log_to_stderr() -> None:
 
 
 def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
-               store_paths: tuple[str, ...], jobs: int, progress: bool | None) -> None:
+               store_paths: tuple[str, ...], jobs: int, progress: bool | None,
+               keyring: Keyring | None = None) -> None:
     """Push the closures of ``store_paths``; summary on stdout, bar and errors on stderr.
 
     Raises:
@@ -76,7 +92,7 @@ def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
     with nar_progress(nar_total(infos), show_progress(progress, stderr), stderr) as bar:
         try:
             summary = asyncio.run(run_push(network, infos, nix_key, publisher, jobs=jobs,
-                                           progress=bar))
+                                           progress=bar, keyring=keyring))
         except PushFailedError as exc:
             failure, summary = exc, exc.summary
         except UploaderError as exc:
@@ -87,7 +103,7 @@ def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
 
 
 def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir: str,
-          interval: float, jobs: int) -> None:
+          interval: float, jobs: int, keyring: Keyring | None = None) -> None:
     """Run the store watcher until a signal; exit status 1 if the last round left paths out.
 
     Raises:
@@ -97,7 +113,7 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
     log_to_stderr()
     try:
         report = asyncio.run(watch_store(network, nix_key, publisher, store_dir=store_dir,
-                                         interval=interval, jobs=jobs))
+                                         interval=interval, jobs=jobs, keyring=keyring))
     except StoreWatchError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"watch stopped: {len(report.pushed)} store paths pushed")
@@ -116,6 +132,9 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
 @click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
               help="Secret key file made by `nix-store --generate-binary-cache-key` "
                    "[default: the key text in $NIXSHARD_SIGNING_KEY].")
+@click.option("--cache-secret", type=click.Path(dir_okay=False), default=None,
+              help="Keyring file of a private network (its first secret seals what is "
+                   f"pushed).  [default: the keyring text in ${CACHE_SECRET_ENV}, if set]")
 @click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="Store paths pushed at once (shards go in parallel; each record is "
                    "written after its references' records).")
@@ -135,7 +154,8 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
                    "`nix` uses).")
 @click.argument("store_paths", nargs=-1)
 @click.pass_context
-def push_command(ctx: click.Context, network_file: str, signing_key: str | None, jobs: int,
+def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
+                 cache_secret: str | None, jobs: int,
                  progress: bool | None, watch_store_flag: bool, watch_interval: float,
                  store_dir: str, store_paths: tuple[str, ...]) -> None:
     """Push the closures of STORE_PATHS into the network, each record after its references'.
@@ -153,7 +173,11 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
         key = load_signing_key(signing_key, os.environ, network=network)
     except SigningKeyError as exc:
         raise click.ClickException(str(exc)) from exc
+    try:
+        keyring = load_keyring(cache_secret, os.environ, network)
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from exc
     if watch_store_flag:
-        watch(network, key.nix_key, key.publisher, store_dir, watch_interval, jobs)
+        watch(network, key.nix_key, key.publisher, store_dir, watch_interval, jobs, keyring)
     else:
-        push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress)
+        push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress, keyring)

