@@ -212,6 +212,20 @@ in
         '';
       };
 
+      cacheSecretFile = lib.mkOption {
+        type = lib.types.nullOr lib.types.path;
+        default = null;
+        example = "/run/secrets/nixshard-cache-secret";
+        description = ''
+          Keyring file of a private network (`private = true` in the network
+          file), as written by `nixshard key generate-cache-secret`: the
+          gateway opens the network's sealed records and chunks with it. Passed
+          as the credential `cache-secret`; give a string path outside the
+          store. A private gateway also needs `uploadCredentialsFile`: its
+          reads require credentials (docs/private-caches.md).
+        '';
+      };
+
       cacheDir = lib.mkOption {
         type = lib.types.str;
         default = "/var/cache/nixshard-gateway";
@@ -341,8 +355,11 @@ in
           message = "services.nixshard.gateway: the cache directory must lie under /var/cache/ (systemd CacheDirectory of a DynamicUser service)";
         }
         {
-          assertion = !(gw.settings ? signing_key) && !(gw.settings ? upload_credentials);
-          message = "services.nixshard.gateway: use signingKeyFile / uploadCredentialsFile (systemd credentials) instead of settings.signing_key / settings.upload_credentials";
+          assertion =
+            !(gw.settings ? signing_key)
+            && !(gw.settings ? upload_credentials)
+            && !(gw.settings ? cache_secret);
+          message = "services.nixshard.gateway: use signingKeyFile / uploadCredentialsFile / cacheSecretFile (systemd credentials) instead of settings.signing_key / settings.upload_credentials / settings.cache_secret";
         }
       ];
 
@@ -365,12 +382,17 @@ in
                 "--upload-credentials"
                 "%d/upload-credentials"
               ]
+              ++ lib.optionals (gw.cacheSecretFile != null) [
+                "--cache-secret"
+                "%d/cache-secret"
+              ]
             );
             LoadCredential =
               lib.optional (gw.signingKeyFile != null) "signing-key:${toString gw.signingKeyFile}"
               ++ lib.optional (
                 gw.uploadCredentialsFile != null
-              ) "upload-credentials:${toString gw.uploadCredentialsFile}";
+              ) "upload-credentials:${toString gw.uploadCredentialsFile}"
+              ++ lib.optional (gw.cacheSecretFile != null) "cache-secret:${toString gw.cacheSecretFile}";
             CacheDirectory = lib.removePrefix "/var/cache/" gw.settings.cache_dir;
             CacheDirectoryMode = "0700";
           };

@@ -50,6 +50,7 @@ python3Packages.buildPythonApplication {
     python3Packages.prometheus-client
     python3Packages.brotli
     python3Packages.aiobotocore
+    python3Packages.cryptography
   ];
 
   makeWrapperArgs = [

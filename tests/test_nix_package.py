@@ -194,6 +194,7 @@ MODULE_CONFIG = """{
       cacheDir = "/var/cache/nixshard-gateway";
       signingKeyFile = "/run/secrets/signing.key";
       uploadCredentialsFile = "/run/secrets/upload";
+      cacheSecretFile = "/run/secrets/cache-secret";
       openFirewall = true;
       # As the module system would merge them (the module sets these with mkDefault).
       settings = { network = "/etc/nixshard/network.toml"; listen = "0.0.0.0:80";
@@ -244,8 +245,8 @@ def test_module_with_stand_in_lib() -> None:
       }""", repo=str(REPO))
     assert isinstance(got, dict)
     assert got["options"] == {
-        "gateway": ["cacheDir", "enable", "listen", "networkFile", "openFirewall", "settings",
-                    "signingKeyFile", "uploadCredentialsFile"],
+        "gateway": ["cacheDir", "cacheSecretFile", "enable", "listen", "networkFile",
+                    "openFirewall", "settings", "signingKeyFile", "uploadCredentialsFile"],
         "node": ["acceptPublishers", "dataDir", "enable", "listen", "networkFile",
                  "nodeId", "openFirewall", "settings"],
         "postBuildHook": ["configFile", "enable"],
@@ -255,9 +256,11 @@ def test_module_with_stand_in_lib() -> None:
     gateway = got["gateway"]
     assert gateway["ExecStart"] == (
         f"{store}nixshard/bin/nixshard serve --config {store}nixshard-gateway.toml"
-        " --signing-key %d/signing-key --upload-credentials %d/upload-credentials")
+        " --signing-key %d/signing-key --upload-credentials %d/upload-credentials"
+        " --cache-secret %d/cache-secret")
     assert gateway["LoadCredential"] == ["signing-key:/run/secrets/signing.key",
-                                         "upload-credentials:/run/secrets/upload"]
+                                         "upload-credentials:/run/secrets/upload",
+                                         "cache-secret:/run/secrets/cache-secret"]
     assert gateway["CacheDirectory"] == "nixshard-gateway"
     # Port 80 is the one exception to "no capabilities".
     assert gateway["CapabilityBoundingSet"] == ["CAP_NET_BIND_SERVICE"]
