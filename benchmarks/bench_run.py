@@ -62,8 +62,9 @@ class Bench:
 
     # ---- processes
 
-    def new_network(self, name: str) -> LocalNetwork:
-        """A fresh local network of 6 nodes, 4-of-6, under the temp dir (closed at the end)."""
+    def new_network(self, name: str, private: bool = False) -> LocalNetwork:
+        """A fresh local network of 6 nodes, 4-of-6, under the temp dir (closed at the end);
+        ``private``: a private cache with a cache secret of its own."""
         from nixshard.localnet import LocalNetwork
         from storage_network.wire.write_auth import parse_publisher_secret
 
@@ -71,7 +72,7 @@ class Bench:
         root.mkdir()
         net = LocalNetwork(root, parse_publisher_secret(self.sk.read_text()))
         self.networks.append(net)
-        net.start_nodes(6, 4, 2)
+        net.start_nodes(6, 4, 2, private=private)
         return net
 
     def drop_network(self, net: LocalNetwork) -> None:
@@ -87,8 +88,10 @@ class Bench:
                 "--signing-key", str(self.sk), "--no-progress", *paths]
 
     def push(self, net: LocalNetwork, paths: Sequence[str]) -> Sample:
-        """``nixshard push`` of ``paths`` (wall time, peak RSS)."""
-        return run_measured(self.push_cmd(net, paths), self.env(), self.log("push"))
+        """``nixshard push`` of ``paths`` (wall time, peak RSS, CPU), with the cache
+        secret of a private network."""
+        return run_measured(self.push_cmd(net, paths), {**self.env(), **net.secret_env},
+                            self.log("push"))
 
     def copy_to_file(self, paths: Sequence[str], dest: Path) -> Sample:
         """``nix copy --to file://dest?compression=zstd&secret-key=SK`` (wall, peak RSS)."""
