@@ -154,9 +154,9 @@ class CacheSecret:
 
     @staticmethod
     def _check_name(name: str) -> None:
-        if not _NAME_RE.fullmatch(name):
-            raise CacheSecretError(
-                f"cache secret name {name[:70]!r}: want 1-64 of A-Z a-z 0-9 . _ + -")
+        if not _NAME_RE.fullmatch(name):  # the name is not echoed: it may be key material
+            raise CacheSecretError(f"a cache secret name of {len(name)} characters: want "
+                                   "1-64 of A-Z a-z 0-9 . _ + -, starting with a letter or digit")
 
     def text(self) -> str:
         """``name:base64``, the line :meth:`parse` reads."""

@@ -157,8 +157,9 @@ class Manifest:
                 f"manifest: {len(view) - off} entry bytes for {count} chunks of {_ENTRY.size}")
         chunks = tuple(ChunkRef(*_ENTRY.unpack_from(view, off + i * _ENTRY.size))
                        for i in range(count))
-        if sealed and any(c.stored_size < SEAL_OVERHEAD for c in chunks):
-            raise RecordError("manifest: a sealed chunk shorter than its seal")
+        if sealed and any(c.stored_size < SEAL_OVERHEAD or c.size for c in chunks):
+            raise RecordError("manifest: a sealed chunk shorter than its seal, or with "
+                              "its size in the clear")
         return cls(codec, k, m, chunks, sealed)
 
 
