@@ -6,8 +6,9 @@ manifest plus opaque metadata.  The package is grouped by role:
 
 ``config``      the network file (nodes, k, m, chunking, publishers)
 ``errors``      the exception tree (:class:`StorageNetworkError` at its root)
-``wire/``       what travels between clients and nodes (manifests, records, stripes,
-                shard batch frames, proofs, write authorization, listing rows)
+``wire/``       what travels between clients and nodes (manifests, records, sealed
+                record metadata, stripes, shard batch frames, proofs, write
+                authorization, listing rows)
 ``coding/``     chunker, compression, the erasure code, and the sealing of a
                 private cache (cache secrets, keyed ids, AES-256-GCM)
 ``nodes/``      the NodeStore protocol and its kinds (our HTTP node, S3 buckets),

@@ -13,6 +13,7 @@ kills a node.
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -231,3 +232,18 @@ def test_a_gateway_with_another_keyring_finds_nothing(private: PrivateNet,
                          timeout=30).status_code == 200
     finally:
         stranger.stop()
+
+
+def test_a_build_log_is_sealed_too(private: PrivateNet, gateway: ManagedProcess) -> None:
+    drv = "0123456789abcdfghijklmnpqrsvwxyz-private-secret-build.drv"
+    text = os.urandom(40_000)  # incompressible: in a public cache it would lie in the shards
+    with httpx.Client(base_url=gateway.url, timeout=60, auth=(USER, PASSWORD)) as c:
+        assert c.get(f"/log/{drv}").status_code == 404
+        assert c.put(f"/log/{drv}", content=text).status_code == 201
+        got = c.get(f"/log/{drv}")
+        assert got.status_code == 200 and got.content == text
+    assert httpx.get(f"{gateway.url}/log/{drv}", timeout=30).status_code == 401
+    for path, blob in node_blobs(private.local):
+        assert b"private-secret-build" not in blob and b"private-secret-build" not in bytes(
+            str(path), "utf-8"), path
+        assert text[:96] not in blob, path
