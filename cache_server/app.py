@@ -15,6 +15,7 @@ from storage_network import NetworkClient
 from . import routes
 from .auth import auth_middleware
 from .config import ServeConfig
+from .credentials import Authenticator
 from .metrics import HTTP
 from .nar_cache import NarCache
 from .records import RecordLookup
@@ -37,11 +38,12 @@ def create_app(config: ServeConfig) -> web.Application:
 
     Every GET route answers HEAD too.  Middlewares: request metrics
     (outermost, so refused requests are counted; see :mod:`cache_server.metrics`),
-    errors (:data:`cache_server.responses.ERRORS`), then basic auth.
-    Routes: :mod:`cache_server.routes`.
+    errors (:data:`cache_server.responses.ERRORS`), then basic auth with scoped
+    credentials (:mod:`cache_server.auth`).  Routes: :mod:`cache_server.routes`.
     """
+    authenticator = Authenticator(config.credentials)
     app = web.Application(middlewares=[HTTP.middleware(), http_errors.error_middleware,
-                                       auth_middleware(config.credentials, config.read_auth)])
+                                       auth_middleware(authenticator, config.read_auth)])
     http_errors.setup(app, ERRORS)
     http_metrics.setup(app, HTTP)
     app[CONFIG] = config
@@ -61,8 +63,10 @@ def create_app(config: ServeConfig) -> web.Application:
             app[RECORDS] = RecordLookup(net, config.record_cache, config.negative_ttl)
             if config.upstream is not None:
                 app[UPSTREAMS] = Upstreams(config.upstream.urls, config.upstream.keys, session,
-                                           timeout=config.upstream.timeout)
+                                           timeout=config.upstream.timeout,
+                                           auth=config.upstream.auth)
             yield
+            authenticator.close()
             tasks = list(app[INGESTS].values())
             for task in tasks:
                 task.cancel()

@@ -1,7 +1,8 @@
 """``nixshard serve``: the only place the daemon reads its configuration.
 
 Secrets come from files (``--signing-key``, ``--upload-credentials``,
-``--cache-secret``) or the environment (``$NIXSHARD_SIGNING_KEY``,
+``--cache-secret``, ``--upstream-netrc``, ``--upstream-token-file``,
+``--tls-key``) or the environment (``$NIXSHARD_SIGNING_KEY``,
 ``$NIXSHARD_UPLOAD_CREDENTIALS``, ``$NIXSHARD_CACHE_SECRET``), never from the
 command line or the TOML file's values.
 """
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
+import ssl
 from pathlib import Path
 
 import click
@@ -17,6 +19,7 @@ import click
 from http_serving.access_log import AccessLogger, buffered_logger
 from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
+from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
 from nix_records import (
@@ -32,7 +35,6 @@ from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, NetworkFileEr
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 
 from .app import create_app
-from .auth import CredentialsError, parse_credentials
 from .config import (
     DEFAULT_CACHE_MAX_BYTES,
     DEFAULT_CACHE_MIN_FREE_BYTES,
@@ -41,8 +43,12 @@ from .config import (
     UploadConfig,
     UpstreamConfig,
 )
+from .credentials import Credential, CredentialsError, parse_credentials
+from .upstream import check_upstream_url
+from .upstream_auth import UpstreamAuth, UpstreamAuthError
 
 CREDENTIALS_ENV = "NIXSHARD_UPLOAD_CREDENTIALS"
+log = logging.getLogger("nixshard.serve")
 
 
 def default_cache_dir() -> Path:
@@ -89,8 +95,12 @@ def default_cache_dir() -> Path:
                    "uploads and upstream copies; the network file must list it.  "
                    "[default: the key text in $NIXSHARD_SIGNING_KEY, if set]")
 @click.option("--upload-credentials", type=click.Path(dir_okay=False), default=None,
-              help="File of `user:password` lines allowed to upload (HTTP basic auth).  "
-                   "Without it (and without $NIXSHARD_UPLOAD_CREDENTIALS) uploads are refused.")
+              help="Credentials file (HTTP basic auth): `user:secret[:scopes]` lines, secret "
+                   "an argon2 hash (`nixshard credentials add`) or a plaintext password, "
+                   "scopes `read`, `write` (default both) and `prefix=NAME`.  Credentials "
+                   "with the write scope may upload; with --read-auth, reads need the read "
+                   "scope.  Without it (and without $NIXSHARD_UPLOAD_CREDENTIALS) uploads are "
+                   "refused.")
 @click.option("--trusted-upload-key", multiple=True, metavar="NAME:BASE64",
               help="Nix key whose Sig: makes an upload acceptable (repeatable).  "
                    "[default: the network file's publishers]")
@@ -101,7 +111,8 @@ def default_cache_dir() -> Path:
               show_default=True, help="Largest upload body, and largest NAR file an upstream "
                                       "ingest downloads, in bytes.")
 @click.option("--read-auth/--no-read-auth", default=None,
-              help="Require the upload credentials for reads too (/healthz stays open).  "
+              help="Require credentials with the read scope for reads too (/healthz stays "
+                   "open).  "
                    "[default: on for a private network, off for a public one]")
 @click.option("--cache-secret", type=click.Path(dir_okay=False), default=None,
               help="Keyring file of a private network (`nixshard key generate-cache-secret`; "
@@ -117,6 +128,17 @@ def default_cache_dir() -> Path:
               help="Copy paths served from an upstream into the network (needs --signing-key).")
 @click.option("--upstream-timeout", type=click.FloatRange(min=0, min_open=True), default=10.0,
               show_default=True, help="Seconds per request to an upstream cache.")
+@click.option("--upstream-netrc", type=click.Path(dir_okay=False), default=None,
+              help="netrc file (the format of Nix's `netrc-file`) with the basic-auth "
+                   "credentials of private upstream caches, matched by host name.")
+@click.option("--upstream-token-file", type=click.Path(dir_okay=False), default=None,
+              help="File of `HOST TOKEN` lines (HOST or HOST:PORT of an upstream): the "
+                   "token is sent to that upstream as `Authorization: Bearer TOKEN` (it "
+                   "wins over a netrc entry).")
+@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
+              help="Serve HTTPS with this PEM certificate chain (needs --tls-key).")
+@click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
+              help="The PEM private key of --tls-cert (needs --tls-cert).")
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (logger nixshard.serve.access).")
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
@@ -128,8 +150,16 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                   sign_uploads: bool, max_upload_bytes: int, read_auth: bool | None,
                   cache_secret: str | None,
                   upstream: tuple[str, ...], upstream_key: tuple[str, ...],
-                  ingest_upstream: bool, upstream_timeout: float, access_log: bool) -> None:
+                  ingest_upstream: bool, upstream_timeout: float,
+                  upstream_netrc: str | None, upstream_token_file: str | None,
+                  tls_cert: str | None, tls_key: str | None, access_log: bool) -> None:
     """Serve the Nix binary-cache protocol from the shard network (the gateway)."""
+    if (tls_cert is None) != (tls_key is None):
+        raise click.UsageError("--tls-cert and --tls-key go together: give both (the PEM "
+                               "certificate chain and its private key) or neither")
+    if (upstream_netrc or upstream_token_file) and not upstream:
+        raise click.UsageError("--upstream-netrc and --upstream-token-file need --upstream: "
+                               "they hold the credentials of upstream caches")
     try:
         host, port = parse_host_port(listen)
     except ValueError as exc:
@@ -139,21 +169,26 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    ssl_context = tls_context_or_exit(tls_cert, tls_key)
     keyring = keyring_or_exit(cache_secret, network)
     credentials = load_credentials(upload_credentials)
+    readers = any(cred.scopes.read for cred in credentials.values())
+    writers = any(cred.scopes.write for cred in credentials.values())
     if read_auth is None:
         read_auth = network.private
-        if read_auth and not credentials:
+        if read_auth and not readers:
             raise click.UsageError(
                 "a private cache requires read credentials: give --upload-credentials (or "
-                f"${CREDENTIALS_ENV}), or --no-read-auth to serve it to anyone who can "
-                "reach the gateway")
-    if read_auth and not credentials:
+                f"${CREDENTIALS_ENV}) with at least one credential of the read scope, or "
+                "--no-read-auth to serve it to anyone who can reach the gateway")
+    if read_auth and not readers:
         raise click.UsageError("--read-auth needs --upload-credentials (or "
-                               f"${CREDENTIALS_ENV})")
+                               f"${CREDENTIALS_ENV}) with at least one credential of the "
+                               "read scope")
     keyed = signing_key is not None or bool(os.environ.get(SIGNING_KEY_ENV))
-    if (credentials or ingest_upstream) and not keyed:
-        raise click.UsageError("uploads (--upload-credentials) and --ingest-upstream need "
+    if (writers or ingest_upstream) and not keyed:
+        raise click.UsageError("uploads (credentials with the write scope in "
+                               "--upload-credentials) and --ingest-upstream need "
                                f"--signing-key or ${SIGNING_KEY_ENV}: the gateway signs "
                                "the records it writes")
     uploads = None
@@ -164,7 +199,7 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
         except SigningKeyError as exc:
             raise click.ClickException(str(exc)) from exc
         publisher = key.publisher
-        if credentials:
+        if writers:
             trusted = parse_keys(trusted_upload_key, "--trusted-upload-key") or \
                 publisher_keys(network)
             uploads = UploadConfig(publisher=publisher, nix_key=key.nix_key, trusted_keys=trusted,
@@ -175,9 +210,14 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
         if not keys:
             raise click.UsageError("--upstream needs at least one --upstream-key: upstream "
                                    "narinfos are served only with a valid signature")
-        upstream_config = UpstreamConfig(urls=tuple(u.rstrip("/") for u in upstream), keys=keys,
-                                         ingest=ingest_upstream, publisher=publisher,
-                                         timeout=upstream_timeout, max_bytes=max_upload_bytes)
+        try:
+            urls = tuple(check_upstream_url(url) for url in upstream)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--upstream") from exc
+        auth = upstream_auth_or_exit(urls, upstream_netrc, upstream_token_file, read_auth)
+        upstream_config = UpstreamConfig(urls=urls, keys=keys, ingest=ingest_upstream,
+                                         publisher=publisher, timeout=upstream_timeout,
+                                         max_bytes=max_upload_bytes, auth=auth)
     config = ServeConfig(network=network, cache_dir=cache_dir or default_cache_dir(),
                          priority=priority, node_timeout=node_timeout, prefetch=prefetch,
                          negative_ttl=negative_ttl,
@@ -187,15 +227,17 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                          uploads=uploads, upstream=upstream_config, credentials=credentials,
                          keyring=keyring)
     private = f"private, secret {keyring.current.name}; " if keyring is not None else ""
-    click.echo(f"nixshard serve: http://{host}:{port} ({network.k}-of-{network.n}, "
+    scheme = "https" if ssl_context is not None else "http"
+    click.echo(f"nixshard serve: {scheme}://{host}:{port} ({network.k}-of-{network.n}, "
                f"{len(network.nodes)} nodes; {private}reads "
                f"{'need credentials' if read_auth else 'open'}; "
                f"uploads {'on' if uploads else 'off'}; "
                f"{len(upstream)} upstream(s); cache {config.cache_dir})")
+    tls = {"ssl_context": ssl_context} if ssl_context is not None else {}
     try:
         run_app(create_app(config), host, port,
                 access_log=buffered_logger("nixshard.serve.access") if access_log else None,
-                access_log_class=AccessLogger)
+                access_log_class=AccessLogger, **tls)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
 
@@ -215,17 +257,78 @@ def keyring_or_exit(path: str | None, network: Network) -> Keyring | None:
         raise click.ClickException(f"not serving: {exc}") from exc
 
 
-def load_credentials(path: str | None) -> dict[str, str]:
-    """user -> password from ``path``, else ``$NIXSHARD_UPLOAD_CREDENTIALS``, else empty.
+def load_credentials(path: str | None) -> dict[str, Credential]:
+    """user -> credential (:mod:`cache_server.credentials`) from ``path``, else
+    ``$NIXSHARD_UPLOAD_CREDENTIALS``, else empty.
+
+    Logs one warning per plaintext password (naming the user and the line,
+    never the password): it should be an argon2 hash.
 
     Raises:
         click.ClickException: unreadable file or a malformed line.
     """
+    source = path or f"${CREDENTIALS_ENV}"
     try:
         text = read_secret(path, os.environ, CREDENTIALS_ENV, "upload credentials")
-        return parse_credentials(text, path or f"${CREDENTIALS_ENV}") if text else {}
+        credentials = parse_credentials(text, source) if text else {}
     except (SecretError, CredentialsError) as exc:
         raise click.ClickException(str(exc)) from exc
+    for cred in credentials.values():
+        if not cred.hashed:
+            log.warning("%s line %d: user %r has a plaintext password; store an argon2 hash "
+                        "instead (nixshard credentials add %s --replace --file FILE)",
+                        source, cred.line, cred.user, cred.user)
+    return credentials
+
+
+def upstream_auth_or_exit(urls: tuple[str, ...], netrc_file: str | None,
+                          token_file: str | None, read_auth: bool) -> UpstreamAuth | None:
+    """The credentials of ``--upstream-netrc`` and ``--upstream-token-file`` (None without
+    either), with one log line per upstream saying what it gets (never a secret).
+
+    A private upstream behind a gateway with open reads is served to anyone
+    who reaches the gateway: that is logged as a warning.
+
+    Raises:
+        click.ClickException: a file that cannot be read or parsed.
+    """
+    if netrc_file is None and token_file is None:
+        return None
+    try:
+        auth = UpstreamAuth.load(netrc_file, token_file)
+    except UpstreamAuthError as exc:
+        raise click.ClickException(str(exc)) from exc
+    private = []
+    for url in urls:
+        what = auth.describe(url)
+        log.info("upstream %s: %s", url, what)
+        if what != "no credentials":
+            private.append(url)
+    if not private:
+        log.warning("neither --upstream-netrc nor --upstream-token-file has credentials for "
+                    "any upstream (%s)", ", ".join(urls))
+    elif not read_auth:
+        log.warning("reads are open (no --read-auth): anyone who reaches this gateway "
+                    "reads the private upstream(s) %s through it", ", ".join(private))
+    return auth
+
+
+def tls_context_or_exit(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+    """The server TLS context of ``--tls-cert`` and ``--tls-key`` (None without them;
+    :func:`http_serving.tls.server_ssl_context`); logs what certificate is served.
+
+    Raises:
+        click.ClickException: unreadable, malformed, expired or mismatched files (the
+            gateway does not start, and says why).
+    """
+    if cert_file is None or key_file is None:
+        return None
+    try:
+        context = server_ssl_context(cert_file, key_file)
+        log.info("serving HTTPS: %s", certificate_summary(cert_file))
+    except TlsConfigError as exc:
+        raise click.ClickException(f"not serving: {exc}") from exc
+    return context
 
 
 def parse_keys(texts: tuple[str, ...], option: str) -> tuple[PublicKey, ...]:

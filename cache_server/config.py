@@ -4,10 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from nix_formats.keys import PublicKey, SecretKey
 from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, Publisher
 from storage_network.nodes.scores import Scores
+
+if TYPE_CHECKING:  # annotations only: the configuration imports none of the server's code
+    from .credentials import Credential
+    from .upstream_auth import UpstreamAuth
 
 DEFAULT_CACHE_MAX_BYTES = 10 * 1000**3
 DEFAULT_CACHE_MIN_FREE_BYTES = 256 * 1024**2
@@ -41,7 +46,9 @@ class UpstreamConfig:
     (signed records by ``publisher``; None disables ingest).  ``timeout``:
     seconds per upstream request; ``max_bytes``: largest NAR file an ingest
     downloads, in bytes (also capped by the narinfo, see
-    :mod:`cache_server.upstream_ingest`).
+    :mod:`cache_server.upstream_ingest`).  ``auth``: the ``Authorization``
+    each upstream host gets (from ``--upstream-netrc`` and
+    ``--upstream-token-file``; None: none).
     """
 
     urls: tuple[str, ...]
@@ -50,6 +57,7 @@ class UpstreamConfig:
     publisher: Publisher | None = None
     timeout: float = 10.0
     max_bytes: int = DEFAULT_MAX_UPLOAD_BYTES
+    auth: UpstreamAuth | None = field(default=None, repr=False)
 
 
 @dataclass(frozen=True)
@@ -75,8 +83,9 @@ class ServeConfig:
     none; a NAR is cached only while its filesystem keeps
     ``cache_min_free_bytes`` free, see :mod:`cache_server.nar_cache`), NAR
     listings (``ls/``) and staged uploads (``uploads/``).  ``credentials``: user ->
-    password for HTTP basic auth (Nix sends them from the user's netrc
-    file); writes need them, and reads too when ``read_auth`` is set.
+    scoped credential for HTTP basic auth (:mod:`cache_server.credentials`; Nix sends
+    them from the user's netrc file); writes need one with the write scope,
+    and reads one with the read scope when ``read_auth`` is set.
     ``uploads`` None: every write is refused (403).  ``upstream`` None: a miss is a miss.
     ``keyring``: the cache secrets of a private network (None for a public one):
     records are looked up under keyed keys and opened, and what the gateway
@@ -97,5 +106,5 @@ class ServeConfig:
     read_auth: bool = False
     uploads: UploadConfig | None = None
     upstream: UpstreamConfig | None = None
-    credentials: dict[str, str] = field(default_factory=dict)
+    credentials: dict[str, Credential] = field(default_factory=dict, repr=False)
     keyring: Keyring | None = None

@@ -10,7 +10,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from nix_formats.narinfo import NarInfo
-from nix_records import RecordContentError, is_build_log, narinfo_from_record, record_key
+from nix_records import (
+    RecordContentError,
+    is_build_log,
+    is_pin,
+    is_realisation,
+    narinfo_from_record,
+    record_key,
+)
 from storage_network import NetworkClient, NotFoundError, Record, fetch_record
 
 from .errors import BadRecordError
@@ -102,11 +109,13 @@ def _entry(hash_part: str, record: Record) -> Entry:
     """Check that ``record`` holds the narinfo of ``hash_part`` and make its entry.
 
     Raises:
-        NotFoundError: the record is a build log's.
+        NotFoundError: the record is a build log's, a realisation's or a pin's.
         BadRecordError: the signed metadata is not a narinfo of that path.
     """
-    if is_build_log(record.metadata):
-        raise NotFoundError(f"{hash_part} names a build log, not a store path")
+    if is_build_log(record.metadata) or is_realisation(record.metadata) \
+            or is_pin(record.metadata):
+        raise NotFoundError(f"{hash_part} names a build log, a realisation or a pin, "
+                            "not a store path")
     try:
         narinfo, text = narinfo_from_record(hash_part, record)
     except RecordContentError as exc:

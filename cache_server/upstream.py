@@ -23,6 +23,13 @@ under the same upstream's base URL (at most :data:`MAX_REDIRECTS`; any other
 counts as a failure of that upstream), so an upstream can never make the
 gateway fetch from another host.
 
+Private upstreams: the ``Authorization`` header each upstream host gets
+(``--upstream-netrc``, ``--upstream-token-file``) is worked out by
+:class:`~cache_server.upstream_auth.UpstreamAuth`; it goes with every
+request to that upstream, and only there: redirects never leave the
+upstream.  Credentials are never logged nor put in an error message, and
+an upstream URL carrying them (``https://user:pw@host``) is refused.
+
 The caller owns the :class:`aiohttp.ClientSession`; its ``raise_for_status``
 setting is overridden per request.
 """
@@ -44,6 +51,7 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import STORE_DIR, validate_hash_part
 
 from .errors import CacheServerError
+from .upstream_auth import UpstreamAuth
 
 __all__ = [
     "DEFAULT_BREAKER_SECONDS",
@@ -52,6 +60,7 @@ __all__ = [
     "UpstreamHit",
     "UpstreamUnavailableError",
     "Upstreams",
+    "check_upstream_url",
     "relative_url_problem",
 ]
 
@@ -123,6 +132,24 @@ def relative_url_problem(url: str) -> str | None:
     return None
 
 
+def check_upstream_url(url: str) -> str:
+    """``url`` without a trailing ``/`` if it can be an upstream's base URL.
+
+    Raises:
+        ValueError: not ``http(s)://host...``, a query or fragment, or credentials
+            in it (the message does not repeat them).
+    """
+    parts = urlsplit(url)
+    if parts.username is not None or parts.password is not None:
+        raise ValueError(f"upstream URL {parts.scheme}://...@{parts.hostname} carries "
+                         "credentials: put them in --upstream-netrc or --upstream-token-file")
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"upstream URL {url!r} is not an http:// or https:// URL")
+    if parts.query or parts.fragment:
+        raise ValueError(f"upstream URL {url!r} must not have a query or fragment")
+    return url.rstrip("/")
+
+
 class _Failure(Exception):
     """An upstream could not be asked (internal; carries the reason)."""
 
@@ -173,10 +200,11 @@ class Upstreams:
     ``timeout``: seconds for a whole narinfo request, and for connecting and
     for each read of a NAR; ``breaker_seconds``: how long an upstream that
     could not be asked is skipped; ``store_dir``: the store directory
-    narinfos must use; ``clock``: monotonic seconds (for tests).
+    narinfos must use; ``clock``: monotonic seconds (for tests); ``auth``:
+    the ``Authorization`` header each upstream gets (None: none).
 
-    Raises ``ValueError`` for a URL that is not ``http(s)://host...`` or a
-    non-positive timeout.
+    Raises ``ValueError`` for a URL that is not ``http(s)://host...``, has a
+    query, a fragment or credentials in it, or a non-positive timeout.
     """
 
     def __init__(
@@ -189,17 +217,11 @@ class Upstreams:
         breaker_seconds: float = DEFAULT_BREAKER_SECONDS,
         store_dir: str = STORE_DIR,
         clock: Callable[[], float] = time.monotonic,
+        auth: UpstreamAuth | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError(f"upstream timeout must be positive, got {timeout}")
-        bases = []
-        for url in urls:
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"upstream URL {url!r} is not an http:// or https:// URL")
-            if parts.query or parts.fragment:
-                raise ValueError(f"upstream URL {url!r} must not have a query or fragment")
-            bases.append(url.rstrip("/"))
+        bases = [check_upstream_url(url) for url in urls]
         self.urls: tuple[str, ...] = tuple(bases)
         self.keys: tuple[PublicKey, ...] = tuple(keys)
         self._session = session
@@ -210,6 +232,11 @@ class Upstreams:
         # Per upstream: until when it is skipped (clock seconds) and why.
         self._down_until = [0.0] * len(bases)
         self._down_reason = [""] * len(bases)
+        # Per upstream: the headers every request to it carries (its Authorization).
+        self._headers: list[dict[str, str]] = []
+        for base in bases:
+            header = auth.authorization(base) if auth is not None else None
+            self._headers.append({"Authorization": header} if header is not None else {})
 
     # -- public --------------------------------------------------------------------------
 
@@ -231,7 +258,7 @@ class Upstreams:
                 unavailable.append(f"{base}: {skipped}")
                 continue
             try:
-                text = await self._get_narinfo(base, hash_part)
+                text = await self._get_narinfo(index, hash_part)
             except _Failure as exc:
                 self._trip(index, str(exc))
                 unavailable.append(f"{base}: {exc}")
@@ -294,7 +321,9 @@ class Upstreams:
             total=None, connect=self._timeout, sock_connect=self._timeout,
             sock_read=self._timeout,
         )
-        headers = {"Range": byte_range} if byte_range is not None else {}
+        headers = dict(self._headers[index])
+        if byte_range is not None:
+            headers["Range"] = byte_range
         try:
             response = await _get_within(self._session, base, full, timeout=timeout,
                                          headers=headers, auto_decompress=False)
@@ -308,7 +337,7 @@ class Upstreams:
         if response.status == 200 or (byte_range is not None and response.status == 206):
             return response
         response.release()
-        reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
+        reason = self._status_reason(index, response)
         if response.status >= 500 or response.status == 429:
             self._trip(index, reason)
         raise UpstreamUnavailableError(f"{base}: GET {full}: {reason}", status=response.status)
@@ -327,16 +356,26 @@ class Upstreams:
         log.warning("upstream %s could not be asked (%s); skipping it for %g s",
                     self.urls[index], reason, self._breaker_seconds)
 
-    async def _get_narinfo(self, base: str, hash_part: str) -> str | None:
+    def _status_reason(self, index: int, response: aiohttp.ClientResponse) -> str:
+        """``HTTP <status> <reason>``, with a hint for a 401 (credentials wanted or refused)."""
+        reason = f"HTTP {response.status} {response.reason or ''}".rstrip()
+        if response.status == 401:
+            sent = "were refused" if self._headers[index] else "are needed"
+            reason += (f": credentials {sent} (--upstream-netrc, --upstream-token-file)")
+        return reason
+
+    async def _get_narinfo(self, index: int, hash_part: str) -> str | None:
         """The narinfo text; None for 404/403/410 or an unreadable body; _Failure otherwise."""
+        base = self.urls[index]
         url = f"{base}/{hash_part}.narinfo"
         timeout = aiohttp.ClientTimeout(total=self._timeout)
         try:
-            async with await _get_within(self._session, base, url, timeout=timeout) as resp:
+            async with await _get_within(self._session, base, url, timeout=timeout,
+                                         headers=self._headers[index]) as resp:
                 if resp.status in _ABSENT:
                     return None
                 if resp.status != 200:
-                    raise _Failure(f"GET {url}: HTTP {resp.status} {resp.reason or ''}".rstrip())
+                    raise _Failure(f"GET {url}: {self._status_reason(index, resp)}")
                 body = bytearray()
                 async for piece in resp.content.iter_chunked(64 * 1024):
                     body += piece

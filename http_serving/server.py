@@ -11,6 +11,13 @@ explicitly (aiohttp's own default is 75 s; ours is 15 s).
 
 Slow *bodies* are the handlers' business: they read with a stall deadline
 (``storage_node.body``, the gateway's staging).
+
+TLS: given an ``ssl_context`` (:func:`http_serving.tls.server_ssl_context`)
+the server speaks HTTPS only.  A TLS handshake happens before aiohttp sees
+the connection, so the keep-alive timer cannot guard it; the handshake gets
+its own limit instead, ``idle_timeout`` seconds (asyncio's default would be
+60 s), so a client that connects and stays silent is dropped as quickly as
+one that sends no request head.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import ssl
 from typing import Any
 
 from aiohttp import web
@@ -28,15 +36,43 @@ IDLE_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 10.0
 
 
+class _TlsSite(web.BaseSite):
+    """A TCP site serving TLS whose handshakes must finish within ``handshake_timeout``
+    seconds (aiohttp's ``TCPSite`` leaves asyncio's 60 s)."""
+
+    def __init__(self, runner: web.BaseRunner, host: str, port: int,
+                 ssl_context: ssl.SSLContext, handshake_timeout: float) -> None:
+        super().__init__(runner, ssl_context=ssl_context)
+        self._host, self._port = host, port
+        self._handshake_timeout = handshake_timeout
+
+    @property
+    def name(self) -> str:
+        """``https://HOST:PORT``."""
+        return f"https://{self._host}:{self._port}"
+
+    async def start(self) -> None:
+        """Register with the runner and listen."""
+        await super().start()
+        server = self._runner.server
+        assert server is not None
+        self._server = await asyncio.get_running_loop().create_server(
+            server, self._host, self._port, ssl=self._ssl_context, backlog=self._backlog,
+            ssl_handshake_timeout=self._handshake_timeout)
+
+
 async def serve_app(app: web.Application, host: str, port: int, *,
                     idle_timeout: float = IDLE_TIMEOUT,
                     access_log: logging.Logger | None = None,
                     access_log_class: type[AbstractAccessLogger] = AccessLogger,
-                    stop: asyncio.Event | None = None) -> None:
+                    stop: asyncio.Event | None = None,
+                    ssl_context: ssl.SSLContext | None = None) -> None:
     """Serve ``app`` on ``host:port`` until ``stop`` is set or SIGINT/SIGTERM arrives.
 
     ``idle_timeout``: seconds a connection may stay without a whole request
-    head (from when it opened, or from its last response).
+    head (from when it opened, or from its last response), and, with TLS,
+    seconds its handshake may take.  ``ssl_context``: serve HTTPS with it
+    (:func:`http_serving.tls.server_ssl_context`); None serves plain HTTP.
 
     Raises:
         OSError: the address cannot be bound.
@@ -50,7 +86,9 @@ async def serve_app(app: web.Application, host: str, port: int, *,
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
+        site: web.BaseSite = (web.TCPSite(runner, host, port) if ssl_context is None
+                              else _TlsSite(runner, host, port, ssl_context, idle_timeout))
+        await site.start()
         await stop.wait()
     finally:
         for sig in (signal.SIGINT, signal.SIGTERM):
@@ -58,6 +96,14 @@ async def serve_app(app: web.Application, host: str, port: int, *,
         await runner.cleanup()
 
 
-def run_app(app: web.Application, host: str, port: int, **kwargs: Any) -> None:
-    """:func:`serve_app` on a new event loop (the entry points' ``web.run_app``)."""
-    asyncio.run(serve_app(app, host, port, **kwargs))
+def run_app(app: web.Application, host: str, port: int, *,
+            ssl_context: ssl.SSLContext | None = None, **kwargs: Any) -> None:
+    """:func:`serve_app` on a new event loop (the entry points' ``web.run_app``).
+
+    ``ssl_context``: serve HTTPS with it (None: plain HTTP); ``kwargs`` as
+    :func:`serve_app`.
+
+    Raises:
+        OSError: the address cannot be bound.
+    """
+    asyncio.run(serve_app(app, host, port, ssl_context=ssl_context, **kwargs))

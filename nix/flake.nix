@@ -14,8 +14,9 @@
 #   packages.<system>.default / .nixshard   the application (./package.nix)
 #   apps.<system>.default                   `nixshard`
 #   overlays.default                        adds pkgs.nixshard
-#   nixosModules.default                    services.nixshard.{gateway,node,
-#                                           postBuildHook,substituter} (./module.nix)
+#   nixosModules.default                    services.nixshard.{gateway,node,push,
+#                                           postBuildHook,maintenance,substituter}
+#                                           (./module.nix)
 #
 # Only `nixpkgs.lib.genAttrs` and `nixpkgs.legacyPackages` are used, so
 # tests/test_nix_files.py can evaluate the outputs against a stand-in nixpkgs.
@@ -62,8 +63,8 @@
         }
       );
 
-      # The module falls back to callPackage ./package.nix when pkgs has no
-      # nixshard; add overlays.default to nixpkgs.overlays to share one build.
+      # The module takes its package from pkgs.nixshard (lib.mkPackageOption):
+      # add overlays.default to nixpkgs.overlays, or set services.nixshard.package.
       nixosModules.default = ./module.nix;
     };
 }

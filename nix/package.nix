@@ -51,6 +51,7 @@ python3Packages.buildPythonApplication {
     python3Packages.brotli
     python3Packages.aiobotocore
     python3Packages.cryptography
+    python3Packages.argon2-cffi
   ];
 
   makeWrapperArgs = [

@@ -43,6 +43,19 @@ from nix_records.narinfo_record import (
     record_key,
     stored_narinfo,
 )
+from nix_records.pins import (
+    PIN_MAGIC,
+    Pin,
+    PinChange,
+    PinError,
+    check_pin_name,
+    is_pin,
+    pin_from_record,
+    pin_paths,
+    pin_record_key,
+    read_pin,
+    unpin,
+)
 from nix_records.publishing import (
     RecordContent,
     StoredPayload,
@@ -50,6 +63,14 @@ from nix_records.publishing import (
     store,
     store_then_publish,
 )
+from nix_records.realisation_record import (
+    REALISATION_MAGIC,
+    is_realisation,
+    realisation_from_record,
+    realisation_record,
+    realisation_record_key,
+)
+from nix_records.retention import PathLinks, record_links
 from nix_records.signing_key import (
     SIGNING_KEY_ENV,
     PublishingKey,
@@ -61,10 +82,16 @@ from nix_records.signing_key import (
 __all__ = [
     "CACHE_SECRET_ENV",
     "LOG_MAGIC",
+    "PIN_MAGIC",
+    "REALISATION_MAGIC",
     "SIGNING_KEY_ENV",
     "STORED_COMPRESSION",
     "CacheSecretConfigError",
     "NixRecordsError",
+    "PathLinks",
+    "Pin",
+    "PinChange",
+    "PinError",
     "PublishingKey",
     "RecordContent",
     "RecordContentError",
@@ -72,8 +99,11 @@ __all__ = [
     "SigningKeyError",
     "StoredPayload",
     "UnlistedPublisherError",
+    "check_pin_name",
     "check_publisher",
     "is_build_log",
+    "is_pin",
+    "is_realisation",
     "load_keyring",
     "load_signing_key",
     "log_metadata",
@@ -82,10 +112,19 @@ __all__ = [
     "narinfo_from_record",
     "narinfo_record",
     "new_narinfo",
+    "pin_from_record",
+    "pin_paths",
+    "pin_record_key",
     "publish",
+    "read_pin",
     "read_secret",
+    "realisation_from_record",
+    "realisation_record",
+    "realisation_record_key",
     "record_key",
+    "record_links",
     "store",
     "store_then_publish",
     "stored_narinfo",
+    "unpin",
 ]

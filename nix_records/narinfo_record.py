@@ -29,6 +29,7 @@ __all__ = [
     "STORED_COMPRESSION",
     "nar_url",
     "narinfo_from_record",
+    "narinfo_links",
     "narinfo_record",
     "new_narinfo",
     "record_key",
@@ -115,16 +116,31 @@ def stored_narinfo(narinfo: NarInfo, manifest: Manifest) -> NarInfo:
         sigs=list(narinfo.sigs), references=list(narinfo.references))
 
 
+def narinfo_links(narinfo: NarInfo) -> tuple[str, ...]:
+    """The record keys of the paths ``narinfo``'s store path references, itself left
+    out, sorted (what its record needs while it stays, docs/gc.md).
+
+    Raises:
+        StorePathError: a reference is not a store-path basename.
+    """
+    own = narinfo.store_path.hash_part
+    refs = {StorePath.parse_basename(ref).hash_part for ref in narinfo.references}
+    return tuple(sorted(record_key(h) for h in refs if h != own))
+
+
 def narinfo_record(narinfo: NarInfo) -> RecordContent:
-    """The key and metadata of the record of ``narinfo``'s store path.
+    """The key, metadata and links of the record of ``narinfo``'s store path.
 
     Returns:
-        :func:`record_key` of its hash part, and the narinfo text as UTF-8.
+        :func:`record_key` of its hash part, the narinfo text as UTF-8, and
+        :func:`narinfo_links` (the References' record keys, itself left out).
 
     Raises:
         NarInfoError: the narinfo cannot be rendered (see :meth:`NarInfo.render`).
+        StorePathError: a reference is not a store-path basename.
     """
-    return RecordContent(record_key(narinfo.store_path.hash_part), narinfo.render().encode())
+    return RecordContent(record_key(narinfo.store_path.hash_part), narinfo.render().encode(),
+                         links=narinfo_links(narinfo))
 
 
 def narinfo_from_record(hash_part: str, record: Record) -> tuple[NarInfo, str]:

@@ -40,10 +40,19 @@ class RecordContent:
             :func:`nix_records.build_logs.log_record_key`.
         metadata: the signed metadata bytes (a narinfo's UTF-8 text, a
             build log's header).
+        links: record keys (plain) of the records this one needs while it
+            stays: a narinfo's References, a pin's paths, a realisation's
+            output and dependencies.  In a private cache they are keyed and
+            written in the clear, so gc keeps closures whole without the
+            secret (:func:`storage_network.publish_record`); a public record's
+            metadata says them itself and they are not written.
+        pin: the record is a pin (it never expires and keeps its links).
     """
 
     key: str
     metadata: bytes
+    links: tuple[str, ...] = ()
+    pin: bool = False
 
 
 @dataclass(frozen=True)
@@ -87,7 +96,8 @@ async def publish(net: NetworkClient, publisher: Publisher, content: RecordConte
             (:func:`storage_network.publish_record`).
     """
     return await publish_record(net, publisher, content.key, content.metadata,
-                                stored.manifest, touched_at=stored.stats.touched_at)
+                                stored.manifest, touched_at=stored.stats.touched_at,
+                                links=content.links, pin=content.pin)
 
 
 async def store_then_publish(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],

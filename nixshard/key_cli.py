@@ -7,33 +7,18 @@ ours (:class:`storage_network.CacheSecret`, docs/private-caches.md).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
 from storage_network import CacheSecret, CacheSecretError, Keyring
 
+from .private_file import write_private
+
 
 @click.group("key")
 def key_group() -> None:
     """Make the secrets of a private cache."""
-
-
-def _write_private(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` readable by its owner only, replacing it atomically
-    (through a new temporary file of mode 0600 in the same directory)."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
 
 
 @key_group.command("generate-cache-secret")
@@ -60,13 +45,13 @@ def generate_cache_secret_command(name: str, output: Path | None, keyring: Path 
             old = Keyring.parse(keyring.read_text())
             if any(s.name == name for s in old):
                 raise click.ClickException(f"{keyring} already holds a secret named {name!r}")
-            _write_private(keyring, Keyring([secret, *old]).text())
+            write_private(keyring, Keyring([secret, *old]).text())
             click.echo(f"{keyring}: new secret {name!r} first, {len(old)} older kept",
                        err=True)
         elif output is not None:
             if output.exists():
                 raise click.ClickException(f"{output} exists: rotate with --keyring {output}")
-            _write_private(output, Keyring([secret]).text())
+            write_private(output, Keyring([secret]).text())
             click.echo(f"wrote {output}", err=True)
         else:
             click.echo(secret.text())

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
+from typing import Any
 
 import click
 
 from storage_network import PublisherKey, parse_publisher_key
-from storage_network.config import ChunkingParams, NodeInfo, init_network, write_network
+from storage_network.config import (
+    NODE_ID_RE,
+    ChunkingParams,
+    NodeInfo,
+    init_network,
+    write_network,
+)
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.upkeep.membership import with_node, without_node
 
@@ -27,9 +35,52 @@ def _read_key(value: str) -> PublisherKey:
         raise click.BadParameter(f"{value}: {exc}") from exc
 
 
+def parse_node_specs(specs: tuple[str, ...]) -> list[NodeInfo]:
+    """The nodes of ``network init``'s ``--node`` values, in the order given.
+
+    Each value is ``ID=URL`` (the id the node runs with, ``--node-id``) or a
+    plain URL, whose id is then ``node-N`` for the N-th ``--node``.  A value is
+    ``ID=URL`` when the text before its first ``=`` is a valid node id
+    (:data:`~storage_network.config.NODE_ID_RE`); a URL never is (it holds
+    ``://``), so an ``s3://...?endpoint=...`` URL stays a plain URL.
+
+    Raises:
+        click.BadParameter: an empty id or URL, a malformed id, an id or a URL
+            given twice (the message names them).
+    """
+    nodes = []
+    for position, spec in enumerate(specs, 1):
+        head, eq, tail = spec.partition("=")
+        if eq and "://" not in head:
+            node_id, url = head.strip(), tail.strip()
+            if not NODE_ID_RE.fullmatch(node_id):
+                raise click.BadParameter(
+                    f"{spec!r}: node id {node_id!r} must be 1-64 letters, digits, '.', '_' "
+                    "or '-', starting with a letter or digit", param_hint="--node")
+            if not url:
+                raise click.BadParameter(f"{spec!r}: no URL after '='", param_hint="--node")
+        else:
+            node_id, url = f"node-{position}", spec.strip()
+        nodes.append(NodeInfo(node_id, url.rstrip("/")))
+    for attr, what in (("id", "id"), ("url", "URL")):
+        seen: dict[str, int] = {}
+        for position, node in enumerate(nodes, 1):
+            value = getattr(node, attr)
+            if value in seen:
+                hint = (" (a plain URL takes the id node-N of its position: give every node "
+                        "as ID=URL)" if attr == "id" else "")
+                raise click.BadParameter(
+                    f"{what} {value!r} is given by --node number {seen[value]} and number "
+                    f"{position}{hint}", param_hint="--node")
+            seen[value] = position
+    return nodes
+
+
 @network_group.command("init")
-@click.option("--node", "nodes", multiple=True, required=True,
-              help="A node's base URL (repeat, in any order).")
+@click.option("--node", "nodes", multiple=True, required=True, metavar="ID=URL|URL",
+              help="A node: ID=URL, its id (the --node-id it runs with) and base URL, or a "
+                   "plain URL, whose id is then node-N for the N-th --node. Repeat; ids "
+                   "follow the order given.")
 @click.option("-k", "k", type=int, required=True, help="Data shards per chunk.")
 @click.option("-m", "m", type=int, required=True, help="Parity shards per chunk.")
 @click.option("--publisher", "publishers", multiple=True, required=True,
@@ -47,21 +98,31 @@ def _read_key(value: str) -> PublisherKey:
 def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, ...],
                  record_replicas: int | None, chunk_avg: int, zstd_level: int,
                  private: bool, output: str) -> None:
-    """Write a network file for NODES with k-of-(k+m) coding."""
-    extra: dict[str, object] = {"record_replicas": record_replicas} if record_replicas else {}
+    """Write a network file for the --node nodes with k-of-(k+m) coding.
+
+    A node's id is what placement ranks and what every signed write names: start
+    each node with --node-id set to its id here.
+    """
+    infos = parse_node_specs(nodes)
+    extra: dict[str, Any] = {"record_replicas": record_replicas} if record_replicas else {}
     if private:
         extra["private"] = True
     try:
         network = init_network(
-            nodes, k, m, [_read_key(p) for p in publishers], **extra,
+            [n.url for n in infos], k, m, [_read_key(p) for p in publishers], **extra,
             zstd_level=zstd_level,
             chunking=ChunkingParams(chunk_avg // 4, chunk_avg, chunk_avg * 4))
+        network = dataclasses.replace(network, nodes=tuple(infos)).validate()
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
     write_network(network, output)
     click.echo(f"wrote {output}: {len(nodes)} nodes, {k}-of-{k + m}, "
                f"{len(network.publishers)} publisher key(s)"
                + (", private" if private else ""))
+    for node in network.nodes:
+        ours = node.url.partition("://")[0].lower() in ("http", "https")
+        click.echo(f"  {node.id} = {node.url}"
+                   + (f"   (start it with --node-id {node.id})" if ours else ""))
 
 
 @network_group.command("add-node")

@@ -79,7 +79,8 @@ def format_report(report: RepairReport, dry_run: bool) -> str:
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
               help="The network file (TOML).")
 @click.option("--signing-key", required=True, type=click.Path(dir_okay=False),
-              help="Publisher secret key file (Nix key format) the nodes accept.")
+              help="Secret key file (Nix key format) the nodes accept: a maintainer key "
+                   "(docs/keys.md); the push key only on a network without `maintainers`.")
 @click.option("--dry-run", is_flag=True, help="Plan only: list what would be written.")
 @click.option("--jobs", type=click.IntRange(min=1), default=DEFAULT_JOBS, show_default=True,
               help="Windows of up to 16 stripes checked and rebuilt at once, at most.")

@@ -61,6 +61,9 @@ def status_command(network_file: str, scores_path: Path | None, timeout: float,
         click.echo(json.dumps({"k": network.k, "m": network.m, "nodes": rows}, indent=1))
     else:
         click.echo(f"{network.k}-of-{network.n}, {len(network.nodes)} nodes")
+        note = network.roles_note()
+        if note is not None:
+            click.echo(note)
         click.echo(f"{'node':<16} {'health':<12} {'score':>5} {'shards':>8} "
                    f"{'bytes':>14} {'free':>16}")
         for r in rows:

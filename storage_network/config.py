@@ -11,6 +11,8 @@ Example (every key shown; ``nixshard network init`` writes it)::
                                 # after touching its first shard; `nixshard gc`
                                 # keeps unreferenced shards this recent by default
     publishers = ["cache.example-1:BASE64..."]  # ed25519 public keys, name:base64
+    maintainers = ["ops.example-1:BASE64..."]   # keys that may also delete (gc, repair);
+                                # absent: every publisher may delete (docs/keys.md)
     private = false             # true: a private cache; publishers and gateways then
                                 # need the cache secret and nodes hold only ciphertext
                                 # (docs/private-caches.md)
@@ -27,6 +29,14 @@ Example (every key shown; ``nixshard network init`` writes it)::
 Erasure and chunking parameters are also recorded in every manifest, so a
 reader never depends on this file to decode what was written under other
 settings.
+
+Key roles (docs/keys.md): a key under ``publishers`` may write shards and
+records; a key under ``maintainers`` may do that and also delete (``DELETE``
+of shards and records, tombstones), which is what ``nixshard gc`` and
+``nixshard repair`` sign with.  A maintainer key is accepted wherever a
+publisher key is (listing it under both changes nothing).  A file without
+``maintainers`` lets every publisher delete, as before roles existed
+(:meth:`Network.roles_note` says so).
 """
 
 from __future__ import annotations
@@ -42,7 +52,7 @@ import tomli_w
 
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.nodes.registry import url_error
-from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
+from storage_network.wire.write_auth import PublisherKey, parse_publisher_key, with_roles
 
 NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
@@ -65,9 +75,25 @@ class ChunkingParams:
     max_size: int = 1024 * 1024
 
 
+LEGACY_ROLES_NOTE = (
+    "the network file lists no `maintainers`: every publisher key may delete shards and "
+    "records (gc, repair); list maintainer keys to keep deletes to them (docs/keys.md)")
+"""What :meth:`Network.roles_note` says about a file without ``maintainers``."""
+
+
 @dataclass(frozen=True)
 class Network:
-    """A parsed network file.  See the module docstring for the format."""
+    """A parsed network file.  See the module docstring for the format.
+
+    Attributes:
+        publishers: every key whose signatures the network accepts, by name: the
+            file's ``publishers`` and ``maintainers``.  Each key's
+            :attr:`~storage_network.wire.write_auth.PublisherKey.may_delete` is
+            its role (set from ``maintainers`` when the network is made).
+        maintainers: the names of the keys with the maintainer role (each one a
+            key of ``publishers``), or None when the file lists no
+            ``maintainers``: then every publisher may delete.
+    """
 
     nodes: tuple[NodeInfo, ...]
     k: int
@@ -79,11 +105,28 @@ class Network:
     chunking: ChunkingParams = ChunkingParams()
     gc_grace_seconds: int = 86400
     private: bool = False
+    maintainers: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        # the role travels with each key (nodes, buckets and readers get the keys only)
+        if self.maintainers is not None:
+            object.__setattr__(self, "maintainers", frozenset(self.maintainers))
+        object.__setattr__(self, "publishers", with_roles(self.publishers, self.maintainers))
 
     @property
     def n(self) -> int:
         """Shards per chunk, k + m."""
         return self.k + self.m
+
+    def may_delete(self, name: str) -> bool:
+        """True when the key called ``name`` is accepted and has the maintainer role."""
+        key = self.publishers.get(name)
+        return key is not None and key.may_delete
+
+    def roles_note(self) -> str | None:
+        """:data:`LEGACY_ROLES_NOTE` when the file lists no ``maintainers`` (every
+        publisher may delete), else None: for ``nixshard status`` and the node log."""
+        return LEGACY_ROLES_NOTE if self.maintainers is None else None
 
     def node(self, node_id: str) -> NodeInfo:
         """The node with ``node_id``; raises KeyError when absent."""
@@ -132,11 +175,23 @@ class Network:
         if self.gc_grace_seconds < 2:
             raise NetworkFileError(
                 f"gc_grace_seconds = {self.gc_grace_seconds} must be at least 2 (seconds)")
+        if self.maintainers is not None:
+            if not self.maintainers:
+                raise NetworkFileError(
+                    "maintainers = [] lists no key, so nothing could ever be deleted (gc, "
+                    "repair); list a maintainer key, or drop `maintainers` to let every "
+                    "publisher delete")
+            unknown = sorted(self.maintainers - set(self.publishers))
+            if unknown:
+                raise NetworkFileError(f"maintainers {unknown} have no key among the "
+                                       f"accepted keys {sorted(self.publishers)}")
         return self
 
     def to_toml(self) -> dict[str, Any]:
         """The TOML document (as a dict) that :func:`load_network` reads back
-        (``private`` only when true)."""
+        (``private`` only when true; ``maintainers`` only when listed, and a
+        maintainer key only there, not under ``publishers`` too)."""
+        roles = self.maintainers or frozenset()
         doc: dict[str, Any] = {
             "k": self.k,
             "m": self.m,
@@ -144,7 +199,8 @@ class Network:
             "zstd_level": self.zstd_level,
             "record_replicas": self.record_replicas,
             "gc_grace_seconds": self.gc_grace_seconds,
-            "publishers": [key.text() for key in self.publishers.values()],
+            "publishers": [key.text() for name, key in self.publishers.items()
+                           if name not in roles],
             "chunking": {
                 "min_size": self.chunking.min_size,
                 "avg_size": self.chunking.avg_size,
@@ -152,6 +208,9 @@ class Network:
             },
             "nodes": [{"id": n.id, "url": n.url} for n in self.nodes],
         }
+        if self.maintainers is not None:
+            doc["maintainers"] = [key.text() for name, key in self.publishers.items()
+                                  if name in roles]
         if self.private:
             doc["private"] = True
         return doc
@@ -184,12 +243,11 @@ def parse_network(doc: dict[str, Any]) -> Network:
         nodes.append(NodeInfo(id=str(_get(entry, "id", str, "")),
                               url=str(_get(entry, "url", str, "")).rstrip("/")))
     publishers: dict[str, PublisherKey] = {}
-    for text in _get(doc, "publishers", list, []):
-        try:
-            key = parse_publisher_key(str(text))
-        except AuthError as exc:
-            raise NetworkFileError(f"publishers: {exc}") from exc
-        publishers[key.name] = key
+    _parse_keys(publishers, _get(doc, "publishers", list, []), "publishers")
+    maintainers = None
+    if "maintainers" in doc:
+        maintainers = frozenset(_parse_keys(publishers, _get(doc, "maintainers", list, []),
+                                            "maintainers"))
     chunk_doc = _get(doc, "chunking", dict, {})
     defaults = ChunkingParams()
     chunking = ChunkingParams(
@@ -211,7 +269,29 @@ def parse_network(doc: dict[str, Any]) -> Network:
         chunking=chunking,
         gc_grace_seconds=_get(doc, "gc_grace_seconds", int, 86400),
         private=_get(doc, "private", bool, False),
+        maintainers=maintainers,
     ).validate()
+
+
+def _parse_keys(keys: dict[str, PublisherKey], texts: list[Any], entry: str) -> list[str]:
+    """Parse the ``name:base64`` public keys of list ``entry`` into ``keys``; returns
+    their names.  A name already in ``keys`` must carry the same key."""
+    names = []
+    for text in texts:
+        if not isinstance(text, str):
+            raise NetworkFileError(f"{entry}: each key must be a string name:base64, "
+                                   f"got {text!r}")
+        try:
+            key = parse_publisher_key(text)
+        except AuthError as exc:
+            raise NetworkFileError(f"{entry}: {exc}") from exc
+        known = keys.get(key.name)
+        if known is not None and bytes(known.verify_key) != bytes(key.verify_key):
+            raise NetworkFileError(f"{entry}: key name {key.name!r} is listed twice with "
+                                   "different keys")
+        keys[key.name] = key
+        names.append(key.name)
+    return names
 
 
 def load_network(path: str | Path) -> Network:
@@ -238,13 +318,26 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
                  publishers: Iterable[PublisherKey] = (), **params: Any) -> Network:
     """A validated :class:`Network` over ``node_urls`` (ids ``node-1`` ...).
 
-    Extra keyword arguments set ``codec``, ``zstd_level``, ``record_replicas``,
-    ``chunking``, ``gc_grace_seconds`` or ``private``.  Raises NetworkFileError like
-    :meth:`Network.validate`.
+    Args:
+        publishers: keys that may write.
+        params: ``maintainers`` (keys that may write and delete; None, the
+            default: no ``maintainers`` entry, every publisher may delete),
+            ``codec``, ``zstd_level``, ``record_replicas``, ``chunking``,
+            ``gc_grace_seconds`` or ``private``.
+
+    Raises:
+        NetworkFileError: like :meth:`Network.validate`, and for one name given
+            two different keys.
     """
     nodes = tuple(NodeInfo(f"node-{i}", url.rstrip("/")) for i, url in enumerate(node_urls, 1))
     params.setdefault("record_replicas", default_record_replicas(len(nodes), m))
-    return Network(nodes=nodes, k=k, m=m, publishers={p.name: p for p in publishers},
+    maintainers: Iterable[PublisherKey] | None = params.pop("maintainers", None)
+    keys: dict[str, PublisherKey] = {}
+    _parse_keys(keys, [p.text() for p in publishers], "publishers")
+    names = None
+    if maintainers is not None:
+        names = frozenset(_parse_keys(keys, [p.text() for p in maintainers], "maintainers"))
+    return Network(nodes=nodes, k=k, m=m, publishers=keys, maintainers=names,
                    **params).validate()
 
 

@@ -1,7 +1,9 @@
 """``nixshard node``: run a storage node (also ``python -m storage_node``).
 
 This is the only place the node's configuration is read: command-line
-options and, with ``--network``, the publisher keys of the network file.
+options and, with ``--network``, the publisher and maintainer keys of the
+network file.  With ``--tls-cert`` and ``--tls-key`` the node serves HTTPS
+(:mod:`http_serving.tls`).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import logging
 import math
 import os
 import socket
+import ssl
 from pathlib import Path
 
 import click
@@ -18,6 +21,7 @@ from aiohttp import web
 from http_serving.access_log import AccessLogger, buffered_logger, flush_logger
 from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
+from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
 from storage_network.config import Network, load_network
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
@@ -60,9 +64,17 @@ def _add_key(publishers: dict[str, PublisherKey], key: PublisherKey, source: str
     publishers[key.name] = key
 
 
-def gather_publishers(network: Network | None,
-                      accepted: tuple[str, ...]) -> dict[str, PublisherKey]:
-    """The network file's publishers plus each ``--accept-publisher`` key.
+def _parse_option_key(text: str, option: str) -> PublisherKey:
+    try:
+        return parse_publisher_key(text)
+    except AuthError as exc:
+        raise click.BadParameter(str(exc), param_hint=option) from exc
+
+
+def gather_publishers(network: Network | None, accepted: tuple[str, ...],
+                      maintainers: tuple[str, ...] = ()) -> dict[str, PublisherKey]:
+    """Every accepted key: the network file's publishers and maintainers, each
+    ``--accept-publisher`` and each ``--accept-maintainer`` key (a maintainer may write).
 
     Raises:
         click.BadParameter: a malformed key.
@@ -72,18 +84,52 @@ def gather_publishers(network: Network | None,
     if network is not None:
         for key in network.publishers.values():
             _add_key(publishers, key, "network file")
-    for text in accepted:
-        try:
-            key = parse_publisher_key(text)
-        except AuthError as exc:
-            raise click.BadParameter(str(exc), param_hint="--accept-publisher") from exc
-        _add_key(publishers, key, "--accept-publisher")
+    for option, texts in (("--accept-publisher", accepted),
+                          ("--accept-maintainer", maintainers)):
+        for text in texts:
+            _add_key(publishers, _parse_option_key(text, option), option)
     if not publishers:
         raise click.UsageError(
             "no publisher key given: a node accepts writes only from publishers it lists. "
             "Pass --accept-publisher NAME:BASE64 (a public key), or --network FILE whose "
             "`publishers` lists some.")
     return publishers
+
+
+def gather_maintainers(network: Network | None,
+                       accepted: tuple[str, ...]) -> frozenset[str] | None:
+    """The names of the keys that may delete: the network file's ``maintainers`` plus
+    each ``--accept-maintainer`` key.
+
+    Returns:
+        None when neither lists one (every accepted key may delete, as before roles).
+
+    Raises:
+        click.BadParameter: a malformed key.
+    """
+    names = None if network is None or network.maintainers is None else set(network.maintainers)
+    for text in accepted:
+        names = (names or set()) | {_parse_option_key(text, "--accept-maintainer").name}
+    return None if names is None else frozenset(names)
+
+
+def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
+    """The server TLS context of ``--tls-cert``/``--tls-key`` (None when neither is given).
+
+    Raises:
+        click.UsageError: only one of them is given.
+        click.BadParameter: the files cannot be served (see
+            :func:`http_serving.tls.server_ssl_context`).
+    """
+    if cert is None and key is None:
+        return None
+    if cert is None or key is None:
+        raise click.UsageError("--tls-cert and --tls-key go together: give the certificate "
+                               "(chain) file and its private key file, or neither")
+    try:
+        return server_ssl_context(cert, key)
+    except TlsConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from exc
 
 
 def check_node_id(node_id: str, network: Network | None, network_path: Path | None,
@@ -138,11 +184,21 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
               type=click.Path(file_okay=False, path_type=Path),
               help="Data directory (shards/, records/, tmp/); created if missing.")
 @click.option("--listen", default="127.0.0.1:9001", show_default=True, metavar="HOST:PORT",
-              help="HOST:PORT to serve HTTP on.")
+              help="HOST:PORT to serve HTTP on (HTTPS with --tls-cert).")
 @click.option("--network", "network_path", type=click.Path(dir_okay=False, path_type=Path),
-              help="Network file; its `publishers` are accepted.")
+              help="Network file; its `publishers` and `maintainers` are accepted.")
 @click.option("--accept-publisher", "accepted", multiple=True, metavar="NAME:BASE64",
               help="Accept writes and records signed by this public key (repeatable).")
+@click.option("--accept-maintainer", "accepted_maintainers", multiple=True,
+              metavar="NAME:BASE64",
+              help="Accept this public key as a maintainer: it may write and delete "
+                   "(repeatable). Once any maintainer is listed (here or in the network "
+                   "file's `maintainers`), other keys may not delete.")
+@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="Serve HTTPS with this PEM certificate (chain) file; "
+                                   "needs --tls-key.")
+@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              metavar="FILE", help="The unencrypted PEM private key of --tls-cert.")
 @click.option("--node-id", default=None, metavar="ID",
               help="This node's id in the network file (default: the short host name); "
                    "with --network, an id the file does not list is refused.")
@@ -169,23 +225,27 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
                    "lie-has, deep-json, endless, trickle=BYTES_PER_SECOND, slow-has=SECONDS, "
                    "stale-records (see storage_node.faults).")
 def node_command(data_dir: Path, listen: str, network_path: Path | None,
-                 accepted: tuple[str, ...], node_id: str | None, max_shard_bytes: int,
-                 max_record_bytes: int, max_body_bytes_in_flight: int,
+                 accepted: tuple[str, ...], accepted_maintainers: tuple[str, ...],
+                 tls_cert: Path | None, tls_key: Path | None, node_id: str | None,
+                 max_shard_bytes: int, max_record_bytes: int, max_body_bytes_in_flight: int,
                  body_stall_seconds: float, log_level: str, access_log_on: bool,
                  fault_specs: tuple[str, ...]) -> None:
-    """Run a storage node: keep shards and signed records, serve them over HTTP.
+    """Run a storage node: keep shards and signed records, serve them over HTTP(S).
 
-    Reads are open; writes must be signed by an accepted publisher key.
+    Reads are open; writes must be signed by an accepted publisher key, deletes
+    by a maintainer key when maintainers are listed.
     """
     host, port = parse_listen(listen)
     faults = gather_faults(fault_specs)
+    ssl_context = tls_context(tls_cert, tls_key)
     network = None
     if network_path is not None:
         try:
             network = load_network(network_path)
         except NetworkFileError as exc:
             raise click.ClickException(str(exc)) from exc
-    publishers = gather_publishers(network, accepted)
+    publishers = gather_publishers(network, accepted, accepted_maintainers)
+    maintainers = gather_maintainers(network, accepted_maintainers)
     given = node_id is not None
     node_id = node_id or socket.gethostname().split(".")[0]
     check_node_id(node_id, network, network_path, given)
@@ -195,7 +255,8 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     config = NodeConfig(data_dir=data_dir, node_id=node_id, publishers=publishers,
                         max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes,
                         max_body_bytes_in_flight=max_body_bytes_in_flight,
-                        body_stall_seconds=body_stall_seconds, faults=faults)
+                        body_stall_seconds=body_stall_seconds, faults=faults,
+                        maintainers=maintainers)
     try:
         app = create_app(config)
     except StorageNodeError as exc:
@@ -204,16 +265,32 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     if faults.active:
         log.warning("TEST FAULTS ACTIVE on node %s: %s (this node misbehaves on purpose)",
                     node_id, faults.describe())
-    log.info("node %s listening on http://%s:%d, data %s (%s), publishers %s",
-             node_id, host, port, data_dir, stats, ", ".join(sorted(publishers)))
+    log.info("node %s listening on %s://%s:%d, data %s (%s), publishers %s",
+             node_id, "http" if ssl_context is None else "https", host, port, data_dir, stats,
+             ", ".join(sorted(publishers)))
+    log_roles(maintainers)
+    if ssl_context is not None:
+        assert tls_cert is not None
+        log.info("TLS: %s", certificate_summary(tls_cert))
     try:
-        run_app(app, host, port,
+        run_app(app, host, port, ssl_context=ssl_context,
                 access_log=buffered_logger(ACCESS_LOGGER) if access_log_on else None,
                 access_log_class=AccessLogger)
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     flush_logger(ACCESS_LOGGER)
     log.info("node %s stopped", node_id)
+
+
+def log_roles(maintainers: frozenset[str] | None) -> None:
+    """Say once at start-up who may delete: the maintainers, or (none listed) that
+    every accepted key may, as before roles existed."""
+    if maintainers is None:
+        log.warning("no maintainer key listed (`maintainers` in the network file, or "
+                    "--accept-maintainer): every accepted publisher key may delete shards "
+                    "and records; list maintainers to keep deletes to them (docs/keys.md)")
+    else:
+        log.info("maintainers (may delete): %s", ", ".join(sorted(maintainers)))
 
 
 def app_stats_line(app: web.Application) -> str:

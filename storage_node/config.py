@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage_network.config import NODE_ID_RE
-from storage_network.wire.write_auth import PublisherKey
+from storage_network.wire.write_auth import PublisherKey, with_roles
 
 from .errors import ConfigError
 from .faults import Faults
@@ -28,8 +28,10 @@ class NodeConfig:
         data_dir: the directory holding ``shards/``, ``records/`` and ``tmp/``
             (created if missing).
         node_id: the id this node has in the network file (reported by ``/healthz``).
-        publishers: accepted publisher keys by name; writes signed by any
-            other key are refused, and so are records signed by any other key.
+        publishers: accepted keys by name (publishers and maintainers); writes
+            signed by any other key are refused, and so are records signed by
+            any other key.  Their roles are set from ``maintainers`` when the
+            config is made.
         max_shard_bytes: largest shard body accepted, in bytes.
         max_record_bytes: largest record body accepted, in bytes.
         max_body_bytes_in_flight: request-body bytes read and held at once,
@@ -40,6 +42,10 @@ class NodeConfig:
             budget before it is refused (503).
         faults: TEST-ONLY misbehaviour (see :mod:`storage_node.faults`);
             none by default.
+        maintainers: names of the keys (of ``publishers``) that may delete:
+            ``DELETE`` shards and records, and store tombstones they signed.
+            None: every accepted key may (a network file without
+            ``maintainers``, as before roles existed).
     """
 
     data_dir: Path
@@ -51,12 +57,19 @@ class NodeConfig:
     body_stall_seconds: float = DEFAULT_BODY_STALL_SECONDS
     body_wait_seconds: float = DEFAULT_BODY_WAIT_SECONDS
     faults: Faults = field(default_factory=Faults)
+    maintainers: frozenset[str] | None = None
+
+    def __post_init__(self) -> None:
+        if self.maintainers is not None:
+            self.maintainers = frozenset(self.maintainers)
+        self.publishers = with_roles(self.publishers, self.maintainers)
 
     def validate(self) -> NodeConfig:
         """Check the configuration; return self.
 
         Raises:
-            ConfigError: no publisher key, a node id that does not match
+            ConfigError: no publisher key, a maintainer name without a key, a
+                node id that does not match
                 :data:`storage_network.config.NODE_ID_RE`, a
                 non-positive size limit, or a non-positive or infinite
                 number of seconds.
@@ -65,6 +78,10 @@ class NodeConfig:
             raise ConfigError(
                 "no publisher key: a node accepts writes only from listed publishers; "
                 "pass --accept-publisher NAME:BASE64 or a --network file with publishers")
+        unknown = sorted((self.maintainers or frozenset()) - set(self.publishers))
+        if unknown:
+            raise ConfigError(f"maintainers {unknown} are not among the accepted keys "
+                              f"{sorted(self.publishers)}")
         if not NODE_ID_RE.fullmatch(self.node_id):
             raise ConfigError(f"node id {self.node_id!r} must match {NODE_ID_RE.pattern}")
         for name in ("max_shard_bytes", "max_record_bytes", "max_body_bytes_in_flight"):

@@ -5,6 +5,11 @@ header syntax, date window, key name, node binding, an unused nonce), so
 an unsigned, stale, foreign or replayed write is refused before its body
 is read; the signature itself is checked once the body is in
 (:func:`check_write`), and only then is the nonce recorded as used.
+
+Deletes need the maintainer role (:func:`check_delete`, before the body is
+read; :func:`check_tombstone` for a tombstone ``PUT``: sealed or sent by a
+maintainer): a key that lacks it is refused with 403 ``key ... lacks the
+maintainer role``.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from storage_network.wire.write_auth import (
     MAX_SKEW_SECONDS,
     PublisherKey,
     WriteClaim,
+    check_may_delete,
     parse_write_claim,
 )
 
@@ -84,8 +90,35 @@ async def check_delete(request: web.Request) -> PublisherKey:
     Raises:
         Unauthorized, Forbidden, Replayed: as :func:`precheck_write` (checked
             before the body is read) and :func:`check_write`.
+        Forbidden: the key lacks the maintainer role (checked before the body
+            is read).
         PayloadTooLarge: a body over the limit.
     """
     claim = precheck_write(request)
+    try:
+        check_may_delete(claim.key, f"delete {request.path.split('/')[1]}")
+    except AuthError as exc:
+        raise Forbidden(str(exc)) from exc
     _, digest = await read_body(request, MAX_DELETE_BODY_BYTES, "delete request")
     return check_write(request, claim, request.path_qs, digest)
+
+
+def check_tombstone(signer: PublisherKey, sender: PublisherKey) -> None:
+    """Refuse to store a tombstone unless a maintainer signed it or sends it.
+
+    ``signer`` sealed the tombstone, ``sender`` signed the write.  A maintainer's
+    tombstone may be copied by any accepted key (a gateway's read repair deletes
+    nothing a maintainer did not), and a maintainer may copy any valid tombstone
+    (repair restoring one sealed before roles existed, or by a maintainer key
+    since moved to ``publishers``); a key without the role can neither seal one
+    that nodes take nor send its own.
+
+    Raises:
+        Forbidden: neither key has the maintainer role.
+    """
+    if sender.may_delete:
+        return
+    try:
+        check_may_delete(signer, "sign tombstones (record deletions)")
+    except AuthError as exc:
+        raise Forbidden(str(exc)) from exc

@@ -1,16 +1,19 @@
 """The Nix side (nix/): every .nix file parses, the files' arguments and the flake's
-metadata evaluate, and nix.conf.example holds real Nix settings.
+metadata evaluate, nix.conf.example holds real Nix settings, and the Nix
+examples of docs/nixos.md parse.
 
 Tests marked ``nix`` drive the real ``nix-instantiate``/``nix``
 (tests/conftest.py: skipped without nix on a laptop, failures in CI).  The
-flake, package and module evaluated in full: tests/test_nix_package.py; the
-post-build hook: tests/test_post_build_hook.py.
+flake, package and module evaluated in full (and the docs' examples evaluated
+against the module): tests/test_nix_package.py; the post-build hook:
+tests/test_post_build_hook.py.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 from pathlib import Path
 
@@ -108,3 +111,31 @@ def test_nix_conf_example_holds_real_settings() -> None:
     assert settings["trusted-public-keys"]["value"][0].startswith("mycache-1:")
     assert settings["post-build-hook"]["value"] == "/etc/nixshard/post-build-hook.sh"
     assert settings["netrc-file"]["value"] == "/etc/nix/netrc"
+
+
+# ---------------------------------------------------------------------------
+# docs/nixos.md
+
+
+def nix_blocks(markdown: Path) -> list[str]:
+    """The fenced ```nix code blocks of ``markdown``, in order."""
+    return re.findall(r"^```nix\n(.*?)^```$", markdown.read_text(), flags=re.S | re.M)
+
+
+NIXOS_DOC = REPO / "docs" / "nixos.md"
+
+
+def test_nixos_doc_has_examples() -> None:
+    blocks = nix_blocks(NIXOS_DOC)
+    # the flake, then a node, a private gateway, a CI hook and the maintenance timers
+    assert len(blocks) >= 5
+    assert "nixosModules.default" in blocks[0] and "overlays.default" in blocks[0]
+
+
+@pytest.mark.nix
+@pytest.mark.parametrize("index", range(len(nix_blocks(NIXOS_DOC))))
+def test_nixos_doc_example_parses(index: int, tmp_path: Path) -> None:
+    example = tmp_path / "example.nix"
+    example.write_text(nix_blocks(NIXOS_DOC)[index])
+    proc = run_nix(nix_tool("nix-instantiate"), "--parse", str(example))
+    assert proc.returncode == 0, f"example {index} of docs/nixos.md:\n{proc.stderr}"

@@ -12,10 +12,13 @@ from click.core import ParameterSource
 from nix_formats.keys import SecretKey
 from nix_records import (
     CACHE_SECRET_ENV,
+    PinError,
     SecretError,
     SigningKeyError,
+    check_pin_name,
     load_keyring,
     load_signing_key,
+    pin_paths,
 )
 from storage_network import (
     Keyring,
@@ -23,13 +26,17 @@ from storage_network import (
     NetworkClient,
     NetworkFileError,
     Publisher,
+    StorageNetworkError,
     load_network,
 )
 
-from .closure import PathInfo, query_closure
+from .backoff import DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY
+from .closure import PathInfo, query_closure, resolve_store_path
 from .errors import PushFailedError, StoreWatchError, UploaderError
 from .progress import nar_progress, nar_total, show_progress
 from .push import DEFAULT_JOBS, ProgressCallback, PushSummary, format_summary, push_closure
+from .spool import push_spool
+from .spool_files import NEW_DIR, SpoolError
 from .watch import DEFAULT_INTERVAL, DEFAULT_STORE_DIR, watch_store
 
 
@@ -50,22 +57,41 @@ async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
         return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress)
 
 
-def check_mode(ctx: click.Context, store_paths: tuple[str, ...], watch: bool) -> None:
-    """Exactly one of STORE_PATHS and ``--watch-store``; watch-only options only with it.
+def check_mode(ctx: click.Context, store_paths: tuple[str, ...], watch: bool,
+               spool_dir: str | None = None) -> None:
+    """Exactly one of STORE_PATHS, ``--watch-store`` and ``--spool``; the options of a
+    mode only with it (on the command line; a config file may hold them all).
 
     Raises:
-        click.UsageError: both or neither given, or ``--watch-interval`` /
-            ``--store-dir`` on the command line without ``--watch-store``.
+        click.UsageError: several modes or none given; ``--watch-interval``
+            without ``--watch-store`` or ``--spool``; ``--store-dir`` or
+            ``--push-existing`` without ``--watch-store``; ``--retry-delay`` or
+            ``--retry-max-delay`` without either, or a cap below the first delay.
     """
-    if watch and store_paths:
-        raise click.UsageError("give STORE_PATHS or --watch-store, not both", ctx)
-    if not watch and not store_paths:
+    given = [name for name, on in (("STORE_PATHS", bool(store_paths)),
+                                   ("--watch-store", watch),
+                                   ("--spool", spool_dir is not None)) if on]
+    if len(given) == 2:
+        raise click.UsageError(f"give {given[0]} or {given[1]}, not both", ctx)
+    if len(given) > 2:
+        raise click.UsageError("give one of STORE_PATHS, --watch-store and --spool", ctx)
+    if not given:
         raise click.UsageError("give STORE_PATHS to push, or --watch-store to push new store "
-                               "paths as they appear", ctx)
-    if not watch:
-        for name, flag in (("watch_interval", "--watch-interval"), ("store_dir", "--store-dir")):
-            if ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
-                raise click.UsageError(f"{flag} applies only with --watch-store", ctx)
+                               "paths as they appear, or --spool DIR to push what "
+                               "nix/post-build-hook.sh spools", ctx)
+    service = watch or spool_dir is not None
+    only = [("store_dir", "--store-dir", watch, "--watch-store"),
+            ("push_existing", "--push-existing", watch, "--watch-store"),
+            ("watch_interval", "--watch-interval", service, "--watch-store or --spool"),
+            ("retry_delay", "--retry-delay", service, "--watch-store or --spool"),
+            ("retry_max_delay", "--retry-max-delay", service, "--watch-store or --spool")]
+    for name, flag, allowed, modes in only:
+        if not allowed and ctx.get_parameter_source(name) is ParameterSource.COMMANDLINE:
+            raise click.UsageError(f"{flag} applies only with {modes}", ctx)
+    first, cap = ctx.params.get("retry_delay"), ctx.params.get("retry_max_delay")
+    if service and first is not None and cap is not None and cap < first:
+        raise click.UsageError(f"--retry-max-delay ({cap:g} s) is below --retry-delay "
+                               f"({first:g} s)", ctx)
 
 
 def log_to_stderr() -> None:
@@ -103,8 +129,13 @@ def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
 
 
 def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir: str,
-          interval: float, jobs: int, keyring: Keyring | None = None) -> None:
+          interval: float, jobs: int, keyring: Keyring | None = None, *,
+          push_existing: bool = False, retry_delay: float = DEFAULT_RETRY_DELAY,
+          retry_max_delay: float = DEFAULT_RETRY_MAX_DELAY) -> None:
     """Run the store watcher until a signal; exit status 1 if the last round left paths out.
+
+    ``push_existing``: push the valid paths already in the store too;
+    ``retry_delay``/``retry_max_delay``: the backoff of failing paths (seconds).
 
     Raises:
         click.ClickException: the store directory cannot be listed, a second
@@ -113,7 +144,9 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
     log_to_stderr()
     try:
         report = asyncio.run(watch_store(network, nix_key, publisher, store_dir=store_dir,
-                                         interval=interval, jobs=jobs, keyring=keyring))
+                                         interval=interval, jobs=jobs, keyring=keyring,
+                                         push_existing=push_existing, retry_delay=retry_delay,
+                                         retry_max_delay=retry_max_delay))
     except StoreWatchError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"watch stopped: {len(report.pushed)} store paths pushed")
@@ -124,6 +157,31 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
         raise click.ClickException(f"the last round failed: {report.error}")
     if report.unpushed:
         raise click.ClickException(str(PushFailedError(report.unpushed, PushSummary())))
+
+
+def spool(network: Network, nix_key: SecretKey, publisher: Publisher, spool_dir: str,
+          interval: float, jobs: int, retry_delay: float, retry_max_delay: float,
+          keyring: Keyring | None = None) -> None:
+    """Run the spool service until a signal (:func:`uploader.spool.push_spool`).
+
+    Exit status 0 after a signal, also when files are left: they stay in the
+    spool for the next start (nothing is lost).  Log lines on stderr, one per
+    pushed or failed spool file; a last line on stdout says what is left.
+
+    Raises:
+        click.ClickException: the spool directory cannot be created or listed.
+    """
+    log_to_stderr()
+    try:
+        report = asyncio.run(push_spool(network, nix_key, publisher, spool_dir=spool_dir,
+                                        interval=interval, jobs=jobs, retry_delay=retry_delay,
+                                        retry_max_delay=retry_max_delay, keyring=keyring))
+    except SpoolError as exc:
+        raise click.ClickException(str(exc)) from exc
+    abandoned = " (a push in progress was abandoned)" if report.interrupted else ""
+    click.echo(f"spool stopped{abandoned}: {report.files_pushed} spool files pushed, "
+               f"{report.records_written} records written, {report.left} files left in "
+               f"{os.path.join(spool_dir, NEW_DIR)}")
 
 
 @click.command("push")
@@ -140,31 +198,60 @@ def watch(network: Network, nix_key: SecretKey, publisher: Publisher, store_dir:
                    "written after its references' records).")
 @click.option("--progress/--no-progress", default=None,
               help="Progress bar of NAR bytes on stderr [default: when stderr is a terminal]. "
-                   "Not used with --watch-store.")
+                   "Not used with --watch-store or --spool.")
 @click.option("--watch-store", "watch_store_flag", is_flag=True,
               help="Keep running and push every new valid store path (with its closure) "
                    "as it appears, until SIGINT/SIGTERM; .drv files are skipped. "
                    "Takes no STORE_PATHS.")
+@click.option("--push-existing", is_flag=True,
+              help="With --watch-store: also push the valid store paths already in the "
+                   "store at start (by default only new ones are pushed).")
+@click.option("--spool", "spool_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR",
+              help="Keep running and push what nix/post-build-hook.sh spools in DIR "
+                   "(DIR/new/*.paths, with closures); a file is deleted once all its paths "
+                   "are pushed, failures are retried (--retry-delay); files left in DIR go "
+                   "first; SIGTERM finishes the push in progress and exits 0, unpushed "
+                   "files stay.  Takes no STORE_PATHS.")
 @click.option("--watch-interval", type=click.FloatRange(min=0.1), default=DEFAULT_INTERVAL,
               show_default=True, metavar="SECONDS",
-              help="With --watch-store: seconds between two listings of the store.")
+              help="With --watch-store or --spool: seconds between two listings of the "
+                   "store or of the spool.")
 @click.option("--store-dir", type=click.Path(file_okay=False), default=DEFAULT_STORE_DIR,
               show_default=True,
               help="With --watch-store: the Nix store directory to list (that of the store "
                    "`nix` uses).")
+@click.option("--retry-delay", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_RETRY_DELAY, show_default=True, metavar="SECONDS",
+              help="With --watch-store or --spool: wait before retrying a failed path or "
+                   "spool file; it doubles with each failure in a row (with jitter: "
+                   "50-100% of it) up to --retry-max-delay.")
+@click.option("--retry-max-delay", type=click.FloatRange(min=0, min_open=True),
+              default=DEFAULT_RETRY_MAX_DELAY, show_default=True, metavar="SECONDS",
+              help="With --watch-store or --spool: the longest wait between two tries.")
+@click.option("--pin", "pin_name", default=None, metavar="NAME",
+              help="After a successful push of STORE_PATHS, pin them under NAME (gc then "
+                   "keeps their closures; as `nixshard pin add NAME ...`).")
+@click.option("--pin-keep", type=click.IntRange(min=1), default=None, metavar="N",
+              help="With --pin: the pin keeps its N newest paths.")
 @click.argument("store_paths", nargs=-1)
 @click.pass_context
 def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
                  cache_secret: str | None, jobs: int,
-                 progress: bool | None, watch_store_flag: bool, watch_interval: float,
-                 store_dir: str, store_paths: tuple[str, ...]) -> None:
+                 progress: bool | None, watch_store_flag: bool, push_existing: bool,
+                 spool_dir: str | None, watch_interval: float, store_dir: str,
+                 retry_delay: float, retry_max_delay: float, pin_name: str | None,
+                 pin_keep: int | None, store_paths: tuple[str, ...]) -> None:
     """Push the closures of STORE_PATHS into the network, each record after its references'.
 
     With --watch-store, push new store paths as they appear instead (start it
-    before the build; paths already in the store are not pushed).  Exit status
-    1 names the paths not pushed; paths that depend on them are not committed.
+    before the build; paths already in the store are pushed only with
+    --push-existing).  With --spool DIR, push what nix/post-build-hook.sh
+    spools.  Exit status 1 names the paths not pushed; paths that depend on
+    them are not committed.
     """
-    check_mode(ctx, store_paths, watch_store_flag)
+    check_mode(ctx, store_paths, watch_store_flag, spool_dir)
+    check_pin(ctx, pin_name, pin_keep, bool(store_paths))
     try:
         network = load_network(network_file)
     except NetworkFileError as exc:
@@ -178,6 +265,56 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
     except SecretError as exc:
         raise click.ClickException(str(exc)) from exc
     if watch_store_flag:
-        watch(network, key.nix_key, key.publisher, store_dir, watch_interval, jobs, keyring)
+        watch(network, key.nix_key, key.publisher, store_dir, watch_interval, jobs, keyring,
+              push_existing=push_existing, retry_delay=retry_delay,
+              retry_max_delay=retry_max_delay)
+    elif spool_dir is not None:
+        spool(network, key.nix_key, key.publisher, spool_dir, watch_interval, jobs,
+              retry_delay, retry_max_delay, keyring)
     else:
         push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress, keyring)
+        if pin_name is not None:
+            pin_pushed(network, key.publisher, pin_name, store_paths, pin_keep, keyring)
+
+
+def check_pin(ctx: click.Context, pin_name: str | None, pin_keep: int | None,
+              paths: bool) -> None:
+    """``--pin`` only with STORE_PATHS and a valid name; ``--pin-keep`` only with ``--pin``.
+
+    Raises:
+        click.UsageError, click.BadParameter: what is wrong, in words.
+    """
+    if pin_keep is not None and pin_name is None:
+        raise click.UsageError("--pin-keep applies only with --pin", ctx)
+    if pin_name is None:
+        return
+    if not paths:
+        raise click.UsageError("--pin applies only to STORE_PATHS (not --watch-store or "
+                               "--spool)", ctx)
+    try:
+        check_pin_name(pin_name)
+    except PinError as exc:
+        raise click.BadParameter(str(exc), param_hint="--pin") from exc
+
+
+def pin_pushed(network: Network, publisher: Publisher, name: str,
+               store_paths: tuple[str, ...], keep: int | None,
+               keyring: Keyring | None) -> None:
+    """Pin the pushed ``store_paths`` (argument order: newest first) under ``name``.
+
+    Raises:
+        click.ClickException: the pin could not be written (the paths are pushed).
+    """
+    roots = [resolve_store_path(p) for p in store_paths]
+
+    async def run() -> tuple[str, ...]:
+        async with NetworkClient(network, keyring=keyring) as net:
+            change = await pin_paths(net, publisher, name, roots, keep, check_present=False)
+            return change.dropped
+
+    try:
+        dropped = asyncio.run(run())
+    except (PinError, StorageNetworkError) as exc:
+        raise click.ClickException(f"pushed, but not pinned: {exc}") from exc
+    click.echo(f"pinned under {name}: {', '.join(roots)}"
+               + (f"; dropped {', '.join(dropped)}" if dropped else ""))

@@ -18,6 +18,7 @@ from . import (
     narinfo,
     nix_cache_info,
     nodes,
+    realisations,
     upload_nar,
     upload_narinfo,
     upstream_nar,
@@ -25,4 +26,4 @@ from . import (
 
 #: Every route module, in registration order (a path's GET and PUT side by side).
 MODULES = (nix_cache_info, narinfo, upload_narinfo, listing, nar, upload_nar, build_log,
-           upstream_nar, nodes, metrics, healthz)
+           realisations, upstream_nar, nodes, metrics, healthz)

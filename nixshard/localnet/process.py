@@ -48,7 +48,7 @@ class ManagedProcess:
     Attributes:
         name: what messages call it (for a node: its node id).
         args: the arguments after ``program``.
-        url: ``http://127.0.0.1:PORT`` (no trailing slash).
+        url: ``http://127.0.0.1:PORT`` or ``https://...`` (no trailing slash).
         log_path: stdout and stderr, appended to across restarts.
         health_path: answers 200 once the process is ready.
         env: entries added to ``os.environ`` (as it is at each start).
@@ -195,7 +195,10 @@ class NodeProcess(ManagedProcess):
         accept_keys: publisher public keys (``name:base64``) it accepts writes from.
         node_id: its ``--node-id``.
         port: default: a :func:`free_port`.
-        extra_args: more command-line arguments (``--fault ...`` needs :data:`FAULT_ENV`).
+        extra_args: more command-line arguments (``--fault ...`` needs :data:`FAULT_ENV`;
+            with ``--tls-cert``/``--tls-key`` the node serves HTTPS and its :attr:`url`
+            is ``https://``, checked against the trust store, which honours
+            ``SSL_CERT_FILE``).
         env: environment entries added for this node.
     """
 
@@ -208,7 +211,8 @@ class NodeProcess(ManagedProcess):
                 "--node-id", node_id]
         for key in accept_keys:
             args += ["--accept-publisher", key]
-        super().__init__(node_id, [*args, *extra_args], f"http://127.0.0.1:{port}",
+        scheme = "https" if "--tls-cert" in extra_args else "http"
+        super().__init__(node_id, [*args, *extra_args], f"{scheme}://127.0.0.1:{port}",
                          self.data_dir.parent / f"{self.data_dir.name}.log", env=dict(env or {}))
 
     @property

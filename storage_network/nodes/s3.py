@@ -50,6 +50,17 @@ authorize writes, and the client enforces what our node would:
   the bytes when asked, which is all a bucket can prove (a node could also
   fetch public cache data on demand).
 
+Key roles cannot be enforced by the bucket: whoever holds its credentials
+with ``s3:DeleteObject`` can delete, so the bucket policy decides who may
+(give delete rights only to the maintainers' machines).  So that misuse
+fails clearly all the same, the client refuses, before any request and as
+our node would (``NodeStatusError`` 403, "lacks the maintainer role"), a
+``delete_shard``/``delete_record`` signed by a key that may not delete, and
+a tombstone that such a key both sealed and sends, when it was given the
+network's keys (``publishers``) and that key is not one of them or lacks the role
+(:attr:`~storage_network.wire.write_auth.PublisherKey.may_delete`; every
+publisher has it when the network file lists no ``maintainers``).
+
 Answers are hostile: shards are capped by the caller's limit, records by
 MAX_RECORD_BYTES, listings by MAX_LISTING_ENTRIES rows (pages: 2 MiB);
 listed keys that are not ids of ours are skipped.
@@ -67,6 +78,7 @@ from typing import Any
 
 from storage_network.config import NodeInfo
 from storage_network.errors import (
+    AuthError,
     NodeAnswerError,
     NodeError,
     NodeStatusError,
@@ -93,7 +105,7 @@ from storage_network.wire.record import (
     replacement,
 )
 from storage_network.wire.stripe import parse_shard_id, verify_shard
-from storage_network.wire.write_auth import Publisher, PublisherKey
+from storage_network.wire.write_auth import Publisher, PublisherKey, check_may_delete
 
 log = logging.getLogger("nixshard.network")
 MAX_PROOF_SHARD_BYTES = 64 << 20
@@ -110,8 +122,9 @@ class S3NodeStore(GatedNode):
     Args:
         info: the node's id and ``s3://`` URL (ValueError when malformed).
         deadlines, slots, lag, budget: as for :class:`~storage_network.nodes.http.NodeClient`.
-        publishers: the network's publisher keys, to open held records with
-            (None: the writer's own key).
+        publishers: the network's publisher keys (with their roles), to open held
+            records with and to refuse deletes by keys without the maintainer
+            role (None: the writer's own key, and no refusal).
     """
 
     def __init__(self, info: NodeInfo, *, deadlines: Deadlines | None = None, slots: int = 16,
@@ -130,6 +143,29 @@ class S3NodeStore(GatedNode):
         await self.s3.close()
 
     # --- helpers -----------------------------------------------------------------------------
+
+    def _known(self, signer: PublisherKey) -> PublisherKey | None:
+        """``signer`` as the network lists it (with its role), None when not listed."""
+        known = (self.publishers or {}).get(signer.name)
+        if known is None or bytes(known.verify_key) != bytes(signer.verify_key):
+            return None
+        return known
+
+    def _check_may_delete(self, signer: PublisherKey, what: str) -> None:
+        """Refuse ``what`` when ``signer`` is not among the network's keys or lacks the
+        maintainer role (see the module docstring); nothing without ``publishers``."""
+        if self.publishers is None:
+            return
+        known = self._known(signer)
+        try:
+            if known is None:
+                raise AuthError(f"key {signer.name!r} is not one of the network's keys, "
+                                f"so it may not {what}")
+            check_may_delete(known, what)
+        except AuthError as exc:
+            log.warning("node %s: refused to %s: %s", self.id, what, exc)
+            raise NodeStatusError(f"node {self.id}: {exc} (refused by the client: a bucket "
+                                  f"cannot check key roles)", 403) from None
 
     def _shard_key(self, shard_id: str) -> str:
         try:
@@ -238,8 +274,10 @@ class S3NodeStore(GatedNode):
 
     async def delete_shard(self, shard_id: str, before: float, publisher: Publisher) -> bool:
         """Delete a shard surely last written or touched before ``before`` (unix s);
-        False when absent or possibly more recent (see the module docstring's window)."""
+        False when absent or possibly more recent (see the module docstring's window).
+        NodeStatusError 403 when ``publisher`` may not delete."""
         key = self._shard_key(shard_id)
+        self._check_may_delete(publisher.public, "delete shards")
         status, head = await self.s3.call("HEAD shard", "head_object", quiet=(404,), Key=key)
         when = head.get("LastModified")
         if status == 404 or not isinstance(when, datetime) or when.timestamp() + 1 > before:
@@ -287,13 +325,17 @@ class S3NodeStore(GatedNode):
     async def put_record(self, key: str, data: bytes, publisher: Publisher) -> int:
         """Store a signed record or tombstone: 201 stored, 200 replaced or already held;
         NodeStatusError 409 when the bucket holds a newer or conflicting version
-        (or other writers kept replacing it), 422 when ``data`` does not open."""
+        (or other writers kept replacing it), 422 when ``data`` does not open, 403
+        for a tombstone that neither its sealer nor ``publisher`` may delete with."""
         target = self._record_key(key)
         keys = self.publishers or {publisher.name: publisher.public}
         try:
             incoming = open_record(keys, key, data)
         except RecordError as exc:
             raise NodeStatusError(f"node {self.id}: record {key}: {exc}", 422) from None
+        sender = self._known(publisher.public)
+        if incoming.tombstone and not (sender is not None and sender.may_delete):
+            self._check_may_delete(incoming.publisher, "sign tombstones (record deletions)")
         for _ in range(RECORD_WRITE_ATTEMPTS):
             found = await self._held_record(key)
             held = None if found is None else self._open(keys, key, found[0])
@@ -337,7 +379,9 @@ class S3NodeStore(GatedNode):
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:
         """Delete record ``key`` if its bytes have SHA-256 ``sha256_hex`` (GET, compare,
-        DELETE If-Match its ETag); False when absent or replaced meanwhile."""
+        DELETE If-Match its ETag); False when absent or replaced meanwhile.
+        NodeStatusError 403 when ``publisher`` may not delete."""
+        self._check_may_delete(publisher.public, "delete records")
         if not _SHA256_HEX.fullmatch(sha256_hex.lower()):
             raise NodeStatusError(f"node {self.id}: bad sha256 {sha256_hex[:80]!r}", 400)
         found = await self._held_record(key)

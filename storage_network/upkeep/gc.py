@@ -7,9 +7,18 @@
    not count as uses) and verified.  A key's newest valid version decides
    what it is (:mod:`storage_network.upkeep.inventory`): a live record or a
    tombstone (deleted).
-2. **Expiry.**  A live record expires when its signed ``created`` time is
+2. **Expiry.**  A live record is due when its signed ``created`` time is
    before ``t0 - max_age``, or when the key's last read (the latest atime
-   over the nodes listing it) is before ``t0 - max_idle``.  It is deleted by
+   over the nodes listing it) is before ``t0 - max_idle``.  With a link
+   reader (``links``: what each record needs, which records are pins; the
+   caller knows what metadata means, this package does not; in a private
+   network without the cache secret, what each record's publisher wrote in
+   the clear, keyed), the records
+   that are not due and the pins are kept with everything they need,
+   transitively, and only due records outside that closure expire
+   (:mod:`storage_network.upkeep.record_expiry`); they are deleted
+   referrers first, and one whose deletion fails keeps what it needs.  A
+   due record is deleted by
    writing a signed tombstone (``created`` = one second before ``t0``, so
    a push whose record is sealed in the second the collection starts still
    wins over it; one second past the record when that is later) the way a
@@ -34,7 +43,11 @@
 
 When the live set is incomplete (a node could not list its records, a
 listed record could not be read or opened) no shard is deleted unless
-``force`` is set: an unknown record may reference any shard.
+``force`` is set: an unknown record may reference any shard.  With a link
+reader, no record expires either (an unknown record may need any record),
+nor when a record that stays has links that cannot be read (its metadata
+does not open under the keyring, or, without the keyring, it was sealed
+before links were written in the clear); ``force`` expires anyway.
 
 **Why a push racing a collection loses nothing.**  A push touches every
 shard it reuses (a signed ``has`` with ``touch``) and writes every shard it
@@ -70,17 +83,26 @@ import time
 from storage_network.client import NetworkClient
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.inventory import take_inventory
-from storage_network.upkeep.record_expiry import expire_key
+from storage_network.upkeep.record_expiry import (
+    LinkReader,
+    RecordLinks,
+    expire_in_order,
+    keep,
+    plan_expiry,
+    settle_tombstone,
+)
 from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.write_auth import Publisher
+
+__all__ = ["REQUESTS_IN_FLIGHT", "LinkReader", "RecordLinks", "collect_garbage"]
 
 REQUESTS_IN_FLIGHT = 16
 
 
 async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                           max_age: float | None, max_idle: float | None, grace: float,
-                          dry_run: bool, force: bool = False,
-                          now: float | None = None) -> GcReport:
+                          dry_run: bool, force: bool = False, now: float | None = None,
+                          links: LinkReader | None = None) -> GcReport:
     """Expire records and delete unreferenced shards (see the module docstring).
 
     Args:
@@ -91,8 +113,19 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
             seconds before ``now`` (at least the network's ``gc_grace_seconds``
             when pushes may run meanwhile).
         dry_run: decide and report, delete nothing.
-        force: sweep shards even when the live set is incomplete.
+        force: sweep shards (and, with ``links``, expire records) even when the
+            inventory is incomplete.
         now: ``t0``, unix seconds (default: the clock).
+        links: reads what each live record needs and whether it is a pin
+            (:data:`~storage_network.upkeep.record_expiry.LinkReader`); records
+            needed by a record that stays, or by a pin, then stay.  None: the
+            age and idle rule alone decides.  In a private network whose
+            client holds the keyring, records are opened before ``links``
+            sees them; without it, ``links`` gets them sealed and reads the
+            links written in the clear
+            (:func:`~storage_network.wire.sealed_metadata.public_links`), and a
+            record sealed without them (version 1) leaves the closure
+            incomplete.
 
     Raises:
         ValueError: a negative duration.
@@ -100,6 +133,7 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     for name, value in (("max_age", max_age), ("max_idle", max_idle), ("grace", grace)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must not be negative, got {value}")
+    private = net.network.private
     t0 = time.time() if now is None else now
     report = GcReport(started=t0, dry_run=dry_run, grace=grace)
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
@@ -109,17 +143,45 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                   + [f"record {k} could not be opened: {why}"
                      for k, why in sorted(inv.bad_records.items())]
                   + inv.copy_problems)
+    plan = await asyncio.to_thread(plan_expiry, inv, t0, max_age, max_idle, links,
+                                   net.keyring if private else None)
+    report.closure = plan.closure
+    report.pins = plan.pins
+
+    def note(lines: list[str]) -> None:
+        report.skipped.extend(line for line in lines if line not in report.skipped)
+
+    unread = [f"record {k}: what it references could not be read: {why}"
+              for k, why in sorted(plan.unread.items())]
+    if plan.closure and plan.expiring and (incomplete or unread):
+        note(incomplete + unread)
+        if force:
+            note(["closure incomplete, expiring anyway (--force)"])
+        else:
+            note([f"no record expired ({len(plan.expiring)} due): a record that stays may "
+                  "need any of them, and some record could not be read (see above); fix "
+                  "the nodes or pass --force"])
+            plan.expiring = {}
 
     live: set[bytes] = set()
-    await asyncio.gather(*(expire_key(net, publisher, key, held, inv, report, live, limit,
-                                      max_age, max_idle)
-                           for key, held in sorted(inv.copies.items())))
+    for key in inv.records.keys() - plan.expiring.keys():
+        keep(inv.copies[key], live)
+
+    async def settle(key: str) -> None:
+        if not await settle_tombstone(net, publisher, key, inv.copies[key], inv, report,
+                                      limit):
+            keep(inv.copies[key], live)
+
+    await asyncio.gather(*(settle(key) for key in sorted(inv.tombstones)),
+                         expire_in_order(net, publisher, plan, inv, report, live, limit))
     report.expired.sort(key=lambda e: e.key)
+    report.retained = sorted(plan.retained.values(), key=lambda r: r.key)
+    report.records_kept = len(inv.records) - len(report.expired)
     report.kept_records.sort(key=lambda k: (k.key, k.node))
     report.live_stripes = len(live)
 
     if incomplete:
-        report.skipped.extend(incomplete)
+        note(incomplete)
         if not force:
             report.skipped.append(
                 "no shard deleted: the live set is incomplete (see above), an unseen record "

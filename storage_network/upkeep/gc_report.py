@@ -11,11 +11,48 @@ from storage_network.wire.listing import ListedShard
 @dataclass(frozen=True)
 class ExpiredRecord:
     """A record that expired: key, why, and the nodes whose copy a tombstone replaced
-    (would replace, dry run)."""
+    (would replace, dry run).
+
+    ``label`` is how the caller's link reader names the record (to nixshard: the
+    store-path basename), None when no reader ran or it did not know the record.
+    """
 
     key: str
     reason: str
     nodes: tuple[str, ...]
+    label: str | None = None
+
+
+@dataclass(frozen=True)
+class RetainedRecord:
+    """A live record the age or idle rule would expire, kept because a record that
+    stays needs it (or because it is a pin).
+
+    Attributes:
+        key: the record key.
+        label: its name from the link reader (None: unknown).
+        expiry: why the rule would have expired it (``age: ...``, ``idle: ...``).
+        why: why it stays: ``referenced by <label>``, ``pinned by <name>``,
+            ``pinned by <name> (referenced by <label>)``, ``a pin ...``, or
+            ``referenced by <label>, whose deletion failed``.
+    """
+
+    key: str
+    label: str | None
+    expiry: str
+    why: str
+
+
+@dataclass(frozen=True)
+class PinSummary:
+    """A pin the link reader found: its name and record key, how many keys it names
+    (``paths``), and how many live records its closure holds (``closure``: the pinned
+    records and everything they need, the pin's own record not counted)."""
+
+    name: str
+    key: str
+    paths: int
+    closure: int
 
 
 @dataclass(frozen=True)
@@ -57,7 +94,13 @@ class GcReport:
     Attributes:
         started: ``t0``, unix seconds.
         cutoff: ``t0 - grace``: unreferenced shards older than this go.
+        closure: whether the records' links were read (a link reader was
+            given): records that stay then keep every record they need.
         expired: expired records, each with its reason.
+        retained: records the age or idle rule would expire that stay, each with
+            why (needed by a record that stays, pinned).
+        pins: the pins found (with ``closure``).
+        records_kept: live records that stay (retained ones included).
         kept_records: expired copies that stay (replaced meanwhile, node error).
         live_stripes: stripes referenced by the records that stay.
         swept: whether shards were considered for deletion at all.
@@ -68,7 +111,11 @@ class GcReport:
     started: float
     dry_run: bool
     grace: float
+    closure: bool = False
     expired: list[ExpiredRecord] = field(default_factory=list)
+    retained: list[RetainedRecord] = field(default_factory=list)
+    pins: list[PinSummary] = field(default_factory=list)
+    records_kept: int = 0
     kept_records: list[KeptRecord] = field(default_factory=list)
     live_stripes: int = 0
     swept: bool = False
@@ -91,13 +138,28 @@ class GcReport:
         return sum(n.deleted_bytes for n in self.nodes.values())
 
     def to_json(self) -> dict[str, Any]:
-        """The report as JSON-ready data (shard counts and bytes, not ids)."""
+        """The report as JSON-ready data (shard counts and bytes, not ids).
+
+        ``expired_records``: what goes and why (``reason``: ``age: ...`` or
+        ``idle: ...``); ``retained_records``: what the rule would expire but
+        stays, and why (``kept_because``); each node's ``deleted_shards`` are
+        unreferenced shards last written before ``cutoff``.
+        """
         return {
             "dry_run": self.dry_run,
             "started": round(self.started, 3),
             "grace_seconds": self.grace,
-            "expired_records": [{"key": e.key, "reason": e.reason, "nodes": list(e.nodes)}
+            "cutoff": round(self.cutoff, 3),
+            "closure_checked": self.closure,
+            "expired_records": [{"key": e.key, "label": e.label, "reason": e.reason,
+                                 "nodes": list(e.nodes)}
                                 for e in self.expired],
+            "retained_records": [{"key": r.key, "label": r.label, "expired_by": r.expiry,
+                                  "kept_because": r.why}
+                                 for r in self.retained],
+            "pins": [{"name": p.name, "key": p.key, "paths": p.paths,
+                      "closure_records": p.closure} for p in self.pins],
+            "records_kept": self.records_kept,
             "kept_records": [{"key": k.key, "node": k.node, "reason": k.reason}
                              for k in self.kept_records],
             "live_stripes": self.live_stripes,

@@ -19,13 +19,22 @@ body.  So a signed request cannot be replayed with another body, against
 another path, against another node, nor later than ``max_skew`` seconds;
 a node remembers every nonce it accepted for as long as its date stays
 inside the window (``storage_node.replay``), so the same request sent again
-to the same node is refused too.  Node traffic is plain HTTP: the signature
-makes a captured write useless, it does not hide it.
+to the same node is refused too.  The signature makes a captured write
+useless, it does not hide it: node traffic is plain HTTP unless the node
+serves TLS (``nixshard node --tls-cert/--tls-key``, an ``https://`` URL).
 
 A node checks, in this order and before it reads any body byte
 (:func:`parse_write_claim`): header syntax, the date window, the key name,
 the node binding, the nonce's syntax and that it is not used; then, once
 the body is in, the signature (:meth:`WriteClaim.verify`).
+
+**Key roles.**  Every accepted key may write (shards, records, touches).
+Deleting (``DELETE`` of a shard or record, and a *tombstone*, the signed
+deletion of a record) needs the maintainer role: a network file that lists
+``maintainers`` gives it to those keys only (:attr:`PublisherKey.may_delete`
+is False for the others); a file without ``maintainers`` gives it to every
+publisher, as before roles existed.  :func:`with_roles` sets the role of a
+key set and :func:`check_may_delete` refuses a key without it.
 """
 
 from __future__ import annotations
@@ -36,8 +45,8 @@ import hashlib
 import re
 import secrets
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Mapping
+from dataclasses import dataclass, replace
 
 from nacl.exceptions import BadSignatureError
 from nacl.signing import SigningKey, VerifyKey
@@ -51,10 +60,18 @@ MAX_SKEW_SECONDS = 300
 
 @dataclass(frozen=True)
 class PublisherKey:
-    """A publisher's public key: ``name`` and the 32-byte ed25519 key."""
+    """A publisher's public key: ``name``, the 32-byte ed25519 key and its role.
+
+    Attributes:
+        may_delete: the key may delete shards and records and sign tombstones
+            (the maintainer role).  False only for a key of a key set that
+            lists maintainers and not this key (see :func:`with_roles`); a
+            key parsed alone has it.
+    """
 
     name: str
     verify_key: VerifyKey
+    may_delete: bool = True
 
     def text(self) -> str:
         """The ``name:base64`` form of the key."""
@@ -244,6 +261,28 @@ def verify_write(keys: Mapping[str, PublisherKey], node_id: str, method: str, pa
     claim = parse_write_claim(keys, node_id, headers, now, max_skew)
     claim.verify(method, path, body_sha256)
     return claim
+
+
+def with_roles(keys: Mapping[str, PublisherKey],
+               maintainers: Collection[str] | None) -> dict[str, PublisherKey]:
+    """``keys`` (by name) with their role set: each key named in ``maintainers`` may
+    delete and the others may not; with ``maintainers`` None (no roles listed) every
+    key may delete.  Names in ``maintainers`` that ``keys`` lacks are ignored."""
+    return {name: replace(key, may_delete=maintainers is None or name in maintainers)
+            for name, key in keys.items()}
+
+
+def check_may_delete(key: PublisherKey, what: str) -> None:
+    """Refuse ``what`` (e.g. ``"delete shards"``) for a key without the maintainer role.
+
+    Raises:
+        AuthError: ``key.may_delete`` is False; the message names the key and says it
+            lacks the maintainer role.
+    """
+    if not key.may_delete:
+        raise AuthError(f"key {key.name!r} lacks the maintainer role: it may write shards "
+                        f"and records but not {what}; deletes need a key listed under "
+                        f"`maintainers` in the network file (docs/keys.md)")
 
 
 def sha256(data: bytes) -> bytes:

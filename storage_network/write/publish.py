@@ -29,13 +29,14 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient
 from storage_network.coding.chunker import iter_chunks
 from storage_network.coding.codec import EncodedChunk, StripeCodec
+from storage_network.coding.sealing import CacheSecret, Keyring
 from storage_network.errors import NodeError, RecordConflictError
 from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.record import open_record, seal_record
@@ -213,9 +214,21 @@ def check_push_window(net: NetworkClient, touched_at: float | None,
             "record: a garbage collection may have removed shards it reuses; push again")
 
 
+def keyed_links(keyring: Keyring, links: Iterable[str], own: str | None = None) -> list[str]:
+    """The links a private record carries in the clear: each plain key in ``links``
+    keyed under every secret of ``keyring`` (a record it needs may have been sealed
+    under an older secret), sorted, without duplicates and without ``own`` (the
+    record's own keyed key)."""
+    keyed = {secret.record_key(plain) for plain in links for secret in keyring}
+    if own is not None:
+        keyed.discard(own)
+    return sorted(keyed)
+
+
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
                          metadata: bytes, manifest: Manifest, *,
-                         touched_at: float | None = None) -> int:
+                         touched_at: float | None = None, links: Sequence[str] = (),
+                         pin: bool = False, secret: CacheSecret | None = None) -> int:
     """Sign the record and write it to its replica window; returns its size in bytes.
 
     The rule of docs/consistency.md (:func:`storage_network.write.record_write.write_version`):
@@ -226,12 +239,23 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
 
     With the client's keyring (a private cache), ``record_key`` is the
     plain key: the record goes under the current secret's keyed key, its
-    metadata and chunk keys sealed (:mod:`storage_network.wire.sealed_metadata`).
+    metadata and chunk keys sealed (:mod:`storage_network.wire.sealed_metadata`),
+    and ``links`` (plain keys) keyed under every secret of the keyring
+    (:func:`keyed_links`) and written in the clear with ``pin``, so garbage
+    collection keeps closures whole without the secret
+    (:func:`~storage_network.wire.sealed_metadata.public_links`).  Without a
+    keyring ``links`` and ``pin`` are not written: a public record's metadata
+    says them itself.
 
     Args:
         touched_at: :attr:`PublishStats.touched_at` from :func:`store_payload`;
             when given, the record is refused if it comes too late (see
             :func:`check_push_window`).
+        links: plain keys of the records this one needs while it stays.
+        pin: the record is a pin (it never expires and keeps its links).
+        secret: with a keyring, the secret of the keyring to seal under
+            (default: the current one); an older one only to replace that
+            secret's version of a record.
 
     Raises:
         RecordConflictError: the arbiter holds a record of another content
@@ -240,15 +264,24 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
             (publishing again completes it), the arbiter holds a newer
             tombstone, or the push took longer than half of
             ``gc_grace_seconds`` (nothing written).
+        ValueError: a sealed manifest without a keyring or the reverse, a
+            ``secret`` not in the keyring, or more links than sealed metadata
+            holds (:data:`~storage_network.wire.sealed_metadata.MAX_LINKS`).
     """
     check_push_window(net, touched_at)
     if manifest.sealed != (net.keyring is not None):
         raise ValueError("a sealed manifest is published by a client with a keyring, "
                          "and only such")
     if net.keyring is not None:
-        secret = net.keyring.current
+        if secret is None:
+            secret = net.keyring.current
+        elif net.keyring.by_id(secret.secret_id) is None:
+            raise ValueError(f"cache secret {secret.name} is not in the client's keyring")
         record_key = secret.record_key(record_key)
-        metadata = seal_metadata(secret, record_key, metadata, manifest)
+        metadata = seal_metadata(secret, record_key, metadata, manifest,
+                                 links=keyed_links(net.keyring, links, record_key), pin=pin)
+    elif secret is not None:
+        raise ValueError("a cache secret is given to a client without a keyring")
     data = seal_record(publisher, record_key, metadata, manifest)
     incoming = open_record({publisher.name: publisher.public}, record_key, data)
     outcome = await write_version(net, publisher, record_key, data, incoming)

@@ -27,6 +27,11 @@ carrying ``X-Nixshard-Peek: 1`` (the collector's own reads) is not counted;
 neither is ``HEAD``.  ``DELETE /records/{key}?sha256=HEX`` (signed over the
 path with its query) deletes the record only if the stored bytes are the
 ones named, so a record replaced since the collector read it survives.
+
+Deleting needs the maintainer role (:mod:`storage_node.write_auth`): a
+``DELETE`` signed by a key without it is refused (403), and so is a
+tombstone that such a key both sealed and sent (a maintainer's tombstone
+may be copied by anyone, and a maintainer may copy any tombstone).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unproce
 from ..expect import expect_handler
 from ..record_store import RecordWrite
 from ..store_layout import Deletion
-from ..write_auth import check_delete, check_write, precheck_write
+from ..write_auth import check_delete, check_tombstone, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 _SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
@@ -108,7 +113,8 @@ async def put_record(request: web.Request) -> web.Response:
 
     Answers 201 (nothing was held: stored), 200 (the same bytes were held,
     or a version this one supersedes: replaced), 400 (bad key, truncated
-    body), 401 (no signature), 403 (signature refused), 409 (the node holds
+    body), 401 (no signature), 403 (signature refused, or a tombstone that
+    neither its sealer nor its sender may delete with), 409 (the node holds
     a newer version, or a record of another content), 413 (body over
     ``max_record_bytes``), 422 (record malformed, signed by a key the node
     does not accept, or signed for another key).  The JSON answer is
@@ -122,6 +128,8 @@ async def put_record(request: web.Request) -> web.Response:
         record = await asyncio.to_thread(open_record, config.publishers, key, memoryview(body))
     except RecordError as exc:
         raise Unprocessable(str(exc)) from exc
+    if record.tombstone:
+        check_tombstone(record.publisher, publisher)
     outcome = await store.write_record(key, memoryview(body), _decider(config, key, record))
     kind = "tombstone" if record.tombstone else "record"
     log.info("%s %s %s (%d bytes, %d chunks, created %d, signed by %s) for publisher %s",
@@ -163,7 +171,8 @@ async def delete_record(request: web.Request) -> web.Response:
     Signed over the path with its query (``/records/<key>?sha256=HEX``).
     Answers 204 (deleted), 404 (absent), 412 (the stored record is another
     one: replaced since), 400 (bad key, missing or bad ``sha256``), 401/403
-    (signature missing or refused).
+    (signature missing or refused; 403 also for a key without the maintainer
+    role).
     """
     store = request.app[STORE]
     key = _parse_key(request)

@@ -16,7 +16,8 @@ The mtime is the garbage collector's clock (see :mod:`storage_network.upkeep.gc`
 a signed ``POST /shards/has`` with ``"touch": true`` sets it on every listed
 shard the node holds, and ``DELETE /shards/{id}?before=T`` (signed over the
 path with its query) deletes a shard only if its mtime is earlier than T,
-atomically with respect to touches and PUTs of it.
+atomically with respect to touches and PUTs of it; it needs a key with the
+maintainer role (:mod:`storage_node.write_auth`).
 """
 
 from __future__ import annotations
@@ -281,7 +282,8 @@ async def delete_shard(request: web.Request) -> web.Response:
     Signed over the path with its query (``/shards/<id>?before=T``).
     Answers 204 (deleted), 404 (absent), 412 (mtime >= T: a push wrote or
     touched it since the collector looked), 400 (bad id, missing or bad
-    ``before``), 401/403 (signature missing or refused).
+    ``before``), 401/403 (signature missing or refused; 403 also for a key
+    without the maintainer role).
     """
     store = request.app[STORE]
     shard_id = request.match_info["id"]

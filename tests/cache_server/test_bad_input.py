@@ -23,6 +23,7 @@ from prometheus_client import REGISTRY
 
 from cache_server.app import create_app
 from cache_server.config import ServeConfig, UploadConfig, UpstreamConfig
+from cache_server.credentials import Credential
 from cache_server.send import send_body
 from http_serving.access_log import AccessLogger
 from http_serving.metrics import RequestMetrics, setup
@@ -70,7 +71,7 @@ async def client(tmp_path: Path) -> AsyncIterator[Served]:
                            trusted_keys=(KEY.public_key(),))
     upstream = UpstreamConfig(urls=("http://127.0.0.1:9",), keys=(KEY.public_key(),))
     config = ServeConfig(network=network, cache_dir=tmp_path / "cache", uploads=uploads,
-                         upstream=upstream, credentials={USER: PASSWORD})
+                         upstream=upstream, credentials={USER: Credential(USER, PASSWORD)})
     async with serve(create_app(config)) as served:
         yield served
 

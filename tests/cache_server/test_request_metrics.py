@@ -10,6 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 
 from cache_server.app import create_app
 from cache_server.config import ServeConfig
+from cache_server.credentials import Credential
 from http_serving.metrics import CONTENT_TYPE
 from storage_network.config import Network, NodeInfo
 from tests.support.metrics import sample
@@ -26,7 +27,7 @@ async def client(tmp_path: Path) -> AsyncIterator[TestClient]:
     """A gateway app with reads behind auth, over a network nobody listens on."""
     network = Network(nodes=(NodeInfo("node-1", "http://127.0.0.1:9"),), k=1, m=0)
     config = ServeConfig(network=network, cache_dir=tmp_path / "cache",
-                         credentials={USER: PASSWORD}, read_auth=True)
+                         credentials={USER: Credential(USER, PASSWORD)}, read_auth=True)
     async with TestClient(TestServer(create_app(config))) as c:
         yield c
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,13 +15,15 @@ import pytest
 from nix_formats.keys import SecretKey
 from nixshard.localnet import env_with_nix_config, new_publisher
 from storage_network.client import NetworkClient
-from storage_network.config import Network, init_network
+from storage_network.config import Network
 from storage_network.errors import NotFoundError
 from storage_network.read.record_lookup import fetch_record
-from storage_network.wire.write_auth import Publisher
 from tests.support.network import running_network
+from uploader.backoff import Backoff
 from uploader.errors import StoreWatchError
 from uploader.watch import StoreWatcher, is_candidate, new_store_paths, scan_store, watch_store
+
+from .service_support import offline_network, wait_for
 
 H1 = "0" * 32
 H2 = "1" * 32
@@ -68,43 +71,127 @@ def test_scan_store_lists_names_and_names_a_missing_directory(tmp_path: Path) ->
         scan_store(str(tmp_path / "missing"))
 
 
-def offline_network() -> tuple[Network, SecretKey, Publisher]:
-    """A network file whose nodes are never contacted, and its publisher key."""
-    publisher, secret = new_publisher("watch-tests-1")
-    urls = [f"http://127.0.0.1:{9 + i}" for i in range(6)]
-    return init_network(urls, 4, 2, [publisher.public]), SecretKey.parse(secret), publisher
-
-
-def test_a_failed_round_is_logged_and_retried(tmp_path: Path,
-                                              caplog: pytest.LogCaptureFixture) -> None:
-    """Entries Nix cannot vouch for (here: not in Nix's store) fail the round, not the watcher."""
+def test_a_failed_round_is_logged_and_retried_after_a_backoff(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Entries Nix cannot vouch for (here: not in Nix's store) fail the round, not the
+    watcher; they are tried again when their backoff allows, not every round."""
     store = tmp_path / "store"
     store.mkdir()
     (store / f"{H1}-before").mkdir()
-    network, nix_key, publisher = offline_network()
+    network, nix_key, publisher = offline_network("watch-tests-1")
+    now = [0.0]
+    retry = Backoff(10.0, 15.0, clock=lambda: now[0], rand=lambda: 1.0)
 
     async def run() -> StoreWatcher:
         async with NetworkClient(network) as net:
-            watcher = StoreWatcher(net, nix_key, publisher, str(store), jobs=2)
+            watcher = StoreWatcher(net, nix_key, publisher, str(store), jobs=2, retry=retry)
             assert watcher.baseline() == 1
             await watcher.round()
             assert watcher.report.error is None  # nothing new: nothing asked
             (store / f"{H2}-after").mkdir()
-            for _ in range(2):
+            await watcher.round()
+            assert watcher.report.error is not None and retry.failures(f"{H2}-after") == 1
+            await watcher.round()  # within its backoff: not asked
+            assert watcher.report.error is None and retry.failures(f"{H2}-after") == 1
+            for due in (10.0, 25.0, 40.0):  # delays 10, then 20 capped to 15, 15
+                now[0] = due - 0.01
+                await watcher.round()
+                assert watcher.report.error is None
+                now[0] = due
                 await watcher.round()
                 assert watcher.report.error is not None
                 assert f"{H2}-after" not in watcher.known
+            assert retry.failures(f"{H2}-after") == 4
+            shutil.rmtree(store / f"{H2}-after")
+            await watcher.round()
+            assert retry.failures(f"{H2}-after") == 0  # gone from the store: forgotten
             return watcher
 
     with caplog.at_level("WARNING", logger="nixshard.push"):
         watcher = asyncio.run(run())
-    assert watcher.report.rounds == 3 and watcher.report.pushed == []
-    assert not watcher.report.complete
-    assert sum("trying again next round" in r.getMessage() for r in caplog.records) == 2
+    assert watcher.report.rounds == 10 and watcher.report.pushed == []
+    assert watcher.report.complete  # the last round found nothing to do
+    lines = [r.getMessage() for r in caplog.records if "cannot look at" in r.getMessage()]
+    assert [line.split(" s): ", 1)[0] + " s)" for line in lines] == [
+        "round 2: cannot look at 1 new store paths (next try in at most 10.0 s)",
+        "round 5: cannot look at 1 new store paths (next try in at most 15.0 s)",
+        "round 7: cannot look at 1 new store paths (next try in at most 15.0 s)",
+        "round 9: cannot look at 1 new store paths (next try in at most 15.0 s)"]
+
+
+def test_push_existing_looks_at_what_is_there_at_once(tmp_path: Path) -> None:
+    """Without --push-existing the paths there at start are never looked at; with it,
+    the first round, at once, looks at them (here Nix refuses them: not its store)."""
+    store = tmp_path / "store"
+    store.mkdir()
+    (store / f"{H1}-before").mkdir()
+    network, nix_key, publisher = offline_network("watch-tests-1")
+
+    async def first_round(push_existing: bool) -> StoreWatcher:
+        async with NetworkClient(network) as net:
+            watcher = StoreWatcher(net, nix_key, publisher, str(store),
+                                   push_existing=push_existing)
+            assert watcher.baseline() == 1
+            stop = asyncio.Event()
+            task = asyncio.create_task(watcher.run(stop, interval=3600))
+            if push_existing:
+                while watcher.report.rounds == 0:  # no wait of an interval first
+                    await asyncio.sleep(0.01)
+            stop.set()
+            await asyncio.wait_for(task, 60)
+            return watcher
+
+    plain = asyncio.run(first_round(False))
+    assert plain.known == {f"{H1}-before"} and plain.report.error is None
+    existing = asyncio.run(asyncio.wait_for(first_round(True), 60))
+    assert existing.report.rounds == 2  # the first at once, the last on stop
+    assert existing.known == set() and existing.retry.failures(f"{H1}-before") == 1
+
+
+@pytest.mark.nix
+def test_a_path_whose_push_fails_waits_for_its_backoff(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A valid new path the network refuses (no node answers) is tried again only when
+    its backoff allows: one log line per try, not one per round."""
+    network, nix_key, publisher = offline_network("watch-tests-1")
+    now = [0.0]
+    retry = Backoff(10.0, 300.0, clock=lambda: now[0], rand=lambda: 1.0)
+    tree = tmp_path / "nixshard-watch-backoff"
+    tree.mkdir()
+    (tree / "f").write_text(f"{time.time_ns()}\n")
+    added: list[str] = []
+
+    async def run() -> StoreWatcher:
+        async with NetworkClient(network) as net:
+            watcher = StoreWatcher(net, nix_key, publisher, "/nix/store", retry=retry)
+            watcher.baseline()
+            added.append(nix_out("nix-store", "--add", str(tree)))
+            name = Path(added[0]).name
+            await watcher.round()
+            assert added[0] in watcher.report.unpushed and retry.failures(name) == 1
+            await watcher.round()  # within its backoff: not tried
+            assert added[0] not in watcher.report.unpushed and retry.failures(name) == 1
+            now[0] = 10.0
+            await watcher.round()
+            assert added[0] in watcher.report.unpushed and retry.failures(name) == 2
+            return watcher
+
+    try:
+        with caplog.at_level("WARNING", logger="nixshard.push"):
+            asyncio.run(run())
+        lines = [r.getMessage() for r in caplog.records
+                 if r.getMessage().startswith("not pushed") and added[0] in r.getMessage()]
+        assert [line.split(f": {added[0]}: ")[0] for line in lines] == [
+            "not pushed (failure 1, next try in 10.0 s)",
+            "not pushed (failure 2, next try in 20.0 s)"], lines
+    finally:
+        if added:
+            subprocess.run(["nix-store", "--delete", *added], capture_output=True,
+                           env=env_with_nix_config(), check=False)
 
 
 def test_watch_store_refuses_bad_arguments(tmp_path: Path) -> None:
-    network, nix_key, publisher = offline_network()
+    network, nix_key, publisher = offline_network("watch-tests-1")
     with pytest.raises(ValueError, match="interval must be a positive number"):
         asyncio.run(watch_store(network, nix_key, publisher, interval=0))
     with pytest.raises(ValueError, match="jobs must be at least 1"):
@@ -120,15 +207,6 @@ WATCH_EXPR = (
     ' lib = mk "nixshard-watch-lib" "mkdir -p $out; echo STAMP > $out/stamp";'
     ' in mk "nixshard-watch-top" "mkdir -p $out; echo ${lib} > $out/lib; echo STAMP > $out/s"'
 )
-
-
-def wait_for(what: str, check, deadline_seconds: float = 180.0) -> None:  # type: ignore[no-untyped-def]
-    """Poll ``check()`` until true; fail naming ``what`` after a generous deadline."""
-    deadline = time.monotonic() + deadline_seconds
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def has_record(network: Network, path: str) -> bool:
@@ -167,7 +245,7 @@ def test_watch_store_pushes_a_new_build_and_stops_on_sigterm(tmp_path: Path) -> 
         try:
             wait_for("the watcher to list the store",
                      lambda: "watching /nix/store" in log_path.read_text()
-                     or watcher.poll() is not None)
+                     or watcher.poll() is not None, poll_seconds=0.2)
             assert watcher.poll() is None, log_path.read_text()
             expr = WATCH_EXPR.replace("STAMP", f"{time.time_ns()}")
             top = nix_out("nix-build", "--no-out-link", "-E", expr).splitlines()[-1]
@@ -175,13 +253,14 @@ def test_watch_store_pushes_a_new_build_and_stops_on_sigterm(tmp_path: Path) -> 
             drvs = [nix_out("nix-store", "--query", "--deriver", p) for p in (top, lib)]
             built += [top, lib, *drvs]
             wait_for("both records in the network",
-                     lambda: has_record(local.network, top) and has_record(local.network, lib))
+                     lambda: has_record(local.network, top) and has_record(local.network, lib),
+                     poll_seconds=0.2)
             watcher.send_signal(signal.SIGTERM)
             assert watcher.wait(timeout=120) == 0, log_path.read_text()
-            log = log_path.read_text()
-            assert f"pushed {lib} (" in log and f"pushed {top} (" in log
-            assert log.index(f"pushed {lib} (") < log.index(f"pushed {top} (")
-            assert "SIGTERM: stopping after one last round" in log
+            text = log_path.read_text()
+            assert f"pushed {lib} (" in text and f"pushed {top} (" in text
+            assert text.index(f"pushed {lib} (") < text.index(f"pushed {top} (")
+            assert "SIGTERM: stopping after one last round" in text
             assert out_path.read_text().startswith("watch stopped: ")
             assert all(d.endswith(".drv") and not has_record(local.network, d) for d in drvs)
         finally:

@@ -11,7 +11,7 @@ from dataclasses import replace
 import pytest
 from nacl.signing import SigningKey
 
-from storage_network.coding.sealing import SEAL_OVERHEAD, CacheSecret, Keyring
+from storage_network.coding.sealing import SEAL_OVERHEAD, CacheSecret, Keyring, seal
 from storage_network.errors import RecordError, SealError
 from storage_network.wire.manifest import (
     MAGIC,
@@ -24,7 +24,13 @@ from storage_network.wire.manifest import (
 )
 from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.sealed_metadata import MAGIC as SEALED_MAGIC
-from storage_network.wire.sealed_metadata import is_sealed, open_metadata, seal_metadata
+from storage_network.wire.sealed_metadata import (
+    MAX_LINKS,
+    is_sealed,
+    open_metadata,
+    public_links,
+    seal_metadata,
+)
 from storage_network.wire.write_auth import Publisher
 
 CODEC = "isa_l_rs_cauchy"
@@ -240,7 +246,9 @@ def test_sealed_metadata_round_trip() -> None:
     manifest = sealed_manifest(4, seed=10)
     sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, manifest)
     assert is_sealed(sealed) and sealed.startswith(SEALED_MAGIC)
-    assert sealed[4] == 1 and sealed[5:13] == SECRET.secret_id
+    assert sealed[4] == 2 and sealed[5:13] == SECRET.secret_id
+    assert sealed[13:16] == b"\x00\x00\x00", "no flags, no links"
+    assert public_links(sealed) == ((), False)
     decoded = Manifest.decode(manifest.encode())
     metadata, opened = open_metadata(Keyring([SECRET]), RECORD_KEY, sealed, decoded)
     assert metadata == METADATA
@@ -321,12 +329,24 @@ def test_open_tampered_secret_id() -> None:
         open_metadata(Keyring([SECRET]), RECORD_KEY, bytes(sealed), manifest)
 
 
-def test_open_tampered_version() -> None:
+@pytest.mark.parametrize("version", [0, 3, 0xFF])
+def test_open_unknown_version(version: int) -> None:
     manifest = sealed_manifest(1, seed=19)
     sealed = bytearray(seal_metadata(SECRET, RECORD_KEY, METADATA, manifest))
-    sealed[4] = 2
-    with pytest.raises(SealError, match="sealed metadata version 2 is not 1"):
+    sealed[4] = version
+    with pytest.raises(SealError, match=f"sealed metadata version {version} is not 1 or 2"):
         open_metadata(Keyring([SECRET]), RECORD_KEY, bytes(sealed), manifest)
+    with pytest.raises(SealError, match=f"version {version}"):
+        public_links(bytes(sealed))
+
+
+def test_a_version_2_record_relabelled_version_1_does_not_open() -> None:
+    """The version byte is in the additional data: no downgrade to hide the links."""
+    manifest = sealed_manifest(1, seed=19)
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, manifest, links=[LINK_A])
+    downgraded = sealed[:4] + b"\x01" + sealed[5:13] + sealed[13 + 3 + 32:]
+    with pytest.raises(SealError, match="do not open"):
+        open_metadata(Keyring([SECRET]), RECORD_KEY, downgraded, manifest)
 
 
 @pytest.mark.parametrize("metadata", [METADATA, b"", b"NXSP", b"NXSP\x01short",
@@ -353,6 +373,116 @@ def test_metadata_plaintext_is_not_in_the_sealed_bytes() -> None:
     for c in manifest.chunks:
         assert c.key not in sealed
         assert c.key[:8] not in sealed
+
+
+# --- version 2: links in the clear ----------------------------------------------------------
+
+
+LINK_A = SECRET.record_key("a" * 32)
+LINK_B = OTHER.record_key("b" * 32)
+
+
+def v1_sealed(secret: CacheSecret, record_key: str, metadata: bytes,
+              manifest: Manifest) -> bytes:
+    """Version 1 sealed metadata, built by hand as publishers wrote it before links."""
+    plain = struct.pack(">I", len(metadata)) + metadata + b"".join(
+        struct.pack(">32sI", c.key, c.size) for c in manifest.chunks)
+    aad = (b"nixshard-sealed-metadata\n" + record_key.encode()
+           + hashlib.sha256(manifest.encode()).digest())
+    return SEALED_MAGIC + b"\x01" + secret.secret_id + seal(secret.metadata_key, plain, aad)
+
+
+@pytest.mark.parametrize("pin", [False, True])
+def test_version_2_round_trip_with_links(pin: bool) -> None:
+    manifest = sealed_manifest(3, seed=30)
+    links = [LINK_A, LINK_B]
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, manifest, links=links, pin=pin)
+    assert sealed[:5] == SEALED_MAGIC + b"\x02" and sealed[5:13] == SECRET.secret_id
+    assert sealed[13] == (1 if pin else 0)
+    assert struct.unpack_from(">H", sealed, 14) == (2,)
+    assert sealed[16:16 + 64] == (LINK_A + LINK_B).encode()
+    assert public_links(sealed) == ((LINK_A, LINK_B), pin)
+    metadata, opened = open_metadata(Keyring([SECRET]), RECORD_KEY, sealed,
+                                     Manifest.decode(manifest.encode()))
+    assert metadata == METADATA and opened.chunks == manifest.chunks
+    # the metadata, the chunk keys and the plain keys stay sealed
+    assert METADATA not in sealed and b"a" * 32 not in sealed and b"b" * 32 not in sealed
+
+
+def test_version_2_with_many_links_and_a_bound() -> None:
+    manifest = sealed_manifest(1, seed=31)
+    links = sorted({SECRET.record_key(f"{i:032d}") for i in range(500)})
+    sealed = seal_metadata(SECRET, RECORD_KEY, b"", manifest, links=links, pin=True)
+    assert public_links(sealed) == (tuple(links), True)
+    assert open_metadata(Keyring([SECRET]), RECORD_KEY, sealed, manifest)[0] == b""
+    with pytest.raises(ValueError, match=f"at most {MAX_LINKS} links"):
+        seal_metadata(SECRET, RECORD_KEY, b"", manifest, links=[LINK_A] * (MAX_LINKS + 1))
+
+
+@pytest.mark.parametrize("link", ["short", "A" * 32, "x" * 31 + "-", "é" * 32, ""])
+def test_seal_metadata_refuses_a_link_that_is_not_a_record_key(link: str) -> None:
+    with pytest.raises(ValueError, match="not record keys"):
+        seal_metadata(SECRET, RECORD_KEY, METADATA, sealed_manifest(1), links=[LINK_A, link])
+
+
+@pytest.mark.parametrize("position", [13, 14, 15, 16, 30, 16 + 63])
+def test_a_tampered_prefix_does_not_open(position: int) -> None:
+    """Flags, count and links are in the additional data."""
+    manifest = sealed_manifest(2, seed=32)
+    sealed = bytearray(seal_metadata(SECRET, RECORD_KEY, METADATA, manifest,
+                                     links=[LINK_A, LINK_B]))
+    sealed[position] ^= 0x01
+    with pytest.raises(SealError):
+        open_metadata(Keyring([SECRET]), RECORD_KEY, bytes(sealed), manifest)
+
+
+def test_a_swapped_link_does_not_open() -> None:
+    manifest = sealed_manifest(2, seed=33)
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, manifest, links=[LINK_A])
+    other = SECRET.record_key("c" * 32).encode()
+    swapped = sealed[:16] + other + sealed[16 + 32:]
+    assert public_links(swapped) == ((other.decode(),), False), "readable, yet not opened"
+    with pytest.raises(SealError, match="do not open"):
+        open_metadata(Keyring([SECRET]), RECORD_KEY, swapped, manifest)
+
+
+def test_version_1_still_opens_and_has_no_public_links() -> None:
+    manifest = sealed_manifest(3, seed=34)
+    sealed = v1_sealed(SECRET, RECORD_KEY, METADATA, manifest)
+    assert is_sealed(sealed) and sealed[4] == 1
+    assert public_links(sealed) is None
+    metadata, opened = open_metadata(Keyring([OTHER, SECRET]), RECORD_KEY, sealed,
+                                     Manifest.decode(manifest.encode()))
+    assert metadata == METADATA and opened.chunks == manifest.chunks
+    tampered = bytearray(sealed)
+    tampered[20] ^= 0x01
+    with pytest.raises(SealError, match="do not open"):
+        open_metadata(Keyring([SECRET]), RECORD_KEY, bytes(tampered), manifest)
+
+
+def test_public_links_of_what_is_not_sealed_is_none() -> None:
+    assert public_links(METADATA) is None
+    assert public_links(b"") is None
+
+
+@pytest.mark.parametrize("cut", [13, 14, 15, 16, 47])
+def test_public_links_of_truncated_version_2(cut: int) -> None:
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, sealed_manifest(1),
+                           links=[LINK_A, LINK_B])
+    with pytest.raises(SealError, match="not sealed|truncated|does not hold"):
+        public_links(sealed[:cut])
+    with pytest.raises(SealError):
+        open_metadata(Keyring([SECRET]), RECORD_KEY, sealed[:cut], sealed_manifest(1))
+
+
+def test_public_links_refuses_malformed_links_and_unknown_flags() -> None:
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, sealed_manifest(1), links=[LINK_A])
+    bad_char = sealed[:16] + b"!" + sealed[17:]
+    with pytest.raises(RecordError, match="link 0 is not a record key"):
+        public_links(bad_char)
+    flags = sealed[:13] + b"\x02" + sealed[14:]
+    with pytest.raises(RecordError, match="unknown flags 0x02"):
+        public_links(flags)
 
 
 def test_seal_metadata_refuses_a_public_manifest() -> None:
