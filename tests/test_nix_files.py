@@ -107,8 +107,11 @@ def test_nix_conf_example_holds_real_settings() -> None:
     assert proc.returncode == 0, proc.stderr
     assert "unknown setting" not in proc.stderr
     settings = json.loads(proc.stdout)
-    assert settings["substituters"]["value"][0] == "http://127.0.0.1:5000"
-    assert settings["trusted-public-keys"]["value"][0].startswith("mycache-1:")
+    assert "http://127.0.0.1:5000" in settings["substituters"]["value"]
+    assert any(k.startswith("mycache-1:") for k in settings["trusted-public-keys"]["value"])
+    assert "http://127.0.0.1:5000" in settings["trusted-substituters"]["value"]
+    assert settings["fallback"]["value"] is True
+    assert settings["connect-timeout"]["value"] == 5
     assert settings["post-build-hook"]["value"] == "/etc/nixshard/post-build-hook.sh"
     assert settings["netrc-file"]["value"] == "/etc/nix/netrc"
 
