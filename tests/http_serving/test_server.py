@@ -8,8 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from http_serving.server import serve_app
-from nixshard.localnet import free_port
+from tests.support.http_serving import serving
 
 BOUND = 20.0  # a generous bound on how long a guard may take to act (not a timing claim)
 
@@ -22,20 +21,8 @@ async def hello(_: web.Request) -> web.Response:
 async def server() -> AsyncIterator[int]:
     app = web.Application()
     app.router.add_get("/", hello)
-    port = free_port()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, idle_timeout=0.6,
-                                         stop=stop))
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
-    yield port
-    stop.set()
-    await task
+    async with serving(app, idle_timeout=0.6) as port:
+        yield port
 
 
 async def closed_by_server(reader: asyncio.StreamReader) -> bytes:

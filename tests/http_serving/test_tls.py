@@ -15,10 +15,10 @@ from click.testing import CliRunner
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 
-from http_serving.server import serve_app
 from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
 from nixshard.localnet import free_port, new_publisher
 from storage_node.cli import node_command
+from tests.support.http_serving import serving
 from tests.support.tls import TestCerts, make_certs, new_key, write_key
 
 BOUND = 20.0  # a generous bound on how long a guard may take to act (not a timing claim)
@@ -43,20 +43,9 @@ async def https_port(certs: TestCerts) -> AsyncIterator[int]:
     """A server answering ``GET /`` over TLS (idle timeout 0.6 s)."""
     app = web.Application()
     app.router.add_get("/", hello)
-    port = free_port()
-    stop = asyncio.Event()
-    task = asyncio.create_task(serve_app(app, "127.0.0.1", port, idle_timeout=0.6, stop=stop,
-                                         ssl_context=server_ssl_context(certs.cert, certs.key)))
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
-    yield port
-    stop.set()
-    await task
+    async with serving(app, idle_timeout=0.6,
+                       ssl_context=server_ssl_context(certs.cert, certs.key)) as port:
+        yield port
 
 
 # --- serving ---------------------------------------------------------------------------------
