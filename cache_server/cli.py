@@ -44,8 +44,8 @@ from .config import (
     UpstreamConfig,
 )
 from .credentials import Credential, CredentialsError, parse_credentials
-from .upstream import check_upstream_url
 from .upstream_auth import UpstreamAuth, UpstreamAuthError
+from .upstream_urls import check_upstream_url
 
 CREDENTIALS_ENV = "NIXSHARD_UPLOAD_CREDENTIALS"
 log = logging.getLogger("nixshard.serve")

@@ -10,7 +10,7 @@ every request to that upstream (:class:`cache_server.upstream.Upstreams`),
 and only there: redirects never leave the upstream.  Credentials are never
 logged nor put in an error message, and an upstream URL carrying them
 (``https://user:pw@host``) is refused
-(:func:`cache_server.upstream.check_upstream_url`).
+(:func:`cache_server.upstream_urls.check_upstream_url`).
 """
 
 from __future__ import annotations

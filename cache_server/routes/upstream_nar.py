@@ -4,7 +4,7 @@ The narinfos this gateway serves from an upstream point their ``URL`` here
 (:mod:`cache_server.routes.narinfo`).  The body is passed through as the
 upstream sends it (Nix checks it against the upstream's signed NarHash); a
 ``Range`` header is forwarded, so interrupted downloads resume.  Only safe
-relative paths are allowed (:func:`cache_server.upstream.relative_url_problem`),
+relative paths are allowed (:func:`cache_server.upstream_urls.relative_url_problem`),
 so nothing outside the upstream cache can be named.  The request goes through
 :meth:`cache_server.upstream.Upstreams.open_file` (its timeouts and circuit
 breaker).
