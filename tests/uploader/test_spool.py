@@ -319,6 +319,8 @@ def stop(service: subprocess.Popen[bytes], log: Path) -> None:
 @pytest.mark.nix
 def test_the_hook_spools_offline_and_the_service_pushes_once_nodes_are_up(tmp_path: Path) -> None:
     strace = shutil.which("strace")
+    assert strace, "strace is needed (scripts/test.sh installs it): the test proves the " \
+                   "hook opens no connection"
     publisher, secret = new_publisher("spool-e2e-1")
     key = tmp_path / "secret.key"
     key.write_text(secret)
@@ -340,17 +342,15 @@ def test_the_hook_spools_offline_and_the_service_pushes_once_nodes_are_up(tmp_pa
             called = tmp_path / "nixshard-was-called"
             fake_command(tmp_path / "bin", "nixshard", f'touch "{called}"\nexit 0\n')
             trace = tmp_path / "hook.trace"
-            wrapper = (strace, "-f", "-qq", "-e", "trace=socket,connect", "-o", str(trace)) \
-                if strace else ()
-            if strace:  # the check itself sees a connection when there is one
-                subprocess.run([*wrapper, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9"],
-                               capture_output=True, check=False)
-                assert network_calls(trace), trace.read_text()
+            wrapper = (strace, "-f", "-qq", "-e", "trace=socket,connect", "-o", str(trace))
+            # the check itself sees a connection when there is one
+            subprocess.run([*wrapper, "bash", "-c", "exec 3<>/dev/tcp/127.0.0.1/9"],
+                           capture_output=True, check=False)
+            assert network_calls(trace), trace.read_text()
             proc = run_hook({"NIXSHARD_SPOOL_DIR": str(spool), "OUT_PATHS": top,
                              "DRV_PATH": drv}, tmp_path / "bin", wrapper)
             assert proc.returncode == 0, proc.stderr
-            if strace:
-                assert network_calls(trace) == []
+            assert network_calls(trace) == []
             assert not called.exists()
             (name,) = spool_names(str(spool))
             assert f"spooled {top} (built from {drv}) as {spool}/new/{name}" in proc.stderr
