@@ -6,7 +6,8 @@ as ``Authorization: Basic base64(user:password)`` (RFC 7617).
 The credentials file (users, secrets, scopes) and the checking of a
 password (:class:`~cache_server.credentials.Authenticator`) are in
 :mod:`cache_server.credentials`; this module is the middleware that asks
-for credentials and checks each request against the credential's scopes.
+for credentials and checks their read and write scopes, and the helper
+handlers call to check a store path against a credential's prefixes.
 
 What a credential may do
 ------------------------
@@ -18,54 +19,98 @@ What a credential may do
   makes before uploading (every ``HEAD``, and ``GET /nix-cache-info``);
 - ``/healthz`` is always open;
 - a credential with prefixes reaches a store path only when its name
-  starts with one of them: the name is taken from the uploaded narinfo
-  (``PUT /<hash>.narinfo``), the served narinfo (``GET``), the path's
-  record (``/nar/...``, ``/<hash>.ls``), the ``.drv`` name (``/log/...``)
-  or a realisation's ``outPath`` (uploaded or served, ``/realisations/...``).
-  NAR uploads (staged, visible only through a narinfo) and requests that
-  name no store path (``/nix-cache-info``, ``/metrics``, ``/nixshard/nodes``)
-  are allowed; any other request (``/upstream/...``, whose file names carry
-  no store-path name, unknown routes) is refused (403).
+  starts with one of them.  The middleware does not know the name: the
+  handler that has it (the uploaded or served narinfo, the path's record
+  for ``/nar/...`` and ``/<hash>.ls``, the ``.drv`` name for ``/log/...``,
+  a realisation's ``outPath``) calls :func:`require_name` before it
+  reads, fetches or stores anything of that path.  Only handlers
+  registered with :func:`checks_names` (they call it) or
+  :func:`names_no_store_path` (``/nix-cache-info``, ``/metrics``,
+  ``/nixshard/nodes``, staged NAR uploads, dropped listings) are run for a
+  prefix-limited credential; any other request (``/upstream/...``, whose
+  file names carry no store-path name, unknown routes) is refused (403)
+  before its handler runs.
 
 Unknown users and wrong passwords get 401 (one message for both); a known
 credential without the needed scope or prefix gets 403 naming what it
-lacks.
+lacks.  The credential of an authenticated request is ``request[CREDENTIAL]``
+(absent when the request needed none).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Middleware
 
-from nix_formats.errors import NixFormatError, StorePathError
-from nix_formats.narinfo import NarInfo
-from nix_formats.store_path import StorePath, validate_hash_part
-
-from .build_logs import parse_drv_name
 from .credentials import Authenticator, Credential
 from .errors import ForbiddenError
-from .request_body import read_body
-from .routes.nar import UPLOAD_FILE_RE, parse_nar_file
-from .state import RECORDS
 
 __all__ = [
+    "CREDENTIAL",
     "OPEN_PATHS",
     "auth_middleware",
+    "checks_names",
+    "names_no_store_path",
+    "require_name",
 ]
 
 log = logging.getLogger("nixshard.serve")
 
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+H = TypeVar("H", bound=Handler)
 #: Always open, even with read auth.
 OPEN_PATHS = frozenset({"/healthz"})
+#: The credential an authenticated request came with (absent: none was needed).
+CREDENTIAL = web.RequestKey("credential", Credential)
 _READS = frozenset({"GET", "HEAD", "OPTIONS"})
-#: Routes that name no store path: any credential with the right scope reaches them.
-_NO_STORE_PATH = frozenset({"/nix-cache-info", "/metrics", "/nixshard/nodes", "/healthz"})
+# Handlers a prefix-limited credential may reach: they check every store path they
+# reach with require_name, or reach none.
+_CHECKS_NAMES: set[Handler] = set()
+_NAMES_NO_STORE_PATH: set[Handler] = set()
+
+
+def checks_names(handler: H) -> H:
+    """Register ``handler`` as one that calls :func:`require_name` with the name of
+    every store path it reads or writes (before it does)."""
+    _CHECKS_NAMES.add(handler)
+    return handler
+
+
+def names_no_store_path(handler: H) -> H:
+    """Register ``handler`` as one that reaches no store path: any credential with the
+    right scope may call it, prefixes or not."""
+    _NAMES_NO_STORE_PATH.add(handler)
+    return handler
+
+
+def _refuse(cred: Credential, what: str) -> ForbiddenError:
+    return ForbiddenError(f"user {cred.user!r} may not {what}: it is limited to "
+                          f"{cred.scopes.limits()}")
+
+
+def require_name(request: web.Request, name: str, what: str | None = None) -> None:
+    """Refuse ``request`` unless its credential may reach the store path named ``name``
+    (the part after ``<hash>-``).
+
+    ``what`` is what the refusal says the user may not do; by default
+    ``upload <name>`` for a write and ``read <request path>`` for a read (which
+    does not name the path).  A request without a credential (reads without
+    read auth) or with one without prefixes passes.
+
+    Raises:
+        ForbiddenError: the credential has prefixes and none starts ``name``.
+    """
+    cred = request.get(CREDENTIAL)
+    if cred is None or cred.scopes.allows(name):
+        return
+    if what is None:
+        what = f"read {request.path[:120]}" if request.method in _READS else f"upload {name}"
+    raise _refuse(cred, what)
 
 
 def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware:
@@ -73,11 +118,13 @@ def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware
 
     Writes are every method but ``GET``, ``HEAD`` and ``OPTIONS``; with no
     credential that may write, every write is refused (403: uploads
-    disabled).  Scopes and prefixes as in the module docstring.  Raises
+    disabled).  Scopes as in the module docstring; the credential is kept as
+    ``request[CREDENTIAL]`` for :func:`require_name`.  Raises
     :class:`UnauthorizedError` (401, with ``WWW-Authenticate``) for missing or
-    wrong credentials and :class:`ForbiddenError` (403) for a missing scope or
-    a store path outside the credential's prefixes: the error middleware,
-    outside this one, answers and logs them (one line, no traceback).
+    wrong credentials and :class:`ForbiddenError` (403) for a missing scope, or
+    a prefix-limited credential on a route that cannot check its prefixes: the
+    error middleware, outside this one, answers and logs them (one line, no
+    traceback).
     """
 
     @web.middleware
@@ -99,79 +146,12 @@ def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware
                 scopes.write and (request.method == "HEAD" or request.path == "/nix-cache-info")):
             raise ForbiddenError(f"user {cred.user!r} lacks the read scope needed to read "
                                  f"(its scopes: {scopes.text()})")
-        if not scopes.prefixes:
-            return await handler(request)
-        return await _within_prefixes(request, handler, cred, write)
+        request[CREDENTIAL] = cred
+        if scopes.prefixes:
+            route_handler = request.match_info.handler
+            if route_handler not in _CHECKS_NAMES and route_handler not in _NAMES_NO_STORE_PATH:
+                raise _refuse(cred, f"reach {request.path[:120]!r}, which names no store "
+                                    "path that could be checked against its prefixes")
+        return await handler(request)
 
     return check
-
-
-def _refuse(cred: Credential, what: str) -> ForbiddenError:
-    return ForbiddenError(f"user {cred.user!r} may not {what}: it is limited to "
-                          f"{cred.scopes.limits()}")
-
-
-async def _within_prefixes(request: web.Request, handler: Handler, cred: Credential,
-                           write: bool) -> web.StreamResponse:
-    """Answer ``request`` for a prefix-limited credential (see the module docstring)."""
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else None
-    info = request.match_info
-    if route in _NO_STORE_PATH:
-        return await handler(request)
-    if route in _NAMED_BY_BODY:
-        name_of = _NAMED_BY_BODY[route]
-        if write:
-            body = await read_body(request, request.path[:120])  # aiohttp keeps it for the handler
-            name = name_of(body)
-            if name is not None and not cred.scopes.allows(name):
-                raise _refuse(cred, f"upload {name}")
-            return await handler(request)  # None: the handler refuses the body (400)
-        response = await handler(request)
-        if 200 <= response.status < 300:
-            served = getattr(response, "body", None)
-            name = name_of(served) if isinstance(served, bytes) else None
-            if not cred.scopes.allows(name or ""):  # no name: no prefix allows it
-                raise _refuse(cred, f"read {request.path[:120]}")
-        return response
-    if route in ("/nar/{file}", "/{hash}.ls"):
-        if write or UPLOAD_FILE_RE.match(info.get("file", "")):
-            return await handler(request)  # staged uploads and dropped listings: no path
-        hash_part = parse_nar_file(info["file"]) if "file" in info else \
-            validate_hash_part(info["hash"])
-        entry = await request.app[RECORDS].get(hash_part)  # its errors answer as the handler's
-        if not cred.scopes.allows(entry.narinfo.store_path.name):
-            raise _refuse(cred, f"read {request.path[:120]}")
-        return await handler(request)
-    if route == "/log/{drv}":
-        drv = parse_drv_name(info["drv"])
-        if not cred.scopes.allows(StorePath.parse_basename(drv).name):
-            raise _refuse(cred, f"{'upload' if write else 'read'} the build log of {drv}")
-        return await handler(request)
-    raise _refuse(cred, f"reach {request.path[:120]!r}, which names no store path that "
-                        "could be checked against its prefixes")
-
-
-def _narinfo_name(body: bytes) -> str | None:
-    """The store-path name of a narinfo; None if ``body`` is not one."""
-    try:
-        return NarInfo.parse(body.decode("utf-8")).store_path.name
-    except (UnicodeDecodeError, NixFormatError):
-        return None
-
-
-def _realisation_name(body: bytes) -> str | None:
-    """The name of a realisation's ``outPath`` (JSON, Nix ``Realisation::toJSON``); None
-    if ``body`` is not one."""
-    try:
-        out_path = json.loads(body)["outPath"]
-        return StorePath.parse_basename(out_path.rpartition("/")[2]).name
-    except (ValueError, TypeError, KeyError, AttributeError, StorePathError):
-        return None
-
-
-#: Routes whose body names the store path (uploaded or served), and how to read it.
-_NAMED_BY_BODY: dict[str, Callable[[bytes], str | None]] = {
-    "/{hash}.narinfo": _narinfo_name,
-    "/realisations/{id}.doi": _realisation_name,
-}

@@ -19,7 +19,8 @@ import click
 from http_serving.access_log import AccessLogger, buffered_logger
 from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
-from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
+from http_serving.tls import TlsConfigError, certificate_summary
+from http_serving.tls_options import tls_context_or_exit, tls_options
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
 from nix_records import (
@@ -135,10 +136,7 @@ def default_cache_dir() -> Path:
               help="File of `HOST TOKEN` lines (HOST or HOST:PORT of an upstream): the "
                    "token is sent to that upstream as `Authorization: Bearer TOKEN` (it "
                    "wins over a netrc entry).")
-@click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
-              help="Serve HTTPS with this PEM certificate chain (needs --tls-key).")
-@click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
-              help="The PEM private key of --tls-cert (needs --tls-cert).")
+@tls_options
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (logger nixshard.serve.access).")
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
@@ -152,11 +150,8 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                   upstream: tuple[str, ...], upstream_key: tuple[str, ...],
                   ingest_upstream: bool, upstream_timeout: float,
                   upstream_netrc: str | None, upstream_token_file: str | None,
-                  tls_cert: str | None, tls_key: str | None, access_log: bool) -> None:
+                  tls_cert: Path | None, tls_key: Path | None, access_log: bool) -> None:
     """Serve the Nix binary-cache protocol from the shard network (the gateway)."""
-    if (tls_cert is None) != (tls_key is None):
-        raise click.UsageError("--tls-cert and --tls-key go together: give both (the PEM "
-                               "certificate chain and its private key) or neither")
     if (upstream_netrc or upstream_token_file) and not upstream:
         raise click.UsageError("--upstream-netrc and --upstream-token-file need --upstream: "
                                "they hold the credentials of upstream caches")
@@ -169,22 +164,20 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    ssl_context = tls_context_or_exit(tls_cert, tls_key)
+    ssl_context = serving_tls_context(tls_cert, tls_key)
     keyring = keyring_or_exit(cache_secret, network)
     credentials = load_credentials(upload_credentials)
     readers = any(cred.scopes.read for cred in credentials.values())
     writers = any(cred.scopes.write for cred in credentials.values())
-    if read_auth is None:
-        read_auth = network.private
-        if read_auth and not readers:
-            raise click.UsageError(
-                "a private cache requires read credentials: give --upload-credentials (or "
-                f"${CREDENTIALS_ENV}) with at least one credential of the read scope, or "
-                "--no-read-auth to serve it to anyone who can reach the gateway")
+    defaulted = read_auth is None
+    read_auth = network.private if read_auth is None else read_auth
     if read_auth and not readers:
-        raise click.UsageError("--read-auth needs --upload-credentials (or "
-                               f"${CREDENTIALS_ENV}) with at least one credential of the "
-                               "read scope")
+        raise click.UsageError(
+            "a private cache requires read credentials: give --upload-credentials (or "
+            f"${CREDENTIALS_ENV}) with at least one credential of the read scope, or "
+            "--no-read-auth to serve it to anyone who can reach the gateway" if defaulted else
+            f"--read-auth needs --upload-credentials (or ${CREDENTIALS_ENV}) with at least "
+            "one credential of the read scope")
     keyed = signing_key is not None or bool(os.environ.get(SIGNING_KEY_ENV))
     if (writers or ingest_upstream) and not keyed:
         raise click.UsageError("uploads (credentials with the write scope in "
@@ -313,21 +306,22 @@ def upstream_auth_or_exit(urls: tuple[str, ...], netrc_file: str | None,
     return auth
 
 
-def tls_context_or_exit(cert_file: str | None, key_file: str | None) -> ssl.SSLContext | None:
+def serving_tls_context(cert_file: Path | None, key_file: Path | None) -> ssl.SSLContext | None:
     """The server TLS context of ``--tls-cert`` and ``--tls-key`` (None without them;
-    :func:`http_serving.tls.server_ssl_context`); logs what certificate is served.
+    :func:`http_serving.tls_options.tls_context_or_exit`); logs what certificate is served.
 
     Raises:
+        click.UsageError: only one of them is given.
         click.ClickException: unreadable, malformed, expired or mismatched files (the
             gateway does not start, and says why).
     """
-    if cert_file is None or key_file is None:
-        return None
-    try:
-        context = server_ssl_context(cert_file, key_file)
-        log.info("serving HTTPS: %s", certificate_summary(cert_file))
-    except TlsConfigError as exc:
-        raise click.ClickException(f"not serving: {exc}") from exc
+    context = tls_context_or_exit(cert_file, key_file, fatal_prefix="not serving: ")
+    if context is not None:
+        assert cert_file is not None
+        try:
+            log.info("serving HTTPS: %s", certificate_summary(cert_file))
+        except TlsConfigError as exc:
+            raise click.ClickException(f"not serving: {exc}") from exc
     return context
 
 

@@ -56,7 +56,6 @@ import base64
 import binascii
 import hashlib
 import hmac
-import re
 import secrets
 from collections import OrderedDict
 from collections.abc import Mapping
@@ -65,7 +64,8 @@ from dataclasses import dataclass, field
 
 import argon2
 
-from nix_formats.store_path import MAX_NAME_LEN
+from nix_formats.errors import StorePathError
+from nix_formats.store_path import MAX_NAME_LEN, validate_name
 
 from .errors import UnauthorizedError
 
@@ -82,7 +82,6 @@ __all__ = [
 
 #: Successful argon2 verifications remembered (LRU).
 DEFAULT_CACHE_SIZE = 1024
-_NAME_PREFIX_RE = re.compile(r"[A-Za-z0-9+\-._?=]+")  # store-path name characters
 _HASH_MARK = "$argon2"
 
 
@@ -135,10 +134,12 @@ def parse_scopes(text: str) -> Scopes:
                 raise CredentialsError(f"scope {item!r} given twice")
             read, write = read or item == "read", write or item == "write"
         elif eq and key == "prefix":
-            if not _NAME_PREFIX_RE.fullmatch(value) or len(value) > MAX_NAME_LEN:
+            try:
+                validate_name(value)
+            except StorePathError:
                 raise CredentialsError(
                     f"prefix {value[:60]!r}: want 1 to {MAX_NAME_LEN} characters of a "
-                    "store-path name (A-Z a-z 0-9 + - . _ ? =)")
+                    "store-path name (A-Z a-z 0-9 + - . _ ? =)") from None
             prefixes.append(value)
         else:
             raise CredentialsError(f"unknown scope {item[:40]!r}: want read, write or "
@@ -305,11 +306,8 @@ class Authenticator:
         self._key = secrets.token_bytes(32)
         self._executor: ThreadPoolExecutor | None = None
         self._decoy = next((c.secret for c in self.credentials.values() if c.hashed), None)
-
-    @property
-    def can_write(self) -> bool:
-        """Whether any credential has the write scope."""
-        return any(c.scopes.write for c in self.credentials.values())
+        #: Whether any credential has the write scope.
+        self.can_write = any(c.scopes.write for c in self.credentials.values())
 
     async def authenticate(self, header: str | None) -> Credential:
         """The credential named by an ``Authorization`` header value, if its password is right.

@@ -41,18 +41,17 @@ from storage_network import (
     NotFoundError,
     Publisher,
     RecordConflictError,
-    fetch_record,
 )
 
 from .config import UploadConfig
 from .errors import (
     BadRecordError,
     BadRequestError,
-    ForbiddenError,
     PathConflictError,
     UploadRejectedError,
 )
 from .records import RecordLookup
+from .uploads import gateway_signs
 
 log = logging.getLogger("nixshard.serve")
 
@@ -70,15 +69,17 @@ def parse_drv_output(name: str) -> DrvOutput:
         raise BadRequestError(f"bad realisation name: {exc}") from exc
 
 
-async def load_realisation(net: NetworkClient, drv_output: DrvOutput) -> Realisation:
-    """The realisation of ``drv_output`` the network holds.
+async def load_realisation(records: RecordLookup, drv_output: DrvOutput) -> Realisation:
+    """The realisation of ``drv_output`` the network holds, through the gateway's record
+    lookup (:meth:`RecordLookup.record`: hits cached, concurrent lookups shared, an
+    absence never remembered).
 
     Raises:
         NotFoundError: none (or the key holds another kind of record).
         BadRecordError: a signed realisation record whose content is wrong.
         StorageNetworkError: the network cannot tell (e.g. RecordUnavailableError).
     """
-    record = await fetch_record(net, realisation_record_key(drv_output))
+    record = await records.record(realisation_record_key(drv_output))
     try:
         realisation = realisation_from_record(drv_output, record)
     except RecordContentError as exc:
@@ -88,9 +89,10 @@ async def load_realisation(net: NetworkClient, drv_output: DrvOutput) -> Realisa
     return realisation
 
 
-async def _held(net: NetworkClient, drv_output: DrvOutput) -> Realisation | None:
+async def _held(records: RecordLookup, drv_output: DrvOutput) -> Realisation | None:
+    """The realisation of ``drv_output`` the network holds, or None."""
     try:
-        return await load_realisation(net, drv_output)
+        return await load_realisation(records, drv_output)
     except NotFoundError:
         return None
 
@@ -101,20 +103,17 @@ def signed_for_upload(realisation: Realisation, uploads: UploadConfig) -> Realis
     Raises:
         ForbiddenError: no trusted signature and ``sign_uploads`` is off.
     """
-    if realisation.signed_by(uploads.trusted_keys):
-        return realisation
-    if not uploads.sign_uploads:
-        names = ", ".join(k.name for k in uploads.trusted_keys) or "none configured"
-        raise ForbiddenError(
-            f"realisation {realisation.id} carries no signature by a trusted upload key "
-            f"(trusted: {names}); build with `secret-key-files` set (Nix signs realisations "
-            "when it builds them) or enable sign_uploads on the gateway")
-    return realisation.sign(uploads.nix_key)
+    if gateway_signs(uploads, bool(realisation.signed_by(uploads.trusted_keys)),
+                     f"realisation {realisation.id}",
+                     "build with `secret-key-files` set (Nix signs realisations when it "
+                     "builds them)"):
+        return realisation.sign(uploads.nix_key)
+    return realisation
 
 
-async def _check_dependency(net: NetworkClient, realisation: Realisation, dep: DrvOutput,
+async def _check_dependency(records: RecordLookup, realisation: Realisation, dep: DrvOutput,
                             path: str) -> None:
-    held = await _held(net, dep)
+    held = await _held(records, dep)
     if held is None:
         raise UploadRejectedError(f"realisation {realisation.id} depends on {dep}, which the "
                                   "cache does not hold (upload it first)")
@@ -123,8 +122,7 @@ async def _check_dependency(net: NetworkClient, realisation: Realisation, dep: D
                                 f"the cache holds {dep} = {held.out_path.basename}")
 
 
-async def check_closure(net: NetworkClient, records: RecordLookup,
-                        realisation: Realisation) -> None:
+async def check_closure(records: RecordLookup, realisation: Realisation) -> None:
     """Check that the network holds ``realisation``'s output path and its dependencies.
 
     Raises:
@@ -142,7 +140,7 @@ async def check_closure(net: NetworkClient, records: RecordLookup,
     if entry.narinfo.store_path != out:
         raise UploadRejectedError(f"realisation {realisation.id} names {out.path}, but the "
                                   f"cache holds {entry.narinfo.store_path.path}")
-    await asyncio.gather(*(_check_dependency(net, realisation, dep, path.basename)
+    await asyncio.gather(*(_check_dependency(records, realisation, dep, path.basename)
                            for dep, path in realisation.dependent))
 
 
@@ -177,17 +175,17 @@ async def commit_realisation(net: NetworkClient, records: RecordLookup, uploads:
         ForbiddenError (403), UploadRejectedError (400), PathConflictError (409),
         BadRecordError (502), StorageNetworkError (503): see the module docstring.
     """
-    held = await _held(net, realisation.id)
+    held = await _held(records, realisation.id)
     if held is not None:
         if not held.same_build(realisation):
             raise _conflict(realisation, held)
         return 200
     realisation = signed_for_upload(realisation, uploads)
-    await check_closure(net, records, realisation)
+    await check_closure(records, realisation)
     try:
         await store_realisation(net, uploads.publisher, realisation)
     except RecordConflictError as exc:  # another gateway committed one first
-        held = await _held(net, realisation.id)
+        held = await _held(records, realisation.id)
         if held is None or not held.same_build(realisation):
             raise (_conflict(realisation, held) if held else exc) from exc
         return 200

@@ -6,8 +6,9 @@ import asyncio
 import hashlib
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from nix_formats.narinfo import NarInfo
 from nix_records import (
@@ -21,6 +22,8 @@ from nix_records import (
 from storage_network import NetworkClient, NotFoundError, Record, fetch_record
 
 from .errors import BadRecordError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -37,26 +40,76 @@ class Entry:
     cache_key: str
 
 
-class RecordLookup:
-    """Looks up records by store-path hash part; keeps the last ``size`` hits.
+class _Memo(Generic[T]):
+    """The answers of an async lookup by key: the last ``size`` hits, absences for
+    ``negative_ttl`` seconds (0: not at all), and one running lookup per key whose
+    answer or error every concurrent caller shares."""
 
-    Concurrent lookups of one hash part share one network lookup (its
-    answer or its error).  An absent record is remembered for
+    def __init__(self, size: int, negative_ttl: float, clock: Callable[[], float]) -> None:
+        self._size = size
+        self._negative_ttl = negative_ttl
+        self._clock = clock
+        self._cache: OrderedDict[str, T] = OrderedDict()
+        self._absent: OrderedDict[str, tuple[float, str]] = OrderedDict()
+        self._running: dict[str, asyncio.Future[T]] = {}
+
+    async def get(self, key: str, lookup: Callable[[], Awaitable[T]],
+                  remembered_absence: bool) -> T:
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+            return found
+        absent = self._absent.get(key) if remembered_absence else None
+        if absent is not None:
+            if self._clock() < absent[0]:
+                raise NotFoundError(absent[1])
+        self._absent.pop(key, None)
+        running = self._running.get(key)
+        if running is None:
+            running = self._running[key] = asyncio.ensure_future(self._run(key, lookup))
+            running.add_done_callback(lambda _: self._running.pop(key, None))
+        return await asyncio.shield(running)
+
+    def forget(self, key: str) -> None:
+        self._cache.pop(key, None)
+        self._absent.pop(key, None)
+
+    async def _run(self, key: str, lookup: Callable[[], Awaitable[T]]) -> T:
+        try:
+            found = await lookup()
+        except NotFoundError as exc:
+            if self._negative_ttl > 0:
+                self._absent[key] = (self._clock() + self._negative_ttl, str(exc))
+                if len(self._absent) > self._size:
+                    self._absent.popitem(last=False)
+            raise
+        self._cache[key] = found
+        if len(self._cache) > self._size:
+            self._cache.popitem(last=False)
+        return found
+
+
+class RecordLookup:
+    """Looks up records by store-path hash part (:meth:`get`) or by record key
+    (:meth:`record`, for records that are no store path's: realisations); keeps the
+    last ``size`` hits of each.
+
+    Concurrent lookups of one hash part (or key) share one network lookup (its
+    answer or its error).  An absent store path is remembered for
     ``negative_ttl`` seconds (0: not at all), as Nix itself remembers a
     missing narinfo for ``narinfo-cache-negative-ttl`` (an hour): a path
     pushed by another publisher meanwhile shows up that much later; one
-    uploaded through this gateway at once (:meth:`forget`).
+    uploaded through this gateway at once (:meth:`forget`).  An absent keyed
+    record is not remembered: a realisation committed through any gateway is
+    served at once, as the gateway always did (``nix copy --to`` one gateway,
+    then substitute from another).
     """
 
     def __init__(self, net: NetworkClient, size: int = 4096, negative_ttl: float = 1.0,
                  clock: Callable[[], float] = time.monotonic):
         self._net = net
-        self._size = size
-        self._negative_ttl = negative_ttl
-        self._clock = clock
-        self._cache: OrderedDict[str, Entry] = OrderedDict()
-        self._absent: OrderedDict[str, tuple[float, str]] = OrderedDict()
-        self._running: dict[str, asyncio.Future[Entry]] = {}
+        self._entries: _Memo[Entry] = _Memo(size, negative_ttl, clock)
+        self._records: _Memo[Record] = _Memo(size, 0.0, clock)  # absences: see above
 
     async def get(self, hash_part: str, *, remembered_absence: bool = True) -> Entry:
         """The entry for ``hash_part``.
@@ -69,40 +122,26 @@ class RecordLookup:
                 (a remembered absence raises its NotFoundError again).
             BadRecordError: the signed metadata is not a narinfo of that path.
         """
-        entry = self._cache.get(hash_part)
-        if entry is not None:
-            self._cache.move_to_end(hash_part)
-            return entry
-        absent = self._absent.get(hash_part) if remembered_absence else None
-        if absent is not None:
-            if self._clock() < absent[0]:
-                raise NotFoundError(absent[1])
-        self._absent.pop(hash_part, None)
-        running = self._running.get(hash_part)
-        if running is None:
-            running = self._running[hash_part] = asyncio.ensure_future(self._lookup(hash_part))
-            running.add_done_callback(lambda _: self._running.pop(hash_part, None))
-        return await asyncio.shield(running)
+        return await self._entries.get(hash_part, lambda: self._lookup(hash_part),
+                                       remembered_absence)
+
+    async def record(self, key: str) -> Record:
+        """The verified record under ``key`` (a record key, e.g.
+        :func:`nix_records.realisation_record_key`), as :func:`fetch_record` gives it;
+        hits cached and concurrent lookups shared as :meth:`get`, absences never
+        remembered.
+
+        Raises:
+            NotFoundError, RecordUnavailableError: from :func:`fetch_record`.
+        """
+        return await self._records.get(key, lambda: fetch_record(self._net, key), False)
 
     def forget(self, hash_part: str) -> None:
         """Drop what is remembered of ``hash_part`` (a record was just written for it)."""
-        self._cache.pop(hash_part, None)
-        self._absent.pop(hash_part, None)
+        self._entries.forget(hash_part)
 
     async def _lookup(self, hash_part: str) -> Entry:
-        try:
-            record = await fetch_record(self._net, record_key(hash_part))
-        except NotFoundError as exc:
-            if self._negative_ttl > 0:
-                self._absent[hash_part] = (self._clock() + self._negative_ttl, str(exc))
-                if len(self._absent) > self._size:
-                    self._absent.popitem(last=False)
-            raise
-        entry = _entry(hash_part, record)
-        self._cache[hash_part] = entry
-        if len(self._cache) > self._size:
-            self._cache.popitem(last=False)
-        return entry
+        return _entry(hash_part, await fetch_record(self._net, record_key(hash_part)))
 
 
 def _entry(hash_part: str, record: Record) -> Entry:

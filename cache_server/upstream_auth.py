@@ -122,25 +122,28 @@ class UpstreamAuth:
         shown = f"[{host}]" if ":" in host else host
         return self._tokens.get(f"{shown}:{_port(parts)}") or self._tokens.get(shown)
 
-    def authorization(self, url: str) -> str | None:
-        """The ``Authorization`` header value for requests to ``url``, or None."""
+    def _lookup(self, url: str) -> tuple[str, str | None]:
+        """The ``Authorization`` header value for ``url`` (None: none) and where it
+        comes from, for logs (no secret); the one place that says which wins."""
         parts = urlsplit(url)
         token = self._token(parts)
         if token is not None:
-            return f"Bearer {token}"
-        pair = self._basic.get((parts.hostname or "").lower()) or self._basic.get("default")
+            return "a bearer token (token file)", f"Bearer {token}"
+        host = (parts.hostname or "").lower()
+        machine = host if host in self._basic else "default"
+        pair = self._basic.get(machine)
         if pair is None:
-            return None
+            return "no credentials", None
+        source = f"netrc machine {host}" if machine == host else "netrc default"
         login, password = pair
-        return "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii")
+        return (f"basic auth ({source})",
+                "Basic " + base64.b64encode(f"{login}:{password}".encode()).decode("ascii"))
+
+    def authorization(self, url: str) -> str | None:
+        """The ``Authorization`` header value for requests to ``url``, or None."""
+        return self._lookup(url)[1]
 
     def describe(self, url: str) -> str:
         """What ``url`` gets, for logs: ``a bearer token``, ``basic auth (netrc machine
         HOST)``, ``basic auth (netrc default)`` or ``no credentials`` (no secret)."""
-        parts = urlsplit(url)
-        if self._token(parts) is not None:
-            return "a bearer token (token file)"
-        host = (parts.hostname or "").lower()
-        if host in self._basic:
-            return f"basic auth (netrc machine {host})"
-        return "basic auth (netrc default)" if "default" in self._basic else "no credentials"
+        return self._lookup(url)[0]

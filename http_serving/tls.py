@@ -16,6 +16,9 @@ asks for no client certificate.  Clients check the certificate against
 their trust store: for nixshard's own clients (aiohttp) that is the system
 store, or the file named by ``SSL_CERT_FILE`` in the environment the client
 process *started* with (aiohttp loads it once, when it is imported).
+
+The ``--tls-cert``/``--tls-key`` options of both servers' commands, and the
+context they make, are in :mod:`http_serving.tls_options`.
 """
 
 from __future__ import annotations

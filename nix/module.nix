@@ -154,7 +154,9 @@ let
       // lib.optionalAttrs (group != null) { Group = group; };
 
   # Secret files as systemd credentials: the command-line flags naming them
-  # under %d (the credentials directory) and the LoadCredential lines.
+  # under %d (the credentials directory) and the LoadCredential lines. Each
+  # is { name; file; } (file null: not given), its flag `--${name}` unless
+  # it says another (`flag`).
   credentials =
     creds:
     let
@@ -162,7 +164,7 @@ let
     in
     {
       args = lib.concatMap (c: [
-        c.flag
+        (c.flag or "--${c.name}")
         "%d/${c.name}"
       ]) given;
       load = map (c: "${c.name}:${toString c.file}") given;
@@ -313,6 +315,14 @@ let
     else
       null;
   anyMaintenance = maint.audit.enable || maint.repair.enable || maint.gc.enable;
+  # repair and gc sign with the maintainer key, given as their --signing-key.
+  maintCreds = credentials [
+    {
+      name = "maintenance-key";
+      flag = "--signing-key";
+      file = maint.maintenanceKeyFile;
+    }
+  ];
 
   # Nix runs the post-build hook as root in the nix-daemon. It drops to the
   # push user first, so the spool is written and read by one unprivileged user
@@ -665,17 +675,14 @@ in
           creds = credentials [
             {
               name = "signing-key";
-              flag = "--signing-key";
               file = gw.signingKeyFile;
             }
             {
               name = "upload-credentials";
-              flag = "--upload-credentials";
               file = gw.uploadCredentialsFile;
             }
             {
               name = "cache-secret";
-              flag = "--cache-secret";
               file = gw.cacheSecretFile;
             }
           ];
@@ -784,12 +791,10 @@ in
           creds = credentials [
             {
               name = "signing-key";
-              flag = "--signing-key";
               file = push.signingKeyFile;
             }
             {
               name = "cache-secret";
-              flag = "--cache-secret";
               file = push.cacheSecretFile;
             }
           ];
@@ -900,12 +905,11 @@ in
                   "repair"
                   "--network"
                   "${maintNetwork}"
-                  "--signing-key"
-                  "%d/maintenance-key"
                 ]
+                ++ maintCreds.args
                 ++ maint.repair.extraArgs
               );
-              LoadCredential = [ "maintenance-key:${toString maint.maintenanceKeyFile}" ];
+              LoadCredential = maintCreds.load;
             }
           );
     })
@@ -922,12 +926,11 @@ in
                   "gc"
                   "--network"
                   "${maintNetwork}"
-                  "--signing-key"
-                  "%d/maintenance-key"
                 ]
+                ++ maintCreds.args
                 ++ maint.gc.extraArgs
               );
-              LoadCredential = [ "maintenance-key:${toString maint.maintenanceKeyFile}" ];
+              LoadCredential = maintCreds.load;
             }
           );
     })

@@ -187,8 +187,10 @@ class Realisation:
                 is invalid, a dependent id given twice, or a malformed
                 signature.
         """
-        if len(data) > MAX_REALISATION_BYTES:
-            raise RealisationError(f"realisation of {len(data)} bytes is larger than "
+        # the cap is on UTF-8 bytes: a str is measured encoded (a character may take 4)
+        size = len(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+        if size > MAX_REALISATION_BYTES:
+            raise RealisationError(f"realisation of {size} bytes is larger than "
                                    f"{MAX_REALISATION_BYTES}")
         try:
             text = data.decode("utf-8") if isinstance(data, bytes) else data

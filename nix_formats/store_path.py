@@ -25,6 +25,7 @@ __all__ = [
     "StorePath",
     "parse_basename",
     "validate_hash_part",
+    "validate_name",
     "validate_store_dir",
 ]
 
@@ -62,6 +63,17 @@ def validate_hash_part(text: str) -> str:
         f"store path hash {text!r} contains illegal base-32 character {bad.group()!r} "
         f"at position {bad.start()}"
     )
+
+
+def validate_name(name: str) -> str:
+    """Check that ``name`` is a store-path name (the part after ``<hash>-``) and return
+    it unchanged: 1 to :data:`MAX_NAME_LEN` characters of ``[A-Za-z0-9+-._?=]``.
+
+    Raises:
+        StorePathError: empty, too long, or with a character a name cannot have.
+    """
+    _validate_name(name, name)
+    return name
 
 
 def _validate_name(name: str, context: str) -> None:

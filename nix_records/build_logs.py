@@ -13,9 +13,7 @@ narinfo lookup that meets such a record treats the path as absent
 
 from __future__ import annotations
 
-import hashlib
-
-from nix_formats import nix32
+from .narinfo_record import derived_record_key
 
 __all__ = ["LOG_MAGIC", "is_build_log", "log_metadata", "log_record_key"]
 
@@ -34,7 +32,7 @@ def log_record_key(drv: str) -> str:
         32 nix32 characters: the first 160 bits of SHA-256 over a log-only
         prefix and the name, so never the hash part of a store path by design.
     """
-    return nix32.encode(hashlib.sha256(b"nixshard build log\0" + drv.encode()).digest())[:32]
+    return derived_record_key(b"nixshard build log", drv)
 
 
 def log_metadata(drv: str) -> bytes:

@@ -27,14 +27,14 @@ CACHE_SECRET_ENV = "NIXSHARD_CACHE_SECRET"
 
 
 def load_keyring(path: str | Path | None, env: Mapping[str, str],
-                 network: Network) -> Keyring | None:
+                 network: Network, *, optional: bool = False) -> Keyring | None:
     """The keyring in file ``path``, else in ``env[CACHE_SECRET_ENV]``; None for a
-    public network given neither.
+    public network given neither (and, when ``optional``, for a private one too).
 
     Raises:
-        CacheSecretConfigError: the network is private and no secret is given
-            (nothing of it could be read or written), the network is public
-            and a secret is given (it would be ignored: a sign of the wrong
+        CacheSecretConfigError: the network is private, no secret is given and
+            it is not ``optional`` (nothing of it could be read or written), the
+            network is public and a secret is given (it would be ignored: a sign of the wrong
             network file), or the keyring does not parse (the message names
             the file or variable and the line, never key material).
         SecretError: the file cannot be read.
@@ -42,7 +42,7 @@ def load_keyring(path: str | Path | None, env: Mapping[str, str],
     source = str(path) if path is not None else f"${CACHE_SECRET_ENV}"
     text = read_secret(path, env, CACHE_SECRET_ENV, "cache secret")
     if text is None:
-        if network.private:
+        if network.private and not optional:
             raise CacheSecretConfigError(
                 "the network is private (network file: private = true) and no cache secret "
                 f"was given: give --cache-secret FILE or set ${CACHE_SECRET_ENV}; without it "

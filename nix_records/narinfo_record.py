@@ -14,8 +14,10 @@ fingerprint (``src/libstore/path-info.cc``) covers none of them.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 from collections.abc import Sequence
 
+from nix_formats import nix32
 from nix_formats.errors import NixFormatError
 from nix_formats.hash import format_sha256_nix32
 from nix_formats.narinfo import NarInfo
@@ -53,6 +55,21 @@ def record_key(hash_part: str) -> str:
         ranked by (its replica window on the network).
     """
     return hash_part
+
+
+def derived_record_key(domain: bytes, text: str) -> str:
+    """The record key of a record that is not a narinfo (a build log, a pin, a realisation).
+
+    Args:
+        domain: the kind's own prefix (``b"nixshard pin"``); a NUL byte follows it.
+        text: what names the record within its kind (hashed as UTF-8).
+
+    Returns:
+        32 nix32 characters: the first 160 bits of SHA-256 over ``domain``, a NUL
+        byte and ``text``, so never the hash part of a store path, nor another
+        kind's key, by design.
+    """
+    return nix32.encode(hashlib.sha256(domain + b"\0" + text.encode()).digest())[:32]
 
 
 def nar_url(store_path: StorePath, nar_hash: bytes) -> str:

@@ -37,7 +37,6 @@ they are older versions of the same pin.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 import re
@@ -45,7 +44,6 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from nix_formats import nix32
 from nix_formats.errors import StorePathError
 from nix_formats.store_path import StorePath
 from storage_network import (
@@ -62,7 +60,7 @@ from storage_network.read.record_lookup import fetch_stored_record
 from storage_network.wire.sealed_metadata import MAX_LINKS, public_links
 
 from .errors import NixRecordsError
-from .narinfo_record import record_key
+from .narinfo_record import derived_record_key, record_key
 
 __all__ = [
     "MAX_PIN_PATHS",
@@ -88,6 +86,9 @@ MAX_PIN_PATHS = 10_000
 #: How far (seconds) the newest version of a pin may be signed ahead of this clock
 #: before a change refuses instead of waiting for it.
 MAX_CLOCK_AHEAD = 10.0
+
+#: Record lookups :func:`pin_paths` runs at once to check that the paths are in the network.
+CHECK_CONCURRENCY = 32
 
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._+=@/-]{0,127}\Z")
 
@@ -120,7 +121,7 @@ def pin_record_key(name: str) -> str:
         and the name, so never the hash part of a store path (nor a build log's
         key) by design.
     """
-    return nix32.encode(hashlib.sha256(b"nixshard pin\0" + name.encode()).digest())[:32]
+    return derived_record_key(b"nixshard pin", name)
 
 
 def is_pin(metadata: bytes) -> bool:
@@ -353,13 +354,17 @@ async def _retire_older_secrets(net: NetworkClient, publisher: Publisher, pin: P
 
 
 async def _check_present(net: NetworkClient, store_paths: Iterable[str]) -> None:
-    """Refuse paths whose record the network does not hold."""
+    """Refuse paths whose record the network does not hold (at most
+    :data:`CHECK_CONCURRENCY` lookups at a time)."""
+    slots = asyncio.Semaphore(CHECK_CONCURRENCY)
+
     async def one(path: str) -> str | None:
-        try:
-            await fetch_record(net, record_key(_store_path(path).hash_part))
-        except NotFoundError:
-            return path
-        return None
+        async with slots:
+            try:
+                await fetch_record(net, record_key(_store_path(path).hash_part))
+            except NotFoundError:
+                return path
+            return None
 
     missing = [p for p in await asyncio.gather(*(one(p) for p in store_paths)) if p]
     if missing:

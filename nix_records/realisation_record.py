@@ -20,15 +20,12 @@ narinfo lookup that meets such a record treats the path as absent
 
 from __future__ import annotations
 
-import hashlib
-
-from nix_formats import nix32
 from nix_formats.errors import NixFormatError
 from nix_formats.realisation import DrvOutput, Realisation
 from storage_network import Record
 
 from .errors import RecordContentError
-from .narinfo_record import record_key
+from .narinfo_record import derived_record_key, record_key
 from .publishing import RecordContent
 
 __all__ = [
@@ -58,8 +55,7 @@ def realisation_record_key(drv_output: DrvOutput) -> str:
         realisation-only prefix and the id, so never the hash part of a
         store path or a build log's key by design.
     """
-    digest = hashlib.sha256(b"nixshard realisation\0" + drv_output.text().encode()).digest()
-    return nix32.encode(digest)[:32]
+    return derived_record_key(b"nixshard realisation", drv_output.text())
 
 
 def realisation_links(realisation: Realisation) -> tuple[str, ...]:

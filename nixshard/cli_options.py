@@ -2,8 +2,10 @@
 
 ``repair``, ``gc``, ``status``, ``durability`` and ``network`` read their
 ``--network FILE`` through :func:`network_or_exit`; those that write
-(repair, gc) read ``--signing-key FILE`` through :func:`publisher_or_exit`.
-Errors become :class:`click.ClickException` (exit status 1, one line).
+(repair, gc, pin) read ``--signing-key FILE`` through :func:`publisher_or_exit`,
+and those that open records (gc, pin) ``--cache-secret FILE`` through
+:func:`keyring_or_exit`.  Errors become :class:`click.ClickException` (exit
+status 1, one line).
 """
 
 from __future__ import annotations
@@ -12,8 +14,13 @@ import os
 
 import click
 
-from nix_records import SigningKeyError, load_signing_key
-from storage_network import Network, NetworkFileError, Publisher, load_network
+from nix_records import SecretError, SigningKeyError, load_keyring, load_signing_key
+from storage_network import Keyring, Network, NetworkFileError, Publisher, load_network
+
+
+def is_http_node(url: str) -> bool:
+    """True for our node (``http://``, ``https://``), False for a bucket."""
+    return url.partition("://")[0].lower() in ("http", "https")
 
 
 def network_or_exit(path: str) -> Network:
@@ -28,8 +35,9 @@ def network_or_exit(path: str) -> Network:
         raise click.ClickException(str(exc)) from exc
 
 
-def publisher_or_exit(network: Network, key_file: str) -> Publisher:
-    """The publisher of the Nix secret key file ``key_file``, which ``network`` must list.
+def publisher_or_exit(network: Network, key_file: str | None) -> Publisher:
+    """The publisher of the Nix secret key file ``key_file`` (None: the key text in
+    ``$NIXSHARD_SIGNING_KEY``), which ``network`` must list.
 
     Raises:
         click.ClickException: unreadable or malformed key, or a key the
@@ -40,3 +48,23 @@ def publisher_or_exit(network: Network, key_file: str) -> Publisher:
     except SigningKeyError as exc:
         raise click.ClickException(str(exc)) from exc
     return key.publisher
+
+
+def keyring_or_exit(network: Network, cache_secret: str | None, *,
+                    optional: bool = False) -> Keyring | None:
+    """The keyring of a private ``network``: file ``cache_secret``, else the keyring text
+    in ``$NIXSHARD_CACHE_SECRET``; None for a public network.
+
+    Args:
+        optional: a private network without a secret gives None instead of an error
+            (gc then reads the links records carry in the clear).
+
+    Raises:
+        click.ClickException: a private network without a secret (unless
+            ``optional``), a secret for a public one, an unreadable or malformed
+            keyring (:mod:`nix_records.cache_secret`).
+    """
+    try:
+        return load_keyring(cache_secret, os.environ, network, optional=optional)
+    except SecretError as exc:
+        raise click.ClickException(str(exc)) from exc

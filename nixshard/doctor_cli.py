@@ -18,9 +18,9 @@ from pathlib import Path
 
 import click
 
-from storage_network import Network, load_network
-from storage_network.errors import NetworkFileError
+from storage_network import Network
 
+from .cli_options import network_or_exit
 from .doctor_checks import (
     Finding,
     Level,
@@ -131,10 +131,7 @@ def doctor_command(network_file: str, signing_key: str | None, cache_secret: str
     secret; the gateway; and that nix.conf uses the gateway and trusts its key.
     Exit status 0 when all is well, 1 with the list of problems.
     """
-    try:
-        network = load_network(network_file)
-    except NetworkFileError as exc:
-        raise click.ClickException(str(exc)) from exc
+    network = network_or_exit(network_file)
     if gateway is not None:
         gateway = gateway_url(gateway, "--gateway")
     findings = asyncio.run(run_checks(network, signing_key, cache_secret, gateway, nix_conf,

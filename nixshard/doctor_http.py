@@ -4,8 +4,10 @@ time and in the bytes read, whose failure is an observation, not an exception.""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 
@@ -43,9 +45,28 @@ async def http_get(session: aiohttp.ClientSession, url: str, path: str, timeout:
         async with asyncio.timeout(timeout):
             async with session.get(url.rstrip("/") + path, allow_redirects=False) as resp:
                 received = time.time()
-                body = await resp.content.read(limit)
-                return HttpAnswer(resp.status, resp.headers.get("Date"), body, received)
+                chunks: list[bytes] = []
+                size = 0
+                while size < limit:
+                    chunk = await resp.content.read(limit - size)
+                    if not chunk:
+                        break
+                    chunks.append(chunk)
+                    size += len(chunk)
+                return HttpAnswer(resp.status, resp.headers.get("Date"), b"".join(chunks),
+                                  received)
     except TimeoutError:
         return f"no answer to GET {path} within {timeout:g} s"
     except (aiohttp.ClientError, OSError, ValueError) as exc:
         return f"GET {path} failed: {type(exc).__name__}: {exc}"[:300]
+
+
+def json_object(body: bytes | str) -> dict[str, Any] | None:
+    """``body`` as a JSON object, or None when it is not one: not JSON, not UTF-8, another
+    JSON value, or nested too deeply for the parser (``[`` * 65536 raises
+    :class:`RecursionError`, which a hostile server must not turn into a traceback)."""
+    try:
+        doc = json.loads(body)
+    except (ValueError, RecursionError):
+        return None
+    return doc if isinstance(doc, dict) else None

@@ -5,7 +5,6 @@ one checks: :mod:`nixshard.doctor_checks`).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import subprocess
@@ -20,7 +19,7 @@ import aiohttp
 from storage_network import Network
 
 from .doctor_checks import Finding, ok, problem, skipped, warning
-from .doctor_http import ANSWER_LIMIT, http_get
+from .doctor_http import ANSWER_LIMIT, http_get, json_object
 from .nix_conf import NixConf, NixConfError, read_settings, system_nix_conf, user_nix_conf
 
 # --- the gateway ----------------------------------------------------------------------
@@ -57,11 +56,8 @@ async def probe_gateway(url: str, timeout: float) -> GatewayProbe:
                 return probe
             body, status = answer.body.decode("utf-8", "replace"), answer.status
             if path == "/healthz":
-                try:
-                    doc = json.loads(body)
-                except ValueError:
-                    doc = None
-                if status != 200 or not isinstance(doc, dict):
+                doc = json_object(body)
+                if status != 200 or doc is None:
                     probe.error = f"GET /healthz answered {status}: is this a nixshard gateway?"
                     return probe
                 probe.health = doc
@@ -157,11 +153,8 @@ def nix_settings(nix_conf: Path | None, environ: Mapping[str, str]) -> NixSettin
                 continue
             if out.returncode != 0:
                 continue
-            try:
-                doc = json.loads(out.stdout)
-            except ValueError:
-                continue
-            if isinstance(doc, dict):
+            doc = json_object(out.stdout)
+            if doc is not None:
                 values = {k: _words(v.get("value") if isinstance(v, dict) else v)
                           for k, v in doc.items()}
                 daemon = None

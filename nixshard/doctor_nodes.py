@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
-import json
 import secrets
 import time
 from collections.abc import Sequence
@@ -19,8 +18,9 @@ from storage_network import Network, NetworkClient, NodeError, Publisher
 from storage_network.errors import NodeStatusError
 from storage_network.wire.write_auth import MAX_SKEW_SECONDS
 
+from .cli_options import is_http_node
 from .doctor_checks import Finding, Level, ok, problem, skipped, warning
-from .doctor_http import ANSWER_LIMIT, http_get
+from .doctor_http import ANSWER_LIMIT, http_get, json_object
 
 CLOCK_WARN_SECONDS = 30.0
 """A clock this far off is not kept by NTP (a warning; writes fail past 300 s)."""
@@ -68,11 +68,6 @@ class NodeProbe:
     seconds: float = 0.0
 
 
-def is_http_node(url: str) -> bool:
-    """True for our node (``http://``, ``https://``), False for a bucket."""
-    return url.partition("://")[0].lower() in ("http", "https")
-
-
 def skew_from_date(date_header: str | None, sent: float, received: float
                    ) -> tuple[float | None, float]:
     """How far the clock behind an HTTP ``Date`` header is ahead of ours.
@@ -114,11 +109,12 @@ async def _probe_http(session: aiohttp.ClientSession, node_id: str, url: str,
         probe.error = (f"GET /healthz answered {answer.status}, not 200: is this a nixshard "
                        "node?")
         return probe
-    try:
-        doc = json.loads(answer.body[:ANSWER_LIMIT])
-    except (ValueError, RecursionError):
-        doc = None
-    if not isinstance(doc, dict) or doc.get("status") != "ok":
+    if len(answer.body) > ANSWER_LIMIT:
+        probe.error = (f"GET /healthz answered more than {ANSWER_LIMIT} bytes: answer too "
+                       "large for a nixshard node's health")
+        return probe
+    doc = json_object(answer.body)
+    if doc is None or doc.get("status") != "ok":
         probe.error = "GET /healthz did not answer a nixshard node's JSON {\"status\": \"ok\"}"
         return probe
     probe.health = doc

@@ -16,19 +16,18 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import re
 
 import click
 
-from nix_records import CACHE_SECRET_ENV, SecretError, load_keyring, read_secret, record_links
+from nix_records import CACHE_SECRET_ENV, record_links
 from nix_records.retention import sealed_record_links
 from storage_network import Keyring, Network, NetworkClient, Publisher
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from uploader.push import format_bytes
 
-from .cli_options import network_or_exit, publisher_or_exit
+from .cli_options import keyring_or_exit, network_or_exit, publisher_or_exit
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _DURATION_RE = re.compile(r"\A(\d+(?:\.\d+)?)([smhdw]?)\Z")
@@ -103,13 +102,7 @@ def gc_keyring(network: Network, cache_secret: str | None) -> Keyring | None:
         click.ClickException: a secret for a public network; an unreadable or
             malformed keyring.
     """
-    try:
-        given = read_secret(cache_secret, os.environ, CACHE_SECRET_ENV, "cache secret")
-        if network.private and given is None:
-            return None
-        return load_keyring(cache_secret, os.environ, network)
-    except SecretError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return keyring_or_exit(network, cache_secret, optional=True)
 
 
 SEALED_NOTE = ("note: private network read without the cache secret: what each record "

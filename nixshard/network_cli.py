@@ -19,7 +19,7 @@ from storage_network.config import (
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.upkeep.membership import with_node, without_node
 
-from .cli_options import network_or_exit
+from .cli_options import is_http_node, network_or_exit
 
 
 @click.group("network")
@@ -120,9 +120,9 @@ def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, 
                f"{len(network.publishers)} publisher key(s)"
                + (", private" if private else ""))
     for node in network.nodes:
-        ours = node.url.partition("://")[0].lower() in ("http", "https")
         click.echo(f"  {node.id} = {node.url}"
-                   + (f"   (start it with --node-id {node.id})" if ours else ""))
+                   + (f"   (start it with --node-id {node.id})" if is_http_node(node.url)
+                      else ""))
 
 
 @network_group.command("add-node")

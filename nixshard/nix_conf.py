@@ -13,10 +13,11 @@ already, keep a value the file sets, and append new lines at the end.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .private_file import write_private
 
 ALIASES = {
     "binary-caches": "substituters",
@@ -169,7 +170,8 @@ class NixConf:
 
     def write(self) -> None:
         """Write :attr:`lines` to :attr:`path` (through a symlink to its target), atomically,
-        keeping the file's mode (0644 for a new file); parent directories are created.
+        keeping the file's mode (0644 for a new file) and owner; parent directories are
+        created.
 
         Raises:
             NixConfError: the file or its directory cannot be written.
@@ -239,30 +241,21 @@ def error_reason(exc: BaseException) -> str:
     return "not UTF-8 text" if isinstance(exc, UnicodeDecodeError) else str(exc)
 
 
-def write_atomic(path: Path, text: str, new_mode: int) -> None:
-    """Replace ``path`` (its symlink target, if a symlink) with ``text`` atomically,
-    keeping the file's mode (``new_mode`` for a new file); parent directories are created.
+def write_atomic(path: Path, text: str, new_mode: int, *, keep_mode: bool = True) -> None:
+    """Replace ``path`` (its symlink target, if a symlink) with ``text`` atomically
+    (:func:`nixshard.private_file.write_private`: the file's owner kept); parent
+    directories are created.
+
+    Args:
+        new_mode: the mode of a new file.
+        keep_mode: keep the file's mode (nix.conf); False: always 0600 (a netrc file).
 
     Raises:
         NixConfError: the file or its directory cannot be written.
     """
     target = path.resolve() if path.is_symlink() else path
     try:
-        mode = target.stat().st_mode & 0o7777
-    except FileNotFoundError:
-        mode = new_mode
-    try:
         target.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+        write_private(target, text, keep_mode=keep_mode, new_mode=new_mode)
     except OSError as exc:
-        raise NixConfError(f"cannot write {target}: {error_reason(exc)}") from exc
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), mode)
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, target)
-    except OSError as exc:
-        os.unlink(tmp)
         raise NixConfError(f"cannot write {target}: {error_reason(exc)}") from exc

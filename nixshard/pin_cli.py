@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -29,21 +28,18 @@ from nix_records import (
     Pin,
     PinChange,
     PinError,
-    SecretError,
     is_pin,
-    load_keyring,
-    load_signing_key,
     pin_paths,
     read_pin,
     unpin,
 )
-from storage_network import Keyring, Network, NetworkClient, Publisher, StorageNetworkError
+from storage_network import Keyring, Network, NetworkClient, StorageNetworkError
 from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.sealed_metadata import open_metadata
 from uploader.closure import resolve_store_path
 from uploader.errors import UploaderError
 
-from .cli_options import network_or_exit
+from .cli_options import keyring_or_exit, network_or_exit, publisher_or_exit
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -79,17 +75,7 @@ def _setup(network_file: str, cache_secret: str | None) -> tuple[Network, Keyrin
             a secret, a secret for a public one, a malformed keyring.
     """
     network = network_or_exit(network_file)
-    try:
-        return network, load_keyring(cache_secret, os.environ, network)
-    except SecretError as exc:
-        raise click.ClickException(str(exc)) from exc
-
-
-def _publisher(network: Network, signing_key: str | None) -> Publisher:
-    try:
-        return load_signing_key(signing_key, os.environ, network=network).publisher
-    except SecretError as exc:
-        raise click.ClickException(str(exc)) from exc
+    return network, keyring_or_exit(network, cache_secret)
 
 
 def store_path_arg(arg: str) -> str:
@@ -152,7 +138,7 @@ def add_command(network_file: str, cache_secret: str | None, signing_key: str | 
                 store_paths: tuple[str, ...]) -> None:
     """Pin STORE_PATH... under NAME, newest first (the paths must be in the network)."""
     network, keyring = _setup(network_file, cache_secret)
-    publisher = _publisher(network, signing_key)
+    publisher = publisher_or_exit(network, signing_key)
     paths = [store_path_arg(p) for p in store_paths]
 
     async def work() -> PinChange:
@@ -178,7 +164,7 @@ def remove_command(network_file: str, cache_secret: str | None, signing_key: str
                    as_json: bool, name: str, store_path: str | None) -> None:
     """Unpin STORE_PATH from NAME, or every path of NAME; gc may then expire them."""
     network, keyring = _setup(network_file, cache_secret)
-    publisher = _publisher(network, signing_key)
+    publisher = publisher_or_exit(network, signing_key)
     path = None if store_path is None else store_path_arg(store_path)
 
     async def work() -> PinChange:

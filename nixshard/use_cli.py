@@ -116,18 +116,14 @@ def netrc_with_entry(text: str, host: str, user: str, password: str) -> tuple[st
 
 
 def write_netrc(path: Path, text: str) -> None:
-    """Write the netrc ``text`` to ``path`` readable by its owner only (mode 0600).
+    """Write the netrc ``text`` to ``path`` (its symlink target, if a symlink) readable by
+    its owner only: a new file of mode 0600 from the start, renamed over the old one
+    whatever its mode was (:func:`~nixshard.private_file.write_private`).
 
     Raises:
         NixConfError: it cannot be written.
     """
-    write_atomic(path, text, 0o600)
-    target = path.resolve() if path.is_symlink() else path
-    try:
-        os.chmod(target, 0o600)
-    except OSError as exc:
-        raise NixConfError(f"cannot make {target} private (mode 0600): "
-                           f"{error_reason(exc)}") from exc
+    write_atomic(path, text, 0o600, keep_mode=False)
 
 
 # --- where and what ----------------------------------------------------------------------

@@ -41,7 +41,10 @@ publisher key is (listing it under both changes nothing).  A file without
 
 from __future__ import annotations
 
+import contextlib
+import os
 import re
+import tempfile
 import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -342,8 +345,28 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
 
 
 def write_network(network: Network, path: str | Path) -> None:
-    """Write ``network`` as TOML to ``path`` (replacing it atomically)."""
-    tmp = Path(f"{path}.tmp")
-    tmp.write_text("# nixshard network file (see README: The network file)\n"
-                   + tomli_w.dumps(network.to_toml()))
-    tmp.replace(path)
+    """Write ``network`` as TOML to ``path`` (replacing it atomically: a temporary
+    file of its own in the same directory, fsync'd, then renamed over ``path``;
+    its mode is a new file's, as the umask leaves it)."""
+    text = ("# nixshard network file (see README: The network file)\n"
+            + tomli_w.dumps(network.to_toml()))
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def _umask() -> int:
+    """The process's umask (read by setting it and back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -12,7 +12,6 @@ import logging
 import math
 import os
 import socket
-import ssl
 from pathlib import Path
 
 import click
@@ -21,7 +20,8 @@ from aiohttp import web
 from http_serving.access_log import AccessLogger, buffered_logger, flush_logger
 from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
-from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
+from http_serving.tls import certificate_summary
+from http_serving.tls_options import tls_context_or_exit, tls_options
 from storage_network.config import Network, load_network
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
@@ -113,25 +113,6 @@ def gather_maintainers(network: Network | None,
     return None if names is None else frozenset(names)
 
 
-def tls_context(cert: Path | None, key: Path | None) -> ssl.SSLContext | None:
-    """The server TLS context of ``--tls-cert``/``--tls-key`` (None when neither is given).
-
-    Raises:
-        click.UsageError: only one of them is given.
-        click.BadParameter: the files cannot be served (see
-            :func:`http_serving.tls.server_ssl_context`).
-    """
-    if cert is None and key is None:
-        return None
-    if cert is None or key is None:
-        raise click.UsageError("--tls-cert and --tls-key go together: give the certificate "
-                               "(chain) file and its private key file, or neither")
-    try:
-        return server_ssl_context(cert, key)
-    except TlsConfigError as exc:
-        raise click.BadParameter(str(exc), param_hint="--tls-cert/--tls-key") from exc
-
-
 def check_node_id(node_id: str, network: Network | None, network_path: Path | None,
                   given: bool) -> None:
     """Refuse a node id the network file does not list: every signed write names the
@@ -194,11 +175,7 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
               help="Accept this public key as a maintainer: it may write and delete "
                    "(repeatable). Once any maintainer is listed (here or in the network "
                    "file's `maintainers`), other keys may not delete.")
-@click.option("--tls-cert", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="Serve HTTPS with this PEM certificate (chain) file; "
-                                   "needs --tls-key.")
-@click.option("--tls-key", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              metavar="FILE", help="The unencrypted PEM private key of --tls-cert.")
+@tls_options
 @click.option("--node-id", default=None, metavar="ID",
               help="This node's id in the network file (default: the short host name); "
                    "with --network, an id the file does not list is refused.")
@@ -237,7 +214,7 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
     """
     host, port = parse_listen(listen)
     faults = gather_faults(fault_specs)
-    ssl_context = tls_context(tls_cert, tls_key)
+    ssl_context = tls_context_or_exit(tls_cert, tls_key)
     network = None
     if network_path is not None:
         try:

@@ -22,6 +22,7 @@ from storage_network.wire.write_auth import (
     PublisherKey,
     WriteClaim,
     check_may_delete,
+    check_may_store_tombstone,
     parse_write_claim,
 )
 
@@ -104,21 +105,15 @@ async def check_delete(request: web.Request) -> PublisherKey:
 
 
 def check_tombstone(signer: PublisherKey, sender: PublisherKey) -> None:
-    """Refuse to store a tombstone unless a maintainer signed it or sends it.
+    """Refuse to store a tombstone unless a maintainer signed it or sends it
+    (the rule of :func:`~storage_network.wire.write_auth.check_may_store_tombstone`).
 
-    ``signer`` sealed the tombstone, ``sender`` signed the write.  A maintainer's
-    tombstone may be copied by any accepted key (a gateway's read repair deletes
-    nothing a maintainer did not), and a maintainer may copy any valid tombstone
-    (repair restoring one sealed before roles existed, or by a maintainer key
-    since moved to ``publishers``); a key without the role can neither seal one
-    that nodes take nor send its own.
+    ``signer`` sealed the tombstone, ``sender`` signed the write.
 
     Raises:
         Forbidden: neither key has the maintainer role.
     """
-    if sender.may_delete:
-        return
     try:
-        check_may_delete(signer, "sign tombstones (record deletions)")
+        check_may_store_tombstone(signer, sender.may_delete)
     except AuthError as exc:
         raise Forbidden(str(exc)) from exc

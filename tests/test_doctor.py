@@ -4,11 +4,14 @@ checks themselves on hand-made observations."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,12 +21,14 @@ import pytest
 
 from nix_formats.keys import SecretKey
 from nixshard.doctor_checks import Finding, Level, check_cache_secret, check_network, exit_status
+from nixshard.doctor_http import ANSWER_LIMIT, json_object
 from nixshard.doctor_nixconf import GatewayProbe, NixSettings, check_gateway, check_nix_conf
 from nixshard.doctor_nodes import (
     NodeProbe,
     check_clocks,
     check_node_ids,
     classify_write_refusal,
+    probe_nodes,
     skew_from_date,
 )
 from nixshard.localnet import LocalNetwork, ManagedProcess, NodeProcess, new_publisher
@@ -397,3 +402,71 @@ def test_nix_must_trust_the_writing_keys_not_the_maintainers() -> None:
     assert exit_status(check_nix_conf(settings, "http://gw", net, False)) == 0
     assert not [f for f in check_nix_conf(settings, "http://gw", net, False)
                 if f.level is not Level.OK]
+
+
+# --- hostile servers -----------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def answering_server(body: bytes) -> Iterator[str]:
+    """A tiny aiohttp server on 127.0.0.1 (in a thread) answering every GET with 200 and
+    ``body``; yields its base URL."""
+    from aiohttp import web
+
+    async def answer(request: web.Request) -> web.Response:
+        return web.Response(body=body, content_type="application/json")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", answer)
+    runner = web.AppRunner(app)
+    port = free_port()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()
+
+
+def test_json_object_refuses_what_is_not_an_object() -> None:
+    assert json_object(b'{"status": "ok"}') == {"status": "ok"}
+    assert json_object('{"nodes": 3}') == {"nodes": 3}
+    for body in (b"[" * 65536, b"[1]", b"\xff{}", b"", "not json"):
+        assert json_object(body) is None
+
+
+def test_a_gateway_answering_deeply_nested_json_is_a_problem_not_a_crash(
+        tmp_path: Path) -> None:
+    """``[`` * 65536 makes the JSON parser raise RecursionError: the doctor reports the
+    gateway, it does not die with a traceback."""
+    dead = tuple(f"http://127.0.0.1:{free_port()}" for _ in range(3))
+    write_network(network(urls=dead), tmp_path / "net.toml")
+    with answering_server(b"[" * 65536) as gateway:
+        res = doctor("--network", str(tmp_path / "net.toml"), "--gateway", gateway,
+                     "--nix-conf", str(tmp_path / "nix.conf"), "--timeout", "3", "--json")
+    assert "Traceback" not in res.stderr, res.stderr
+    assert res.returncode == 1, res.stdout + res.stderr
+    (message,) = problems(res)[("gateway", gateway)]
+    assert "GET /healthz answered 200: is this a nixshard gateway?" in message
+
+
+def test_a_node_answering_too_much_is_named_so() -> None:
+    """A /healthz answer longer than the doctor reads is reported as too large, not
+    parsed cut short."""
+    padded = b" " * ANSWER_LIMIT + b'{"status": "ok", "node_id": "node-1"}'
+    with answering_server(padded) as big, answering_server(b'{"status": "ok"}') as fine:
+        net = network(urls=(big, fine, f"http://127.0.0.1:{free_port()}"))
+        probes = asyncio.run(probe_nodes(net, 5.0))
+    assert probes[0].error is not None and "answer too large" in probes[0].error
+    assert probes[1].error is None and probes[1].health == {"status": "ok"}
+    assert probes[2].error is not None and "too large" not in probes[2].error

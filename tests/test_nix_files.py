@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import pytest
 
 from nixshard.localnet import env_with_nix_config
 from tests.nix_tools import NIX_DIR, REPO, nix_eval, nix_tool, run_nix
+from tests.support.nix_docs import NIXOS_DOC, nix_blocks
 
 
 def repo_nix_files() -> list[Path]:
@@ -118,14 +118,6 @@ def test_nix_conf_example_holds_real_settings() -> None:
 
 # ---------------------------------------------------------------------------
 # docs/nixos.md
-
-
-def nix_blocks(markdown: Path) -> list[str]:
-    """The fenced ```nix code blocks of ``markdown``, in order."""
-    return re.findall(r"^```nix\n(.*?)^```$", markdown.read_text(), flags=re.S | re.M)
-
-
-NIXOS_DOC = REPO / "docs" / "nixos.md"
 
 
 def test_nixos_doc_has_examples() -> None:

@@ -27,7 +27,7 @@ import pytest
 import tomli_w
 
 from tests.nix_tools import REPO, nix_eval, nix_tool, run_nix
-from tests.test_nix_files import NIXOS_DOC, nix_blocks
+from tests.support.nix_docs import NIXOS_DOC, nix_blocks
 
 # Stand-ins for nixpkgs: the library functions the files call, with the same
 # results for the inputs used here, and `evalModule`, a small module system:

@@ -161,6 +161,38 @@ def test_netrc_entry_written_private_and_replaced(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "empty password" in res.output
 
 
+def test_a_world_readable_netrc_is_replaced_by_a_file_private_from_the_start(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The new netrc is 0600 before it is renamed over the old 0644 one: the password is
+    never in a file others may read, not even for a moment; a symlink is written through.
+    The nix.conf keeps its own mode."""
+    conf = tmp_path / "nix.conf"
+    conf.write_text("fallback = true\n")
+    conf.chmod(0o640)
+    real = tmp_path / "real-netrc"
+    real.write_text("machine other.host login a password b\n")
+    real.chmod(0o644)
+    netrc = tmp_path / "netrc"
+    netrc.symlink_to(real)
+    renamed: dict[str, int] = {}
+    replace = os.replace
+
+    def spy(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
+        renamed[Path(dst).name] = stat.S_IMODE(os.stat(src).st_mode)
+        replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", spy)
+    res = use(URL, "--key", KEY, "--nix-conf", str(conf), "--netrc", str(netrc),
+              "--user", "ci", password="pw1")
+    assert res.exit_code == 0, res.output
+    assert renamed == {"real-netrc": 0o600, "nix.conf": 0o640}
+    assert stat.S_IMODE(real.stat().st_mode) == 0o600
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o640
+    assert netrc.is_symlink()
+    assert real.read_text() == ("machine other.host login a password b\n"
+                                "machine gateway.lan login ci password pw1\n")
+
+
 def test_netrc_text_rules() -> None:
     text, status = netrc_with_entry("default login anon password x\n", "gw", "u", "p")
     assert (text, status) == ("machine gw login u password p\ndefault login anon password x\n",

@@ -107,6 +107,17 @@ class SpoolReport:
     left: int = 0
 
 
+def _read_present(spool_dir: str, name: str) -> tuple[SpoolFile, list[str]]:
+    """Spool file ``name`` and those of its store paths gone from the store (one trip to
+    a worker thread: neither the read nor the lookups block the event loop).
+
+    Raises:
+        FileNotFoundError, SpoolFileError, SpoolError: as :func:`read_spool_file`.
+    """
+    spool_file = read_spool_file(spool_dir, name)
+    return spool_file, [p for p in spool_file.store_paths if not os.path.lexists(p)]
+
+
 class SpoolPusher:
     """Pushes the files of one spool directory (see the module docstring).
 
@@ -131,13 +142,15 @@ class SpoolPusher:
         self.in_network: set[str] = set()
         self.report = SpoolReport()
         self._pending: dict[str, SpoolFile] = {}
+        self._finishing: set[asyncio.Task[None]] = set()
         self._memo_since = time.monotonic()
 
-    def _finish(self, spool_file: SpoolFile) -> None:
-        """``spool_file``'s paths are all in the network: delete it and say so."""
+    async def _finish(self, spool_file: SpoolFile) -> None:
+        """``spool_file``'s paths are all in the network: delete it (in a worker thread)
+        and say so."""
         self._pending.pop(spool_file.name, None)
         try:
-            remove_spool_file(self.spool_dir, spool_file.name)
+            await asyncio.to_thread(remove_spool_file, self.spool_dir, spool_file.name)
         except SpoolError as exc:
             # pushed, but still in the spool: the next try finds it all in the network
             self._fail(spool_file, str(exc))
@@ -167,11 +180,23 @@ class SpoolPusher:
             self.report.records_written += 1
         for spool_file in [f for f in self._pending.values() if path in f.store_paths]:
             if self._complete(spool_file):
-                self._finish(spool_file)
+                # called by push_closure, not awaited: finished in a task the round awaits;
+                # out of _pending now, so neither finished twice nor failed meanwhile
+                self._pending.pop(spool_file.name, None)
+                task = asyncio.create_task(self._finish(spool_file))
+                self._finishing.add(task)
+                task.add_done_callback(self._finishing.discard)
 
-    def _reject(self, name: str, why: str) -> None:
+    async def _finished(self) -> None:
+        """Wait for the files :meth:`_on_done` is finishing."""
+        while self._finishing:
+            for result in await asyncio.gather(*self._finishing, return_exceptions=True):
+                if isinstance(result, Exception):  # the file stays; the next round retries
+                    log.warning("finishing a pushed spool file failed: %r", result)
+
+    async def _reject(self, name: str, why: str) -> None:
         try:
-            target = reject_spool_file(self.spool_dir, name)
+            target = await asyncio.to_thread(reject_spool_file, self.spool_dir, name)
         except SpoolError as exc:
             self.retry.failed(name)
             log.warning("rejected spool file %s, and cannot move it: %s (%s)", name, exc, why)
@@ -184,18 +209,17 @@ class SpoolPusher:
         files: list[SpoolFile] = []
         for name in names:
             try:
-                spool_file = await asyncio.to_thread(read_spool_file, self.spool_dir, name)
+                spool_file, gone = await asyncio.to_thread(_read_present, self.spool_dir, name)
             except FileNotFoundError:
                 continue
             except SpoolFileError as exc:
-                self._reject(name, str(exc))
+                await self._reject(name, str(exc))
                 continue
             except SpoolError as exc:
                 self._fail(SpoolFile(name, ()), str(exc))
                 continue
-            gone = [p for p in spool_file.store_paths if not os.path.lexists(p)]
             if len(gone) == len(spool_file.store_paths):
-                self._reject(name, f"its store paths are gone from the store "
+                await self._reject(name, f"its store paths are gone from the store "
                                    f"(garbage-collected?): {' '.join(gone)}")
                 continue
             if gone:
@@ -254,7 +278,7 @@ class SpoolPusher:
         try:
             infos = await self._closures(files)
             for spool_file in [f for f in self._pending.values() if self._complete(f)]:
-                self._finish(spool_file)
+                await self._finish(spool_file)
             todo = [i for i in infos if i.store_path.path not in self.in_network]
             if self._pending and todo:
                 await push_closure(self.net, todo, self.nix_key, self.publisher,
@@ -270,6 +294,7 @@ class SpoolPusher:
         except Exception as exc:  # a service keeps going; the files wait for their retry
             for spool_file in list(self._pending.values()):
                 self._fail(spool_file, f"unexpected error: {exc!r}")
+        await self._finished()
         for spool_file in list(self._pending.values()):  # not done by any path: a bug
             self._fail(spool_file, "some of its paths were not pushed")
         return len(due) > FILES_PER_ROUND
@@ -293,7 +318,8 @@ class SpoolPusher:
                 wait = min(wait, due_in)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), wait)
-        self.report.left = len(spool_names(self.spool_dir))
+        with contextlib.suppress(SpoolError):  # the report matters more than the count
+            self.report.left = len(await asyncio.to_thread(spool_names, self.spool_dir))
         return self.report
 
 

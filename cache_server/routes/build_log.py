@@ -17,9 +17,11 @@ import uuid
 from aiohttp import web
 
 from http_serving.errors import start_answer
+from nix_formats.store_path import StorePath
 from nix_records import log_metadata, log_record_key
 from storage_network import NotFoundError, fetch_record, plan_fetch
 
+from ..auth import checks_names, require_name
 from ..build_logs import parse_drv_name, store_log
 from ..errors import ForbiddenError
 from ..payload import payload_pieces
@@ -30,10 +32,12 @@ log = logging.getLogger("nixshard.serve")
 MAX_LOG_BYTES = 256 * 1024 * 1024
 
 
+@checks_names
 async def get_log(request: web.Request) -> web.StreamResponse:
     """Send the build log of the derivation named in the path."""
     net = request.app[NETWORK]
     drv = parse_drv_name(request.match_info["drv"])
+    require_name(request, StorePath.parse_basename(drv).name, f"read the build log of {drv}")
     record = await fetch_record(net, log_record_key(drv))
     if record.metadata != log_metadata(drv):
         raise NotFoundError(f"no build log of {drv}")
@@ -47,6 +51,7 @@ async def get_log(request: web.Request) -> web.StreamResponse:
     return await send_body(request, resp, pieces, f"log/{drv}")
 
 
+@checks_names
 async def put_log(request: web.Request) -> web.Response:
     """Store the uploaded build log."""
     uploads = request.app[CONFIG].uploads
@@ -56,6 +61,8 @@ async def put_log(request: web.Request) -> web.Response:
         if uploads is None:
             raise ForbiddenError("uploads are disabled on this gateway")
         drv = parse_drv_name(request.match_info["drv"])
+        require_name(request, StorePath.parse_basename(drv).name,
+                     f"upload the build log of {drv}")
         path = await staging.receive(request, name, min(uploads.max_bytes, MAX_LOG_BYTES))
         size = await store_log(request.app[NETWORK], uploads.publisher, drv, path)
     finally:

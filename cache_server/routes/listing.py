@@ -34,6 +34,7 @@ from nix_formats.nar_parser import NarParser
 from nix_formats.store_path import validate_hash_part
 from storage_network import plan_fetch
 
+from ..auth import checks_names, names_no_store_path, require_name
 from ..errors import BadRecordError, NotServedError
 from ..payload import payload_pieces
 from ..state import CONFIG, NETWORK, RECORDS
@@ -45,12 +46,14 @@ JSON_TYPE = "application/json"
 MAX_LISTING_NODES = 1_000_000
 
 
+@checks_names
 async def get_listing(request: web.Request) -> web.StreamResponse:
     """200 with the listing JSON; see the module docstring."""
     config = request.app[CONFIG]
     net = request.app[NETWORK]
     hash_part = validate_hash_part(request.match_info["hash"])
     entry = await request.app[RECORDS].get(hash_part)
+    require_name(request, entry.narinfo.store_path.name)
     cached = config.cache_dir / "ls" / f"{entry.cache_key}.json"
     if cached.is_file():
         return web.FileResponse(cached, headers={"Content-Type": JSON_TYPE})
@@ -84,6 +87,7 @@ def _keep(cached: Path, body: bytes) -> None:
         part.unlink(missing_ok=True)
 
 
+@names_no_store_path  # dropped unread
 async def put_listing(request: web.Request) -> web.Response:
     """200: the upload is accepted and dropped (see the module docstring)."""
     validate_hash_part(request.match_info["hash"])

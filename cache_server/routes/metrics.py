@@ -12,7 +12,10 @@ from prometheus_client import REGISTRY, generate_latest
 
 from http_serving.metrics import CONTENT_TYPE
 
+from ..auth import names_no_store_path
 
+
+@names_no_store_path
 async def metrics(request: web.Request) -> web.Response:
     """200 with every metric in the Prometheus text format 0.0.4."""
     return web.Response(body=generate_latest(REGISTRY),

@@ -31,6 +31,7 @@ from aiohttp import web
 
 from storage_network import plan_fetch, stream_payload
 
+from ..auth import checks_names, require_name
 from ..byte_range import ByteRange, parse_range, range_frames
 from ..errors import BadRequestError, NoSuchNarError, NotServedError
 from ..metrics import NAR_CACHE_OUTCOMES
@@ -59,6 +60,7 @@ def parse_nar_file(name: str) -> str:
 
 async def _entry(request: web.Request, name: str) -> Entry:
     entry = await request.app[RECORDS].get(parse_nar_file(name))
+    require_name(request, entry.narinfo.store_path.name)
     if entry.narinfo.url != f"nar/{name}":
         raise NoSuchNarError(f"{entry.narinfo.store_path.path} has NAR {entry.narinfo.url}, "
                              f"not nar/{name}")
@@ -71,6 +73,7 @@ def _staged(request: web.Request, name: str) -> web.Response:
     raise NotServedError(f"no NAR {name}")
 
 
+@checks_names  # staged uploads (HEAD) name no store path
 async def nar(request: web.Request) -> web.StreamResponse:
     """Send the NAR (or the asked range); see the module docstring for failures."""
     name = request.match_info["file"]

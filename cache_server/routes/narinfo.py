@@ -24,6 +24,7 @@ from aiohttp import web
 from nix_formats.store_path import validate_hash_part
 from storage_network import NotFoundError
 
+from ..auth import checks_names, require_name
 from ..errors import NotServedError
 from ..metrics import UPSTREAM
 from ..state import RECORDS, UPSTREAMS
@@ -34,8 +35,14 @@ log = logging.getLogger("nixshard.serve")
 TEXT_TYPE = "text/x-nix-narinfo"
 
 
+@checks_names
 async def narinfo(request: web.Request) -> web.Response:
-    """200 with the narinfo text; see the module docstring for the other answers."""
+    """200 with the narinfo text; see the module docstring for the other answers.
+
+    A credential limited to name prefixes (:func:`cache_server.auth.require_name`) is
+    refused (403) a path outside them, found in the network or upstream; an upstream
+    path it is refused is not ingested.
+    """
     hash_part = validate_hash_part(request.match_info["hash"])
     try:
         entry = await request.app[RECORDS].get(hash_part)
@@ -45,6 +52,7 @@ async def narinfo(request: web.Request) -> web.Response:
             # the error middleware would log it at DEBUG only anyway
             return web.Response(status=404, text=f"error: {exc}\n")
         return await _from_upstream(request, hash_part)
+    require_name(request, entry.narinfo.store_path.name)
     return web.Response(text=entry.text, content_type=TEXT_TYPE)
 
 
@@ -63,6 +71,7 @@ async def _from_upstream(request: web.Request, hash_part: str) -> web.Response:
         raise NotServedError(f"{hash_part} is in neither the network nor the upstream "
                              "caches")
     UPSTREAM.labels("hit").inc()
+    require_name(request, hit.narinfo.store_path.name)  # before any ingest
     start_upstream_ingest(request.app, hit)
     served = dataclasses.replace(hit.narinfo, url=f"upstream/{hit.index}/{hit.narinfo.url}")
     return web.Response(text=served.render(), content_type=TEXT_TYPE)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from ..auth import names_no_store_path
 from ..config import ServeConfig
 from ..errors import BadRequestError
 from ..request_body import read_body
@@ -17,6 +18,7 @@ from ..state import CONFIG
 MAX_BYTES = 4096
 
 
+@names_no_store_path
 async def nix_cache_info(request: web.Request) -> web.Response:
     """The cache's StoreDir, WantMassQuery and Priority."""
     config: ServeConfig = request.app[CONFIG]
@@ -24,6 +26,7 @@ async def nix_cache_info(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/x-nix-cache-info")
 
 
+@names_no_store_path
 async def put_nix_cache_info(request: web.Request) -> web.Response:
     """200 when the uploaded file names ``StoreDir: /nix/store``; 400 otherwise."""
     body = await read_body(request, "nix-cache-info")

@@ -20,9 +20,11 @@ from dataclasses import asdict
 
 from aiohttp import web
 
+from ..auth import names_no_store_path
 from ..state import NETWORK
 
 
+@names_no_store_path
 async def nodes(request: web.Request) -> web.Response:
     """200 with every node's read-path status."""
     net = request.app[NETWORK]

@@ -9,6 +9,9 @@ GET answers 200 with the realisation's JSON as Nix writes it
 no realisation of it, 502 for a signed record with bad content, 503 when
 the network cannot tell.  Only the network is asked (no upstream cache).
 
+A credential limited to name prefixes reaches only the realisations whose output
+path's name is within them (403 otherwise; :func:`cache_server.auth.require_name`).
+
 PUT (``nix copy --to``; credentials checked by the middleware) answers 201
 stored; 200 the network already holds the same realisation (nothing
 written); 400 a malformed id or JSON, a body for another id, an output path
@@ -25,6 +28,7 @@ from aiohttp import web
 
 from nix_formats.realisation import Realisation
 
+from ..auth import checks_names, require_name
 from ..errors import ForbiddenError, UploadRejectedError
 from ..realisations import commit_realisation, load_realisation, parse_drv_output
 from ..request_body import read_body
@@ -34,13 +38,16 @@ log = logging.getLogger("nixshard.serve")
 JSON_TYPE = "application/json"
 
 
+@checks_names
 async def get_realisation(request: web.Request) -> web.Response:
     """200 with the realisation's JSON; see the module docstring for the other answers."""
     drv_output = parse_drv_output(request.match_info["id"])
-    realisation = await load_realisation(request.app[NETWORK], drv_output)
+    realisation = await load_realisation(request.app[RECORDS], drv_output)
+    require_name(request, realisation.out_path.name)
     return web.Response(text=realisation.render(), content_type=JSON_TYPE)
 
 
+@checks_names
 async def put_realisation(request: web.Request) -> web.Response:
     """Check and commit an uploaded realisation (see the module docstring)."""
     uploads = request.app[CONFIG].uploads
@@ -49,6 +56,7 @@ async def put_realisation(request: web.Request) -> web.Response:
     drv_output = parse_drv_output(request.match_info["id"])
     body = await read_body(request, f"realisations/{drv_output}.doi")  # 413 past 1 MiB
     realisation = Realisation.parse(body)  # RealisationError: 400
+    require_name(request, realisation.out_path.name)
     if realisation.id != drv_output:
         raise UploadRejectedError(f"realisations/{drv_output}.doi holds the realisation of "
                                   f"{realisation.id}")

@@ -14,11 +14,13 @@ from aiohttp import web
 
 from nix_formats import nix32
 
+from ..auth import names_no_store_path
 from ..errors import BadRequestError, ForbiddenError
 from ..state import CONFIG, STAGING
 from .nar import UPLOAD_FILE_RE
 
 
+@names_no_store_path  # staged: reachable only through a narinfo, checked then
 async def put_nar(request: web.Request) -> web.Response:
     """Stage the uploaded NAR file."""
     name = request.match_info["file"]

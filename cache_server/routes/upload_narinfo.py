@@ -41,27 +41,29 @@ from nix_formats.narinfo import NarInfo
 from nix_formats.store_path import validate_hash_part
 from storage_network import NotFoundError, RecordConflictError, StorageNetworkError
 
+from ..auth import checks_names, require_name
 from ..config import UploadConfig
 from ..errors import CacheServerError, ForbiddenError, PathConflictError, UploadRejectedError
 from ..ingest import ingest_nar
 from ..metrics import UPLOADS
 from ..request_body import read_body
 from ..state import CONFIG, INGESTS, NETWORK, RECORDS, STAGING
+from ..uploads import gateway_signs
 from .nar import UPLOAD_FILE_RE
 
 log = logging.getLogger("nixshard.serve")
 
 
 def _check_signature(narinfo: NarInfo, uploads: UploadConfig) -> None:
-    if verify_narinfo(narinfo, uploads.trusted_keys):
-        return
-    if not uploads.sign_uploads:
-        names = ", ".join(k.name for k in uploads.trusted_keys) or "none configured"
-        raise ForbiddenError(
-            f"{narinfo.store_path.path} carries no signature by a trusted upload key "
-            f"(trusted: {names}); sign it (nix copy --to 'http://...?secret-key=FILE') or "
-            "enable sign_uploads on the gateway")
-    sign_narinfo(narinfo, uploads.nix_key)
+    """Keep a narinfo signed by a trusted upload key; sign one that is not (sign_uploads).
+
+    Raises:
+        ForbiddenError: no trusted signature and ``sign_uploads`` is off.
+    """
+    if gateway_signs(uploads, verify_narinfo(narinfo, uploads.trusted_keys),
+                     narinfo.store_path.path,
+                     "sign it (nix copy --to 'http://...?secret-key=FILE')"):
+        sign_narinfo(narinfo, uploads.nix_key)
 
 
 def _conflict(narinfo: NarInfo) -> PathConflictError:
@@ -128,6 +130,7 @@ async def _commit(request: web.Request, narinfo: NarInfo, uploads: UploadConfig)
     return 201
 
 
+@checks_names
 async def put_narinfo(request: web.Request) -> web.Response:
     """Check and commit an uploaded narinfo and its NAR (see the module docstring)."""
     uploads = request.app[CONFIG].uploads
@@ -141,6 +144,7 @@ async def put_narinfo(request: web.Request) -> web.Response:
             narinfo = NarInfo.parse(body.decode("utf-8"))
         except UnicodeDecodeError as exc:
             raise UploadRejectedError(f"narinfo is not UTF-8: {exc}") from exc
+        require_name(request, narinfo.store_path.name)
         if narinfo.store_path.hash_part != hash_part:
             raise UploadRejectedError(f"{hash_part}.narinfo describes {narinfo.store_path.path}")
         _check_signature(narinfo, uploads)

@@ -105,7 +105,13 @@ from storage_network.wire.record import (
     replacement,
 )
 from storage_network.wire.stripe import parse_shard_id, verify_shard
-from storage_network.wire.write_auth import Publisher, PublisherKey, check_may_delete
+from storage_network.wire.write_auth import (
+    TOMBSTONE_WHAT,
+    Publisher,
+    PublisherKey,
+    check_may_delete,
+    check_may_store_tombstone,
+)
 
 log = logging.getLogger("nixshard.network")
 MAX_PROOF_SHARD_BYTES = 64 << 20
@@ -163,9 +169,25 @@ class S3NodeStore(GatedNode):
                                 f"so it may not {what}")
             check_may_delete(known, what)
         except AuthError as exc:
-            log.warning("node %s: refused to %s: %s", self.id, what, exc)
-            raise NodeStatusError(f"node {self.id}: {exc} (refused by the client: a bucket "
-                                  f"cannot check key roles)", 403) from None
+            raise self._refused(what, exc) from None
+
+    def _check_may_store_tombstone(self, signer: PublisherKey, sender: PublisherKey) -> None:
+        """Refuse a tombstone that neither its sealer ``signer`` nor its ``sender`` may
+        delete with (:func:`check_may_store_tombstone`, the network's roles; a
+        sender the network does not list has none); nothing without ``publishers``."""
+        if self.publishers is None:
+            return
+        known = self._known(sender)
+        try:
+            check_may_store_tombstone(signer, known is not None and known.may_delete)
+        except AuthError as exc:
+            raise self._refused(TOMBSTONE_WHAT, exc) from None
+
+    def _refused(self, what: str, exc: AuthError) -> NodeStatusError:
+        """The 403 of ``what`` refused by the client for ``exc`` (logged)."""
+        log.warning("node %s: refused to %s: %s", self.id, what, exc)
+        return NodeStatusError(f"node {self.id}: {exc} (refused by the client: a bucket "
+                               f"cannot check key roles)", 403)
 
     def _shard_key(self, shard_id: str) -> str:
         try:
@@ -333,9 +355,8 @@ class S3NodeStore(GatedNode):
             incoming = open_record(keys, key, data)
         except RecordError as exc:
             raise NodeStatusError(f"node {self.id}: record {key}: {exc}", 422) from None
-        sender = self._known(publisher.public)
-        if incoming.tombstone and not (sender is not None and sender.may_delete):
-            self._check_may_delete(incoming.publisher, "sign tombstones (record deletions)")
+        if incoming.tombstone:
+            self._check_may_store_tombstone(incoming.publisher, publisher.public)
         for _ in range(RECORD_WRITE_ATTEMPTS):
             found = await self._held_record(key)
             held = None if found is None else self._open(keys, key, found[0])

@@ -43,7 +43,10 @@ newest version's signed bytes, as they are, to those of the first R
 answering nodes of the window (ranking order) that lack it or hold an
 older one.  The copies run in the background (``net.background``, a
 bounded number at once; a lookup over the bound repairs nothing) and are
-logged; they never delay or fail the lookup.
+logged; they never delay or fail the lookup.  A tombstone that nodes refuse
+by the network file's roles (neither its sealer nor the repairer is a
+maintainer) is not copied, and a node refusing a copy (403, 409) is not
+held to blame.
 
 A private cache's client (one with a keyring) looks a plain key up under
 each cache secret's keyed key and opens what it finds
@@ -53,7 +56,6 @@ each cache secret's keyed key and opens what it finds
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import deque
 from dataclasses import dataclass
@@ -62,18 +64,19 @@ from storage_network.client import NetworkClient, cancel_and_wait
 from storage_network.coding.sealing import Keyring
 from storage_network.config import NodeInfo
 from storage_network.errors import (
+    AuthError,
     NodeError,
     NodeStatusError,
     NotFoundError,
     RecordError,
     RecordUnavailableError,
-    SealError,
 )
 from storage_network.nodes.health import CLIENT_RETRIES, Standing, blamed_on_client
 from storage_network.nodes.placement import record_nodes, window_size
+from storage_network.wire.manifest import ENTRY_BYTES
 from storage_network.wire.record import Record, newest, open_record
-from storage_network.wire.sealed_metadata import open_metadata
-from storage_network.wire.write_auth import PublisherKey
+from storage_network.wire.sealed_metadata import open_sealed_record
+from storage_network.wire.write_auth import PublisherKey, check_may_store_tombstone
 
 log = logging.getLogger("nixshard.network")
 
@@ -220,7 +223,8 @@ async def fetch_sealed_record(net: NetworkClient, keyring: Keyring, key: str,
 
     Looks ``key`` up under each secret's keyed key (:meth:`CacheSecret.record_key`),
     newest secret first, and opens the first record found
-    (:func:`~storage_network.wire.sealed_metadata.open_metadata`).
+    (:func:`~storage_network.wire.sealed_metadata.open_sealed_record`; on the
+    pool past :data:`OPEN_INLINE_BYTES`).
 
     Returns:
         The record with ``key`` the plain key, its plain metadata, and a
@@ -240,12 +244,19 @@ async def fetch_sealed_record(net: NetworkClient, keyring: Keyring, key: str,
         except NotFoundError as exc:
             misses.append(f"{secret.name}: {exc}")
             continue
-        if not record.manifest.sealed:
-            raise SealError(f"record {keyed} (plain key {key}) is not sealed")
-        metadata, manifest = open_metadata(keyring, keyed, record.metadata, record.manifest)
-        return dataclasses.replace(record, key=key, metadata=metadata, manifest=manifest)
+        if _opens_inline(record):
+            return open_sealed_record(keyring, record, key)
+        return await asyncio.get_running_loop().run_in_executor(
+            net.pool, open_sealed_record, keyring, record, key)
     raise NotFoundError(f"record {key}: not under the keyed key of any cache secret ("
                         + "; ".join(misses) + ")")
+
+
+def _opens_inline(record: Record) -> bool:
+    """Whether opening sealed ``record`` is cheap enough for the event loop: its
+    metadata and manifest (about its envelope's size) up to :data:`OPEN_INLINE_BYTES`."""
+    return (len(record.metadata) + ENTRY_BYTES * len(record.manifest.chunks)
+            <= OPEN_INLINE_BYTES)
 
 
 async def fetch_stored_record(net: NetworkClient, key: str,
@@ -292,7 +303,7 @@ async def fetch_stored_record(net: NetworkClient, key: str,
             copy: tuple[Record, bytes] | None = (found, envelope)
         else:
             copy = net.records.record(key)
-        if copy is not None and net.repairer is not None:
+        if copy is not None and net.repairer is not None and _nodes_take(net, copy[0]):
             _read_repair(net, key, copy, window, quorum.answers, want)
     if best is None:
         absent = sum(a.version is None for a in quorum.answers)
@@ -324,6 +335,23 @@ def _not_older(net: NetworkClient, key: str, found: Record | None) -> Record | N
     return held[0]
 
 
+def _nodes_take(net: NetworkClient, record: Record) -> bool:
+    """Whether nodes take ``record`` from the repairer by the network file's roles:
+    a tombstone needs a maintainer to have sealed or to send it
+    (:func:`~storage_network.wire.write_auth.check_may_store_tombstone`); one they
+    would refuse is not sent (logged)."""
+    if not record.tombstone:
+        return True
+    assert net.repairer is not None
+    try:
+        check_may_store_tombstone(record.publisher, net.network.may_delete(net.repairer.name))
+    except AuthError as exc:
+        log.info("record %s: no read repair of its tombstone, nodes would refuse it: %s",
+                 record.key, exc)
+        return False
+    return True
+
+
 def _read_repair(net: NetworkClient, key: str, best: tuple[Record, bytes],
                  window: list[NodeInfo], answers: list[_Answer], want: int) -> None:
     """Copy ``best`` in the background to those of the first ``want`` answering nodes
@@ -350,8 +378,8 @@ async def _repair(net: NetworkClient, key: str, envelope: bytes,
         try:
             status = await net.nodes[node.id].put_record(key, envelope, publisher)
         except NodeStatusError as exc:
-            if exc.status not in (403, 409):  # a version it holds, or a tombstone whose
-                net.health.node_error(node.id, exc)  # sealer lacks the maintainer role
+            if exc.status not in (403, 409):  # a version it holds, or a key role it
+                net.health.node_error(node.id, exc)  # sees otherwise than our network file
             log.info("record %s: read repair on node %s refused: %s", key, node.id, exc)
             return
         except NodeError as exc:

@@ -147,20 +147,19 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                                    net.keyring if private else None)
     report.closure = plan.closure
     report.pins = plan.pins
-
-    def note(lines: list[str]) -> None:
-        report.skipped.extend(line for line in lines if line not in report.skipped)
+    report.skipped.extend(incomplete)  # said once, for the closure and the sweep below
 
     unread = [f"record {k}: what it references could not be read: {why}"
               for k, why in sorted(plan.unread.items())]
     if plan.closure and plan.expiring and (incomplete or unread):
-        note(incomplete + unread)
+        report.skipped.extend(unread)
         if force:
-            note(["closure incomplete, expiring anyway (--force)"])
+            report.skipped.append("closure incomplete, expiring anyway (--force)")
         else:
-            note([f"no record expired ({len(plan.expiring)} due): a record that stays may "
-                  "need any of them, and some record could not be read (see above); fix "
-                  "the nodes or pass --force"])
+            report.skipped.append(
+                f"no record expired ({len(plan.expiring)} due): a record that stays may "
+                "need any of them, and some record could not be read (see above); fix "
+                "the nodes or pass --force")
             plan.expiring = {}
 
     live: set[bytes] = set()
@@ -181,7 +180,6 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     report.live_stripes = len(live)
 
     if incomplete:
-        note(incomplete)
         if not force:
             report.skipped.append(
                 "no shard deleted: the live set is incomplete (see above), an unseen record "

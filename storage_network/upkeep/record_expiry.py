@@ -42,7 +42,6 @@ The stripes of every key that stays are collected as live for the sweep
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import deque
 from collections.abc import Callable, Collection
@@ -62,7 +61,11 @@ from storage_network.upkeep.gc_report import (
 )
 from storage_network.upkeep.inventory import Inventory, RecordCopy
 from storage_network.wire.record import Record, open_record, seal_tombstone
-from storage_network.wire.sealed_metadata import is_sealed, open_metadata, sealing_secret_id
+from storage_network.wire.sealed_metadata import (
+    is_sealed,
+    open_sealed_record,
+    sealing_secret_id,
+)
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.record_write import write_version
 
@@ -156,18 +159,18 @@ class ExpiryPlan:
 
 def _opened(record: Record, keyring: Keyring | None) -> Record:
     """``record`` with its metadata opened under ``keyring`` (None: a public network,
-    returned as is).
+    returned as is), keeping its keyed key (:func:`open_sealed_record`).
 
     Raises:
-        RecordError: the metadata is not sealed, or does not open (SealError).
+        RecordError: the metadata is not sealed, or the record does not open
+            (SealError).
     """
     if keyring is None:
         return record
     if not is_sealed(record.metadata):
         raise RecordError(f"record {record.key}: its metadata is not sealed, in a private "
                           "network")
-    metadata, manifest = open_metadata(keyring, record.key, record.metadata, record.manifest)
-    return dataclasses.replace(record, metadata=metadata, manifest=manifest)
+    return open_sealed_record(keyring, record)
 
 
 def _stored_keys(plain: str, keyring: Keyring | None) -> list[str]:
@@ -195,10 +198,8 @@ def _secret_rank(record: Record, keyring: Keyring | None) -> int:
     if keyring is None:
         return 0
     secret_id = sealing_secret_id(record.metadata)
-    for rank, secret in enumerate(keyring):
-        if secret.secret_id == secret_id:
-            return rank
-    return len(keyring)
+    secret = None if secret_id is None else keyring.by_id(secret_id)
+    return len(keyring) if secret is None else keyring.index(secret)
 
 
 def _settle_pins(pins: dict[str, str], named: dict[str, int], inv: Inventory,

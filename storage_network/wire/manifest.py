@@ -41,6 +41,8 @@ SEALED = 0x01
 _HEAD = struct.Struct(">HHI")
 _ENTRY = struct.Struct(">32s32sII")
 MAX_CHUNKS = 1 << 24
+ENTRY_BYTES = _ENTRY.size
+"""Bytes of one chunk's entry in the encoded manifest."""
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,7 @@ class Manifest:
     @property
     def frames_size(self) -> int:
         """Bytes of the concatenated zstd frames (the ``.nar.zst`` length)."""
-        return self.stored_size - (SEAL_OVERHEAD * len(self.chunks) if self.sealed else 0)
+        return sum(self.frame_size(c) for c in self.chunks)
 
     def with_secrets(self, secrets: Sequence[tuple[bytes, int]]) -> Manifest:
         """This manifest with each chunk's ``(key, uncompressed size)`` put back.
@@ -108,8 +110,9 @@ class Manifest:
                               f"{len(self.chunks)} chunks")
         if any(len(key) != 32 for key, _ in secrets):
             raise RecordError("manifest: a chunk key that is not 32 bytes")
-        return replace(self, chunks=tuple(replace(c, key=key, size=size) for c, (key, size)
-                                          in zip(self.chunks, secrets, strict=True)))
+        return replace(self, chunks=tuple(
+            ChunkRef(c.chunk_id, c.root, size, c.stored_size, key)
+            for c, (key, size) in zip(self.chunks, secrets, strict=True)))
 
     def encode(self) -> bytes:
         """Serialise to the binary layout in the module docstring (keys never,

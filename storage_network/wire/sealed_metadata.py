@@ -41,12 +41,12 @@ from __future__ import annotations
 import hashlib
 import struct
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from storage_network.coding.sealing import SECRET_ID_BYTES, CacheSecret, Keyring, seal, unseal
 from storage_network.errors import RecordError, SealError
 from storage_network.wire.manifest import Manifest
-from storage_network.wire.record import RECORD_KEY_RE
+from storage_network.wire.record import RECORD_KEY_RE, Record
 
 MAGIC = b"NXSP"
 VERSION = 2
@@ -132,10 +132,12 @@ def _links(prefix: _Prefix, where: str) -> tuple[tuple[str, ...], bool]:
 
 def sealing_secret_id(metadata: bytes) -> bytes | None:
     """The id of the cache secret that sealed ``metadata`` (in the clear in every
-    version); None when it is not sealed metadata."""
-    if not is_sealed(metadata) or len(metadata) < _HEAD:
+    version); None when it is not sealed metadata (of a known version, whole up to
+    its sealed part)."""
+    try:
+        return _prefix(metadata, "record").secret_id
+    except SealError:
         return None
-    return bytes(metadata[len(MAGIC) + 1:_HEAD])
 
 
 def public_links(metadata: bytes) -> tuple[tuple[str, ...], bool] | None:
@@ -230,3 +232,25 @@ def open_metadata(keyring: Keyring, record_key: str, metadata: bytes,
     secrets = [_SECRET.unpack_from(plain, start + i * _SECRET.size)
                for i in range(len(manifest.chunks))]
     return plain[_LEN.size:start], manifest.with_secrets(secrets)
+
+
+def open_sealed_record(keyring: Keyring, record: Record, key: str | None = None) -> Record:
+    """``record`` of a private cache (stored under its keyed key) opened
+    (:func:`open_metadata`): its plain metadata, and its manifest with every
+    chunk's key and size put back.
+
+    Args:
+        key: the key the opened Record carries (a reader's plain key); None:
+            ``record.key``, the keyed key it is stored under.
+
+    Raises:
+        SealError: the record's manifest is not sealed, or its metadata is not
+            sealed or does not open (as :func:`open_metadata`).
+        RecordError: it opens but is malformed (a publisher bug).
+    """
+    if not record.manifest.sealed:
+        plain = "" if key is None else f" (plain key {key})"
+        raise SealError(f"record {record.key}{plain} is not sealed")
+    metadata, manifest = open_metadata(keyring, record.key, record.metadata, record.manifest)
+    return replace(record, key=record.key if key is None else key,
+                   metadata=metadata, manifest=manifest)

@@ -34,7 +34,9 @@ deletion of a record) needs the maintainer role: a network file that lists
 ``maintainers`` gives it to those keys only (:attr:`PublisherKey.may_delete`
 is False for the others); a file without ``maintainers`` gives it to every
 publisher, as before roles existed.  :func:`with_roles` sets the role of a
-key set and :func:`check_may_delete` refuses a key without it.
+key set, :func:`check_may_delete` refuses a key without it and
+:func:`check_may_store_tombstone` a tombstone neither sealed nor sent by a
+maintainer.
 """
 
 from __future__ import annotations
@@ -283,6 +285,29 @@ def check_may_delete(key: PublisherKey, what: str) -> None:
         raise AuthError(f"key {key.name!r} lacks the maintainer role: it may write shards "
                         f"and records but not {what}; deletes need a key listed under "
                         f"`maintainers` in the network file (docs/keys.md)")
+
+
+TOMBSTONE_WHAT = "sign tombstones (record deletions)"
+"""What :func:`check_may_store_tombstone` says a key without the role may not do."""
+
+
+def check_may_store_tombstone(signer: PublisherKey, sender_may_delete: bool) -> None:
+    """Refuse to store a tombstone unless a maintainer sealed it or sends it.
+
+    ``signer`` sealed the tombstone; ``sender_may_delete`` says whether the key
+    that sends it (signs the write) has the maintainer role (False for a key the
+    network does not list).  A maintainer's tombstone may be copied by any
+    accepted key (a gateway's read repair deletes nothing a maintainer did not),
+    and a maintainer may copy any valid tombstone (repair restoring one sealed
+    before roles existed, or by a maintainer key since moved to ``publishers``);
+    a key without the role can neither seal one that nodes take nor send its own.
+
+    Raises:
+        AuthError: neither key has the maintainer role (:func:`check_may_delete`'s
+            message, for ``signer``).
+    """
+    if not sender_may_delete:
+        check_may_delete(signer, TOMBSTONE_WHAT)
 
 
 def sha256(data: bytes) -> bytes:

@@ -39,7 +39,7 @@ from storage_network.coding.codec import EncodedChunk, StripeCodec
 from storage_network.coding.sealing import CacheSecret, Keyring
 from storage_network.errors import NodeError, RecordConflictError
 from storage_network.wire.manifest import ChunkRef, Manifest
-from storage_network.wire.record import open_record, seal_record
+from storage_network.wire.record import Record, open_record, seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.record_write import write_version
@@ -225,6 +225,23 @@ def keyed_links(keyring: Keyring, links: Iterable[str], own: str | None = None) 
     return sorted(keyed)
 
 
+def _signed(publisher: Publisher, record_key: str, metadata: bytes, manifest: Manifest,
+            secret: CacheSecret | None, links: Sequence[str], pin: bool
+            ) -> tuple[bytes, Record]:
+    """The signed envelope of the record and the Record it opens to, its metadata
+    first sealed under ``secret`` (when given) with ``links`` (keyed) and ``pin``:
+    the CPU work of :func:`publish_record`, run on the client's pool.
+
+    Raises:
+        ValueError: as :func:`~storage_network.wire.sealed_metadata.seal_metadata`.
+    """
+    if secret is not None:
+        metadata = seal_metadata(secret, record_key, metadata, manifest, links=links,
+                                 pin=pin)
+    data = seal_record(publisher, record_key, metadata, manifest)
+    return data, open_record({publisher.name: publisher.public}, record_key, data)
+
+
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
                          metadata: bytes, manifest: Manifest, *,
                          touched_at: float | None = None, links: Sequence[str] = (),
@@ -278,12 +295,11 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
         elif net.keyring.by_id(secret.secret_id) is None:
             raise ValueError(f"cache secret {secret.name} is not in the client's keyring")
         record_key = secret.record_key(record_key)
-        metadata = seal_metadata(secret, record_key, metadata, manifest,
-                                 links=keyed_links(net.keyring, links, record_key), pin=pin)
+        links = keyed_links(net.keyring, links, record_key)
     elif secret is not None:
         raise ValueError("a cache secret is given to a client without a keyring")
-    data = seal_record(publisher, record_key, metadata, manifest)
-    incoming = open_record({publisher.name: publisher.public}, record_key, data)
+    data, incoming = await asyncio.get_running_loop().run_in_executor(
+        net.pool, _signed, publisher, record_key, metadata, manifest, secret, links, pin)
     outcome = await write_version(net, publisher, record_key, data, incoming)
     if outcome.conflict is not None:
         raise RecordConflictError(

@@ -24,10 +24,10 @@ import pytest
 from nix_formats.keys import SecretKey
 from nix_formats.narinfo import NarInfo
 from nix_records import CACHE_SECRET_ENV
-from nixshard.localnet import LocalNetwork, ManagedProcess, free_port, new_publisher
+from nixshard.localnet import LocalNetwork, ManagedProcess, free_port
 from storage_network import CacheSecret, Keyring
 from storage_network.config import write_network
-from tests.support.network import NODES, SMALL_CHUNKS, K, M
+from tests.support.network import K, M, keyed_network
 from tests.support.trees import make_tree
 from tests.support.zstd import unzstd
 
@@ -58,11 +58,7 @@ class PrivateNet:
 @pytest.fixture(scope="module")
 def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNet]:
     root = tmp_path_factory.mktemp("private-gw")
-    publisher, secret_text = new_publisher("gw-private-1")
-    with LocalNetwork(root, publisher) as local:
-        local.start_nodes(NODES, K, M, SMALL_CHUNKS, private=True)
-        key_file = root / "secret.key"
-        key_file.write_text(secret_text)
+    with keyed_network(root, "gw-private-1", private=True) as (local, key_file):
         credentials = root / "credentials"
         credentials.write_text(f"{USER}:{PASSWORD}\n")
         yield PrivateNet(local, key_file, credentials)

@@ -32,8 +32,8 @@ from nix_records import (
 from nix_records.pins import MAX_PIN_PATHS
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network import Manifest, NetworkClient, NotFoundError, Record, fetch_record
-from tests.storage_network.upkeep.test_gc_closure import publish_path, store_path
 from tests.support.network import NODES, SMALL_CHUNKS, K, M, running_network
+from tests.support.records import publish_path, store_path
 
 PUBLISHER = new_publisher("pins-unit-1")[0]
 A, B, C, D = (store_path(900 + i, f"p{i}").path for i in range(4))

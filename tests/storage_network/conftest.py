@@ -9,24 +9,22 @@ is a new 6-node network per test, for tests that kill nodes.  ``net6`` is a
 ``local`` is the network a module's tests run on (``live_net`` unless the module
 overrides it); ``publisher`` is its publisher and ``net`` a client of it.
 :func:`network_client` makes other clients, :func:`read_back` reads a payload back.
+The helpers that need no network (:func:`payload`, :func:`record_key`,
+:func:`stripe_ids`) and :func:`read_back` / :func:`read_plan` live in
+:mod:`tests.support.records` and :mod:`tests.support.reads`, re-exported here.
 """
 
 from __future__ import annotations
 
-import random
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-import zstandard
 
 from nixshard.localnet import FAULT_ENV, LocalNetwork
 from storage_network.client import DEFAULT_HEDGE_AFTER, NetworkClient
 from storage_network.nodes.scores import Scores
-from storage_network.read.plan import FetchPlan, plan_fetch
-from storage_network.read.stream import DEFAULT_PREFETCH, stream_payload
 from storage_network.wire.manifest import Manifest
-from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
 from tests.support.network import (  # noqa: F401 - the test modules import them from here
@@ -36,9 +34,13 @@ from tests.support.network import (  # noqa: F401 - the test modules import them
     M,
     running_network,
 )
-from tests.support.zstd import unzstd
-
-NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
+from tests.support.reads import read_back, read_plan  # noqa: F401 - as above
+from tests.support.records import (  # noqa: F401 - the test modules import them from here
+    NIX32,
+    payload,
+    record_key,
+    stripe_ids,
+)
 
 
 @pytest.fixture(scope="module")
@@ -98,43 +100,6 @@ def network_client(local: LocalNetwork, timeout: float = 10.0, *,
                          scores=scores)
 
 
-async def read_back(net: NetworkClient, manifest: Manifest,
-                    prefetch: int = DEFAULT_PREFETCH) -> bytes:
-    """The payload of ``manifest``: :func:`read_plan` of a fresh plan."""
-    return await read_plan(net, await plan_fetch(net, manifest), prefetch)
-
-
-async def read_plan(net: NetworkClient, plan: FetchPlan,
-                    prefetch: int = DEFAULT_PREFETCH) -> bytes:
-    """stream_payload of ``plan``, decompressed.
-
-    Checks every frame: its stored size, and that it decompresses alone to its chunk.
-    """
-    frames = [frame async for frame in stream_payload(net, plan, prefetch=prefetch)]
-    chunks = plan.manifest.chunks
-    assert [len(f) for f in frames] == [plan.manifest.frame_size(c) for c in chunks]
-    dctx = zstandard.ZstdDecompressor()
-    for frame, ref in zip(frames, chunks, strict=True):
-        assert len(dctx.decompress(frame)) == ref.size
-    return unzstd(b"".join(frames))
-
-
-def payload(seed: int, size: int) -> bytes:
-    """``size`` bytes: random runs mixed with repetitive runs (compressible, no dedup inside)."""
-    rng = random.Random(seed)
-    out = bytearray()
-    while len(out) < size:
-        out += rng.randbytes(rng.randrange(1000, 9000))
-        out += bytes([rng.randrange(256)]) * rng.randrange(100, 3000) + rng.randbytes(8)
-    return bytes(out[:size])
-
-
-def record_key(seed: int) -> str:
-    """A record key of the form nodes accept (32 nix32 characters)."""
-    rng = random.Random(seed)
-    return "".join(rng.choice(NIX32) for _ in range(32))
-
-
 async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
                   size: int = 200_000) -> tuple[str, bytes, Manifest]:
     """Store ``payload(100 + seed, size)`` and publish it as ``record_key(100 + seed)``
@@ -144,10 +109,3 @@ async def publish(net: NetworkClient, local: LocalNetwork, seed: int,
     manifest, _ = await store_payload(net, local.publisher, [data])
     await publish_record(net, local.publisher, key, b"meta", manifest)
     return key, data, manifest
-
-
-def stripe_ids(manifest: Manifest, roots: set[bytes] | None = None) -> set[str]:
-    """The ids of every shard of ``manifest``'s stripes (of the chunks whose stripe root
-    is in ``roots``, when given)."""
-    return {shard_id(ref.root, i) for ref in manifest.chunks for i in range(manifest.n)
-            if roots is None or ref.root in roots}

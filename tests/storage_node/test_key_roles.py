@@ -29,7 +29,7 @@ from storage_network.config import (
     parse_network,
     write_network,
 )
-from storage_network.errors import NetworkFileError, NodeStatusError, NotFoundError
+from storage_network.errors import NetworkFileError, NodeError, NodeStatusError, NotFoundError
 from storage_network.nodes.s3 import S3NodeStore
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
@@ -42,7 +42,8 @@ from storage_node.app import create_app
 from storage_node.cli import node_command
 from storage_node.config import NodeConfig
 from storage_node.errors import ConfigError
-from tests.storage_network.conftest import payload, read_back, record_key
+from tests.support.reads import read_back
+from tests.support.records import payload, record_key
 
 from .samples import record, signed_headers, stripe, tombstone
 
@@ -354,7 +355,7 @@ async def test_rotating_the_publisher_and_the_maintainer_keys(
     # 1. the publisher key: add the new one; nodes read the file when they start
     role_net.write([pusher, new_pusher], [maintainer])
     async with role_net.client() as net:
-        with pytest.raises(Exception, match="is not accepted here"):
+        with pytest.raises(NodeError, match="is not accepted here"):
             await push(net, new_pusher, 4)  # the nodes still run with the old file
     role_net.restart()
     async with role_net.client() as net:

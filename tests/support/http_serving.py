@@ -17,18 +17,37 @@ from nixshard.localnet import free_port
 async def serving(app: web.Application, *, idle_timeout: float,
                   ssl_context: ssl.SSLContext | None = None) -> AsyncIterator[int]:
     """Serve ``app`` on a free 127.0.0.1 port (TLS with ``ssl_context``) until the block
-    ends; yields the port once it accepts connections."""
+    ends; yields the port once it accepts connections.
+
+    Raises:
+        RuntimeError: the server stopped, or accepted nothing within about 4 s
+            (its own exception, when it raised one, comes instead).
+    """
     port = free_port()
     stop = asyncio.Event()
     task = asyncio.create_task(serve_app(app, "127.0.0.1", port, idle_timeout=idle_timeout,
                                          stop=stop, ssl_context=ssl_context))
-    for _ in range(200):
-        try:
-            _, writer = await asyncio.open_connection("127.0.0.1", port)
-            writer.close()
-            break
-        except OSError:
-            await asyncio.sleep(0.02)
+    try:
+        for _ in range(200):
+            if task.done():  # serve_app failed (or returned) before it accepted
+                task.result()  # its exception, if it raised one
+                raise RuntimeError(f"server on port {port} stopped before it accepted")
+            try:
+                _, writer = await asyncio.open_connection("127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.02)
+            else:
+                writer.close()
+                await writer.wait_closed()
+                break
+        else:
+            raise RuntimeError(f"server never accepted on port {port}")
+    except BaseException:
+        stop.set()
+        if not task.done():
+            task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        raise
     try:
         yield port
     finally:

@@ -25,6 +25,7 @@ from uploader.backoff import Backoff, backoff_delay
 from uploader.cli import push_command
 from uploader.spool import SpoolPusher
 from uploader.spool_files import (
+    SpoolError,
     SpoolFile,
     SpoolFileError,
     parse_spool_file,
@@ -130,7 +131,7 @@ def test_spool_names_are_the_complete_files_oldest_first(tmp_path: Path) -> None
     assert spool_names(str(tmp_path)) == ["999-3.paths", "1000-12.paths", "1000-7.paths"]
     assert stale_temp_files(str(tmp_path)) == []
     assert stale_temp_files(str(tmp_path), now=time.time() + 7200) == ["5-5.paths"]
-    with pytest.raises(Exception, match="cannot list the spool directory .*/none/new"):
+    with pytest.raises(SpoolError, match="cannot list the spool directory .*/none/new"):
         spool_names(str(tmp_path / "none"))
 
 

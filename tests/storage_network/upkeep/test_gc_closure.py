@@ -55,13 +55,11 @@ from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
 from storage_network.wire.write_auth import Publisher
-from storage_network.write.publish import keyed_links, publish_record, store_payload
-from tests.support.network import NODES, SMALL_CHUNKS, K, M, running_network
-
-from ..conftest import payload, stripe_ids
+from storage_network.write.publish import keyed_links
+from tests.support.network import NODES, K, M, keyed_network
+from tests.support.records import NIX32, publish_path, store_path, stripe_ids
 
 DAY = 86400.0
-NIX32 = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
 # --- the seam, without Nix: plan_expiry on hand-made inventories --------------------------
@@ -341,36 +339,6 @@ def test_nix_records_carry_the_links_their_metadata_says() -> None:
 # --- real nodes: hand-made narinfos ------------------------------------------------------
 
 
-def store_path(seed: int, name: str) -> StorePath:
-    rng = random.Random(f"store-path-{seed}")
-    return StorePath("".join(rng.choice(NIX32) for _ in range(32)), name)
-
-
-async def publish_path(net: NetworkClient, publisher: Publisher, path: StorePath,
-                       refs: tuple[StorePath, ...] = (), *, seed: int, size: int = 30_000,
-                       age: float = 0.0) -> Manifest:
-    """Store a payload and publish the narinfo record of ``path`` (references ``refs``),
-    signed as created ``age`` seconds ago; sealed when ``net`` holds a keyring."""
-    data = payload(seed, size)
-    manifest, stats = await store_payload(net, publisher, [data])
-    narinfo = new_narinfo(path, hashlib.sha256(data).digest(), len(data), manifest,
-                          references=[r.path for r in refs])
-    content = narinfo_record(narinfo)
-    if age == 0.0:
-        await publish_record(net, publisher, content.key, content.metadata, manifest,
-                             touched_at=stats.touched_at, links=content.links)
-        return manifest
-    key, metadata = content.key, content.metadata
-    if net.keyring is not None:
-        key = net.keyring.current.record_key(key)
-        metadata = seal_metadata(net.keyring.current, key, metadata, manifest,
-                                 links=keyed_links(net.keyring, content.links, key))
-    sealed = seal_record(publisher, key, metadata, manifest, created=int(time.time() - age))
-    for node in record_nodes(net.network.nodes, key)[:net.network.record_replicas]:
-        await net.nodes[node.id].put_record(key, sealed, publisher)
-    return manifest
-
-
 async def gc(net: NetworkClient, publisher: Publisher, *, max_age: float | None = None,
              max_idle: float | None = None, dry_run: bool = False,
              force: bool = False) -> GcReport:
@@ -553,16 +521,9 @@ async def test_an_unreadable_record_stops_expiry_unless_forced(
 @pytest.fixture(scope="module")
 def private_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
     """A started private 6-node network and its publisher's secret-key file."""
-    root = tmp_path_factory.mktemp("gc-closure-private")
-    publisher, secret_text = new_publisher("gc-closure-1")
-    key_file = root / "secret.key"
-    key_file.write_text(secret_text)
-    local = LocalNetwork(root / "net", publisher)
-    try:
-        local.start_nodes(NODES, K, M, SMALL_CHUNKS, private=True)
-        yield local, key_file
-    finally:
-        local.close()
+    with keyed_network(tmp_path_factory.mktemp("gc-closure-private"), "gc-closure-1",
+                       private=True) as net:
+        yield net
 
 
 ROTATED = CacheSecret.generate("gc-closure-new-1")
@@ -723,12 +684,8 @@ def test_private_gc_without_the_secret_stops_at_a_version_1_record_and_the_secre
 @pytest.fixture(scope="module")
 def nix_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
     """A started 6-node network whose publisher key is also a Nix signing key file."""
-    root = tmp_path_factory.mktemp("gc-closure-nix")
-    publisher, secret_text = new_publisher("gc-closure-nix-1")
-    key_file = root / "secret.key"
-    key_file.write_text(secret_text)
-    with running_network(root / "net", NODES, publisher) as local:
-        yield local, key_file
+    with keyed_network(tmp_path_factory.mktemp("gc-closure-nix"), "gc-closure-nix-1") as net:
+        yield net
 
 
 def nix_out(*args: str) -> str:

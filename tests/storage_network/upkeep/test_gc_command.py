@@ -11,8 +11,7 @@ from click.testing import CliRunner
 
 from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
-
-from ..conftest import NODES, running_network
+from tests.support.network import NODES, keyed_network
 
 DAY = 86400.0
 
@@ -20,12 +19,8 @@ DAY = 86400.0
 @pytest.fixture(scope="module")
 def gc_net(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalNetwork, Path]]:
     """A started 6-node network and the path of its publisher's secret-key file."""
-    root = tmp_path_factory.mktemp("gc-command-net")
-    publisher, secret_text = new_publisher("gc-test-1")
-    key_file = root / "secret.key"
-    key_file.write_text(secret_text)
-    with running_network(root, NODES, publisher) as local:
-        yield local, key_file
+    with keyed_network(tmp_path_factory.mktemp("gc-command-net"), "gc-test-1") as net:
+        yield net
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("30d", 30 * DAY), ("12h", 43200.0),

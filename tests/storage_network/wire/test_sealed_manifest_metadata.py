@@ -28,8 +28,10 @@ from storage_network.wire.sealed_metadata import (
     MAX_LINKS,
     is_sealed,
     open_metadata,
+    open_sealed_record,
     public_links,
     seal_metadata,
+    sealing_secret_id,
 )
 from storage_network.wire.write_auth import Publisher
 
@@ -537,3 +539,29 @@ def test_sealed_record_under_another_key_is_refused() -> None:
                            seal_metadata(SECRET, RECORD_KEY, METADATA, manifest), manifest)
     with pytest.raises(RecordError, match="bad signature"):
         open_record({publisher.name: publisher.public}, SECRET.record_key("x" * 32), envelope)
+
+
+def test_open_sealed_record_keeps_the_keyed_key_or_takes_the_plain_one() -> None:
+    """What a reader (the plain key) and gc (the keyed key) get from one record."""
+    publisher = Publisher("sealed-rec-3", SigningKey(bytes([7]) * 32))
+    manifest = sealed_manifest(3, seed=23)
+    sealed = seal_metadata(SECRET, RECORD_KEY, METADATA, manifest)
+    envelope = seal_record(publisher, RECORD_KEY, sealed, manifest)
+    record = open_record({publisher.name: publisher.public}, RECORD_KEY, envelope)
+    assert sealing_secret_id(record.metadata) == SECRET.secret_id
+    assert sealing_secret_id(METADATA) is None
+    ring = Keyring([OTHER, SECRET])
+    for key, want in ((None, RECORD_KEY), (PLAIN_KEY, PLAIN_KEY)):
+        opened = open_sealed_record(ring, record, key)
+        assert opened.key == want and opened.metadata == METADATA
+        assert opened.created == record.created and opened.digest == record.digest
+        assert [(c.key, c.size) for c in opened.manifest.chunks] == \
+            [(c.key, c.size) for c in manifest.chunks]
+    public = make_manifest(CODEC, 4, 2, public_refs(1, seed=24))
+    plain = open_record({publisher.name: publisher.public}, RECORD_KEY,
+                        seal_record(publisher, RECORD_KEY, sealed, public))
+    with pytest.raises(SealError, match=f"record {RECORD_KEY} \\(plain key {PLAIN_KEY}\\) "
+                                        "is not sealed"):
+        open_sealed_record(ring, plain, PLAIN_KEY)
+    with pytest.raises(SealError, match="does not hold"):
+        open_sealed_record(Keyring([OTHER]), record)
