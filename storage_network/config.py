@@ -347,14 +347,14 @@ def init_network(node_urls: Iterable[str], k: int, m: int,
 def write_network(network: Network, path: str | Path) -> None:
     """Write ``network`` as TOML to ``path`` (replacing it atomically: a temporary
     file of its own in the same directory, fsync'd, then renamed over ``path``;
-    its mode is a new file's, as the umask leaves it)."""
+    mode 0644: every node, publisher and gateway reads it, and it holds no secret)."""
     text = ("# nixshard network file (see README: The network file)\n"
             + tomli_w.dumps(network.to_toml()))
     target = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            os.fchmod(fh.fileno(), 0o666 & ~_umask())
+            os.fchmod(fh.fileno(), 0o644)
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
@@ -364,9 +364,3 @@ def write_network(network: Network, path: str | Path) -> None:
             os.unlink(tmp)
         raise
 
-
-def _umask() -> int:
-    """The process's umask (read by setting it and back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
