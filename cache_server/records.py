@@ -53,8 +53,12 @@ class _Memo(Generic[T]):
         self._absent: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._running: dict[str, asyncio.Future[T]] = {}
 
-    async def get(self, key: str, lookup: Callable[[], Awaitable[T]],
-                  remembered_absence: bool) -> T:
+    def peek(self, key: str, remembered_absence: bool) -> T | None:
+        """The cached answer for ``key``, or None when the network must be asked.
+
+        Raises:
+            NotFoundError: an absence remembered within the TTL (``remembered_absence``).
+        """
         found = self._cache.get(key)
         if found is not None:
             self._cache.move_to_end(key)
@@ -63,6 +67,14 @@ class _Memo(Generic[T]):
         if absent is not None:
             if self._clock() < absent[0]:
                 raise NotFoundError(absent[1])
+            del self._absent[key]
+        return None
+
+    async def get(self, key: str, lookup: Callable[[], Awaitable[T]],
+                  remembered_absence: bool) -> T:
+        found = self.peek(key, remembered_absence)
+        if found is not None:
+            return found
         self._absent.pop(key, None)
         running = self._running.get(key)
         if running is None:
@@ -122,6 +134,9 @@ class RecordLookup:
                 (a remembered absence raises its NotFoundError again).
             BadRecordError: the signed metadata is not a narinfo of that path.
         """
+        found = self._entries.peek(hash_part, remembered_absence)  # hits: no extra await
+        if found is not None:
+            return found
         return await self._entries.get(hash_part, lambda: self._lookup(hash_part),
                                        remembered_absence)
 
