@@ -296,9 +296,23 @@ def nix(*args: str) -> str:
 
 
 def network_calls(trace: Path) -> list[str]:
-    """The socket/connect calls in an ``strace -o`` file."""
+    """The IPv4/IPv6 socket and connect calls in an ``strace -o`` file.
+
+    Unix-domain sockets are local (the C library asks nscd at /var/run/nscd/socket
+    for user names on some machines) and are not network calls.
+    """
     return [line for line in trace.read_text().splitlines()
-            if "socket(" in line or "connect(" in line]
+            if ("socket(" in line or "connect(" in line) and "AF_INET" in line]
+
+
+def test_network_calls_keeps_inet_and_drops_unix_sockets(tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    trace.write_text(
+        '1 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0) = 3\n'
+        '1 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT\n'
+        '1 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP) = 4\n'
+        '1 connect(4, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("127.0.0.1")}, 16) = 0\n')
+    assert [line.split()[1].split("(")[0] for line in network_calls(trace)] == ["socket", "connect"]
 
 
 def start_spool_service(network_file: Path, key: Path, spool: Path, log: Path,
