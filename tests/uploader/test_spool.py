@@ -311,7 +311,8 @@ def test_network_calls_keeps_inet_and_drops_unix_sockets(tmp_path: Path) -> None
         '1 socket(AF_UNIX, SOCK_STREAM|SOCK_CLOEXEC|SOCK_NONBLOCK, 0) = 3\n'
         '1 connect(3, {sa_family=AF_UNIX, sun_path="/var/run/nscd/socket"}, 110) = -1 ENOENT\n'
         '1 socket(AF_INET6, SOCK_STREAM|SOCK_CLOEXEC, IPPROTO_TCP) = 4\n'
-        '1 connect(4, {sa_family=AF_INET, sin_port=htons(80), sin_addr=inet_addr("127.0.0.1")}, 16) = 0\n')
+        '1 connect(4, {sa_family=AF_INET, sin_port=htons(80), '
+        'sin_addr=inet_addr("127.0.0.1")}, 16) = 0\n')
     assert [line.split()[1].split("(")[0] for line in network_calls(trace)] == ["socket", "connect"]
 
 
