@@ -10,10 +10,10 @@ import asyncio
 import logging
 import os
 from collections import Counter
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 
@@ -31,6 +31,9 @@ from storage_network.wire.write_auth import Publisher
 log = logging.getLogger("nixshard.network")
 
 DEFAULT_HEDGE_AFTER = 0.5
+INLINE_BYTES = 4 << 20
+"""CPU work over at most this many bytes runs on the event loop (:meth:`NetworkClient.compute`)."""
+T = TypeVar("T")
 DEFAULT_SLOTS = 16
 BACKGROUND_PER_GROUP = 8
 """Most background tasks of one group (e.g. late ``has`` answers of one node) at once."""
@@ -195,6 +198,15 @@ class NetworkClient:
         ``period`` then may have waited on the client, not on its node, and
         must not mark the node slow."""
         return self.lag.worst_since(since) >= period / 2
+
+    async def compute(self, nbytes: int, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)``, CPU work over about ``nbytes`` bytes: on the event loop up
+        to :data:`INLINE_BYTES` (a hop to the pool and back costs more CPU than
+        hashing or copying that much), on the client's pool beyond, so the loop
+        never stalls long."""
+        if nbytes <= INLINE_BYTES:
+            return fn(*args)
+        return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 
     def codec(self, codec: str, k: int, m: int) -> StripeCodec:
         """A (cached) codec for the given parameters; zstd level from the network file."""

@@ -16,6 +16,7 @@ compressor per thread), and fragments are always handed to pyeclib as
 from __future__ import annotations
 
 import hashlib
+import struct
 import threading
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -26,7 +27,7 @@ from pyeclib.ec_iface import ECDriver, ECDriverError
 from storage_network.coding.sealing import CacheSecret, seal, unseal
 from storage_network.errors import ChunkUnavailableError, SealError
 from storage_network.wire.manifest import ChunkRef, Manifest
-from storage_network.wire.stripe import build_stripe
+from storage_network.wire.stripe import Buffer, build_stripe
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class StripeCodec:
                 level=self.zstd_level, write_content_size=True, write_checksum=False)
         return comp
 
-    def encode(self, chunk: bytes, secret: CacheSecret | None = None) -> EncodedChunk:
+    def encode(self, chunk: Buffer, secret: CacheSecret | None = None) -> EncodedChunk:
         """Compress ``chunk`` into one zstd frame and code it into ``k + m`` shard bodies.
 
         With ``secret`` (a private cache) the chunk id is keyed and the frame
@@ -74,16 +75,28 @@ class StripeCodec:
         that key.  Deterministic either way: the same chunk always gives
         the same id and shards (dedup).
         """
+        ref, proofs, fragments = self.encode_parts(chunk, secret)
+        return EncodedChunk(ref, tuple(p + f for p, f in zip(proofs, fragments, strict=True)))
+
+    def encode_parts(self, chunk: Buffer, secret: CacheSecret | None = None
+                     ) -> tuple[ChunkRef, list[bytes], list[bytes]]:
+        """What :meth:`encode` makes, before each shard body is joined.
+
+        Returns:
+            ``(ref, proofs, fragments)``: shard body i is ``proofs[i] + fragments[i]``
+            (``n`` of each), so a caller can write the bodies where it wants
+            them without joining them first.
+        """
         plain_hash = hashlib.sha256(chunk).digest()
         frame = self._compressor().compress(chunk)
         if secret is None:
-            root, bodies = self.encode_frame(frame)
-            return EncodedChunk(ChunkRef(plain_hash, root, len(chunk), len(frame)), bodies)
+            root, proofs, fragments = self._stripe(frame)
+            return ChunkRef(plain_hash, root, len(chunk), len(frame)), proofs, fragments
         derived = secret.chunk(plain_hash)
         stored = seal(derived.key, frame, derived.chunk_id)
-        root, bodies = self.encode_frame(stored)
-        return EncodedChunk(ChunkRef(derived.chunk_id, root, len(chunk), len(stored),
-                                     derived.key), bodies)
+        root, proofs, fragments = self._stripe(stored)
+        return (ChunkRef(derived.chunk_id, root, len(chunk), len(stored), derived.key),
+                proofs, fragments)
 
     def encode_frame(self, frame: bytes) -> tuple[bytes, tuple[bytes, ...]]:
         """Erasure-code an already compressed zstd frame.
@@ -92,16 +105,22 @@ class StripeCodec:
             ``(stripe root, n shard bodies)``.  The code is deterministic, so
             repair re-encodes a decoded frame and gets the stripe it lost.
         """
-        fragments = self._driver().encode(frame)
-        root, proofs = build_stripe(fragments)
+        root, proofs, fragments = self._stripe(frame)
         return root, tuple(p + f for p, f in zip(proofs, fragments, strict=True))
 
-    def decode(self, ref: ChunkRef, fragments: Mapping[int, bytes]) -> bytes:
+    def _stripe(self, stored: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
+        """``(stripe root, n proofs, n pyeclib fragments)`` of the stored bytes."""
+        fragments = self._driver().encode(stored)
+        root, proofs = build_stripe(fragments)
+        return root, proofs, fragments
+
+    def decode(self, ref: ChunkRef, fragments: Mapping[int, Buffer]) -> bytes:
         """Rebuild the stored bytes of ``ref`` (its zstd frame, sealed in a private
         cache: see :func:`open_frame`) from verified fragments by index.
 
         Data fragments (index < k) are preferred; parity is used only for
-        missing ones.
+        missing ones.  With all k data fragments no arithmetic is needed: their
+        payloads are joined (:func:`join_data_fragments`, one copy).
 
         Raises:
             ChunkUnavailableError: fewer than ``k`` fragments, or pyeclib refused them.
@@ -109,12 +128,14 @@ class StripeCodec:
         if len(fragments) < self.k:
             raise ChunkUnavailableError(
                 f"chunk {ref.chunk_id.hex()[:16]}: {len(fragments)} of {self.k} needed fragments")
-        chosen = [bytes(fragments[i]) for i in sorted(fragments)[: self.k]]
-        try:
-            frame = self._driver().decode(chosen)
-        except ECDriverError as exc:
-            raise ChunkUnavailableError(
-                f"chunk {ref.chunk_id.hex()[:16]}: erasure decode failed: {exc}") from exc
+        frame = join_data_fragments(self.k, fragments, ref.stored_size)
+        if frame is None:
+            chosen = [bytes(fragments[i]) for i in sorted(fragments)[: self.k]]
+            try:
+                frame = self._driver().decode(chosen)
+            except ECDriverError as exc:
+                raise ChunkUnavailableError(
+                    f"chunk {ref.chunk_id.hex()[:16]}: erasure decode failed: {exc}") from exc
         if len(frame) != ref.stored_size:
             raise ChunkUnavailableError(
                 f"chunk {ref.chunk_id.hex()[:16]}: decoded {len(frame)} bytes, "
@@ -141,3 +162,45 @@ def open_frame(manifest: Manifest, ref: ChunkRef, stored: bytes) -> bytes:
         return unseal(ref.key, stored, ref.chunk_id)
     except SealError as exc:
         raise SealError(f"chunk {ref.chunk_id.hex()[:16]}: {exc}") from exc
+
+
+FRAGMENT_HEADER_BYTES = 80
+"""Size of liberasurecode's ``fragment_header_t`` (liberasurecode
+``include/erasurecode/erasurecode.h``): packed little-endian ``fragment_metadata_t``
+(u32 index @0, u32 payload size @4, u32 backend metadata size @8, u64 original
+data size @12, ...), then u32 magic @59, libec version, metadata checksum, padding."""
+FRAGMENT_MAGIC = 0x0B0C5ECC
+_HEADER = struct.Struct("<IIIQ")
+_MAGIC = struct.Struct("<I")
+
+
+def join_data_fragments(k: int, fragments: Mapping[int, Buffer], size: int) -> bytes | None:
+    """The ``size`` original bytes from data fragments ``0 .. k-1`` of a systematic
+    code (every codec of :data:`storage_network.config.CODECS`), by joining their
+    payloads: one copy, no pyeclib call.
+
+    The fragments must already be verified against their stripe root (so their
+    headers are the publisher's).  Returns None when a data fragment is missing
+    or a header does not read as expected (wrong magic or index, backend
+    metadata, payloads shorter than ``size``): the caller then decodes with
+    pyeclib, which reports what is wrong.
+    """
+    parts: list[memoryview] = []
+    have = 0
+    for index in range(k):
+        fragment = fragments.get(index)
+        if fragment is None or len(fragment) < FRAGMENT_HEADER_BYTES:
+            return None
+        view = memoryview(fragment)
+        number, payload, backend, original = _HEADER.unpack_from(view, 0)
+        (magic,) = _MAGIC.unpack_from(view, 59)
+        end = FRAGMENT_HEADER_BYTES + payload
+        if magic != FRAGMENT_MAGIC or number != index or backend or original != size \
+                or end > len(view):
+            return None
+        take = min(payload, size - have)
+        parts.append(view[FRAGMENT_HEADER_BYTES:FRAGMENT_HEADER_BYTES + take])
+        have += take
+    if have != size:
+        return None
+    return b"".join(parts)

@@ -65,8 +65,6 @@ from storage_network.wire.record import MAX_RECORD_BYTES
 from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_put_batch, parse_get_answer
 from storage_network.wire.write_auth import Publisher, sign_write
 
-READ_PIECE = 1 << 16
-
 
 def parse_json_answer(node_id: str, what: str, data: bytes | bytearray) -> dict[str, Any]:
     """A node's JSON object answer.
@@ -160,10 +158,8 @@ class NodeClient(GatedNode):
                 ex.phase = "answer"
                 async with resp:
                     good = resp.status in ok
-                    data = await self._read(resp, limit if good else 4096, what,
-                                            consume if good else None, ex)
-                    answer = bytes(data)
-                    del data
+                    answer = await self._read(resp, limit if good else 4096, what,
+                                              consume if good else None, ex)
             except (aiohttp.ClientError, OSError, ValueError) as exc:
                 raise NodeError(f"node {self.id}: {what} failed: "
                                 f"{type(exc).__name__} {exc}"[:400]) from None
@@ -174,29 +170,35 @@ class NodeClient(GatedNode):
         return resp.status, answer
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int, what: str,
-                    consume: Callable[[bytes], None] | None, ex: Exchange) -> bytearray:
+                    consume: Callable[[bytes], None] | None, ex: Exchange) -> bytes:
+        """The answer's body, at most ``limit`` bytes (with ``consume``: passed on
+        piece by piece, and ``b""`` returned).
+
+        Pieces are taken as the connection delivered them (``readany``: no
+        slicing) and joined once at the end, so the body is copied once.
+        """
         declared = resp.content_length
         if declared is not None and declared > limit:
             raise NodeAnswerError(f"node {self.id}: {what}: answer of {declared} "
                                   f"bytes, at most {limit} expected")
-        data = bytearray()
+        pieces: list[bytes] = []
         got = 0
         while True:
-            piece = await resp.content.read(READ_PIECE)
+            piece = await resp.content.readany()
             if not piece:
                 break
             got += len(piece)
             if got > limit:
                 raise NodeAnswerError(f"node {self.id}: {what}: answer over {limit} bytes")
             if consume is None:
-                await ex.hold(len(data) + len(piece))
-                data += piece
+                await ex.hold(got)
+                pieces.append(piece)
             else:
                 consume(piece)
         if declared is not None and got != declared:
             raise NodeError(f"node {self.id}: {what}: answer cut short "
                             f"({got} of {declared} bytes)")
-        return data
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
 
     async def put_shard(self, shard_id: str, body: bytes, publisher: Publisher) -> bool:
         """Store a shard body; True if the node did not hold it before."""

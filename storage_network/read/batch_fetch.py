@@ -26,6 +26,7 @@ from storage_network.read.chunk_fetch import HedgedFetch, shard_holders, timed_d
 from storage_network.read.shard_fetch import (
     Again,
     Candidate,
+    Fragment,
     Outcome,
     accept_shard,
     request_failed,
@@ -54,6 +55,7 @@ class _Batch:
         self.net, self.node, self.wanted = net, node, wanted
         self.started = loop.time()
         self.shares: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in wanted]
+        self.settled = 0  # shares done (resolved, or withdrawn by their fetch)
         for (fetch, cand), share in zip(wanted, self.shares, strict=True):
             fetch.running[share] = (cand, self.started)
             fetch.shares.add(share)
@@ -63,7 +65,8 @@ class _Batch:
         self.task.add_done_callback(lambda _: self._late.cancel())
 
     def _withdrawn(self, _: asyncio.Future[Outcome]) -> None:
-        if all(share.done() for share in self.shares) and not self.task.done():
+        self.settled += 1
+        if self.settled == len(self.shares) and not self.task.done():
             self.task.cancel()
 
     def _check_late(self) -> None:
@@ -102,13 +105,12 @@ class _Batch:
                     fetch.problems.append(str(exc))
                 self._resolve(share, outcome)
             return
-        metrics.observe_shard(node.id, time.perf_counter() - started,
-                              sum(len(b) for b in bodies if b is not None), len(ids))
         answered = [(fetch.ref.root, cand.index, body)
                     for (fetch, cand), body in zip(wanted, bodies, strict=True)
                     if body is not None]
-        checked = iter(await asyncio.get_running_loop().run_in_executor(
-            net.pool, verify_all, answered))
+        got = sum(len(body) for _, _, body in answered)
+        metrics.observe_shard(node.id, time.perf_counter() - started, got, len(ids))
+        checked = iter(await net.compute(got, verify_all, answered))
         for (fetch, cand), body, share in zip(wanted, bodies, self.shares, strict=True):
             fragment = accept_shard(net, fetch.ref, cand, body,
                                None if body is None else next(checked), fetch.problems)
@@ -146,22 +148,65 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
             by_node[cand.node.id].append((fetch, cand))
             nodes[cand.node.id] = cand.node
     batches = [_Batch(net, nodes[node_id], wanted) for node_id, wanted in by_node.items()]
-    runs = [asyncio.create_task(fetch.run()) for fetch in fetches]
+    runs: dict[int, asyncio.Task[dict[int, Fragment]]] = {}
     try:
-        fragments = await asyncio.gather(*runs)
+        await _await_batches(fetches, batches, runs)
+        fragments = [fetch.fragments if number not in runs else await runs[number]
+                     for number, fetch in enumerate(fetches)]
     finally:
-        await cancel_and_wait(set(runs))
+        await cancel_and_wait(set(runs.values()))
         await cancel_and_wait({batch.task for batch in batches})
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    frames = await asyncio.get_running_loop().run_in_executor(
-        net.pool, _decode_all, codec, manifest,
-        [(f.ref, got) for f, got in zip(fetches, fragments, strict=True)])
+    items = [(f.ref, got) for f, got in zip(fetches, fragments, strict=True)]
+    frames = await net.compute(sum(f.ref.stored_size for f in fetches), _decode_all, codec,
+                               manifest, items)
     for got in fragments:
         metrics.chunk_fetched(got.keys(), manifest.k)
     return frames
 
 
+async def _await_batches(fetches: Sequence[HedgedFetch], batches: Sequence[_Batch],
+                         runs: dict[int, asyncio.Task[dict[int, Fragment]]]) -> None:
+    """Wait for the batches of a window, and start :meth:`HedgedFetch.run` only
+    for the fetches that need more than their batch shares.
+
+    The common case, every batch answering in time with verified shards, then
+    costs one wake-up per batch instead of several per chunk.  A fetch goes on
+    with its own run (hedges, other candidates) as soon as one of its shares
+    failed, when it has fewer than k shares asked, or once ``hedge_after``
+    seconds have passed since the window started (its first hedge falls then).
+    Fills ``runs``: fetch position -> its run task.
+    """
+    loop = asyncio.get_running_loop()
+    first_hedge = loop.time() + fetches[0].net.hedge_after if fetches else 0.0
+
+    def go_on(number: int) -> None:
+        runs[number] = asyncio.create_task(fetches[number].run(first_hedge))
+
+    waiting = set()
+    for number, fetch in enumerate(fetches):
+        if len(fetch.running) < fetch.k:
+            go_on(number)
+        else:
+            waiting.add(number)
+    pending = {batch.task for batch in batches}
+    while pending and waiting:
+        done, pending = await asyncio.wait(pending, timeout=max(0.0, first_hedge - loop.time()),
+                                           return_when=asyncio.FIRST_COMPLETED)
+        if not done:
+            break
+        for number in list(waiting):
+            fetch = fetches[number]
+            if not fetch.take_done():
+                waiting.discard(number)
+                go_on(number)
+            elif len(fetch.fragments) >= fetch.k:
+                waiting.discard(number)
+    for number in waiting:
+        go_on(number)
+
+
 def _decode_all(codec: StripeCodec, manifest: Manifest,
-                items: Sequence[tuple[ChunkRef, Mapping[int, bytes]]]) -> list[bytes]:
+                items: Sequence[tuple[ChunkRef, Mapping[int, Fragment]]]) -> list[bytes]:
     """:func:`timed_decode` of each ``(ref, fragments)`` in one hop to the pool."""
     return [timed_decode(codec, manifest, ref, fragments) for ref, fragments in items]

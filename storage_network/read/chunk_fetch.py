@@ -41,7 +41,14 @@ from storage_network.errors import ChunkUnavailableError
 from storage_network.nodes.health import CLIENT_RETRIES
 from storage_network.nodes.placement import ranking
 from storage_network.read.locate import ShardHolders, relocate_chunk
-from storage_network.read.shard_fetch import Again, Candidate, Outcome, fetch_shard, preference
+from storage_network.read.shard_fetch import (
+    Again,
+    Candidate,
+    Fragment,
+    Outcome,
+    fetch_shard,
+    preference,
+)
 from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.stripe import shard_id
 
@@ -75,7 +82,7 @@ class HedgedFetch:
         self.retries: Counter[tuple[int, str]] = Counter()
         self.running: dict[asyncio.Future[Outcome], tuple[Candidate, float]] = {}
         self.shares: set[asyncio.Future[Outcome]] = set()
-        self.fragments: dict[int, bytes] = {}
+        self.fragments: dict[int, Fragment] = {}
         self.problems: list[str] = []
         self.search: asyncio.Task[object] | None = None
         self.relocated = False
@@ -155,8 +162,33 @@ class HedgedFetch:
             return False
         return True
 
-    async def run(self) -> dict[int, bytes]:
+    def take(self, future: asyncio.Future[Outcome]) -> bool:
+        """Take the outcome of a finished request of :attr:`running`: a fragment is
+        kept, an AGAIN makes its candidate askable again.  True for a fragment."""
+        cand, _ = self.running.pop(future)
+        self.shares.discard(future)
+        outcome = None if future.cancelled() else future.result()
+        if isinstance(outcome, bytes | memoryview):
+            self.fragments.setdefault(cand.index, outcome)
+            return True
+        if outcome is Again.AGAIN:
+            self._again(cand)
+        return False
+
+    def take_done(self) -> bool:
+        """:meth:`take` every finished request; True when each one gave a fragment
+        (else the fetch must go on with :meth:`run`)."""
+        good = True
+        for future in [f for f in self.running if f.done()]:
+            good = self.take(future) and good
+        return good
+
+    async def run(self, first_hedge: float | None = None) -> dict[int, Fragment]:
         """At least k verified fragments by index.
+
+        Args:
+            first_hedge: loop time of the first hedge (default: ``hedge_after``
+                seconds from now), for a fetch whose requests started earlier.
 
         Raises:
             ChunkUnavailableError: every candidate was tried, every node asked
@@ -164,8 +196,9 @@ class HedgedFetch:
         """
         loop = asyncio.get_running_loop()
         hedge_after = self.net.hedge_after
+        self.take_done()
         self._top_up()
-        next_hedge = loop.time() + hedge_after
+        next_hedge = loop.time() + hedge_after if first_hedge is None else first_hedge
         complete = False
         try:
             while len(self.fragments) < self.k:
@@ -186,13 +219,7 @@ class HedgedFetch:
                         self.search = None
                         future.result()  # never raises for a node; a bug is not hidden
                         continue
-                    cand, _ = self.running.pop(future)
-                    self.shares.discard(future)
-                    outcome = None if future.cancelled() else future.result()
-                    if isinstance(outcome, bytes):
-                        self.fragments.setdefault(cand.index, outcome)
-                    elif outcome is Again.AGAIN:
-                        self._again(cand)
+                    self.take(future)
                 self._top_up()
             complete = len(self.fragments) >= self.k
         finally:
@@ -252,14 +279,13 @@ async def fetch_chunk(net: NetworkClient, manifest: Manifest, ref: ChunkRef,
     fetch = HedgedFetch(net, manifest, ref, shard_holders(net, ref, holders))
     fragments = await fetch.run()
     codec = net.codec(manifest.codec, manifest.k, manifest.m)
-    frame = await asyncio.get_running_loop().run_in_executor(net.pool, timed_decode, codec,
-                                                             manifest, ref, fragments)
+    frame = await net.compute(ref.stored_size, timed_decode, codec, manifest, ref, fragments)
     metrics.chunk_fetched(fragments.keys(), manifest.k)
     return frame
 
 
 def timed_decode(codec: StripeCodec, manifest: Manifest, ref: ChunkRef,
-                 fragments: Mapping[int, bytes]) -> bytes:
+                 fragments: Mapping[int, Fragment]) -> bytes:
     """The zstd frame of ``ref`` from verified ``fragments``: decoded, then opened
     if ``manifest`` is sealed (:func:`~storage_network.coding.codec.open_frame`);
     its time recorded in ``nixshard_decode_seconds``.

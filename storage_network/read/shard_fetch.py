@@ -11,7 +11,6 @@ request's outcome is then :data:`Again.AGAIN`).
 
 from __future__ import annotations
 
-import asyncio
 import enum
 import logging
 import time
@@ -36,7 +35,10 @@ class Again(enum.Enum):
     AGAIN = "again"
 
 
-Outcome = bytes | None | Again
+Fragment = bytes | memoryview
+"""A verified fragment: bytes, or a view into the answer it came in (not copied)."""
+
+Outcome = Fragment | None | Again
 """A shard request's outcome: the verified fragment, None (failed, reported), or AGAIN."""
 
 @dataclass(frozen=True)
@@ -58,12 +60,13 @@ def preference(net: NetworkClient, k: int, cand: Candidate
 
 
 def verify_all(items: Sequence[tuple[bytes, int, bytes | memoryview]]
-                ) -> list[bytes | ShardProofError]:
-    """The fragment of each ``(root, index, body)``, or why its proof failed (blocking)."""
-    checked: list[bytes | ShardProofError] = []
+                ) -> list[memoryview | ShardProofError]:
+    """The fragment of each ``(root, index, body)`` (a view into ``body``, not a
+    copy), or why its proof failed (blocking)."""
+    checked: list[memoryview | ShardProofError] = []
     for root, index, body in items:
         try:
-            checked.append(bytes(verify_shard(root, index, body)))
+            checked.append(verify_shard(root, index, body))
         except ShardProofError as exc:
             checked.append(exc)
     return checked
@@ -80,7 +83,8 @@ def request_failed(net: NetworkClient, node: NodeInfo, exc: NodeError, what: str
 
 def accept_shard(net: NetworkClient, ref: ChunkRef, cand: Candidate,
                  body: bytes | memoryview | None,
-                 checked: bytes | ShardProofError | None, problems: list[str]) -> bytes | None:
+                 checked: Fragment | ShardProofError | None, problems: list[str]
+                 ) -> Fragment | None:
     """The verified fragment of one answered shard, or None with the node reported.
 
     A missing claimed shard or bad data benches the node (``net.health``);
@@ -122,7 +126,5 @@ async def fetch_shard(net: NetworkClient, ref: ChunkRef, k: int, cand: Candidate
     metrics.observe_shard(node.id, time.perf_counter() - started, len(body or b""))
     checked = None
     if body is not None:
-        loop = asyncio.get_running_loop()
-        (checked,) = await loop.run_in_executor(net.pool, verify_all,
-                                                [(ref.root, cand.index, body)])
+        (checked,) = await net.compute(len(body), verify_all, [(ref.root, cand.index, body)])
     return accept_shard(net, ref, cand, body, checked, problems)
