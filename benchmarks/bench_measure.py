@@ -81,9 +81,26 @@ def run_measured(cmd: Sequence[str], env: dict[str, str], log: Path) -> Sample:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU-seconds a running process has used so far (/proc/PID/stat)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU-seconds a running process and its running children (the
+    workers of ``nixshard serve --workers N``, recursively) have used so far
+    (/proc/PID/stat, /proc/PID/task/*/children)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except FileNotFoundError:
+        return 0.0
+    total = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total + sum(cpu_seconds(child) for child in children(pid))
+
+
+def children(pid: int) -> list[int]:
+    """The pids of a running process's children (empty once it has ended)."""
+    kids: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids += [int(c) for c in task.read_text().split()]
+        except FileNotFoundError:
+            continue
+    return kids
 
 
 def vm_hwm(pid: int) -> int:

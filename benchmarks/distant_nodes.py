@@ -1,6 +1,7 @@
 """Cold GET from distant nodes: every node behind a user-space link emulator.
 
     python3 benchmarks/distant_nodes.py [--runs 2] [--tree /usr/lib/gcc] [--keep]
+                                        [--only NAME,...] [--serve-arg=--prefetch=128 ...]
 
 The set-up: a key from ``nix-store --generate-binary-cache-key``; a copy of ``--tree``
 (default /usr/lib/gcc, ~125 MB NAR) added with ``nix-store --add`` as
@@ -160,22 +161,24 @@ def floor_seconds(stored: list[int], rates: list[float], k: int, n: int) -> floa
     return high
 
 
-def start_gateway(root: Path, name: str, network_file: Path) -> ManagedProcess:
-    """A fresh ``nixshard serve`` on ``network_file``: default options, an empty cache
-    dir and ``--cache-max-bytes 0``."""
+def start_gateway(root: Path, name: str, network_file: Path, extra: tuple[str, ...] = ()
+                  ) -> ManagedProcess:
+    """A fresh ``nixshard serve`` on ``network_file``: default options (but ``extra``),
+    an empty cache dir and ``--cache-max-bytes 0``."""
     port = free_port()
     gateway = ManagedProcess(
         name, ["serve", "--network", str(network_file), "--listen", f"127.0.0.1:{port}",
-               "--cache-dir", str(root / f"{name}-cache"), "--cache-max-bytes", "0"],
+               "--cache-dir", str(root / f"{name}-cache"), "--cache-max-bytes", "0", *extra],
         f"http://127.0.0.1:{port}", root / f"{name}.log")
     return gateway.start().wait_ready()
 
 
-def cold_get(root: Path, name: str, network_file: Path, store_path: str
-             ) -> tuple[float, int, float]:
-    """One cold GET of the ``.nar.zst`` from a fresh gateway: seconds, body bytes, the
-    gateway's CPU-seconds during the GET (narinfo fetched first, not counted)."""
-    gateway = start_gateway(root, name, network_file)
+def cold_get(root: Path, name: str, network_file: Path, store_path: str,
+             extra: tuple[str, ...] = ()) -> tuple[float, int, float]:
+    """One cold GET of the ``.nar.zst`` from a fresh gateway (options ``extra``):
+    seconds, body bytes, the gateway's CPU-seconds during the GET (narinfo fetched
+    first, not counted)."""
+    gateway = start_gateway(root, name, network_file, extra)
     try:
         url = f"{gateway.url}/{narinfo_fields(gateway.url, store_path)['URL']}"
         assert gateway.proc is not None
@@ -216,6 +219,11 @@ def main() -> None:
                         help="the directory whose NAR is pushed and fetched")
     parser.add_argument("--keep", action="store_true",
                         help="keep the temp dir (logs, node data) and the store path")
+    parser.add_argument("--only", default="",
+                        help="comma-separated words; run the configurations whose name "
+                             "starts with one of them (direct, latency)")
+    parser.add_argument("--serve-arg", action="append", default=[],
+                        help="an extra option for every nixshard serve (repeatable)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="nixshard-distant-"))
     print(f"temp dir {work}", flush=True)
@@ -253,7 +261,8 @@ def main() -> None:
         far_file = net.root / "network-distant.toml"
         write_network(dataclasses.replace(network, nodes=proxied), far_file)
 
-        all_configs = configs()
+        all_configs = [c for c in configs() if not args.only
+                       or any(c.name.startswith(w) for w in args.only.split(","))]
         speeds: dict[str, list[float]] = {c.name: [] for c in all_configs}
         cpus: dict[str, list[float]] = {c.name: [] for c in all_configs}
         size = 0
@@ -263,7 +272,7 @@ def main() -> None:
                     emulators.configure(config.links)
                 network_file = far_file if config.links else net.network_file
                 seconds, size, cpu = cold_get(net.root, f"gw-{run}-{number}", network_file,
-                                              store_path)
+                                              store_path, tuple(args.serve_arg))
                 speeds[config.name].append(size / MB / seconds)
                 cpus[config.name].append(cpu)
                 print(f"  run {run + 1} {config.name}: {size / MB / seconds:.1f} MB/s, "

@@ -16,7 +16,9 @@ connection to the target, and on each direction it adds:
 - **bandwidth cap**: a token bucket in bytes/s (burst :data:`BURST` bytes) paces the
   *reads* of each direction, so the sender is held back by TCP backpressure as on a
   slow uplink, and what the proxy holds in flight is about one bandwidth-delay
-  product.  ``--rate-mbps`` caps the node->client direction (the one a GET uses);
+  product.  The bucket of a direction is shared by all the emulator's connections:
+  the cap is the node's link, not each connection's (several connections to one
+  node share its uplink).  ``--rate-mbps`` caps the node->client direction (the one a GET uses);
   the client->node direction is capped only with ``--up-rate-mbps``
   (Mbit/s = 10^6 bit/s; 100 Mbit/s = 12.5 MB/s).
 - **handshake**: the client's connect completes at once (loopback), so the first
@@ -96,15 +98,16 @@ class _Direction:
     """One direction of one connection: a pacing reader and a delaying writer."""
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
-                 params: LinkParams, rate: float, rng: random.Random,
+                 params: LinkParams, bucket: TokenBucket | None, rng: random.Random,
                  first_release: float) -> None:
-        """``first_release``: monotonic time before which nothing read counts as sent
-        (its one-way delay is added from then on)."""
+        """``bucket``: the direction's cap, shared by the link's connections (None:
+        no cap); ``first_release``: monotonic time before which nothing read counts
+        as sent (its one-way delay is added from then on)."""
         self.reader = reader
         self.writer = writer
         self.params = params
-        self.bucket = TokenBucket(rate) if rate > 0 else None
-        self.piece = PIECE if rate > 0 else PIECE_UNCAPPED
+        self.bucket = bucket
+        self.piece = PIECE if bucket is not None else PIECE_UNCAPPED
         self.rng = rng
         self.hold_until = first_release
         self.last_release = 0.0
@@ -185,6 +188,7 @@ class LinkEmulator:
         self.target_host = target_host
         self.target_port = target_port
         self.params = params or LinkParams()
+        self.buckets = self._buckets(self.params)
         self.rng = random.Random(seed)
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
@@ -197,9 +201,16 @@ class LinkEmulator:
             return self.listen_port
         return int(self.server.sockets[0].getsockname()[1])
 
+    @staticmethod
+    def _buckets(params: LinkParams) -> tuple[TokenBucket | None, TokenBucket | None]:
+        """The shared ``(up, down)`` buckets of a link of shape ``params``."""
+        return (TokenBucket(params.up_rate) if params.up_rate > 0 else None,
+                TokenBucket(params.down_rate) if params.down_rate > 0 else None)
+
     def configure(self, params: LinkParams) -> None:
-        """Use ``params`` for connections opened from now on."""
+        """Use ``params`` (and fresh shared buckets) for connections opened from now on."""
         self.params = params
+        self.buckets = self._buckets(params)
 
     async def start(self) -> LinkEmulator:
         """Listen; returns self."""
@@ -222,15 +233,15 @@ class LinkEmulator:
         assert task is not None
         self.tasks.add(task)
         self.connections += 1
-        params = self.params
+        params, (up_bucket, down_bucket) = self.params, self.buckets
         accepted = time.monotonic()
         up_writer: asyncio.StreamWriter | None = None
         try:
             up_reader, up_writer = await asyncio.open_connection(self.target_host,
                                                                  self.target_port)
             first_up = accepted + params.rtt_ms / 1000 if params.handshake else accepted
-            up = _Direction(reader, up_writer, params, params.up_rate, self.rng, first_up)
-            down = _Direction(up_reader, writer, params, params.down_rate, self.rng, accepted)
+            up = _Direction(reader, up_writer, params, up_bucket, self.rng, first_up)
+            down = _Direction(up_reader, writer, params, down_bucket, self.rng, accepted)
             await asyncio.gather(up.run(), down.run())
         except OSError:
             pass

@@ -25,12 +25,15 @@ from storage_network.nodes.health import NodeHealth
 from storage_network.nodes.limits import AnswerBudget, Deadlines, LoopLag
 from storage_network.nodes.registry import NodeContext, open_node
 from storage_network.nodes.scores import Scores
+from storage_network.read.flow import NodeFlow
 from storage_network.read.record_memory import RecordMemory
 from storage_network.wire.write_auth import Publisher
 
 log = logging.getLogger("nixshard.network")
 
 DEFAULT_HEDGE_AFTER = 0.5
+LANES = 3
+"""Batch reads in flight per node (:meth:`NetworkClient.lane`)."""
 INLINE_BYTES = 4 << 20
 """CPU work over at most this many bytes runs on the event loop (:meth:`NetworkClient.compute`)."""
 T = TypeVar("T")
@@ -165,6 +168,8 @@ class NetworkClient:
         self._session: aiohttp.ClientSession | None = None
         self.nodes: dict[str, NodeStore] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
+        self._lanes: dict[str, asyncio.Semaphore] = {}
+        self.flow = NodeFlow()
         self.pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-cpu")
 
     async def __aenter__(self) -> NetworkClient:
@@ -198,6 +203,18 @@ class NetworkClient:
         ``period`` then may have waited on the client, not on its node, and
         must not mark the node slow."""
         return self.lag.worst_since(since) >= period / 2
+
+    def lane(self, node_id: str) -> asyncio.Semaphore:
+        """The read lanes of a node: :data:`LANES` batch reads in flight at once,
+        more wait in order (asyncio's semaphore wakes its waiters first come,
+        first served).  A node's link then carries a transfer's windows one
+        after the other instead of sharing itself among all of them, so the
+        first window is not delayed by the last and an answer is timed (for
+        hedging) from when it left the client, not from when it was queued."""
+        lane = self._lanes.get(node_id)
+        if lane is None:
+            lane = self._lanes[node_id] = asyncio.Semaphore(LANES)
+        return lane
 
     async def compute(self, nbytes: int, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)``, CPU work over about ``nbytes`` bytes: on the event loop up

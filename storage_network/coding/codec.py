@@ -108,8 +108,24 @@ class StripeCodec:
         root, proofs, fragments = self._stripe(frame)
         return root, tuple(p + f for p, f in zip(proofs, fragments, strict=True))
 
+    def reencode(self, frame: bytes, root: bytes) -> tuple[bytes, tuple[bytes, ...]]:
+        """Erasure-code a decoded frame again into the stripe named ``root``: shard
+        bodies in the format that stripe was written in (format 2, else format 1,
+        :mod:`storage_network.wire.stripe`), so repair restores what was lost.
+
+        Returns:
+            ``(stripe root, n shard bodies)``; the root differs from ``root`` when
+            neither format gives it back (the caller refuses to write them).
+        """
+        fragments = self._driver().encode(frame)
+        got, proofs = build_stripe(fragments, fast=True)
+        if got != root:
+            got, proofs = build_stripe(fragments, fast=False)
+        return got, tuple(p + f for p, f in zip(proofs, fragments, strict=True))
+
     def _stripe(self, stored: bytes) -> tuple[bytes, list[bytes], list[bytes]]:
-        """``(stripe root, n proofs, n pyeclib fragments)`` of the stored bytes."""
+        """``(stripe root, n proofs, n pyeclib fragments)`` of the stored bytes, in
+        shard body format 2."""
         fragments = self._driver().encode(stored)
         root, proofs = build_stripe(fragments)
         return root, proofs, fragments

@@ -235,7 +235,8 @@ class S3NodeStore(GatedNode):
         held (or was healed)."""
         key = self._shard_key(shard_id)
         try:  # hashing the whole body: off the event loop
-            await asyncio.to_thread(verify_shard, *parse_shard_id(shard_id), body)
+            await asyncio.to_thread(verify_shard, *parse_shard_id(shard_id), body,
+                                    check_blocks=True)
         except ShardProofError as exc:
             raise NodeStatusError(f"node {self.id}: shard {shard_id[:20]}: {exc}", 422) from None
         status, _ = await self.s3.call("PUT shard", "put_object", quiet=(412,), Key=key,

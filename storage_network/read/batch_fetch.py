@@ -15,6 +15,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 from storage_network import metrics
 from storage_network.client import NetworkClient, cancel_and_wait
@@ -37,6 +38,9 @@ from storage_network.wire.stripe import max_shard_bytes, shard_id
 
 log = logging.getLogger("nixshard.network")
 
+LANE_PATIENCE = 4
+"""A batch waiting for a lane longer than this many ``hedge_after`` is late."""
+
 
 class _Batch:
     """One batch request to ``node`` for one shard of each of several chunk fetches.
@@ -45,8 +49,17 @@ class _Batch:
     resolves every share when its answer is in (a verified fragment, or None
     with the failure reported, see :func:`accept_shard`).  A share a fetch no
     longer needs is cancelled by it; once every share is, the request is
-    cancelled.  A batch not answered within ``hedge_after`` seconds marks its
-    node slow (unless the client was busy meanwhile).
+    cancelled.
+
+    The request waits for one of the node's read lanes first
+    (:meth:`NetworkClient.lane`: a few at once per node, first come first
+    served), so the windows of a transfer reach a node's link in order and an
+    answer is not slowed by the answers queued after it.  :attr:`late` is set
+    when the batch was sent and not answered within ``hedge_after`` seconds
+    (its node is then marked slow, unless the client was busy meanwhile), or
+    when it waited for a lane longer than :data:`LANE_PATIENCE` x
+    ``hedge_after`` (the node is busy with earlier requests that may hang:
+    the chunks hedge, the node is not blamed).
     """
 
     def __init__(self, net: NetworkClient, node: NodeInfo,
@@ -56,21 +69,36 @@ class _Batch:
         self.started = loop.time()
         self.shares: list[asyncio.Future[Outcome]] = [loop.create_future() for _ in wanted]
         self.settled = 0  # shares done (resolved, or withdrawn by their fetch)
+        self.late: asyncio.Future[None] = loop.create_future()
         for (fetch, cand), share in zip(wanted, self.shares, strict=True):
             fetch.running[share] = (cand, self.started)
             fetch.shares.add(share)
             share.add_done_callback(self._withdrawn)
         self.task = asyncio.create_task(self._run())
-        self._late = loop.call_later(net.hedge_after, self._check_late)
-        self.task.add_done_callback(lambda _: self._late.cancel())
+        self._timer = loop.call_later(LANE_PATIENCE * net.hedge_after, self._set_late)
+        self.task.add_done_callback(lambda _: self._timer.cancel())
 
     def _withdrawn(self, _: asyncio.Future[Outcome]) -> None:
         self.settled += 1
         if self.settled == len(self.shares) and not self.task.done():
             self.task.cancel()
 
+    def _set_late(self) -> None:
+        if not self.late.done():
+            self.late.set_result(None)
+
+    def _sent(self) -> None:
+        """The request leaves its lane: from now on ``hedge_after`` counts."""
+        self.sent = asyncio.get_running_loop().time()
+        self._timer.cancel()
+        self._timer = asyncio.get_running_loop().call_later(self.net.hedge_after,
+                                                            self._check_late)
+
     def _check_late(self) -> None:
-        if self.task.done() or self.net.was_busy(self.started, self.net.hedge_after) \
+        if self.task.done():
+            return
+        self._set_late()
+        if self.net.was_busy(self.sent, self.net.hedge_after) \
                 or self.net.nodes[self.node.id].queued:  # queued behind the client's own slots
             return
         self.net.health.slow(self.node.id, f"batch of {len(self.wanted)} shards not answered "
@@ -82,7 +110,9 @@ class _Batch:
 
     async def _run(self) -> None:
         try:
-            await self._ask()
+            async with self.net.lane(self.node.id):
+                self._sent()
+                await self._ask()
         except Exception:  # a bug, not a node's doing: shown, and the chunks go on
             log.exception("batch of %d shards from node %s", len(self.wanted), self.node.id)
         finally:  # whatever happened, no share is left waiting
@@ -92,11 +122,15 @@ class _Batch:
     async def _ask(self) -> None:
         net, node, wanted = self.net, self.node, self.wanted
         ids = [shard_id(fetch.ref.root, cand.index) for fetch, cand in wanted]
+        asked = sum(-(-fetch.ref.stored_size // fetch.k) for fetch, _ in wanted)
         started = time.perf_counter()
         try:
             limits = [max_shard_bytes(fetch.ref.stored_size, fetch.k) for fetch, _ in wanted]
             bodies = await net.nodes[node.id].get_shards(ids, limits)
-        except NodeError as exc:
+        except BaseException as exc:
+            net.flow.answered(node.id, asked, 0, 0.0)
+            if not isinstance(exc, NodeError):
+                raise
             metrics.observe_shard(node.id, time.perf_counter() - started, 0, len(ids))
             request_failed(net, node, exc, f"batch of {len(ids)} shards", wanted[0][0].problems)
             outcome = Again.AGAIN if blamed_on_client(exc) else None
@@ -109,6 +143,7 @@ class _Batch:
                     for (fetch, cand), body in zip(wanted, bodies, strict=True)
                     if body is not None]
         got = sum(len(body) for _, _, body in answered)
+        net.flow.answered(node.id, asked, got, time.perf_counter() - started)
         metrics.observe_shard(node.id, time.perf_counter() - started, got, len(ids))
         checked = iter(await net.compute(got, verify_all, answered))
         for (fetch, cand), body, share in zip(wanted, bodies, self.shares, strict=True):
@@ -144,7 +179,7 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
     by_node: dict[str, list[tuple[HedgedFetch, Candidate]]] = defaultdict(list)
     nodes: dict[str, NodeInfo] = {}
     for fetch in fetches:
-        for cand in fetch.first_picks():
+        for cand in fetch.first_picks(net.flow):
             by_node[cand.node.id].append((fetch, cand))
             nodes[cand.node.id] = cand.node
     batches = [_Batch(net, nodes[node_id], wanted) for node_id, wanted in by_node.items()]
@@ -172,37 +207,40 @@ async def _await_batches(fetches: Sequence[HedgedFetch], batches: Sequence[_Batc
 
     The common case, every batch answering in time with verified shards, then
     costs one wake-up per batch instead of several per chunk.  A fetch goes on
-    with its own run (hedges, other candidates) as soon as one of its shares
-    failed, when it has fewer than k shares asked, or once ``hedge_after``
-    seconds have passed since the window started (its first hedge falls then).
-    Fills ``runs``: fetch position -> its run task.
+    with its own run (hedging at once) as soon as one of its shares failed,
+    when it has fewer than k shares asked, or when one of its batches is
+    :attr:`_Batch.late`.  Fills ``runs``: fetch position -> its run task.
     """
     loop = asyncio.get_running_loop()
-    first_hedge = loop.time() + fetches[0].net.hedge_after if fetches else 0.0
+    position = {id(fetch): number for number, fetch in enumerate(fetches)}
 
     def go_on(number: int) -> None:
-        runs[number] = asyncio.create_task(fetches[number].run(first_hedge))
+        waiting.discard(number)
+        runs[number] = asyncio.create_task(fetches[number].run(loop.time()))
 
-    waiting = set()
+    waiting = set(range(len(fetches)))
     for number, fetch in enumerate(fetches):
         if len(fetch.running) < fetch.k:
             go_on(number)
-        else:
-            waiting.add(number)
-    pending = {batch.task for batch in batches}
-    while pending and waiting:
-        done, pending = await asyncio.wait(pending, timeout=max(0.0, first_hedge - loop.time()),
-                                           return_when=asyncio.FIRST_COMPLETED)
-        if not done:
-            break
+    pending: set[asyncio.Future[Any]] = {batch.task for batch in batches}
+    pending |= {batch.late for batch in batches}
+    late_of = {batch.late: batch for batch in batches}
+    while waiting and any(batch.task in pending for batch in batches):
+        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+        for future in done:
+            batch = late_of.get(future)
+            if batch is None or batch.task.done():
+                continue
+            for fetch, _ in batch.wanted:
+                if position[id(fetch)] in waiting:
+                    go_on(position[id(fetch)])
         for number in list(waiting):
             fetch = fetches[number]
             if not fetch.take_done():
-                waiting.discard(number)
                 go_on(number)
             elif len(fetch.fragments) >= fetch.k:
                 waiting.discard(number)
-    for number in waiting:
+    for number in list(waiting):
         go_on(number)
 
 

@@ -40,6 +40,7 @@ from storage_network.config import NodeInfo
 from storage_network.errors import ChunkUnavailableError
 from storage_network.nodes.health import CLIENT_RETRIES
 from storage_network.nodes.placement import ranking
+from storage_network.read.flow import NodeFlow
 from storage_network.read.locate import ShardHolders, relocate_chunk
 from storage_network.read.shard_fetch import (
     Again,
@@ -117,14 +118,23 @@ class HedgedFetch:
         self.running[task] = (pick, asyncio.get_running_loop().time())
         return True
 
-    def first_picks(self) -> list[Candidate]:
+    def first_picks(self, flow: NodeFlow | None = None) -> list[Candidate]:
         """The k candidates a batched fetch asks first (distinct indices, best
-        :func:`preference` first), marked as asked."""
+        :func:`preference` first, and with ``flow`` the nodes expected to finish
+        soonest first among equals), marked as asked; with ``flow``, each pick's
+        bytes are counted as asked of its node."""
+        untried = self._untried()
+        if flow is not None:
+            untried.sort(key=lambda c: (preference(self.net, self.k, c)[:2],
+                                        flow.step(c.node.id)))
+        share = -(-self.ref.stored_size // self.k)
         picks: list[Candidate] = []
-        for cand in self._untried():
+        for cand in untried:
             if all(p.index != cand.index for p in picks):
                 picks.append(cand)
                 self.tried.add((cand.index, cand.node.id))
+                if flow is not None:
+                    flow.asked(cand.node.id, share)
                 if len(picks) == self.k:
                     break
         return picks

@@ -17,8 +17,12 @@ from storage_network.client import NetworkClient, cancel_and_wait
 from storage_network.read.batch_fetch import fetch_chunks
 from storage_network.read.plan import FetchPlan
 
-DEFAULT_PREFETCH = 64
-WINDOW_CHUNKS = 32
+DEFAULT_PREFETCH = 256
+WINDOW_CHUNKS = 16
+RAMP_WINDOWS = 2
+"""Windows in flight at the start; one more per window done, up to ``prefetch``: the
+first picks are made before any node's rate is known (see
+:mod:`storage_network.read.flow`), so few chunks are placed blind."""
 
 
 async def stream_payload(net: NetworkClient, plan: FetchPlan,
@@ -26,8 +30,10 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
     """Yield the zstd frame of every chunk in order, ``prefetch`` chunks ahead.
 
     Chunks are fetched in windows of up to :data:`WINDOW_CHUNKS` (one batch
-    request per node per window, :func:`fetch_chunks`); ``prefetch // window``
-    windows (at least one) are in flight while frames are yielded.
+    request per node per window, :func:`fetch_chunks`); up to ``prefetch // window``
+    windows (at least one; :data:`RAMP_WINDOWS` at first, one more per window
+    done) are in flight while frames are yielded.  Each node serves them in
+    order through its read lanes (:meth:`NetworkClient.lane`).
 
     Raises:
         ChunkUnavailableError: a chunk could not be rebuilt (the caller must
@@ -36,7 +42,8 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
     manifest = plan.manifest
     total = len(manifest.chunks)
     window = max(1, min(WINDOW_CHUNKS, prefetch))
-    ahead = max(1, prefetch // window)
+    most = max(1, prefetch // window)
+    ahead = min(most, RAMP_WINDOWS)
     tasks: deque[asyncio.Task[list[bytes]]] = deque()
     starts = iter(range(0, total, window))
     try:
@@ -50,7 +57,9 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
                     fetch_chunks(net, manifest, numbers, plan.holders)))
             if not tasks:
                 return
-            for frame in await tasks.popleft():
+            frames = await tasks.popleft()
+            ahead = min(most, ahead + 1)
+            for frame in frames:
                 yield frame
     finally:
         await cancel_and_wait(set(tasks))

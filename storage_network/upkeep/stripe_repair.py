@@ -169,7 +169,8 @@ async def _rebuild(run: RepairRun, window: _Window, plans: dict[int, StripePlan]
         codec = net.codec(s.codec, s.k, s.m)
         try:
             frame = await loop.run_in_executor(net.pool, codec.decode, s.ref, fragments)
-            root, bodies = await loop.run_in_executor(net.pool, codec.encode_frame, frame)
+            root, bodies = await loop.run_in_executor(net.pool, codec.reencode, frame,
+                                                      s.ref.root)
         except ChunkUnavailableError as exc:
             report.failures.append(f"stripe {s.ref.root.hex()[:16]}: {exc}")
             continue

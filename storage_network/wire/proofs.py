@@ -16,7 +16,10 @@ in request order, nothing after the last::
     entry  = 0x00                               the node does not hold the shard
            | 0x01 u32 BE len | proof            len = bytes of proof
     proof  = u64 BE fragment length L
-             u8 D | D x 32 stripe siblings      (the shard body's own prefix)
+             u8 D | D x 32 stripe siblings      (the shard body's own prefix:
+                                                 in format 2, D has bit 0x80 set
+                                                 and the 32-byte block root follows)
+             [format 2: 32-byte BLAKE3-256 content hash of the fragment]
              per challenged block, in ascending block order:
                  the block (4096 bytes; the last block of the fragment
                  is L - 4096 * (B - 1) bytes)
@@ -26,8 +29,10 @@ with B = the fragment's block count (max(1, ceil(L / 4096))) and
 d = ceil(log2(B)).  The verifier derives B, d and the challenged blocks from
 L, hashes every block up its path to one block root, hashes the leaf
 SHA-256(0x02 || L || block root) up the stripe path and compares with the
-root in the id.  L is bound into that leaf, so a node cannot lie about it
-to change which blocks are asked for.
+root in the id (format 2: the blocks must lead to the carried block root,
+and the leaf is SHA-256(0x03 || L || block root || content hash); see
+:mod:`storage_network.wire.stripe`).  L is bound into that leaf, so a node
+cannot lie about it to change which blocks are asked for.
 
 A proof costs about ``CHALLENGES_PER_SHARD * (4096 + 32 d) + 32 D + 14``
 bytes per shard (8.6 KB for a 64 KiB fragment of a 6-shard stripe), and the
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from storage_network.errors import ShardProofError
 from storage_network.wire.stripe import (
     BLOCK_SIZE,
+    FAST,
     MAX_DEPTH,
     Buffer,
     block_count,
@@ -50,6 +56,8 @@ from storage_network.wire.stripe import (
     block_leaf,
     block_levels,
     climb,
+    content_hash,
+    fast_leaf,
     fragment_leaf,
     parse_shard_id,
 )
@@ -88,10 +96,12 @@ def challenge_blocks(nonce: bytes, shard_id: str, blocks: int) -> list[int]:
 def max_answer_bytes(count: int) -> int:
     """The largest well-formed answer to a challenge of ``count`` shards, bytes.
 
-    Per entry: status and length (5), L (8), a stripe path (1 + 32 x 8) and
-    per challenged block 4096 bytes plus a block path of at most 32 levels.
+    Per entry: status and length (5), L (8), a stripe path (1 + 32 x 8), a
+    block root and a content hash (64, format 2) and per challenged block 4096
+    bytes plus a block path of at most 32 levels.
     """
-    per_entry = 5 + 8 + 1 + 32 * MAX_DEPTH + CHALLENGES_PER_SHARD * (BLOCK_SIZE + 32 * 32)
+    per_entry = (5 + 8 + 1 + 32 * MAX_DEPTH + 64
+                 + CHALLENGES_PER_SHARD * (BLOCK_SIZE + 32 * 32))
     return max(1, count) * per_entry
 
 
@@ -108,14 +118,16 @@ def prove_shard(nonce: bytes, shard_id: str, body: Buffer) -> bytes:
     own stripe path is sent as it is (it cannot verify either).
     """
     view = memoryview(body)
-    depth = view[0] if len(view) else 0
-    start = 1 + 32 * depth
+    first = view[0] if len(view) else 0
+    start = 1 + 32 * (first & ~FAST) + (32 if first & FAST else 0)
     if len(view) < start:
         return bytes(view)
     fragment = view[start:]
     length = len(fragment)
     levels = block_levels(fragment)
     parts = [length.to_bytes(8, "big"), bytes(view[:start])]
+    if first & FAST:
+        parts.append(content_hash(fragment))
     for index in challenge_blocks(nonce, shard_id, block_count(length)):
         parts.append(bytes(fragment[index * BLOCK_SIZE:(index + 1) * BLOCK_SIZE]))
         pos = index
@@ -187,11 +199,12 @@ def verify_proof(nonce: bytes, shard_id: str, proof: Buffer) -> None:
         raise ShardProofError(f"shard {shard_id}: proof of {len(view)} bytes is truncated "
                               "before its stripe path")
     length = int.from_bytes(view[:8], "big")
-    depth = view[8]
+    fast = bool(view[8] & FAST)
+    depth = view[8] & ~FAST
     if not 1 <= depth <= MAX_DEPTH or index >= 1 << depth:
         raise ShardProofError(f"shard {shard_id}: stripe path depth {depth} does not fit "
                               f"index {index}")
-    pos = 9 + 32 * depth
+    pos = 9 + 32 * depth + (64 if fast else 0)
     if len(view) < pos:
         raise ShardProofError(f"shard {shard_id}: proof truncated in its stripe path")
     stripe_path = [view[9 + 32 * i:9 + 32 * (i + 1)] for i in range(depth)]
@@ -216,7 +229,15 @@ def verify_proof(nonce: bytes, shard_id: str, proof: Buffer) -> None:
         raise ShardProofError(f"shard {shard_id}: {len(view) - pos} unexpected bytes "
                               "after the last block")
     assert found is not None
-    if climb(fragment_leaf(length, found), index, stripe_path) != root:
+    if fast:
+        carried = bytes(view[9 + 32 * depth:9 + 32 * depth + 32])
+        if found != carried:
+            raise ShardProofError(f"shard {shard_id}: challenged blocks do not match the "
+                                  "block root the shard carries")
+        leaf = fast_leaf(length, carried, bytes(view[41 + 32 * depth:73 + 32 * depth]))
+    else:
+        leaf = fragment_leaf(length, found)
+    if climb(leaf, index, stripe_path) != root:
         raise ShardProofError(f"shard {shard_id}: challenged blocks do not match stripe root "
                               f"{root.hex()[:16]}…")
 

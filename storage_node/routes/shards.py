@@ -89,7 +89,8 @@ async def put_shard(request: web.Request) -> web.Response:
         body, digest = await read_body(request, config.max_shard_bytes, "shard", temp.write)
         publisher = check_write(request, claim, f"/shards/{shard_id}", digest)
         try:
-            await asyncio.to_thread(verify_shard, root, index, memoryview(body))
+            await asyncio.to_thread(verify_shard, root, index, memoryview(body),
+                                        check_blocks=True)
         except ShardProofError as exc:
             raise Unprocessable(f"shard does not match its id: {exc}") from exc
         outcome = await store.commit_shard(temp, shard_id)
@@ -196,7 +197,7 @@ def _check_batch(data: bytearray, max_shard_bytes: int) -> list[tuple[str, memor
     for sid, body in shards:
         root, index = parse_shard_id(sid)
         try:
-            verify_shard(root, index, body)
+            verify_shard(root, index, body, check_blocks=True)
         except ShardProofError as exc:
             raise ShardProofError(f"shard {sid}: {exc}") from exc
     return shards

@@ -16,6 +16,7 @@ from storage_network.coding.codec import (
 )
 from storage_network.config import CODECS
 from storage_network.wire.manifest import ChunkRef
+from storage_network.wire.stripe import split_body
 
 SIZES = (0, 1, 3, 63, 64, 65, 4095, 4096, 100_003, 262_144 + 7)
 
@@ -54,7 +55,7 @@ def test_decode_takes_views_and_rebuilds_from_parity_too() -> None:
     chunk = random.Random(2).randbytes(50_000)
     encoded = codec.encode(chunk)
     ref = encoded.ref
-    fragments = {i: memoryview(body)[1 + body[0] * 32:] for i, body in enumerate(encoded.bodies)}
+    fragments = {i: split_body(i, body).fragment for i, body in enumerate(encoded.bodies)}
     frame = codec.decode(ref, {i: fragments[i] for i in range(4)})
     assert codec.decode(ref, {i: fragments[i] for i in (1, 3, 4, 5)}) == frame
     assert len(frame) == ref.stored_size

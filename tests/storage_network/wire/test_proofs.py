@@ -26,11 +26,13 @@ NONCE = bytes(range(32))
 OTHER_NONCE = bytes(range(1, 33))
 
 
-def make_stripe(lengths: list[int], seed: int = 0) -> list[tuple[str, bytes]]:
-    """Shards ``(id, body)`` of one stripe over random fragments of the given lengths."""
+def make_stripe(lengths: list[int], seed: int = 0, fast: bool = True
+                ) -> list[tuple[str, bytes]]:
+    """Shards ``(id, body)`` of one stripe over random fragments of the given lengths
+    (shard body format 2, or 1 with ``fast=False``)."""
     rng = random.Random(seed)
     frags = [rng.randbytes(n) for n in lengths]
-    root, proofs = build_stripe(frags)
+    root, proofs = build_stripe(frags, fast)
     return [(shard_id(root, i), p + f) for i, (p, f) in enumerate(zip(proofs, frags,
                                                                       strict=True))]
 
@@ -44,14 +46,15 @@ def with_distinct_blocks(sid: str, blocks: int) -> bytes:
     raise AssertionError("no nonce found")
 
 
+@pytest.mark.parametrize("fast", [True, False])
 @pytest.mark.parametrize("lengths", [
     [100, 100, 100],                 # one block each
     [4096] * 6,                      # exactly one full block
     [4097, 9000, 12289, 1, 65536, 70001],
     [20 * 4096 + 3] * 16,
 ])
-def test_round_trip(lengths: list[int]) -> None:
-    shards = make_stripe(lengths)
+def test_round_trip(lengths: list[int], fast: bool) -> None:
+    shards = make_stripe(lengths, fast=fast)
     ids = [sid for sid, _ in shards]
     answer = encode_answer(NONCE, shards)
     assert verify_answer(NONCE, ids, answer) == set(ids)
@@ -76,21 +79,24 @@ def test_empty_request() -> None:
     assert verify_answer(NONCE, [], b"") == set()
 
 
-def test_proof_size_of_a_64k_fragment() -> None:
-    shards = make_stripe([65536] * 6)  # 16 blocks (block depth 4), stripe depth 3
+@pytest.mark.parametrize("fast,extra", [(False, 0), (True, 64)])
+def test_proof_size_of_a_64k_fragment(fast: bool, extra: int) -> None:
+    shards = make_stripe([65536] * 6, fast=fast)  # 16 blocks (block depth 4), stripe depth 3
     sid, body = shards[2]
     nonce = with_distinct_blocks(sid, 16)
     entry = answer_entry(nonce, sid, body)
-    assert len(entry) == 1 + 4 + 8 + 1 + 3 * 32 + 2 * (4096 + 4 * 32) == 8558
+    # format 2 adds the carried block root and the content hash
+    assert len(entry) == 1 + 4 + 8 + 1 + 3 * 32 + 2 * (4096 + 4 * 32) + extra == 8558 + extra
 
 
-def test_one_block_fragment_is_asked_for_its_one_block() -> None:
-    shards = make_stripe([300, 300])
+@pytest.mark.parametrize("fast,extra", [(False, 0), (True, 64)])
+def test_one_block_fragment_is_asked_for_its_one_block(fast: bool, extra: int) -> None:
+    shards = make_stripe([300, 300], fast=fast)
     sid, body = shards[0]
     for i in range(20):
         assert challenge_blocks(i.to_bytes(16, "big"), sid, 1) == [0]
     proof = prove_shard(NONCE, sid, body)
-    assert len(proof) == 8 + 1 + 32 + 300
+    assert len(proof) == 8 + 1 + 32 + extra + 300
     verify_proof(NONCE, sid, proof)
 
 
@@ -202,8 +208,13 @@ def test_answer_for_another_nonce_or_id_fails() -> None:
         verify_answer(NONCE, [sid1], answer)
 
 
-def test_rotten_stored_shard_fails_even_outside_the_challenged_blocks() -> None:
-    shards = make_stripe([10 * 4096] * 6)
+@pytest.mark.parametrize("fast,why", [
+    (False, "challenged blocks do not match stripe root"),
+    (True, "challenged blocks do not match the block root the shard carries"),
+])
+def test_rotten_stored_shard_fails_even_outside_the_challenged_blocks(fast: bool,
+                                                                       why: str) -> None:
+    shards = make_stripe([10 * 4096] * 6, fast=fast)
     sid, body = shards[3]
     picked = challenge_blocks(NONCE, sid, 10)
     other = next(b for b in range(10) if b not in picked)
@@ -211,7 +222,7 @@ def test_rotten_stored_shard_fails_even_outside_the_challenged_blocks() -> None:
     rotten = flip_bit(body, prefix + other * BLOCK_SIZE + 7)
     outcome, = check_answer(NONCE, [sid], answer_entry(NONCE, sid, rotten))
     assert outcome.present and not outcome.held
-    assert "challenged blocks do not match stripe root" in str(outcome.error)
+    assert why in str(outcome.error)
     truncated = body[:-1]
     outcome, = check_answer(NONCE, [sid], answer_entry(NONCE, sid, truncated))
     assert outcome.error is not None

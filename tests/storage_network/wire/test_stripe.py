@@ -1,4 +1,7 @@
-"""Stripe Merkle trees, shard ids and shard proofs (storage_network.wire.stripe)."""
+"""Stripe trees and shard body format 1 (storage_network.wire.stripe).
+
+Format 2 is tested in test_stripe_format2.py.
+"""
 
 from __future__ import annotations
 
@@ -32,7 +35,7 @@ def fragments(n: int, seed: int = 0) -> list[bytes]:
 
 def bodies(n: int) -> tuple[bytes, list[bytes], list[bytes]]:
     frags = fragments(n)
-    root, proofs = build_stripe(frags)
+    root, proofs = build_stripe(frags, fast=False)
     return root, frags, [p + f for p, f in zip(proofs, frags, strict=True)]
 
 
@@ -107,7 +110,7 @@ def test_padding_index_of_a_one_shard_stripe_fails() -> None:
 
 def test_other_root_fails() -> None:
     root, _, shard_bodies = bodies(6)
-    other_root, _ = build_stripe(fragments(6, seed=1))
+    other_root, _ = build_stripe(fragments(6, seed=1), fast=False)
     assert other_root != root
     with pytest.raises(ShardProofError, match="does not match stripe root"):
         verify_shard(other_root, 0, shard_bodies[0])
@@ -136,7 +139,8 @@ def test_truncated_fragment_fails() -> None:
 def test_bad_depth(depth: int) -> None:
     root, _, shard_bodies = bodies(6)
     body = bytes([depth]) + shard_bodies[0][1:]
-    with pytest.raises(ShardProofError, match=f"shard proof depth {depth} does not fit"):
+    shown = f"{depth & 0x7F} \\(format 2\\)" if depth & 0x80 else str(depth)
+    with pytest.raises(ShardProofError, match=f"shard proof depth {shown} does not fit"):
         verify_shard(root, 0, body)
 
 
@@ -209,7 +213,7 @@ def test_one_block_fragment_root_is_its_leaf() -> None:
 def test_odd_fragment_lengths_verify(lengths: list[int]) -> None:
     rng = random.Random(sum(lengths))
     frags = [rng.randbytes(n) for n in lengths]
-    root, proofs = build_stripe(frags)
+    root, proofs = build_stripe(frags, fast=False)
     assert root == reference_root(frags)
     for i, (proof, frag) in enumerate(zip(proofs, frags, strict=True)):
         assert bytes(verify_shard(root, i, proof + frag)) == frag
@@ -218,7 +222,7 @@ def test_odd_fragment_lengths_verify(lengths: list[int]) -> None:
 def test_fragment_length_is_bound_into_the_leaf() -> None:
     """Two fragments with the same block root but different lengths differ in the stripe."""
     frag = bytes(4096)
-    root, proofs = build_stripe([frag, b"y"])
+    root, proofs = build_stripe([frag, b"y"], fast=False)
     # the same bytes with one block fewer / one more trailing byte do not verify
     for other in (frag[:-1], frag + b"\x00"):
         with pytest.raises(ShardProofError, match="shard 0 does not match"):
@@ -227,7 +231,7 @@ def test_fragment_length_is_bound_into_the_leaf() -> None:
 
 def test_flipped_byte_in_any_block_fails() -> None:
     frags = [random.Random(i).randbytes(5 * 4096 + 7) for i in range(3)]
-    root, proofs = build_stripe(frags)
+    root, proofs = build_stripe(frags, fast=False)
     body = proofs[1] + frags[1]
     start = len(proofs[1])
     for pos in (0, 4095, 4096, 3 * 4096 + 5, len(frags[1]) - 1):
