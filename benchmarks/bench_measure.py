@@ -173,9 +173,11 @@ class WrkResult:
     errors: str
 
 
-def run_wrk(url: str, seconds: int, script: Path | None) -> WrkResult:
-    """``wrk -t1 -c32 -dS`` on ``url`` (``script``: a Lua file choosing the paths)."""
-    cmd = ["wrk", "-t1", "-c32", f"-d{seconds}s", *(["-s", str(script)] if script else []), url]
+def run_wrk(url: str, seconds: int, script: Path | None, threads: int = 1,
+            connections: int = 32) -> WrkResult:
+    """``wrk -tT -cC -dS`` on ``url`` (``script``: a Lua file choosing the paths)."""
+    cmd = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{seconds}s",
+           *(["-s", str(script)] if script else []), url]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
     total = re.search(r"(\d+) requests in", out)

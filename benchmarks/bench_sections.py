@@ -97,8 +97,11 @@ def bench_push(bench: Bench) -> None:
               f"ref {ref[-1].seconds:.2f} s", flush=True)
     bench.rows.append(Row("push gcc+python, wall", "s", [s.seconds for s in ours],
                           [s.seconds for s in ref], Bar("ratio_max", 1.0)))
+    bench.rows.append(Row("push gcc+python, CPU (user + system, children included)",
+                          "CPU-s", [s.cpu for s in ours], [s.cpu for s in ref],
+                          Bar("ratio_max", 1.3)))
     bench.rows.append(Row("push gcc+python, peak RSS", "MB", [s.rss / MB for s in ours],
-                          [s.rss / MB for s in ref]))
+                          [s.rss / MB for s in ref], Bar("ratio_max", 2.0)))
 
 
 def bench_pull(bench: Bench, net: LocalNetwork) -> None:

@@ -34,6 +34,7 @@ from nix_records import (
 )
 from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, NetworkFileError, load_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
+from storage_network.read.stream import DEFAULT_PREFETCH
 
 from .app import create_app
 from .config import (
@@ -70,8 +71,9 @@ def default_cache_dir() -> Path:
                    "(time waiting inside the gateway for a connection slot does not count): "
                    "connecting (at most 5 s), the first byte of the answer, each pause in it "
                    "and the whole exchange must each fit.")
-@click.option("--prefetch", default=64, show_default=True,
-              help="Chunks fetched ahead of the one being sent.")
+@click.option("--prefetch", default=DEFAULT_PREFETCH, show_default=True,
+              help="Chunks fetched ahead of the one being sent (each node serves them in "
+                   "order, a few batch reads at a time).")
 @click.option("--negative-ttl", default=1.0, show_default=True, type=click.FloatRange(min=0),
               help="Seconds an absent narinfo is remembered (0: ask the network every time).")
 @click.option("--scores", "scores_file", type=click.Path(dir_okay=False, path_type=Path),

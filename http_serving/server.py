@@ -32,6 +32,8 @@ from aiohttp import web
 from aiohttp.abc import AbstractAccessLogger
 from aiohttp.web_log import AccessLogger
 
+from http_serving.allocator import keep_freed_memory
+
 IDLE_TIMEOUT = 15.0
 SHUTDOWN_TIMEOUT = 10.0
 
@@ -77,6 +79,7 @@ async def serve_app(app: web.Application, host: str, port: int, *,
     Raises:
         OSError: the address cannot be bound.
     """
+    keep_freed_memory()
     kwargs: dict[str, Any] = {"access_log_class": access_log_class} if access_log else {}
     runner = web.AppRunner(app, keepalive_timeout=idle_timeout, access_log=access_log,
                            shutdown_timeout=SHUTDOWN_TIMEOUT, **kwargs)
