@@ -21,7 +21,8 @@ from __future__ import annotations
 import dataclasses
 import statistics
 
-from benchmarks.bench_measure import MB, cpu_seconds, narinfo_fields, run_wrk, timed_get
+from benchmarks.bench_measure import MB, run_wrk
+from benchmarks.bench_private import cold_get
 from benchmarks.bench_results import Bar, Row
 from benchmarks.bench_run import Bench
 from benchmarks.distant_nodes import (
@@ -31,9 +32,11 @@ from benchmarks.distant_nodes import (
     SLOW,
     SLOW_NODES,
     EmulatorThread,
-    cold_get,
     floor_seconds,
     shard_bytes,
+)
+from benchmarks.distant_nodes import (
+    cold_get as far_cold_get,
 )
 from benchmarks.link_emulator import LinkParams
 from benchmarks.narinfo_rate import ABSENT_HASH, fetch, measure, start_bare
@@ -42,20 +45,6 @@ from storage_network.config import NodeInfo, load_network, write_network
 
 GB = 1000 * MB
 ONE = ("--workers", "1")
-
-
-def cold_get_cpu(bench: Bench, net: LocalNetwork, run: int) -> tuple[float, float]:
-    """MB/s and gateway CPU-s/GB of one cold GET of gcc through ``--workers 1``."""
-    gateway = net.start_gateway(f"cold-{run}", extra=ONE)
-    try:
-        assert gateway.proc is not None
-        url = f"{gateway.url}/{narinfo_fields(gateway.url, bench.paths['gcc'])['URL']}"
-        before = cpu_seconds(gateway.proc.pid)
-        seconds, size = timed_get(url)
-        cpu = cpu_seconds(gateway.proc.pid) - before
-        return size / MB / seconds, cpu / (size / GB)
-    finally:
-        bench.drop_gateway(net, gateway)
 
 
 def narinfo_rows(bench: Bench, net: LocalNetwork) -> None:
@@ -127,7 +116,7 @@ def distant_rows(bench: Bench) -> None:
         for run in range(bench.args.runs):
             for name, links in configs.items():
                 emulators.configure(links)
-                seconds, size, _ = cold_get(net.root, f"far-{name}-{run}", far,
+                seconds, size, _ = far_cold_get(net.root, f"far-{name}-{run}", far,
                                             bench.paths["gcc"])
                 speeds[name].append(size / MB / seconds)
                 rates = [p.down_rate for p in links]
@@ -151,7 +140,7 @@ def bench_gateway(bench: Bench) -> None:
     bench.push(net, [bench.paths["gcc"]])
     rates, cpus = [], []
     for run in range(bench.args.runs):
-        rate, cpu = cold_get_cpu(bench, net, run)
+        rate, cpu = cold_get(bench, net, f"cold-{run}", ONE)
         rates.append(rate)
         cpus.append(cpu)
         print(f"  cold GET run {run + 1}: {rate:.0f} MB/s, {cpu:.2f} CPU-s/GB", flush=True)

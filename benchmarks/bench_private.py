@@ -26,10 +26,11 @@ from nixshard.localnet import LocalNetwork
 GB = 1000 * MB
 
 
-def cold_get(bench: Bench, net: LocalNetwork, name: str) -> tuple[float, float]:
-    """MB/s of one GET of the gcc NAR through a fresh gateway on ``net``, and the
-    gateway's CPU-seconds per GB of body."""
-    gateway = net.start_gateway(name, extra=("--no-read-auth",))
+def cold_get(bench: Bench, net: LocalNetwork, name: str,
+             extra: tuple[str, ...] = ("--no-read-auth",)) -> tuple[float, float]:
+    """MB/s of one GET of the gcc NAR through a fresh gateway on ``net`` (options
+    ``extra``), and the gateway's CPU-seconds per GB of body (its workers included)."""
+    gateway = net.start_gateway(name, extra=extra)
     try:
         assert gateway.proc is not None
         url = f"{gateway.url}/{narinfo_fields(gateway.url, bench.paths['gcc'])['URL']}"
