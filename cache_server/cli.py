@@ -5,6 +5,12 @@ Secrets come from files (``--signing-key``, ``--upload-credentials``,
 ``--tls-key``) or the environment (``$NIXSHARD_SIGNING_KEY``,
 ``$NIXSHARD_UPLOAD_CREDENTIALS``, ``$NIXSHARD_CACHE_SECRET``), never from the
 command line or the TOML file's values.
+
+``--workers N`` (N > 1) serves the port from N processes
+(:mod:`http_serving.workers`): this process reads and checks the
+configuration once, binds the port and supervises; each worker gets the
+finished :class:`~cache_server.config.ServeConfig` in a :class:`GatewayPlan`
+and runs :func:`gateway_worker`.  With one worker nothing of that runs.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import ssl
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -19,8 +26,9 @@ import click
 from http_serving.access_log import AccessLogger, buffered_logger
 from http_serving.addresses import parse_host_port
 from http_serving.server import run_app
-from http_serving.tls import TlsConfigError, certificate_summary
+from http_serving.tls import TlsConfigError, certificate_summary, server_ssl_context
 from http_serving.tls_options import tls_context_or_exit, tls_options
+from http_serving.workers import WorkerLink, run_workers
 from nix_formats.errors import NixFormatError
 from nix_formats.keys import PublicKey
 from nix_records import (
@@ -50,7 +58,41 @@ from .upstream_auth import UpstreamAuth, UpstreamAuthError
 from .upstream_urls import check_upstream_url
 
 CREDENTIALS_ENV = "NIXSHARD_UPLOAD_CREDENTIALS"
+ACCESS_LOGGER = "nixshard.serve.access"
+LOG_FORMAT = "%(asctime)s %(name)s %(message)s"
 log = logging.getLogger("nixshard.serve")
+
+
+@dataclass(frozen=True)
+class GatewayPlan:
+    """What a worker of ``nixshard serve --workers N`` needs (picklable): the checked
+    configuration, the listen address (``host``, ``port``: names the sites; the
+    sockets come from the supervisor), the TLS files already checked by the
+    supervisor (both or neither), and whether to write the access log."""
+
+    config: ServeConfig
+    host: str
+    port: int
+    tls_cert: Path | None
+    tls_key: Path | None
+    access_log: bool
+
+
+def gateway_worker(plan: GatewayPlan, link: WorkerLink) -> None:
+    """One worker process of ``nixshard serve --workers N``: the gateway app of
+    ``plan`` on the sockets of ``link`` until SIGTERM
+    (:meth:`http_serving.workers.WorkerLink.serve`).
+
+    Raises:
+        TlsConfigError: the TLS files changed since the supervisor checked them.
+    """
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
+    ssl_context = (server_ssl_context(plan.tls_cert, plan.tls_key)
+                   if plan.tls_cert is not None and plan.tls_key is not None else None)
+    tls = {"ssl_context": ssl_context} if ssl_context is not None else {}
+    link.serve(create_app(plan.config), plan.host, plan.port,
+               access_log=buffered_logger(ACCESS_LOGGER) if plan.access_log else None,
+               access_log_class=AccessLogger, **tls)
 
 
 def default_cache_dir() -> Path:
@@ -141,6 +183,10 @@ def default_cache_dir() -> Path:
 @tls_options
 @click.option("--access-log/--no-access-log", default=True, show_default=True,
               help="Log one line per request (logger nixshard.serve.access).")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Processes serving the port (SO_REUSEPORT); they share the disk cache "
+                   "(one fill per NAR), the access log and /metrics.  [default: the number "
+                   "of cores]")
 def serve_command(network_file: str, listen: str, priority: int, node_timeout: float,
                   prefetch: int, negative_ttl: float, scores_file: Path | None,
                   hedge_after: float,
@@ -152,7 +198,8 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                   upstream: tuple[str, ...], upstream_key: tuple[str, ...],
                   ingest_upstream: bool, upstream_timeout: float,
                   upstream_netrc: str | None, upstream_token_file: str | None,
-                  tls_cert: Path | None, tls_key: Path | None, access_log: bool) -> None:
+                  tls_cert: Path | None, tls_key: Path | None, access_log: bool,
+                  workers: int | None) -> None:
     """Serve the Nix binary-cache protocol from the shard network (the gateway)."""
     if (upstream_netrc or upstream_token_file) and not upstream:
         raise click.UsageError("--upstream-netrc and --upstream-token-file need --upstream: "
@@ -165,7 +212,7 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
         network = load_network(network_file)
     except NetworkFileError as exc:
         raise click.ClickException(str(exc)) from exc
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     ssl_context = serving_tls_context(tls_cert, tls_key)
     keyring = keyring_or_exit(cache_secret, network)
     credentials = load_credentials(upload_credentials)
@@ -222,19 +269,27 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
                          uploads=uploads, upstream=upstream_config, credentials=credentials,
                          keyring=keyring)
     private = f"private, secret {keyring.current.name}; " if keyring is not None else ""
+    workers = workers or os.cpu_count() or 1
     scheme = "https" if ssl_context is not None else "http"
     click.echo(f"nixshard serve: {scheme}://{host}:{port} ({network.k}-of-{network.n}, "
                f"{len(network.nodes)} nodes; {private}reads "
                f"{'need credentials' if read_auth else 'open'}; "
                f"uploads {'on' if uploads else 'off'}; "
-               f"{len(upstream)} upstream(s); cache {config.cache_dir})")
+               f"{len(upstream)} upstream(s); cache {config.cache_dir}"
+               f"{f'; {workers} workers' if workers > 1 else ''})")
     tls = {"ssl_context": ssl_context} if ssl_context is not None else {}
     try:
-        run_app(create_app(config), host, port,
-                access_log=buffered_logger("nixshard.serve.access") if access_log else None,
-                access_log_class=AccessLogger, **tls)
+        if workers == 1:
+            run_app(create_app(config), host, port,
+                    access_log=buffered_logger(ACCESS_LOGGER) if access_log else None,
+                    access_log_class=AccessLogger, **tls)
+            return
+        plan = GatewayPlan(config, host, port, tls_cert, tls_key, access_log)
+        status = run_workers(workers, gateway_worker, plan, host, port, what="nixshard serve")
     except OSError as exc:
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
+    if status:
+        raise SystemExit(status)
 
 
 def keyring_or_exit(path: str | None, network: Network) -> Keyring | None:

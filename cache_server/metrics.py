@@ -13,6 +13,8 @@ for transfers cut off after their headers): see
 are labelled by their pattern (``/nar/{file}``), never by the raw path, so
 the number of series stays bounded.  The metrics are created once, at
 import: every gateway app of the process (several in tests) counts into them.
+With ``--workers N`` each worker counts its own and ``/metrics`` sums them
+(:mod:`cache_server.routes.metrics`).
 """
 
 from __future__ import annotations
@@ -25,11 +27,13 @@ HTTP = RequestMetrics("nixshard_gateway", REGISTRY)
 NAR_CACHE_OUTCOMES = Counter("nixshard_gateway_nar_cache_total",
                     "NAR requests by local disk cache outcome: hit (served from disk), "
                     "join (followed a fill in progress), miss (started a fill), "
-                    "bypass (not cached: cache off or NAR larger than the cache), "
+                    "bypass (not cached: cache off, NAR larger than the cache, or its entry stayed "
+                    "locked by a frozen worker), "
                     "no_space (not cached: no room on the cache's disk).",
                     ["result"])
 NAR_CACHE_BYTES = Gauge("nixshard_gateway_nar_cache_bytes",
-                        "Bytes of NARs kept in the local disk cache.")
+                        "Bytes of NARs kept in the local disk cache.",
+                        multiprocess_mode="mostrecent")  # workers share one cache
 UPLOADS = Counter("nixshard_gateway_uploads_total",
                   "Uploaded store paths by outcome (stored, exists, conflict: exists with "
                   "another NarHash, rejected, failed).",

@@ -11,15 +11,26 @@ the cut.  aiohttp's format interpreter and a write + flush per line cost about
 formats with one ``%`` and :func:`buffered_logger` hands the lines to the
 stream in batches: when 512 are waiting, when a warning or worse is
 logged, every second, and at exit.
+
+Several processes (the gateway's workers) share one log stream: a batch
+goes to the stream's file descriptor in ``write()`` calls that each carry
+whole lines and at most ``PIPE_BUF`` (4096) bytes, unless one line alone
+is longer.  Such a write is never split by another process's: ``O_APPEND``
+files and sockets take it whole, and POSIX guarantees it for pipes up to
+``PIPE_BUF``.  So the lines of the workers interleave, never their bytes.
 """
 
 from __future__ import annotations
 
 import atexit
+import io
 import logging
 import logging.handlers
+import os
+import select
 import sys
 import threading
+from collections.abc import Iterator
 from typing import TextIO
 
 from aiohttp import web
@@ -30,6 +41,7 @@ from http_serving.metrics import aborted
 LINE_FORMAT = "%(asctime)s %(name)s %(message)s"
 BATCH_LINES = 512
 FLUSH_EVERY = 1.0  # seconds a logged line waits at most before it is written
+PIPE_BUF = select.PIPE_BUF  # bytes a pipe writes without interleaving (POSIX: >= 512)
 
 
 class AccessLogger(AbstractAccessLogger):
@@ -59,10 +71,7 @@ def buffered_logger(name: str, stream: TextIO | None = None) -> logging.Logger:
     logging.logThreads = False
     logging.logProcesses = False
     logging.logMultiprocessing = False
-    target = logging.StreamHandler(stream or sys.stderr)
-    target.setFormatter(logging.Formatter(LINE_FORMAT))
-    handler = logging.handlers.MemoryHandler(BATCH_LINES, flushLevel=logging.WARNING,
-                                             target=target, flushOnClose=True)
+    handler = LineBatchHandler(stream or sys.stderr)
     logger = logging.getLogger(name)
     logger.handlers[:] = [handler]
     logger.setLevel(logging.INFO)
@@ -81,6 +90,80 @@ def buffered_logger(name: str, stream: TextIO | None = None) -> logging.Logger:
 
     atexit.register(close)
     return logger
+
+
+class LineBatchHandler(logging.handlers.MemoryHandler):
+    """Keeps up to :data:`BATCH_LINES` records and writes them to ``stream`` as whole
+    lines (format :data:`LINE_FORMAT`), at most :data:`PIPE_BUF` bytes per
+    ``write()`` (see the module docstring); flushed when full, on a warning
+    or worse, and by :meth:`flush`.
+
+    A stream without a file descriptor (``io.StringIO``) gets the batch with one
+    ``write`` call instead.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        super().__init__(BATCH_LINES, flushLevel=logging.WARNING, target=None,
+                         flushOnClose=True)
+        self.stream = stream
+        self.setFormatter(logging.Formatter(LINE_FORMAT))
+
+    def flush(self) -> None:
+        """Write out the records kept so far (errors go to ``handleError``)."""
+        self.acquire()
+        try:
+            records, self.buffer = self.buffer, []
+            if not records:
+                return
+            try:
+                text = "".join(f"{self.format(record)}\n" for record in records)
+                write_whole_lines(self.stream, text)
+            except Exception:  # noqa: BLE001 - logging never raises into the server
+                self.handleError(records[-1])
+        finally:
+            self.release()
+
+
+def write_whole_lines(stream: TextIO, text: str) -> None:
+    """Write ``text`` (lines ending in ``\n``) to ``stream``: to its file descriptor in
+    pieces of whole lines of at most :data:`PIPE_BUF` bytes, each with one
+    ``write()`` (what ``stream`` still buffers is flushed first), or with
+    ``stream.write`` when it has no file descriptor.
+
+    Raises:
+        OSError: the descriptor cannot be written.
+    """
+    try:
+        fd = stream.fileno()
+    except (AttributeError, OSError, io.UnsupportedOperation):
+        stream.write(text)
+        stream.flush()
+        return
+    stream.flush()
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    for piece in line_pieces(text.encode(encoding, "backslashreplace"), PIPE_BUF):
+        view = memoryview(piece)
+        while view:
+            view = view[os.write(fd, view):]
+
+
+def line_pieces(data: bytes, limit: int) -> Iterator[bytes]:
+    """``data`` (lines ending in ``\n``) cut after whole lines into pieces of at most
+    ``limit`` bytes; a longer line is a piece of its own."""
+    start = 0
+    while start < len(data):
+        end = start + limit
+        if end >= len(data):
+            yield data[start:]
+            return
+        cut = data.rfind(b"\n", start, end)
+        if cut < 0:  # one line longer than limit: whole, alone
+            cut = data.find(b"\n", end)
+            if cut < 0:
+                yield data[start:]
+                return
+        yield data[start:cut + 1]
+        start = cut + 1
 
 
 def flush_logger(name: str) -> None:

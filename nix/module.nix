@@ -409,6 +409,17 @@ in
 
       environmentFile = environmentFileOption "the gateway";
 
+      workers = mkOption {
+        type = types.nullOr types.ints.positive;
+        default = null;
+        example = 4;
+        description = ''
+          Processes serving the gateway's port (SO_REUSEPORT); they share the
+          disk cache (one fill per NAR), the access log and /metrics. null:
+          the number of cores. Sets `settings.workers`.
+        '';
+      };
+
       cacheDir = mkOption {
         type = types.str;
         default = "/var/cache/nixshard-gateway";
@@ -651,6 +662,7 @@ in
         network = lib.mkDefault gw.networkFile;
         listen = lib.mkDefault gw.listen;
         cache_dir = lib.mkDefault gw.cacheDir;
+        workers = lib.mkIf (gw.workers != null) (lib.mkDefault gw.workers);
         scores = lib.mkIf maint.audit.enable (lib.mkDefault scoresFile);
       };
 

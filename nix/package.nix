@@ -52,6 +52,7 @@ python3Packages.buildPythonApplication {
     python3Packages.aiobotocore
     python3Packages.cryptography
     python3Packages.argon2-cffi
+    python3Packages.blake3
   ];
 
   makeWrapperArgs = [

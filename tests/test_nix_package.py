@@ -89,6 +89,7 @@ let
       listOf = t: mkType "list of ${t.name}" (v: builtins.isList v && builtins.all t.check v);
       either = a: b: mkType "${a.name} or ${b.name}" (v: a.check v || b.check v);
       submodule = m: mkType "submodule" builtins.isAttrs // { submodule = m; };
+      ints.positive = mkType "positive integer, meaning >0" (v: builtins.isInt v && v > 0);
     };
     mkIf = condition: content: { _type = "if"; inherit condition content; };
     mkMerge = contents: { _type = "merge"; inherit contents; };
@@ -484,7 +485,7 @@ def test_module_in_full(tmp_path: Path) -> None:
     assert got["options"] == {
         "gateway": ["cacheDir", "cacheSecretFile", "enable", "environmentFile", "group",
                     "listen", "networkFile", "openFirewall", "settings", "signingKeyFile",
-                    "uploadCredentialsFile", "user"],
+                    "uploadCredentialsFile", "user", "workers"],
         "maintenance": ["audit", "environmentFile", "gc", "group", "maintenanceKeyFile",
                         "networkFile", "repair", "user"],
         "node": ["acceptPublishers", "dataDir", "enable", "environmentFile", "group", "listen",

@@ -9,7 +9,7 @@ client sees a short transfer, never a clean end.
 ``Accept-Ranges: bytes`` is sent and one ``Range`` is honoured (206).  With
 the local disk cache on, a hot NAR is sent from its file with sendfile
 (no byte passes through Python); a cold one is fetched once into the cache
-while every request for it follows the growing file
+while every request for it, in any worker process, follows the growing file
 (:mod:`cache_server.nar_cache`).  The cache never breaks a read: with no
 room on its disk the NAR is streamed from the network uncached, and when
 the disk fails during a fill each request following it continues from the
@@ -35,7 +35,7 @@ from ..auth import checks_names, require_name
 from ..byte_range import ByteRange, parse_range, range_frames
 from ..errors import BadRequestError, NoSuchNarError, NotServedError
 from ..metrics import NAR_CACHE_OUTCOMES
-from ..nar_cache import Fill
+from ..nar_cache import Fill, PeerFill
 from ..records import Entry
 from ..send import send_body
 from ..state import CONFIG, NAR_CACHE, NETWORK, RECORDS, STAGING
@@ -94,7 +94,7 @@ async def nar(request: web.Request) -> web.StreamResponse:
         plan = await plan_fetch(net, manifest)
         return stream_payload(net, plan, prefetch)
 
-    found: Path | Fill | None
+    found: Path | Fill | PeerFill | None
     if cache.caches(size):
         found, outcome = await cache.open(entry.cache_key, size, start)
     else:
@@ -104,7 +104,7 @@ async def nar(request: web.Request) -> web.StreamResponse:
     NAR_CACHE_OUTCOMES.labels(outcome).inc()
     if found is None:
         return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))
-    if isinstance(found, Fill):
+    if not isinstance(found, Path):  # a fill in progress, here or in another worker
 
         async def resume(start: int, end: int) -> AsyncIterator[bytes]:
             """Bytes ``[start, end)`` from the network (the cache's disk failed)."""

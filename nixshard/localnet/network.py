@@ -56,6 +56,9 @@ class LocalNetwork:
     bucket_prefix: str = field(default_factory=lambda: f"nixshard-{secrets.token_hex(4)}")
     keyring: Keyring | None = None
     """The cache secrets of a private network (``start_nodes(..., private=True)``)."""
+    workers: int = 1
+    """``--workers`` of the gateways :meth:`start_gateway` starts (unless told otherwise):
+    1 keeps tests cheap; the end-to-end tests run 2."""
 
     @property
     def network_file(self) -> Path:
@@ -188,21 +191,30 @@ class LocalNetwork:
         return added
 
     def start_daemon(self, port: int | None = None, extra: Sequence[str] = (),
-                     env: Mapping[str, str] | None = None) -> str:
-        """Start ``nixshard serve`` on the network file as :attr:`daemon`; returns its base URL."""
-        self.daemon = self.start_gateway("serve", port, extra, env)
+                     env: Mapping[str, str] | None = None, workers: int | None = None) -> str:
+        """Start ``nixshard serve`` on the network file as :attr:`daemon`; returns its base URL.
+        ``workers``: as :meth:`start_gateway`."""
+        self.daemon = self.start_gateway("serve", port, extra, env, workers)
         return self.daemon.url
 
     def start_gateway(self, name: str, port: int | None = None, extra: Sequence[str] = (),
-                      env: Mapping[str, str] | None = None) -> ManagedProcess:
+                      env: Mapping[str, str] | None = None,
+                      workers: int | None = None) -> ManagedProcess:
         """Start one more ``nixshard serve`` (log ``<name>.log``, cache dir ``<name>-cache``
         unless ``extra`` names one; :attr:`env` and :attr:`secret_env` added to its
-        environment); it is stopped on :meth:`close`."""
+        environment) with ``--workers`` ``workers`` (default :attr:`workers`; not added
+        when ``extra`` has ``--workers``); it is stopped on :meth:`close`.
+
+        It is ready once ``/healthz`` answers: with several workers that is after
+        every one has set up (the supervisor lets none accept before), on sockets
+        bound before any started, so no connection is refused meanwhile.
+        """
         port = port or free_port()
         cache = [] if "--cache-dir" in extra else ["--cache-dir", str(self.root / f"{name}-cache")]
+        count = [] if "--workers" in extra else ["--workers", str(workers or self.workers)]
         gateway = ManagedProcess(
             name, ["serve", "--network", str(self.network_file),
-                   "--listen", f"127.0.0.1:{port}", *cache, *extra],
+                   "--listen", f"127.0.0.1:{port}", *cache, *count, *extra],
             f"http://127.0.0.1:{port}", self.root / f"{name}.log",
             env={**self.env, **self.secret_env, **(env or {})})
         self.gateways.append(gateway)

@@ -124,11 +124,26 @@ class ManagedProcess:
         """The last ``lines`` lines of the log."""
         return "\n".join(self.log_text().splitlines()[-lines:])
 
+    def child_pids(self) -> list[int]:
+        """Pids of the process's children now (a ``serve --workers N`` supervisor's
+        workers, ...); empty when it does not run."""
+        if not self.running:
+            return []
+        assert self.proc is not None
+        return child_pids(self.proc.pid)
+
     def kill(self) -> None:
-        """SIGKILL, as a crash would, and reap the process."""
+        """SIGKILL the process and its children, as a crash of the whole service would
+        (systemd kills a unit's whole control group), and reap the process."""
         if self.running:
             assert self.proc is not None
+            children = self.child_pids()
             self.proc.send_signal(signal.SIGKILL)
+            for pid in children:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self.proc is not None:
             self.proc.wait()
 
@@ -158,18 +173,22 @@ class ManagedProcess:
         return self.start().wait_ready(timeout)
 
     def peak_rss(self) -> int:
-        """The process's peak resident set so far (``VmHWM`` in /proc), bytes.
+        """The largest peak resident set so far (``VmHWM`` in /proc) of the process and
+        of its children (the workers of ``serve --workers N``: each one's memory
+        must stay bounded), bytes.
 
         Raises:
             LocalNetworkError: not started, or its status has no VmHWM line.
         """
         if self.proc is None:
             raise LocalNetworkError(f"{self.name} was never started")
-        status = Path(f"/proc/{self.proc.pid}/status")
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) * 1024
-        raise LocalNetworkError(f"no VmHWM in {status}")
+        peaks = [_peak_rss(Path(f"/proc/{self.proc.pid}/status"))]
+        for pid in self.child_pids():
+            try:
+                peaks.append(_peak_rss(Path(f"/proc/{pid}/status")))
+            except (FileNotFoundError, LocalNetworkError):  # gone meanwhile
+                pass
+        return max(peaks)
 
     def __enter__(self) -> Self:
         """Start and wait until ready (killed again if it is not)."""
@@ -183,6 +202,32 @@ class ManagedProcess:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.stop()
+
+
+def _peak_rss(status: Path) -> int:
+    """``VmHWM`` of a ``/proc/PID/status`` file, bytes.
+
+    Raises:
+        LocalNetworkError: the file has no VmHWM line.
+    """
+    for line in status.read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise LocalNetworkError(f"no VmHWM in {status}")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Pids of the children of process ``pid`` (from ``/proc/*/stat``), ascending."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        fields = text.rsplit(")", 1)[-1].split()  # after "(comm)": state, ppid, ...
+        if len(fields) > 1 and fields[1] == str(pid):
+            children.append(int(stat.parent.name))
+    return sorted(children)
 
 
 class NodeProcess(ManagedProcess):

@@ -20,6 +20,9 @@ from storage_network.wire.write_auth import Publisher, parse_publisher_secret
 if TYPE_CHECKING:
     from nixshard.seaweed import SeaweedServer
 
+GATEWAY_WORKERS = 2
+"""``--workers`` of every gateway the end-to-end tests start: two processes on one port,
+sharing one disk cache (the default of ``LocalNetwork`` is 1)."""
 BIG_TREE_CANDIDATES = ("/usr/lib/python3.11", "/usr/lib/gcc", "/usr/lib/python3")
 MIN_BIG_TREE = 20 * 1000 * 1000
 
@@ -131,7 +134,7 @@ def closure(tmp_path_factory: pytest.TempPathFactory) -> Closure:
 @pytest.fixture
 def local_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     """6 node processes (4-of-6) and a cache daemon, publisher = the nix key."""
-    with LocalNetwork(tmp_path, nix_key.publisher) as net:
+    with LocalNetwork(tmp_path, nix_key.publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(6, 4, 2)
         net.start_daemon()
         yield net
@@ -144,7 +147,7 @@ def mixed_net(tmp_path: Path, nix_key: NixKey, seaweed_server: SeaweedServer
     session's SeaweedFS, and a cache daemon without a local disk cache (every fetch is
     rebuilt from the network).  Run nixshard commands with ``mixed_net.run_nixshard``
     (it passes the AWS variables)."""
-    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(3, 4, 2, buckets=3, seaweed=seaweed_server)
         net.start_daemon(extra=["--cache-max-bytes", "0"])
         yield net

@@ -33,7 +33,7 @@ from nix_formats.keys import PublicKey
 from nix_formats.realisation import Realisation
 from nixshard.localnet import LocalNetwork, ManagedProcess, env_with_nix_config
 
-from .conftest import NixKey
+from .conftest import GATEWAY_WORKERS, NixKey
 
 pytestmark = pytest.mark.nix
 USER, PASSWORD = "ci", "realisation-pass"
@@ -118,7 +118,7 @@ def net(tmp_path: Path, nix_key: NixKey) -> Iterator[Net]:
     credentials.write_text(f"{USER}:{PASSWORD}\n")
     netrc = tmp_path / "netrc"
     netrc.write_text(f"machine 127.0.0.1 login {USER} password {PASSWORD}\n")
-    with LocalNetwork(tmp_path / "net", nix_key.publisher) as local:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher, workers=GATEWAY_WORKERS) as local:
         local.start_nodes(6, 4, 2)
         gateway = local.start_gateway("gw", extra=(
             "--signing-key", str(nix_key.secret_file), "--upload-credentials", str(credentials)))

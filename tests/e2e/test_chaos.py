@@ -17,6 +17,8 @@ import pytest
 
 from tests.chaos.run import ChaosNetwork, Tally, chaos_run, narinfo_fields
 
+from .conftest import GATEWAY_WORKERS
+
 CHAOS_SECONDS = 40.0
 CLIENTS = 6
 
@@ -25,6 +27,7 @@ pytestmark = pytest.mark.nix
 
 def test_m_bad_nodes_under_load_cost_no_reader_a_byte(tmp_path: Path) -> None:
     net = ChaosNetwork(tmp_path / "chaos")
+    net.local.workers = GATEWAY_WORKERS
     try:
         net.start()
         tally: Tally = asyncio.run(chaos_run(net, CHAOS_SECONDS, CLIENTS, net.m))
@@ -44,4 +47,5 @@ def test_m_bad_nodes_under_load_cost_no_reader_a_byte(tmp_path: Path) -> None:
     assert (tally.wrong, tally.truncated, dict(tally.statuses)) == (0, 0, {}), tally.notes[:10]
     assert status == 503 and body.startswith(b"error: "), (status, body[:200])
     # through endless, trickling and deep-JSON answers the gateway's memory stays bounded
+    # (the largest of its processes': each worker's)
     assert gateway_peak < 300 * 1000 * 1000, gateway_peak

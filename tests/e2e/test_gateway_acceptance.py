@@ -31,7 +31,7 @@ from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, free_port
 from tests.support.metrics import scrape
 
-from .conftest import NixKey, nix
+from .conftest import GATEWAY_WORKERS, NixKey, nix
 
 pytestmark = pytest.mark.nix
 USER, PASSWORD = "ci", "gateway-pass"
@@ -72,7 +72,7 @@ def gateway_net(tmp_path: Path, nix_key: NixKey) -> Iterator[LocalNetwork]:
     publisher = nix_key.publisher
     creds = tmp_path / "credentials"
     creds.write_text(f"{USER}:{PASSWORD}\n")
-    with LocalNetwork(tmp_path, publisher) as net:
+    with LocalNetwork(tmp_path, publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(6, 4, 2)
         net.start_gateway("gw", extra=("--signing-key", str(nix_key.secret_file),
                                        "--upload-credentials", str(creds)))
@@ -164,7 +164,7 @@ def test_a_path_only_the_upstream_has(tmp_path: Path, nix_key: NixKey,
                                       upstream_cache: tuple[str, str, list[str]]) -> None:
     upstream_url, upstream_key, paths = upstream_cache
     publisher = nix_key.publisher
-    with LocalNetwork(tmp_path / "net", publisher) as net:
+    with LocalNetwork(tmp_path / "net", publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(6, 4, 2)
         # through a gateway that does not ingest, the NAR comes from /upstream/0/, Range too
         proxy = net.start_gateway("proxy-gw", extra=(

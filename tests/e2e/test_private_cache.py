@@ -48,7 +48,7 @@ from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, env_with_nix_config, free_port
 from nixshard.seaweed import SeaweedServer
 
-from .conftest import NixKey, nar_hashes, nix
+from .conftest import GATEWAY_WORKERS, NixKey, nar_hashes, nix
 
 pytestmark = pytest.mark.nix
 USER, PASSWORD = "laptop", "private-pass"
@@ -63,7 +63,7 @@ def private_net(tmp_path: Path, nix_key: NixKey, seaweed_server: SeaweedServer
                 ) -> Iterator[LocalNetwork]:
     """A private mixed network, 4-of-6 (3 node processes, 3 buckets), and its gateway
     with upload credentials, the signing key and (from LocalNetwork) the cache secret."""
-    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(3, 4, 2, buckets=3, seaweed=seaweed_server, private=True)
         creds = tmp_path / "credentials"
         creds.write_text(f"{USER}:{PASSWORD}\n")

@@ -10,7 +10,16 @@ import pytest
 
 from nixshard.localnet import LocalNetwork
 
-from .conftest import Closure, NixKey, copy_from, nar_hashes, nixshard, push, verify
+from .conftest import (
+    GATEWAY_WORKERS,
+    Closure,
+    NixKey,
+    copy_from,
+    nar_hashes,
+    nixshard,
+    push,
+    verify,
+)
 
 pytestmark = pytest.mark.nix
 
@@ -25,7 +34,7 @@ def repair(net: LocalNetwork, key: NixKey, *extra: str) -> dict[str, object]:
 
 def test_repair_then_lose_m_other_nodes(nix_key: NixKey, closure: Closure,
                                         tmp_path: Path) -> None:
-    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(8, 4, 2)
         net.start_daemon()
         push(net, nix_key, closure.roots)

@@ -19,7 +19,7 @@ from nixshard.demo import build_closure
 from nixshard.localnet import LocalNetwork, ManagedProcess, free_port
 from tests.support.tls import TestCerts, make_certs
 
-from .conftest import NixKey, nar_hashes, nix
+from .conftest import GATEWAY_WORKERS, NixKey, nar_hashes, nix
 
 pytestmark = pytest.mark.nix
 
@@ -31,14 +31,14 @@ def tls_net(tmp_path: Path, nix_key: NixKey, monkeypatch: pytest.MonkeyPatch
     certs = make_certs(tmp_path / "tls")
     monkeypatch.setenv("SSL_CERT_FILE", str(certs.ca))  # every process started inherits it
     tls = ["--tls-cert", str(certs.cert), "--tls-key", str(certs.key)]
-    with LocalNetwork(tmp_path / "net", nix_key.publisher) as net:
+    with LocalNetwork(tmp_path / "net", nix_key.publisher, workers=GATEWAY_WORKERS) as net:
         net.start_nodes(6, 4, 2, node_args={i: tls for i in range(1, 7)})
         assert net.network is not None
         assert all(node.url.startswith("https://") for node in net.network.nodes)
         port = free_port()
         gateway = ManagedProcess("tls-gateway", [
             "serve", "--network", str(net.network_file), "--listen", f"127.0.0.1:{port}",
-            "--cache-dir", str(tmp_path / "gw-cache"), *tls],
+            "--cache-dir", str(tmp_path / "gw-cache"), "--workers", str(GATEWAY_WORKERS), *tls],
             f"https://127.0.0.1:{port}", tmp_path / "tls-gateway.log")
         net.gateways.append(gateway)
         gateway.start().wait_ready()

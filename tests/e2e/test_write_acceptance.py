@@ -42,7 +42,16 @@ from storage_network.read.record_lookup import fetch_record
 from tests.support.disk import fill_up, tmpfs
 from tests.support.shards import rot_shards
 
-from .conftest import Closure, NixKey, copy_from, nar_hashes, nixshard, summary_field, verify
+from .conftest import (
+    GATEWAY_WORKERS,
+    Closure,
+    NixKey,
+    copy_from,
+    nar_hashes,
+    nixshard,
+    summary_field,
+    verify,
+)
 
 pytestmark = pytest.mark.nix
 K, M = 4, 2
@@ -100,7 +109,7 @@ def check_copy(net: LocalNetwork, key: NixKey, closure: Closure, dest: Path) -> 
 
 
 def publisher_net(tmp_path: Path, key: NixKey) -> LocalNetwork:
-    return LocalNetwork(tmp_path / "net", key.publisher)
+    return LocalNetwork(tmp_path / "net", key.publisher, workers=GATEWAY_WORKERS)
 
 
 def test_push_around_dead_killed_and_full_nodes_then_copy_with_two_others_down(
@@ -207,7 +216,8 @@ def test_push_wall_time_with_0_and_2_nodes_down(nix_key: NixKey, closure: Closur
     """Figures for the closing note (printed with ``-s``); both pushes must succeed."""
     times = {}
     for down in (0, 2):
-        with LocalNetwork(tmp_path / f"net-{down}", nix_key.publisher) as net:
+        with LocalNetwork(tmp_path / f"net-{down}", nix_key.publisher,
+                          workers=GATEWAY_WORKERS) as net:
             net.start_nodes(10, K, M)
             for number in range(1, down + 1):
                 net.nodes[number - 1].kill()
