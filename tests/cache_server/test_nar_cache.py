@@ -14,7 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from cache_server.nar_cache import Fill, FillFailedError, NarCache
+from cache_server.nar_cache import NarCache
+from cache_server.nar_fills import Fill, FillFailedError
 from tests.support.disk import fill_up
 
 from .conftest import MountTmpfs

@@ -15,7 +15,8 @@ import asyncio
 import os
 from pathlib import Path
 
-from cache_server.nar_cache import Fill, NarCache, PeerFill
+from cache_server.nar_cache import NarCache
+from cache_server.nar_fills import Fill, PeerFill
 
 from .test_nar_cache import BIG, BIG_NAR, FRAMES, MIB, SIZE, Gate, Network, until
 
