@@ -61,7 +61,10 @@ async def test_rotten_shard_on_disk_fails_its_proof(client: TestClient, publishe
     ids = [sid for sid, _ in shards]
     outcomes = check_answer(NONCE, ids, await prove(client, NONCE, ids))
     assert [o.held for o in outcomes] == [True, False, True]
-    assert outcomes[1].present and "match stripe root" in str(outcomes[1].error)
+    # format 2: the rotten block no longer leads to the block root the shard carries
+    # (format 1 said "do not match stripe root")
+    assert outcomes[1].present and "do not match the block root the shard carries" \
+        in str(outcomes[1].error)
 
 
 GOOD_ID = "ab" * 32 + ".0"
