@@ -2,6 +2,9 @@
 
     python3 benchmarks/narinfo_rate.py [--runs 3] [--seconds 5] [--keep]
 
+Run it from the repository root: the nodes and the gateway are ``python -m nixshard``
+in the current directory.
+
 The set-up: a key from ``nix-store --generate-binary-cache-key``; a small tree
 (one file of a few random bytes) added with ``nix-store --add`` as
 ``nixshard-narinfo-rate`` (deleted at the end unless ``--keep``); a local network
@@ -222,6 +225,7 @@ def run(args: argparse.Namespace, work: Path, env: dict[str, str],
               f"(access log on); load {os.getloadavg()[0]:.2f}")
         print()
         print(table(samples))
+        print("\nratios: the median of each round's gateway / bare (same-run pairs)")
     finally:
         net.close()
 

@@ -129,14 +129,13 @@ def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware
 
     @web.middleware
     async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if request.path in OPEN_PATHS:
-            return await handler(request)
         write = request.method not in _READS
+        # a read without read auth (the common request) passes before its path is looked at
+        if not (write or read_auth) or request.path in OPEN_PATHS:
+            return await handler(request)
         if write and not authenticator.can_write:
             raise ForbiddenError("uploads are disabled on this gateway (no upload "
                                  "credentials with the write scope configured)")
-        if not (write or read_auth):
-            return await handler(request)
         cred = await authenticator.authenticate(request.headers.get("Authorization"))
         scopes = cred.scopes
         if write and not scopes.write:

@@ -8,6 +8,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Generic, TypeVar
 
 from nix_formats.narinfo import NarInfo
@@ -39,6 +40,11 @@ class Entry:
     text: str
     cache_key: str
 
+    @cached_property
+    def body(self) -> bytes:
+        """:attr:`text` encoded as served (UTF-8), encoded once."""
+        return self.text.encode()
+
 
 class _Memo(Generic[T]):
     """The answers of an async lookup by key: the last ``size`` hits, absences for
@@ -53,22 +59,36 @@ class _Memo(Generic[T]):
         self._absent: OrderedDict[str, tuple[float, str]] = OrderedDict()
         self._running: dict[str, asyncio.Future[T]] = {}
 
+    def hit(self, key: str) -> T | None:
+        """The cached answer for ``key`` (now the most recently used), or None."""
+        found = self._cache.get(key)
+        if found is not None:
+            self._cache.move_to_end(key)
+        return found
+
+    def absence(self, key: str) -> str | None:
+        """The message of the absence of ``key`` remembered within the TTL, or None (an
+        expired one is forgotten)."""
+        absent = self._absent.get(key)
+        if absent is None:
+            return None
+        if self._clock() < absent[0]:
+            return absent[1]
+        del self._absent[key]
+        return None
+
     def peek(self, key: str, remembered_absence: bool) -> T | None:
         """The cached answer for ``key``, or None when the network must be asked.
 
         Raises:
             NotFoundError: an absence remembered within the TTL (``remembered_absence``).
         """
-        found = self._cache.get(key)
-        if found is not None:
-            self._cache.move_to_end(key)
-            return found
-        absent = self._absent.get(key) if remembered_absence else None
-        if absent is not None:
-            if self._clock() < absent[0]:
-                raise NotFoundError(absent[1])
-            del self._absent[key]
-        return None
+        found = self.hit(key)
+        if found is None and remembered_absence:
+            message = self.absence(key)
+            if message is not None:
+                raise NotFoundError(message)
+        return found
 
     async def get(self, key: str, lookup: Callable[[], Awaitable[T]],
                   remembered_absence: bool) -> T:
@@ -122,6 +142,18 @@ class RecordLookup:
         self._net = net
         self._entries: _Memo[Entry] = _Memo(size, negative_ttl, clock)
         self._records: _Memo[Record] = _Memo(size, 0.0, clock)  # absences: see above
+
+    def cached(self, hash_part: str) -> Entry | None:
+        """The entry for ``hash_part`` when it is in memory, else None (then see
+        :meth:`remembered_absence`, then ask :meth:`get`): a hit without an await.
+        Only hash parts :meth:`get` was given are ever in memory."""
+        return self._entries.hit(hash_part)
+
+    def remembered_absence(self, hash_part: str) -> str | None:
+        """The message of the :class:`NotFoundError` :meth:`get` would raise again for
+        ``hash_part`` without asking the network (an absence remembered within
+        ``negative_ttl``), or None: a remembered 404 without an await or a raise."""
+        return self._entries.absence(hash_part)
 
     async def get(self, hash_part: str, *, remembered_absence: bool = True) -> Entry:
         """The entry for ``hash_part``.

@@ -134,8 +134,9 @@ class ErrorMap:
             self.logger.error("aborting the answer to %s after its headers: %s",
                               describe(request), message)
         else:
-            self.logger.log(logging.DEBUG if status == 404 else logging.WARNING,
-                            "refused %s: %d %s", describe(request), status, message)
+            level = logging.DEBUG if status == 404 else logging.WARNING
+            if self.logger.isEnabledFor(level):  # a 404 is usually not: skip describe()
+                self.logger.log(level, "refused %s: %d %s", describe(request), status, message)
 
     async def handle(self, request: web.Request, exc: Exception,
                      rule: Rule) -> web.StreamResponse:

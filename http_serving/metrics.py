@@ -49,9 +49,9 @@ classic text format, :data:`CONTENT_TYPE`.
 from __future__ import annotations
 
 import asyncio
-import time
 from dataclasses import dataclass
-from typing import Any
+from time import perf_counter
+from typing import Any, NamedTuple
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
@@ -65,12 +65,10 @@ CANCELLED_STATUS = "499"
 METHODS = frozenset({"GET", "HEAD", "PUT", "POST", "DELETE", "PATCH", "OPTIONS"})
 REQUEST_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
                    2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-# Request key of the request's _Pending (a RequestKey where aiohttp has them).
+# Request key of the request's _Pending (a RequestKey where aiohttp has them), also where
+# mark_aborted keeps its reason.
 _PENDING: Any = (web.RequestKey("nixshard_http_metrics", object) if hasattr(web, "RequestKey")
                  else "nixshard_http_metrics")
-# Request key of why the transfer was aborted (set by mark_aborted).
-_ABORTED: Any = (web.RequestKey("nixshard_http_aborted", str) if hasattr(web, "RequestKey")
-                 else "nixshard_http_aborted")
 
 
 def route_label(request: web.Request) -> str:
@@ -88,18 +86,28 @@ def method_label(method: str) -> str:
 def announced_body_bytes(request: web.BaseRequest, response: web.StreamResponse) -> int | None:
     """Body bytes a response being prepared will send: 0 when it has no body
     (``HEAD``, 1xx, 204, 304), its Content-Length, or None (a stream without one)."""
-    if request.method == "HEAD" or response.status in (204, 304) or response.status < 200:
+    status = response.status
+    if request.method == "HEAD" or status < 200 or status == 204 or status == 304:
         return 0
     return response.content_length
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     """What the middleware knows of a request it is running."""
 
     started: float | None  # perf_counter seconds; None: no middleware ran
     counted: bool = False
     stream: web.StreamResponse | None = None  # prepared without a Content-Length
+    aborted: str | None = None  # why the transfer was cut off (mark_aborted)
+
+
+class _Children(NamedTuple):
+    """The metric children one (route, method, status) counts into."""
+
+    requests: Counter  # requests_total{route, method, status}
+    seconds: Histogram  # request_seconds{route, method}
+    sent: Counter  # bytes_sent_total{route}
 
 
 class RequestMetrics:
@@ -131,8 +139,28 @@ class RequestMetrics:
             f"{prefix}_aborted",
             "Answers whose transfer was cut off after the headers, by route pattern (counted "
             "in requests_total with the status sent).", ["route"], registry=registry)
-        self._counters: dict[tuple[str, str, str], Counter] = {}
-        self._timers: dict[tuple[str, str], Histogram] = {}
+        # labels() validates, joins and locks (several µs): each child is looked up once.
+        # Keys are bounded: route patterns, METHODS + "other", statuses.
+        self._children: dict[tuple[str, str, int | str], _Children] = {}
+        self._sent: dict[str, Counter] = {}
+
+    def _children_of(self, request: web.Request, status: int | str) -> _Children:
+        """The metric children of ``request``'s route and method with ``status``."""
+        key = (route_label(request), method_label(request.method), status)
+        found = self._children.get(key)
+        if found is None:
+            route, method, _ = key
+            found = self._children[key] = _Children(
+                self.requests.labels(route, method, str(status)),
+                self.seconds.labels(route, method), self._sent_child(route))
+        return found
+
+    def _sent_child(self, route: str) -> Counter:
+        """The ``bytes_sent`` child of ``route`` (a route label)."""
+        found = self._sent.get(route)
+        if found is None:
+            found = self._sent[route] = self.bytes_sent.labels(route=route)
+        return found
 
     def count(self, request: web.Request, status: int | str, seconds: float | None) -> None:
         """Count one answered request, and the request body bytes read so far.
@@ -142,17 +170,14 @@ class RequestMetrics:
             seconds: from the start of the middlewares to the answer's headers, or
                 None when not timed.
         """
-        route, method = route_label(request), method_label(request.method)
-        key = (route, method, str(status))
-        counter = self._counters.get(key)
-        if counter is None:  # labels() validates and locks: look each child up once
-            counter = self._counters[key] = self.requests.labels(*key)
-        counter.inc()
+        self._count(request, self._children_of(request, status), seconds)
+
+    def _count(self, request: web.BaseRequest, children: _Children,
+               seconds: float | None) -> None:
+        """:meth:`count` with the children already looked up."""
+        children.requests.inc()
         if seconds is not None:
-            timer = self._timers.get(key[:2])
-            if timer is None:
-                timer = self._timers[key[:2]] = self.seconds.labels(route, method)
-            timer.observe(seconds)
+            children.seconds.observe(seconds)
         received = request.content.total_bytes
         if received:
             self.bytes_received.inc(received)
@@ -167,19 +192,18 @@ class RequestMetrics:
 
         @web.middleware
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-            started = time.perf_counter()
+            started = perf_counter()
             pending = request[_PENDING] = _Pending(started)
             try:
                 return await handler(request)
             except asyncio.CancelledError:
                 if not pending.counted:
                     pending.counted = True
-                    self.count(request, CANCELLED_STATUS, time.perf_counter() - started)
+                    self.count(request, CANCELLED_STATUS, perf_counter() - started)
                 raise
             finally:
                 if pending.stream is not None:  # headers and chunk framing included
-                    self.bytes_sent.labels(route=route_label(request)).inc(
-                        pending.stream.body_length)
+                    self._sent_child(route_label(request)).inc(pending.stream.body_length)
 
         return middleware
 
@@ -187,19 +211,21 @@ class RequestMetrics:
                                   response: web.StreamResponse) -> None:
         """``on_response_prepare``: count the request's answer, once.  Answers no
         middleware saw (``Expect`` refusals) are counted untimed."""
-        pending = request.get(_PENDING)
-        if pending is None:
+        try:
+            pending = request[_PENDING]
+        except KeyError:
             pending = request[_PENDING] = _Pending(started=None)
         if pending.counted:
             return
         pending.counted = True
-        self.count(request, response.status,
-                   None if pending.started is None else time.perf_counter() - pending.started)
+        children = self._children_of(request, response.status)
+        self._count(request, children,
+                    None if pending.started is None else perf_counter() - pending.started)
         body = announced_body_bytes(request, response)
         if body is None:
             pending.stream = response
         elif body:
-            self.bytes_sent.labels(route=route_label(request)).inc(body)
+            children.sent.inc(body)
 
 
 REQUEST_METRICS = web.AppKey("request_metrics", RequestMetrics)
@@ -213,9 +239,13 @@ def mark_aborted(request: web.Request, reason: str) -> None:
     by :func:`aborted` (the access log's ``aborted`` field).  ``reason`` is
     a short text (``"network"``, ``"client gone"``, ...).
     """
-    if request.get(_ABORTED) is not None:
+    try:
+        pending = request[_PENDING]
+    except KeyError:  # no metrics here (or not yet): the reason still needs a home
+        pending = request[_PENDING] = _Pending(started=None)
+    if pending.aborted is not None:
         return
-    request[_ABORTED] = reason
+    pending.aborted = reason
     metrics = request.app.get(REQUEST_METRICS)
     if metrics is not None:
         metrics.aborted.labels(route=route_label(request)).inc()
@@ -224,8 +254,11 @@ def mark_aborted(request: web.Request, reason: str) -> None:
 def aborted(request: web.BaseRequest) -> str | None:
     """Why ``request``'s answer was cut off after its headers (see :func:`mark_aborted`),
     or None when it was not."""
-    reason: str | None = request.get(_ABORTED)
-    return reason
+    try:  # every answer the metrics counted has its _Pending: no failed lookup
+        pending: _Pending = request[_PENDING]
+    except KeyError:
+        return None
+    return pending.aborted
 
 
 def setup(app: web.Application, metrics: RequestMetrics) -> None:

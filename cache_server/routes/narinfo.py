@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from aiohttp import web
+from aiohttp import hdrs, web
 
 from nix_formats.store_path import validate_hash_part
 from storage_network import NotFoundError
@@ -27,12 +27,15 @@ from storage_network import NotFoundError
 from ..auth import checks_names, require_name
 from ..errors import NotServedError
 from ..metrics import UPSTREAM
-from ..state import RECORDS, UPSTREAMS
+from ..state import CONFIG, RECORDS, UPSTREAMS
 from ..upstream import UpstreamUnavailableError
 from ..upstream_ingest import start_upstream_ingest
 
 log = logging.getLogger("nixshard.serve")
 TEXT_TYPE = "text/x-nix-narinfo"
+# what Response(text=..., content_type=TEXT_TYPE) sends, made once (an istr key: not
+# case-folded again for each answer)
+TEXT_HEADERS = {hdrs.CONTENT_TYPE: f"{TEXT_TYPE}; charset=utf-8"}
 
 
 @checks_names
@@ -43,17 +46,30 @@ async def narinfo(request: web.Request) -> web.Response:
     refused (403) a path outside them, found in the network or upstream; an upstream
     path it is refused is not ingested.
     """
-    hash_part = validate_hash_part(request.match_info["hash"])
-    try:
-        entry = await request.app[RECORDS].get(hash_part)
-    except NotFoundError as exc:
-        if request.app.get(UPSTREAMS) is None:
-            # returned, not raised: Nix asks for many absent paths (the common 404), and
-            # the error middleware would log it at DEBUG only anyway
-            return web.Response(status=404, text=f"error: {exc}\n")
-        return await _from_upstream(request, hash_part)
+    hash_part = request.match_info["hash"]
+    records = request.app[RECORDS]
+    # what is remembered (only valid hash parts are) is answered without an await or a raise
+    entry = records.cached(hash_part)
+    if entry is None:
+        absence = records.remembered_absence(hash_part)
+        if absence is not None:
+            return await _absent(request, hash_part, absence)
+        try:
+            entry = await records.get(validate_hash_part(hash_part))
+        except NotFoundError as exc:
+            return await _absent(request, hash_part, str(exc))
     require_name(request, entry.narinfo.store_path.name)
-    return web.Response(text=entry.text, content_type=TEXT_TYPE)
+    return web.Response(body=entry.body, headers=TEXT_HEADERS)
+
+
+async def _absent(request: web.Request, hash_part: str, message: str) -> web.Response:
+    """The answer for a path the network does not have (``message``: why): 404, or what
+    the upstream caches say."""
+    if request.app[CONFIG].upstream is None:  # app[UPSTREAMS] is absent, found cheaper
+        # returned, not raised: Nix asks for many absent paths (the common 404), and the
+        # error middleware would log it at DEBUG only anyway
+        return web.Response(status=404, text=f"error: {message}\n")
+    return await _from_upstream(request, hash_part)
 
 
 async def _from_upstream(request: web.Request, hash_part: str) -> web.Response:
