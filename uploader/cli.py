@@ -34,14 +34,7 @@ from .backoff import DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY
 from .closure import PathInfo, query_closure, resolve_store_path
 from .errors import PushFailedError, StoreWatchError, UploaderError
 from .progress import nar_progress, nar_total, show_progress
-from .push import (
-    DEFAULT_JOBS,
-    ProgressCallback,
-    PushSummary,
-    format_summary,
-    push_closure,
-    push_encoder,
-)
+from .push import DEFAULT_JOBS, ProgressCallback, PushSummary, format_summary, push_closure
 from .spool import push_spool
 from .spool_files import NEW_DIR, SpoolError
 from .watch import DEFAULT_INTERVAL, DEFAULT_STORE_DIR, watch_store
@@ -53,18 +46,15 @@ async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
                    keyring: Keyring | None = None) -> PushSummary:
     """Push ``infos`` over a fresh network client, ``jobs`` paths at once.
 
-    See :func:`uploader.push.push_closure` (records in dependency order); chunks
-    are encoded in worker processes (:func:`uploader.push.push_encoder`).
+    See :func:`uploader.push.push_closure` (records in dependency order).
     ``keyring``: a private network's cache secrets (everything is sealed).
 
     Raises:
         PushFailedError: some paths were not pushed (the others were).
         NixQueryError: the references form a cycle.
     """
-    async with push_encoder(network, keyring) as encoder, \
-            NetworkClient(network, keyring=keyring) as net:
-        return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress,
-                                  encoder=encoder)
+    async with NetworkClient(network, keyring=keyring) as net:
+        return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress)
 
 
 def check_mode(ctx: click.Context, store_paths: tuple[str, ...], watch: bool,

@@ -2,9 +2,7 @@
 
 Per store path: skip it if the network already holds a record for it; else
 stream its NAR (:func:`nix_formats.nar.dump_path`) into the network
-(:func:`storage_network.store_payload`, what :func:`nix_records.publishing.store`
-does, with the push's :class:`~storage_network.write.encode_workers.WorkerEncoder`
-when it has one), check the NarHash against the Nix
+(:func:`nix_records.publishing.store`), check the NarHash against the Nix
 database, make the narinfo (:func:`nix_records.narinfo_record.new_narinfo`,
 a ``Sig:`` by the Nix signing key) and publish the signed record last
 (:func:`nix_records.publishing.publish`).
@@ -35,19 +33,16 @@ from nix_records import (
     new_narinfo,
     publish,
     record_key,
+    store,
 )
 from storage_network import (
-    Keyring,
-    Network,
     NetworkClient,
     NotFoundError,
     Publisher,
     PublishStats,
     StorageNetworkError,
     fetch_record,
-    store_payload,
 )
-from storage_network.write.encode_workers import WorkerEncoder
 
 from .closure import PathInfo, topological_order
 from .errors import PushError, PushFailedError
@@ -61,18 +56,6 @@ ProgressCallback = Callable[[int], None]
 DoneCallback = Callable[[PathInfo, bool], None]
 """Called once a path is in the network: True when this push wrote its record,
 False when the record was already there."""
-
-
-def push_encoder(network: Network, keyring: Keyring | None = None) -> WorkerEncoder:
-    """The worker processes a push encodes its chunks on (one per core, at most
-    :data:`~storage_network.write.encode_workers.DEFAULT_WORKERS`), for ``network`` and
-    its ``keyring`` (a private network's).  Enter it (``async with``) before the network
-    client, which starts threads: its workers are forked.
-
-    Raises:
-        ValueError: the network's codec parameters are refused by pyeclib.
-    """
-    return WorkerEncoder.for_network(network, tuple(keyring) if keyring is not None else ())
 
 
 @dataclass
@@ -108,10 +91,8 @@ def _reporting(pieces: Iterable[bytes], loop: asyncio.AbstractEventLoop,
 
 
 async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publisher: Publisher,
-                 report: ProgressCallback | None = None,
-                 encoder: WorkerEncoder | None = None) -> _Stored | None:
-    """Store the shards of ``info``'s NAR (encoded on ``encoder`` when given, else on
-    the client's pool); None when the network holds its record already.
+                 report: ProgressCallback | None = None) -> _Stored | None:
+    """Store the shards of ``info``'s NAR; None when the network holds its record already.
 
     Raises:
         PushError: unreadable tree, NAR differs from the Nix database, a node
@@ -130,7 +111,7 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
     if report is not None:
         pieces = _reporting(nar, asyncio.get_running_loop(), report)
     try:
-        payload = StoredPayload(*await store_payload(net, publisher, pieces, encoder=encoder))
+        payload = await store(net, publisher, pieces)
     except StorageNetworkError as exc:
         raise PushError(f"{path}: {exc}") from exc
     except (OSError, NixFormatError) as exc:
@@ -167,19 +148,17 @@ async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher
 
 
 async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
-                    publisher: Publisher, summary: PushSummary, *,
-                    encoder: WorkerEncoder | None = None) -> bool:
+                    publisher: Publisher, summary: PushSummary) -> bool:
     """Push one store path unless the network holds it; True if pushed.
 
     Its references are not checked: :func:`push_closure` orders the records.
-    ``encoder``: worker processes to encode its chunks on (default: the client's pool).
 
     Raises:
         PushError: the tree cannot be read, the NAR does not match the Nix
             database, or the network refused a shard or the record (the
             message starts with the store path and says which).
     """
-    stored = await _store(net, info, nix_key, publisher, encoder=encoder)
+    stored = await _store(net, info, nix_key, publisher)
     if stored is None:
         summary.skipped.append(info.store_path.path)
         return False
@@ -190,8 +169,7 @@ async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
 async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: SecretKey,
                        publisher: Publisher, *, jobs: int = DEFAULT_JOBS,
                        progress: ProgressCallback | None = None,
-                       on_done: DoneCallback | None = None,
-                       encoder: WorkerEncoder | None = None) -> PushSummary:
+                       on_done: DoneCallback | None = None) -> PushSummary:
     """Push ``infos``, up to ``jobs`` paths at once, each record after its references' records.
 
     References outside ``infos`` are taken to be in the network already.
@@ -207,7 +185,6 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
             failed paths count their whole ``nar_size``, so the counts add
             up to the sum of the known ``nar_size`` values.
         on_done: called for each path that is in the network afterwards.
-        encoder: worker processes to encode chunks on (default: the client's pool).
 
     Returns:
         The summary (``pushed`` in record order).
@@ -252,8 +229,7 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
                     blocker = failed_reference(refs)
                     if blocker is None:
                         stored = await _store(net, info, nix_key, publisher,
-                                              report if progress is not None else None,
-                                              encoder)
+                                              report if progress is not None else None)
                         done = stored is None
             if stored is not None:
                 for ref in refs:

@@ -5,8 +5,6 @@ FastCDC would cut from the whole stream at once, holding at most about
 ``4 * max_size`` bytes: a cut point depends only on the bytes from the chunk
 start to at most ``max_size`` bytes after it, so every chunk that starts at
 least ``max_size`` bytes before the end of the buffer is final.
-:func:`iter_chunk_views` yields the same chunks as views into that buffer,
-for a caller that copies each chunk once to where it is worked on.
 """
 
 from __future__ import annotations
@@ -24,17 +22,6 @@ def iter_chunks(pieces: Iterable[bytes], params: ChunkingParams) -> Iterator[byt
     Chunks are between ``params.min_size`` and ``params.max_size`` bytes,
     except the last, which may be shorter.  Memory: O(max_size).
     """
-    for view in iter_chunk_views(pieces, params):
-        yield bytes(view)
-
-
-def iter_chunk_views(pieces: Iterable[bytes], params: ChunkingParams) -> Iterator[memoryview]:
-    """The chunks of :func:`iter_chunks`, each as a read-only view into the chunker's buffer.
-
-    A view is valid only until the next chunk is asked for: it is released
-    then (using it afterwards raises ``ValueError``), so copy what you keep.
-    Memory: O(max_size); no copy per chunk.
-    """
     window = 4 * params.max_size
     buf = bytearray()
     for piece in pieces:
@@ -47,20 +34,15 @@ def iter_chunk_views(pieces: Iterable[bytes], params: ChunkingParams) -> Iterato
 
 
 def _cut(buf: bytearray, params: ChunkingParams,
-         final: bool) -> Generator[memoryview, None, int]:
-    """Yield views of the final chunks of ``buf`` (each released when the next is
-    asked for); return how many bytes they cover."""
-    view = memoryview(buf).toreadonly()
+         final: bool) -> Generator[bytes, None, int]:
+    """Yield the final chunks of ``buf``; return how many bytes they cover."""
+    view = memoryview(buf)
     end = 0
     try:
         for c in fastcdc_cy(view, params.min_size, params.avg_size, params.max_size):
             if not final and c.offset + params.max_size > len(buf):
                 break
-            chunk = view[c.offset:c.offset + c.length]
-            try:
-                yield chunk
-            finally:
-                chunk.release()
+            yield bytes(view[c.offset:c.offset + c.length])
             end = c.offset + c.length
     finally:
         view.release()

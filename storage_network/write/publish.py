@@ -1,9 +1,8 @@
 """The write path: payload -> chunks -> stripes -> shards on nodes -> record last.
 
 :func:`store_payload` streams a payload (any iterable of byte pieces) through
-the chunker, encodes chunks on the client's thread pool (zstd releases the GIL, pyeclib
-does not) or, given a :class:`~storage_network.write.encode_workers.WorkerEncoder`, in
-worker processes, with a bounded number in flight, and stores batches of chunks with
+the chunker, encodes chunks on the client's thread pool (zstd releases the GIL) with a
+bounded number in flight, and stores batches of chunks with
 :func:`storage_network.write.shard_upload.upload_batch`: per node and round one
 request that asks which shards it already holds and one batch put of the
 rest (:mod:`storage_network.wire.shard_batch`), going around nodes that are
@@ -28,10 +27,9 @@ publisher, nodes and collector) never references a collected shard.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections import deque
-from collections.abc import AsyncGenerator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -44,7 +42,6 @@ from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.record import Record, open_record, seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
 from storage_network.wire.write_auth import Publisher
-from storage_network.write.encode_workers import WorkerEncoder
 from storage_network.write.record_write import write_version
 from storage_network.write.shard_upload import StripeUpload, UploadState, upload_batch
 
@@ -88,7 +85,7 @@ class PublishStats:
 
 
 async def _encoded_chunks(pieces: Iterable[bytes], net: NetworkClient, codec: StripeCodec,
-                          window: int) -> AsyncGenerator[EncodedChunk, None]:
+                          window: int) -> AsyncIterator[EncodedChunk]:
     """Encoded chunks in payload order (sealed under the client's current cache
     secret, if it has a keyring); at most ``window`` being encoded at once."""
     loop = asyncio.get_running_loop()
@@ -129,8 +126,7 @@ def _check_stripes(stripes: list[StripeUpload], k: int, n: int, state: UploadSta
 
 
 async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],
-                        window: int = 2 * BATCH_CHUNKS, *, encoder: WorkerEncoder | None = None
-                        ) -> tuple[Manifest, PublishStats]:
+                        window: int = 2 * BATCH_CHUNKS) -> tuple[Manifest, PublishStats]:
     """Chunk, encode and store a payload; return its manifest and what was stored.
 
     Shards go around nodes that are down, full or slow
@@ -144,30 +140,15 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
     Args:
         pieces: the payload as byte pieces of any size (read on a helper thread).
         window: chunks encoded ahead at most (memory bound; default 2 batches).
-            Encoding runs on the network client's pool, or on ``encoder``.
-        encoder: worker processes to encode on (the same bytes as the pool makes);
-            it must fit the network (:meth:`WorkerEncoder.fits`) and hold the
-            client's current cache secret, if any.
+            Encoding runs on the network client's pool.
 
     Raises:
         NodeError: a chunk could not get k + 1 shards stored (the payload is
             then not published; shards already stored are harmless and
             reused later); the message names the nodes passed over and why.
-        EncoderError: ``encoder`` failed (a worker process exited).
-        ValueError: ``encoder`` does not fit the network or lacks the secret.
     """
     nw = net.network
     codec = net.codec(nw.codec, nw.k, nw.m)
-    if encoder is None:
-        source = _encoded_chunks(pieces, net, codec, window)
-    elif encoder.fits(codec, nw.chunking):
-        source = encoder.encoded_chunks(
-            pieces, nw.chunking, net.keyring.current if net.keyring is not None else None,
-            window)
-    else:
-        raise ValueError(f"the encoder ({encoder.k}-of-{encoder.k + encoder.m} "
-                         f"{encoder.codec}, zstd {encoder.zstd_level}, chunks up to "
-                         f"{encoder.layout.in_bytes} bytes) does not fit the network")
     stats = PublishStats()
     state = UploadState()
     refs: list[ChunkRef] = []
@@ -184,17 +165,16 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
 
     try:
         batch: list[EncodedChunk] = []
-        async with contextlib.aclosing(source) as encoded:
-            async for enc in encoded:
-                refs.append(enc.ref)
-                stats.chunks += 1
-                stats.payload_bytes += enc.ref.size
-                batch.append(enc)
-                if len(batch) >= BATCH_CHUNKS:
-                    start(batch)
-                    batch = []
-                    if len(uploads) > 1:
-                        await settle(uploads.popleft())
+        async for enc in _encoded_chunks(pieces, net, codec, window):
+            refs.append(enc.ref)
+            stats.chunks += 1
+            stats.payload_bytes += enc.ref.size
+            batch.append(enc)
+            if len(batch) >= BATCH_CHUNKS:
+                start(batch)
+                batch = []
+                if len(uploads) > 1:
+                    await settle(uploads.popleft())
         if batch:
             start(batch)
         while uploads:

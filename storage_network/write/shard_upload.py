@@ -56,7 +56,6 @@ class StripeUpload:
         placed: shard index -> id of the first node known to hold it.
         used: ids of the nodes holding, or asked to hold, a shard of it.
         uploaded: True once any of its shards was written (not just found held).
-        ids: the id of each of its shards, by index.
     """
 
     enc: EncodedChunk
@@ -65,14 +64,10 @@ class StripeUpload:
     used: set[str] = field(default_factory=set)
     uploaded: bool = False
     _next_spare: int = 0
-    ids: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ids = [shard_id(self.enc.ref.root, i) for i in range(len(self.enc.bodies))]
 
     def sid(self, index: int) -> str:
         """The id of shard ``index``."""
-        return self.ids[index]
+        return shard_id(self.enc.ref.root, index)
 
     def spare(self, avoid: set[str]) -> NodeInfo | None:
         """The next node past position n of the ranking holding nothing of the
@@ -201,11 +196,11 @@ class _BatchUpload:
         present, uploaded = result
         retry = []
         for stripe, index in job.shards:
-            sid = stripe.ids[index]
-            if present:
-                for other, other_id in enumerate(stripe.ids):
-                    if other_id in present:
-                        stripe.placed.setdefault(other, job.node.id)
+            n = len(stripe.enc.bodies)
+            sid = stripe.sid(index)
+            for other in range(n):
+                if stripe.sid(other) in present:
+                    stripe.placed.setdefault(other, job.node.id)
             if sid in uploaded:
                 stripe.placed.setdefault(index, job.node.id)
                 stripe.uploaded = True
