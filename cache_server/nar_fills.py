@@ -132,15 +132,10 @@ class Fill:
                 if self.written <= pos:
                     await self._changed.wait()
                     continue
-                want = min(end, self.written, pos + READ_PIECE) - pos
-                try:
-                    piece = await loop.run_in_executor(None, os.pread, fd, want, pos)
-                except OSError as exc:
-                    log.warning("NAR %s: reading the cache file failed at byte %d (%s); "
-                                "continuing from the network", self.key, pos, exc)
+                piece = await read_piece(self.key, self.tmp, fd, pos,
+                                         min(end, self.written, pos + READ_PIECE) - pos)
+                if piece is None:
                     break
-                if not piece:
-                    raise FillFailedError(f"cache file {self.tmp.name} shrank at {pos}")
                 pos += len(piece)
                 yield piece
         finally:
@@ -253,7 +248,6 @@ class PeerFill:
         Raises:
             FillFailedError: the writer stopped short and no ``resume`` was given.
         """
-        loop = asyncio.get_running_loop()
         pos = start
         try:
             while pos < end:
@@ -267,15 +261,10 @@ class PeerFill:
                                     self.key, have, pos)
                         break
                     continue
-                want = min(end, have, pos + READ_PIECE) - pos
-                try:
-                    piece = await loop.run_in_executor(None, os.pread, self._fd, want, pos)
-                except OSError as exc:
-                    log.warning("NAR %s: reading the cache file failed at byte %d (%s); "
-                                "continuing from the network", self.key, pos, exc)
+                piece = await read_piece(self.key, self.part, self._fd, pos,
+                                         min(end, have, pos + READ_PIECE) - pos)
+                if piece is None:
                     break
-                if not piece:
-                    raise FillFailedError(f"cache file {self.part.name} shrank at {pos}")
                 pos += len(piece)
                 yield piece
         finally:
@@ -364,3 +353,22 @@ def held(path: Path) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+async def read_piece(key: str, path: Path, fd: int, pos: int, want: int) -> bytes | None:
+    """``want`` bytes (at most) at offset ``pos`` of the fill file ``path`` open as ``fd``,
+    read off the event loop; None when the disk failed (logged: the reader goes on from
+    the network).
+
+    Raises:
+        FillFailedError: the file ends before ``pos`` (it shrank under the reader).
+    """
+    try:
+        piece = await asyncio.get_running_loop().run_in_executor(None, os.pread, fd, want, pos)
+    except OSError as exc:
+        log.warning("NAR %s: reading the cache file failed at byte %d (%s); "
+                    "continuing from the network", key, pos, exc)
+        return None
+    if not piece:
+        raise FillFailedError(f"cache file {path.name} shrank at {pos}")
+    return piece
