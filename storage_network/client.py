@@ -216,12 +216,13 @@ class NetworkClient:
             lane = self._lanes[node_id] = asyncio.Semaphore(LANES)
         return lane
 
-    async def compute(self, nbytes: int, fn: Callable[..., T], *args: Any) -> T:
+    async def compute(self, nbytes: int, fn: Callable[..., T], *args: Any,
+                      inline: int = INLINE_BYTES) -> T:
         """``fn(*args)``, CPU work over about ``nbytes`` bytes: on the event loop up
-        to :data:`INLINE_BYTES` (a hop to the pool and back costs more CPU than
-        hashing or copying that much), on the client's pool beyond, so the loop
-        never stalls long."""
-        if nbytes <= INLINE_BYTES:
+        to ``inline`` bytes (default :data:`INLINE_BYTES`: a hop to the pool and back
+        costs more CPU than hashing or copying that much), on the client's pool
+        beyond, so the loop never stalls long."""
+        if nbytes <= inline:
             return fn(*args)
         return await asyncio.get_running_loop().run_in_executor(self.pool, fn, *args)
 

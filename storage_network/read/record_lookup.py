@@ -111,11 +111,8 @@ async def _ask(net: NetworkClient, node: NodeInfo, key: str,
     if data is None:
         return _Answer(node)
     try:
-        if len(data) <= OPEN_INLINE_BYTES:
-            version = open_record(trusted, key, data)
-        else:
-            version = await asyncio.get_running_loop().run_in_executor(
-                net.pool, open_record, trusted, key, data)
+        version = await net.compute(len(data), open_record, trusted, key, data,
+                                    inline=OPEN_INLINE_BYTES)
     except RecordError as exc:
         log.warning("node %s served a bad record for %s: %s", node.id, key, exc)
         return _Answer(node)
@@ -244,19 +241,16 @@ async def fetch_sealed_record(net: NetworkClient, keyring: Keyring, key: str,
         except NotFoundError as exc:
             misses.append(f"{secret.name}: {exc}")
             continue
-        if _opens_inline(record):
-            return open_sealed_record(keyring, record, key)
-        return await asyncio.get_running_loop().run_in_executor(
-            net.pool, open_sealed_record, keyring, record, key)
+        return await net.compute(_opening_bytes(record), open_sealed_record, keyring, record,
+                                 key, inline=OPEN_INLINE_BYTES)
     raise NotFoundError(f"record {key}: not under the keyed key of any cache secret ("
                         + "; ".join(misses) + ")")
 
 
-def _opens_inline(record: Record) -> bool:
-    """Whether opening sealed ``record`` is cheap enough for the event loop: its
-    metadata and manifest (about its envelope's size) up to :data:`OPEN_INLINE_BYTES`."""
-    return (len(record.metadata) + ENTRY_BYTES * len(record.manifest.chunks)
-            <= OPEN_INLINE_BYTES)
+def _opening_bytes(record: Record) -> int:
+    """About the bytes opening sealed ``record`` works over: its metadata and manifest
+    (its envelope's size); opened on the event loop up to :data:`OPEN_INLINE_BYTES`."""
+    return len(record.metadata) + ENTRY_BYTES * len(record.manifest.chunks)
 
 
 async def fetch_stored_record(net: NetworkClient, key: str,
