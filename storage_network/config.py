@@ -61,12 +61,37 @@ NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
 
 
+NODE_STATES = ("active", "draining", "removed")
+"""A node's state: ``active`` takes new shards; ``draining`` is still read but gets no
+new shards (repair moves its shards away); ``removed`` is neither read nor written."""
+
+
 @dataclass(frozen=True)
 class NodeInfo:
-    """One storage node: a stable ``id`` (used for placement) and its base ``url``."""
+    """One storage node.
+
+    Attributes:
+        id: stable id (placement ranks ids).
+        url: base URL.
+        operator: the party running the node (a failure domain: placement spreads a
+            stripe's shards over operators first); empty means the node is its own
+            operator.
+        zone: a second failure domain inside an operator (site, rack); may be empty.
+        weight: capacity weight (> 0); rendezvous gives a node keys in proportion.
+        state: one of :data:`NODE_STATES`.
+    """
 
     id: str
     url: str
+    operator: str = ""
+    zone: str = ""
+    weight: float = 1.0
+    state: str = "active"
+
+    @property
+    def domain(self) -> str:
+        """The operator, or the node id when the node names none."""
+        return self.operator or self.id
 
 
 @dataclass(frozen=True)
@@ -209,7 +234,7 @@ class Network:
                 "avg_size": self.chunking.avg_size,
                 "max_size": self.chunking.max_size,
             },
-            "nodes": [{"id": n.id, "url": n.url} for n in self.nodes],
+            "nodes": [_node_toml(n) for n in self.nodes],
         }
         if self.maintainers is not None:
             doc["maintainers"] = [key.text() for name, key in self.publishers.items()
@@ -217,6 +242,35 @@ class Network:
         if self.private:
             doc["private"] = True
         return doc
+
+
+def _node_toml(node: NodeInfo) -> dict[str, Any]:
+    """One ``[[nodes]]`` table; the failure-domain keys only when not their defaults."""
+    doc: dict[str, Any] = {"id": node.id, "url": node.url}
+    if node.operator:
+        doc["operator"] = node.operator
+    if node.zone:
+        doc["zone"] = node.zone
+    if node.weight != 1.0:
+        doc["weight"] = node.weight
+    if node.state != "active":
+        doc["state"] = node.state
+    return doc
+
+
+def _parse_node(entry: dict[str, Any]) -> NodeInfo:
+    weight = entry.get("weight", 1.0)
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not (
+            0 < weight < float("inf")):
+        raise NetworkFileError(f"node weight must be a positive number, got {weight!r}")
+    state = _get(entry, "state", str, "active")
+    if state not in NODE_STATES:
+        raise NetworkFileError(f"node state {state!r} is not one of {NODE_STATES}")
+    return NodeInfo(id=str(_get(entry, "id", str, "")),
+                    url=str(_get(entry, "url", str, "")).rstrip("/"),
+                    operator=_get(entry, "operator", str, ""),
+                    zone=_get(entry, "zone", str, ""),
+                    weight=float(weight), state=state)
 
 
 def default_record_replicas(nodes: int, m: int) -> int:
@@ -243,8 +297,7 @@ def parse_network(doc: dict[str, Any]) -> Network:
     for entry in nodes_doc:
         if not isinstance(entry, dict):
             raise NetworkFileError(f"each [[nodes]] entry must be a table, got {entry!r}")
-        nodes.append(NodeInfo(id=str(_get(entry, "id", str, "")),
-                              url=str(_get(entry, "url", str, "")).rstrip("/")))
+        nodes.append(_parse_node(entry))
     publishers: dict[str, PublisherKey] = {}
     _parse_keys(publishers, _get(doc, "publishers", list, []), "publishers")
     maintainers = None

@@ -241,3 +241,34 @@ def test_wrong_type_in_chunking(tmp_path: Path) -> None:
 def test_wrong_type_of_node_url(tmp_path: Path) -> None:
     msg = load_error(tmp_path, good_head() + nodes_toml(5) + '\n[[nodes]]\nid = "n6"\nurl = 9006\n')
     assert "'url' must be a str, got 9006" in msg
+
+
+# --- failure domains ----------------------------------------------------------------------
+
+def test_failure_domains_round_trip(tmp_path: Path) -> None:
+    text = good_head(m="1") + (
+        '\n[[nodes]]\nid = "a"\nurl = "http://127.0.0.1:9001"\noperator = "op-1"\n'
+        'zone = "eu"\nweight = 2.5\nstate = "draining"\n' + nodes_toml(4, start=2))
+    network = load_network(write(tmp_path, text))
+    first = network.node("a")
+    assert (first.operator, first.zone, first.weight, first.state) == ("op-1", "eu", 2.5,
+                                                                       "draining")
+    assert first.domain == "op-1" and network.node("node-2").domain == "node-2"
+    write_network(network, tmp_path / "again.toml")
+    assert load_network(tmp_path / "again.toml") == network
+    assert "operator" not in (tmp_path / "again.toml").read_text().split("node-2")[1]
+
+
+@pytest.mark.parametrize("line, shown", [
+    ("weight = 0", "weight must be a positive number"),
+    ("weight = -1.5", "weight must be a positive number"),
+    ("weight = true", "weight must be a positive number"),
+    ('weight = "big"', "weight must be a positive number"),
+    ('state = "gone"', "node state 'gone' is not one of"),
+    ("operator = 3", "'operator' must be a str"),
+])
+def test_bad_failure_domain_keys(tmp_path: Path, line: str, shown: str) -> None:
+    text = good_head(m="1") + f'\n[[nodes]]\nid = "a"\nurl = "http://127.0.0.1:9001"\n{line}\n' \
+        + nodes_toml(4, start=2)
+    with pytest.raises(NetworkFileError, match=shown):
+        load_network(write(tmp_path, text))
