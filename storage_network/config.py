@@ -121,6 +121,8 @@ class Network:
         maintainers: the names of the keys with the maintainer role (each one a
             key of ``publishers``), or None when the file lists no
             ``maintainers``: then every publisher may delete.
+        quotas: bytes of shards and records each publisher (by key name) may keep on
+            one node; a publisher not listed has no quota (``[quotas]`` table).
     """
 
     nodes: tuple[NodeInfo, ...]
@@ -134,6 +136,7 @@ class Network:
     gc_grace_seconds: int = 86400
     private: bool = False
     maintainers: frozenset[str] | None = None
+    quotas: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # the role travels with each key (nodes, buckets and readers get the keys only)
@@ -203,6 +206,10 @@ class Network:
         if self.gc_grace_seconds < 2:
             raise NetworkFileError(
                 f"gc_grace_seconds = {self.gc_grace_seconds} must be at least 2 (seconds)")
+        unknown_quota = sorted(set(self.quotas) - set(self.publishers))
+        if unknown_quota:
+            raise NetworkFileError(f"quotas {unknown_quota} name no key among the accepted "
+                                   f"keys {sorted(self.publishers)}")
         if self.maintainers is not None:
             if not self.maintainers:
                 raise NetworkFileError(
@@ -241,6 +248,8 @@ class Network:
                                   if name in roles]
         if self.private:
             doc["private"] = True
+        if self.quotas:
+            doc["quotas"] = dict(self.quotas)
         return doc
 
 
@@ -271,6 +280,16 @@ def _parse_node(entry: dict[str, Any]) -> NodeInfo:
                     operator=_get(entry, "operator", str, ""),
                     zone=_get(entry, "zone", str, ""),
                     weight=float(weight), state=state)
+
+
+def _parse_quotas(doc: dict[str, Any]) -> dict[str, int]:
+    quotas = {}
+    for name, value in doc.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise NetworkFileError(f"quotas.{name} must be a number of bytes >= 0, "
+                                   f"got {value!r}")
+        quotas[name] = value
+    return quotas
 
 
 def default_record_replicas(nodes: int, m: int) -> int:
@@ -326,6 +345,7 @@ def parse_network(doc: dict[str, Any]) -> Network:
         gc_grace_seconds=_get(doc, "gc_grace_seconds", int, 86400),
         private=_get(doc, "private", bool, False),
         maintainers=maintainers,
+        quotas=_parse_quotas(_get(doc, "quotas", dict, {})),
     ).validate()
 
 

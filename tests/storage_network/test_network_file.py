@@ -272,3 +272,22 @@ def test_bad_failure_domain_keys(tmp_path: Path, line: str, shown: str) -> None:
         + nodes_toml(4, start=2)
     with pytest.raises(NetworkFileError, match=shown):
         load_network(write(tmp_path, text))
+
+
+def test_quotas_round_trip(tmp_path: Path) -> None:
+    text = good_head(m="1") + "\n[quotas]\n" + f'"{PUB.name}" = 1000000\n' + nodes_toml(5)
+    network = load_network(write(tmp_path, text))
+    assert network.quotas == {PUB.name: 1_000_000}
+    write_network(network, tmp_path / "again.toml")
+    assert load_network(tmp_path / "again.toml") == network
+
+
+@pytest.mark.parametrize("table, shown", [
+    ('"pub-1" = -1', "quotas.pub-1 must be a number of bytes"),
+    ('"pub-1" = "1G"', "quotas.pub-1 must be a number of bytes"),
+    ('"nobody" = 5', r"quotas \['nobody'\] name no key"),
+])
+def test_bad_quotas(tmp_path: Path, table: str, shown: str) -> None:
+    text = good_head(m="1") + f"\n[quotas]\n{table}\n" + nodes_toml(5)
+    with pytest.raises(NetworkFileError, match=shown):
+        load_network(write(tmp_path, text))
