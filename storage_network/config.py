@@ -59,6 +59,10 @@ from storage_network.wire.write_auth import PublisherKey, parse_publisher_key, w
 
 NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
+PLACEMENTS = ("rendezvous", "groups")
+"""How shards are placed (:mod:`storage_network.nodes.placement`): ``rendezvous``
+hashes every node per chunk (the scheme of every file that names none);
+``groups`` is what ``nixshard network init`` writes."""
 
 
 NODE_STATES = ("active", "draining", "removed")
@@ -79,6 +83,8 @@ class NodeInfo:
         zone: a second failure domain inside an operator (site, rack); may be empty.
         weight: capacity weight (> 0); rendezvous gives a node keys in proportion.
         state: one of :data:`NODE_STATES`.
+        public_key: the node's ed25519 public key, base64 (32 bytes), from the
+            network map; empty for a node of a network file that names no key.
     """
 
     id: str
@@ -87,6 +93,7 @@ class NodeInfo:
     zone: str = ""
     weight: float = 1.0
     state: str = "active"
+    public_key: str = ""
 
     @property
     def domain(self) -> str:
@@ -123,6 +130,7 @@ class Network:
             ``maintainers``: then every publisher may delete.
         quotas: bytes of shards and records each publisher (by key name) may keep on
             one node; a publisher not listed has no quota (``[quotas]`` table).
+        placement: one of :data:`PLACEMENTS`.
     """
 
     nodes: tuple[NodeInfo, ...]
@@ -137,6 +145,7 @@ class Network:
     private: bool = False
     maintainers: frozenset[str] | None = None
     quotas: dict[str, int] = field(default_factory=dict)
+    placement: str = "rendezvous"
 
     def __post_init__(self) -> None:
         # the role travels with each key (nodes, buckets and readers get the keys only)
@@ -191,6 +200,8 @@ class Network:
                 f"{len(self.nodes)}")
         if self.n > 256:
             raise NetworkFileError(f"k + m = {self.n} exceeds 256")
+        if self.placement not in PLACEMENTS:
+            raise NetworkFileError(f"placement {self.placement!r} is not one of {PLACEMENTS}")
         if self.codec not in CODECS:
             raise NetworkFileError(f"codec {self.codec!r} is not one of {CODECS}")
         if not 1 <= self.record_replicas <= len(self.nodes):
@@ -250,6 +261,8 @@ class Network:
             doc["private"] = True
         if self.quotas:
             doc["quotas"] = dict(self.quotas)
+        if self.placement != "rendezvous":
+            doc["placement"] = self.placement
         return doc
 
 
@@ -264,6 +277,8 @@ def _node_toml(node: NodeInfo) -> dict[str, Any]:
         doc["weight"] = node.weight
     if node.state != "active":
         doc["state"] = node.state
+    if node.public_key:
+        doc["public_key"] = node.public_key
     return doc
 
 
@@ -279,7 +294,8 @@ def _parse_node(entry: dict[str, Any]) -> NodeInfo:
                     url=str(_get(entry, "url", str, "")).rstrip("/"),
                     operator=_get(entry, "operator", str, ""),
                     zone=_get(entry, "zone", str, ""),
-                    weight=float(weight), state=state)
+                    weight=float(weight), state=state,
+                    public_key=_get(entry, "public_key", str, ""))
 
 
 def _parse_quotas(doc: dict[str, Any]) -> dict[str, int]:
@@ -346,6 +362,7 @@ def parse_network(doc: dict[str, Any]) -> Network:
         private=_get(doc, "private", bool, False),
         maintainers=maintainers,
         quotas=_parse_quotas(_get(doc, "quotas", dict, {})),
+        placement=_get(doc, "placement", str, "rendezvous"),
     ).validate()
 
 

@@ -291,3 +291,16 @@ def test_bad_quotas(tmp_path: Path, table: str, shown: str) -> None:
     text = good_head(m="1") + f"\n[quotas]\n{table}\n" + nodes_toml(5)
     with pytest.raises(NetworkFileError, match=shown):
         load_network(write(tmp_path, text))
+
+
+def test_placement_scheme(tmp_path: Path) -> None:
+    assert load_network(write(tmp_path, good_head(m="1") + nodes_toml(5))).placement \
+        == "rendezvous"
+    network = load_network(write(tmp_path, good_head(m="1", extra='placement = "groups"\n')
+                                 + nodes_toml(5)))
+    assert network.placement == "groups"
+    write_network(network, tmp_path / "again.toml")
+    assert load_network(tmp_path / "again.toml") == network
+    with pytest.raises(NetworkFileError, match="placement 'crush' is not one of"):
+        load_network(write(tmp_path, good_head(m="1", extra='placement = "crush"\n')
+                           + nodes_toml(5)))
