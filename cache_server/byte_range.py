@@ -81,8 +81,12 @@ async def range_frames(net: NetworkClient, plan: FetchPlan, wanted: ByteRange,
         if offset < wanted.end:
             last = i + 1
         offset += manifest.frame_size(ref)
-    sub = FetchPlan(dataclasses.replace(manifest, chunks=manifest.chunks[first:last]),
-                    plan.holders[first:last])
+    if (first, last) == (0, len(manifest.chunks)):
+        sub = plan
+    else:
+        plan.drop_early()
+        sub = FetchPlan(dataclasses.replace(manifest, chunks=manifest.chunks[first:last]),
+                        plan.holders[first:last])
     pos = begin
     async for frame in stream_payload(net, sub, prefetch):
         lo, hi = max(wanted.start - pos, 0), min(wanted.end - pos, len(frame))

@@ -37,7 +37,7 @@ from storage_network.errors import (
 from storage_network.nodes.base import NodeStore
 from storage_network.read.plan import FetchPlan, plan_fetch
 from storage_network.read.record_lookup import fetch_record
-from storage_network.read.stream import stream_payload
+from storage_network.read.stream import plan_stream, stream_payload
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record
 from storage_network.wire.write_auth import Publisher, PublisherKey, parse_publisher_key
@@ -69,6 +69,7 @@ __all__ = [
     "load_network",
     "parse_publisher_key",
     "plan_fetch",
+    "plan_stream",
     "publish_record",
     "store_payload",
     "stream_payload",

@@ -29,7 +29,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from storage_network import plan_fetch, stream_payload
+from storage_network import plan_fetch, plan_stream, stream_payload
 
 from ..auth import checks_names, require_name
 from ..byte_range import ByteRange, parse_range, range_frames
@@ -91,7 +91,7 @@ async def nar(request: web.Request) -> web.StreamResponse:
                             headers={"Content-Type": NAR_TYPE, **wanted.headers()})
 
     async def start() -> AsyncIterator[bytes]:
-        plan = await plan_fetch(net, manifest)
+        plan = await plan_stream(net, manifest, prefetch)
         return stream_payload(net, plan, prefetch)
 
     found: Path | Fill | PeerFill | None
@@ -100,7 +100,8 @@ async def nar(request: web.Request) -> web.StreamResponse:
     else:
         found, outcome = None, "bypass"
     if found is None:  # not cached: straight from the network
-        plan = await plan_fetch(net, manifest)
+        plan = await (plan_fetch(net, manifest) if wanted.start
+                      else plan_stream(net, manifest, prefetch))
     NAR_CACHE_OUTCOMES.labels(outcome).inc()
     if found is None:
         return await _send(request, name, wanted, range_frames(net, plan, wanted, prefetch))

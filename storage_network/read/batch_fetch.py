@@ -153,7 +153,8 @@ class _Batch:
 
 
 async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence[int],
-                       holders: Sequence[Mapping[int, Sequence[NodeInfo]]]) -> list[bytes]:
+                       holders: Sequence[Mapping[int, Sequence[NodeInfo]]]
+                       | Mapping[int, Mapping[int, Sequence[NodeInfo]]]) -> list[bytes]:
     """Fetch, verify and decode the chunks ``numbers`` of ``manifest`` together.
 
     Every chunk's k preferred shards are asked for in one batch request per
@@ -164,7 +165,8 @@ async def fetch_chunks(net: NetworkClient, manifest: Manifest, numbers: Sequence
     are decoded in one hop to the client's pool.
 
     Args:
-        holders: per chunk number of the manifest, as in
+        holders: per chunk number of the manifest (a sequence, or a mapping
+            holding at least ``numbers``), as in
             :class:`~storage_network.read.plan.FetchPlan`.
 
     Returns:

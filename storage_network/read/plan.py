@@ -15,6 +15,7 @@ the plan is then streamed by :func:`storage_network.read.stream.stream_payload`.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 
 from storage_network.client import NetworkClient
@@ -35,10 +36,20 @@ class FetchPlan:
             :func:`plan_fetch` these are
             :class:`~storage_network.read.locate.ShardHolders`, which late ``has``
             answers keep adding to (a slice of them, for a sub-range, shares that).
+        early: the fetches of the first windows of chunks, started at the chunks'
+            homes while the ``has`` round ran (see
+            :func:`~storage_network.read.stream.plan_stream`), in window order; empty
+            from :func:`plan_fetch`.  Only a stream of the whole plan uses them.
     """
 
     manifest: Manifest
     holders: tuple[dict[int, list[NodeInfo]], ...]
+    early: tuple[asyncio.Task[list[bytes]], ...] = ()
+
+    def drop_early(self) -> None:
+        """Cancel :attr:`early` (for a stream that does not start at chunk 0)."""
+        for task in self.early:
+            task.cancel()
 
 
 async def plan_fetch(net: NetworkClient, manifest: Manifest) -> FetchPlan:

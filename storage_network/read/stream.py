@@ -5,17 +5,28 @@
 so that a chunk that cannot be rebuilt is usually known before its bytes are
 due.  A transfer fails (and its caller must abort the response) only when
 some chunk has fewer than k reachable shards at that moment.
+
+:func:`plan_stream` is :func:`~storage_network.read.plan.plan_fetch` for a
+stream of the whole payload: while the ``has`` round runs (a round trip to
+every node), the first windows are already asked of the chunks' homes (the
+first n nodes of each ranking, where a push put the shards), so distant
+nodes start sending a round trip earlier.  A home that does not hold its
+shard answers so in the batch, and that chunk goes on as any fetch does
+(other homes, then every node asked again).
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 from storage_network.client import NetworkClient, cancel_and_wait
+from storage_network.nodes.placement import ranking
 from storage_network.read.batch_fetch import fetch_chunks
-from storage_network.read.plan import FetchPlan
+from storage_network.read.locate import ShardHolders
+from storage_network.read.plan import FetchPlan, plan_fetch
+from storage_network.wire.manifest import Manifest
 
 DEFAULT_PREFETCH = 256
 WINDOW_CHUNKS = 16
@@ -23,6 +34,50 @@ RAMP_WINDOWS = 2
 """Windows in flight at the start; one more per window done, up to ``prefetch``: the
 first picks are made before any node's rate is known (see
 :mod:`storage_network.read.flow`), so few chunks are placed blind."""
+
+
+def _windows(total: int, prefetch: int) -> tuple[int, Iterator[range]]:
+    """The windows in flight at most, and the chunk numbers of each window in order."""
+    window = max(1, min(WINDOW_CHUNKS, prefetch))
+    starts = range(0, total, window)
+    return max(1, prefetch // window), (range(s, min(total, s + window)) for s in starts)
+
+
+def home_holders(net: NetworkClient, manifest: Manifest, number: int) -> ShardHolders:
+    """Chunk ``number``'s shard i presumed at the i-th node of its ranking (its home)."""
+    ref = manifest.chunks[number]
+    have = ShardHolders(ranking(net.network.nodes, ref.chunk_id))
+    for index, node in enumerate(have.rank[:manifest.n]):
+        have.add(index, node)
+    return have
+
+
+async def plan_stream(net: NetworkClient, manifest: Manifest,
+                      prefetch: int = DEFAULT_PREFETCH) -> FetchPlan:
+    """:func:`~storage_network.read.plan.plan_fetch`, with the first
+    :data:`RAMP_WINDOWS` windows of :func:`stream_payload` asked of the chunks'
+    homes meanwhile (:attr:`FetchPlan.early`; see the module docstring).
+
+    Raises:
+        ChunkUnavailableError: as :func:`plan_fetch` (the early fetches are then
+            cancelled).
+    """
+    most, windows = _windows(len(manifest.chunks), prefetch)
+    early: list[asyncio.Task[list[bytes]]] = []
+    for numbers in windows:
+        if len(early) == min(most, RAMP_WINDOWS):
+            break
+        holders = {i: home_holders(net, manifest, i) for i in numbers}
+        task = asyncio.create_task(fetch_chunks(net, manifest, numbers, holders))
+        # a plan dropped unstreamed must not log "exception never retrieved"
+        task.add_done_callback(lambda t: t.cancelled() or t.exception())
+        early.append(task)
+    try:
+        plan = await plan_fetch(net, manifest)
+    except BaseException:
+        await cancel_and_wait(set(early))
+        raise
+    return FetchPlan(plan.manifest, plan.holders, tuple(early))
 
 
 async def stream_payload(net: NetworkClient, plan: FetchPlan,
@@ -40,19 +95,17 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
             then abort its response, never end it cleanly).
     """
     manifest = plan.manifest
-    total = len(manifest.chunks)
-    window = max(1, min(WINDOW_CHUNKS, prefetch))
-    most = max(1, prefetch // window)
+    most, windows = _windows(len(manifest.chunks), prefetch)
     ahead = min(most, RAMP_WINDOWS)
-    tasks: deque[asyncio.Task[list[bytes]]] = deque()
-    starts = iter(range(0, total, window))
+    tasks: deque[asyncio.Task[list[bytes]]] = deque(plan.early)
+    for _ in plan.early:
+        next(windows, None)
     try:
         while True:
             while len(tasks) < ahead:
-                start = next(starts, None)
-                if start is None:
+                numbers = next(windows, None)
+                if numbers is None:
                     break
-                numbers = range(start, min(total, start + window))
                 tasks.append(asyncio.create_task(
                     fetch_chunks(net, manifest, numbers, plan.holders)))
             if not tasks:
