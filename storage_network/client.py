@@ -166,6 +166,7 @@ class NetworkClient:
         self._slots = slots
         self.lag = LoopLag()
         self._session: aiohttp.ClientSession | None = None
+        self._budget = AnswerBudget()
         self.nodes: dict[str, NodeStore] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
         self._lanes: dict[str, asyncio.Semaphore] = {}
@@ -177,10 +178,38 @@ class NetworkClient:
                                          keepalive_timeout=60)
         self._session = aiohttp.ClientSession(connector=connector)
         self.lag.start()
-        ctx = NodeContext(self._session, self.deadlines, self._slots, self.lag, AnswerBudget(),
-                          self.network.publishers)
+        ctx = self._context(self.network)
         self.nodes = {info.id: open_node(info, ctx) for info in self.network.nodes}
         return self
+
+    def _context(self, network: Network) -> NodeContext:
+        assert self._session is not None, "the client is not open"
+        return NodeContext(self._session, self.deadlines, self._slots, self.lag, self._budget,
+                           network.publishers)
+
+    async def adopt(self, network: Network) -> None:
+        """Go on under ``network`` (the next epoch of the network map) while reads and
+        pushes run.
+
+        A node that joined gets a node store; a node whose URL changed gets a new
+        one (the old one is closed).  The stores of nodes no longer listed stay
+        open: a read started under the old epoch may still ask them for shards
+        its rankings named (they are closed with the client).  Placement,
+        record windows and the accepted publisher keys follow ``network`` from
+        the next call on.
+        """
+        ctx = self._context(network)
+        stale = []
+        for info in network.nodes:
+            known = self.nodes.get(info.id)
+            if known is not None and known.url == info.url:
+                continue
+            if known is not None:
+                stale.append(known)
+            self.nodes[info.id] = open_node(info, ctx)
+        self.network = network
+        for node in stale:
+            await node.close()
 
     async def __aexit__(self, exc_type: type[BaseException] | None,
                         exc: BaseException | None, tb: TracebackType | None) -> None:
