@@ -123,10 +123,17 @@ class EmulatorThread:
         self.emulators.append(emulator)
         return emulator
 
+    def down_bytes(self) -> list[int]:
+        """Each emulator's :attr:`LinkEmulator.down_bytes`, in node order."""
+        return [emulator.down_bytes for emulator in self.emulators]
+
     def configure(self, links: list[LinkParams]) -> None:
         """Give emulator i the link ``links[i]`` (for connections opened from now on)."""
-        for emulator, params in zip(self.emulators, links, strict=True):
-            self.loop.call_soon_threadsafe(emulator.configure, params)
+        async def apply() -> None:
+            for emulator, params in zip(self.emulators, links, strict=True):
+                emulator.configure(params)
+
+        self.call(apply)
 
     def close(self) -> None:
         """Stop every emulator and the loop."""
@@ -191,13 +198,14 @@ def cold_get(root: Path, name: str, network_file: Path, store_path: str,
         remove_tree(root / f"{name}-cache")
 
 
-def table(rows: list[tuple[Config, list[float], list[float], float]], size: int,
+def table(rows: list[tuple[Config, list[float], list[float], float, list[float]]], size: int,
           cruder: float) -> str:
-    """The markdown table: one row per configuration."""
+    """The markdown table: one row per configuration (node links busy: the median over
+    the nodes of bytes sent / (cap x GET seconds), median over the runs)."""
     lines = ["| configuration | cold GET MB/s (median) | samples | floor MB/s | % of floor "
-             "| % of all-shards bound | gateway CPU-s (median) | CPU-s/GB |",
-             "|---|---|---|---|---|---|---|---|"]
-    for config, speeds, cpus, floor in rows:
+             "| % of all-shards bound | node links busy | gateway CPU-s (median) | CPU-s/GB |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for config, speeds, cpus, floor, busy in rows:
         median = statistics.median(speeds)
         cpu = statistics.median(cpus)
         capped = all(config.rates)
@@ -207,6 +215,7 @@ def table(rows: list[tuple[Config, list[float], list[float], float]], size: int,
                if capped else "- | - | ")
             + (f"{100 * median / cruder:.0f}% | " if capped and config.rates == [CAP] * N
                else "- | ")
+            + (f"{100 * statistics.median(busy):.0f}% | " if busy else "- | ")
             + f"{cpu:.2f} | {cpu / (size / 1e9):.2f} |")
     return "\n".join(lines)
 
@@ -265,18 +274,28 @@ def main() -> None:
                        or any(c.name.startswith(w) for w in args.only.split(","))]
         speeds: dict[str, list[float]] = {c.name: [] for c in all_configs}
         cpus: dict[str, list[float]] = {c.name: [] for c in all_configs}
+        busy_of: dict[str, list[float]] = {c.name: [] for c in all_configs}
         size = 0
         for run in range(args.runs):
             for number, config in enumerate(all_configs):
                 if config.links is not None:
                     emulators.configure(config.links)
                 network_file = far_file if config.links else net.network_file
+                before = emulators.down_bytes()
                 seconds, size, cpu = cold_get(net.root, f"gw-{run}-{number}", network_file,
                                               store_path, tuple(args.serve_arg))
+                sent = [b - a for a, b in zip(before, emulators.down_bytes(), strict=True)]
                 speeds[config.name].append(size / MB / seconds)
                 cpus[config.name].append(cpu)
+                busy = ""
+                if all(config.rates):
+                    use = [b / (rate * seconds) for b, rate in zip(sent, config.rates,
+                                                                   strict=True)]
+                    busy_of[config.name].append(statistics.median(use))
+                    busy = (f"; node links busy {100 * min(use):.0f}-{100 * max(use):.0f}% "
+                            f"(sent {', '.join(f'{b / MB:.2f}' for b in sent)} MB)")
                 print(f"  run {run + 1} {config.name}: {size / MB / seconds:.1f} MB/s, "
-                      f"{seconds:.2f} s, gateway {cpu:.2f} CPU-s", flush=True)
+                      f"{seconds:.2f} s, gateway {cpu:.2f} CPU-s{busy}", flush=True)
                 time.sleep(0.5)
 
         rows = []
@@ -284,7 +303,8 @@ def main() -> None:
             floor = 0.0
             if all(config.rates):
                 floor = size / MB / floor_seconds(stored, config.rates, K, N)
-            rows.append((config, speeds[config.name], cpus[config.name], floor))
+            rows.append((config, speeds[config.name], cpus[config.name], floor,
+                         busy_of[config.name]))
         cruder = size / MB / ((N / K * size / N) / CAP)
         print()
         print(f"{args.tree}: NAR {nar / MB:.1f} MB, .nar.zst {size / MB:.1f} MB; {N} nodes, "

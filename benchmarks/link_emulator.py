@@ -82,10 +82,12 @@ class TokenBucket:
         self.burst = burst
         self.tokens = float(burst)
         self.stamp = time.monotonic()
+        self.taken = 0  # bytes passed so far
 
     async def take(self, size: int) -> None:
         """Wait until ``size`` bytes may pass (debt allowed: a piece bigger than the
         bucket passes, and the next one waits for the debt to be paid)."""
+        self.taken += size
         now = time.monotonic()
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
@@ -206,6 +208,13 @@ class LinkEmulator:
         """The shared ``(up, down)`` buckets of a link of shape ``params``."""
         return (TokenBucket(params.up_rate) if params.up_rate > 0 else None,
                 TokenBucket(params.down_rate) if params.down_rate > 0 else None)
+
+    @property
+    def down_bytes(self) -> int:
+        """Bytes the capped node->client direction passed since the last :meth:`configure`
+        (0 when that direction is not capped)."""
+        down = self.buckets[1]
+        return 0 if down is None else down.taken
 
     def configure(self, params: LinkParams) -> None:
         """Use ``params`` (and fresh shared buckets) for connections opened from now on."""
