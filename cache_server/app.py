@@ -13,7 +13,7 @@ from http_serving import metrics as http_metrics
 from storage_network import NetworkClient
 
 from . import routes
-from .auth import auth_middleware
+from .auth import auth_guard
 from .config import ServeConfig
 from .credentials import Authenticator
 from .metrics import HTTP
@@ -36,14 +36,17 @@ from .upstream import Upstreams
 def create_app(config: ServeConfig) -> web.Application:
     """An aiohttp application serving the Nix binary-cache protocol for ``config``.
 
-    Every GET route answers HEAD too.  Middlewares: request metrics
-    (outermost, so refused requests are counted; see :mod:`cache_server.metrics`),
-    errors (:data:`cache_server.responses.ERRORS`), then basic auth with scoped
-    credentials (:mod:`cache_server.auth`).  Routes: :mod:`cache_server.routes`.
+    Every GET route answers HEAD too.  One middleware
+    (:meth:`http_serving.metrics.RequestMetrics.middleware`; one coroutine per
+    request instead of three): request metrics (see
+    :mod:`cache_server.metrics`; refused requests are counted too), errors
+    answered by :data:`cache_server.responses.ERRORS`, and, before the handler,
+    basic auth with scoped credentials (:func:`cache_server.auth.auth_guard`).
+    Routes: :mod:`cache_server.routes`.
     """
     authenticator = Authenticator(config.credentials)
-    app = web.Application(middlewares=[HTTP.middleware(), http_errors.error_middleware,
-                                       auth_middleware(authenticator, config.read_auth)])
+    app = web.Application(middlewares=[
+        HTTP.middleware(ERRORS, auth_guard(authenticator, config.read_auth))])
     http_errors.setup(app, ERRORS)
     http_metrics.setup(app, HTTP)
     app[CONFIG] = config

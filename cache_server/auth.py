@@ -5,8 +5,9 @@ as ``Authorization: Basic base64(user:password)`` (RFC 7617).
 
 The credentials file (users, secrets, scopes) and the checking of a
 password (:class:`~cache_server.credentials.Authenticator`) are in
-:mod:`cache_server.credentials`; this module is the middleware that asks
-for credentials and checks their read and write scopes, and the helper
+:mod:`cache_server.credentials`; this module is the check that asks for
+credentials and checks their read and write scopes (:func:`auth_guard`, run
+by the gateway's one middleware before the handler), and the helper
 handlers call to check a store path against a credential's prefixes.
 
 What a credential may do
@@ -19,7 +20,7 @@ What a credential may do
   makes before uploading (every ``HEAD``, and ``GET /nix-cache-info``);
 - ``/healthz`` is always open;
 - a credential with prefixes reaches a store path only when its name
-  starts with one of them.  The middleware does not know the name: the
+  starts with one of them.  The guard does not know the name: the
   handler that has it (the uploaded or served narinfo, the path's record
   for ``/nar/...`` and ``/<hash>.ls``, the ``.drv`` name for ``/log/...``,
   a realisation's ``outPath``) calls :func:`require_name` before it
@@ -44,7 +45,8 @@ from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
 from aiohttp import web
-from aiohttp.typedefs import Middleware
+
+from http_serving.metrics import Guard
 
 from .credentials import Authenticator, Credential
 from .errors import ForbiddenError
@@ -52,7 +54,7 @@ from .errors import ForbiddenError
 __all__ = [
     "CREDENTIAL",
     "OPEN_PATHS",
-    "auth_middleware",
+    "auth_guard",
     "checks_names",
     "names_no_store_path",
     "require_name",
@@ -113,26 +115,24 @@ def require_name(request: web.Request, name: str, what: str | None = None) -> No
     raise _refuse(cred, what)
 
 
-def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware:
-    """A middleware that checks basic auth on every write, and on reads if ``read_auth``.
+def auth_guard(authenticator: Authenticator, read_auth: bool) -> Guard:
+    """The check of basic auth on every write, and on reads if ``read_auth``, as a
+    :data:`http_serving.metrics.Guard` (run by the gateway's one middleware, inside
+    its error mapping): for a request that needs no credential (a read without
+    read auth, ``/healthz``) it returns None without looking further, else the
+    check to await.
 
     Writes are every method but ``GET``, ``HEAD`` and ``OPTIONS``; with no
     credential that may write, every write is refused (403: uploads
     disabled).  Scopes as in the module docstring; the credential is kept as
-    ``request[CREDENTIAL]`` for :func:`require_name`.  Raises
+    ``request[CREDENTIAL]`` for :func:`require_name`.  The check raises
     :class:`UnauthorizedError` (401, with ``WWW-Authenticate``) for missing or
     wrong credentials and :class:`ForbiddenError` (403) for a missing scope, or
     a prefix-limited credential on a route that cannot check its prefixes: the
-    error middleware, outside this one, answers and logs them (one line, no
-    traceback).
+    error map answers and logs them (one line, no traceback).
     """
 
-    @web.middleware
-    async def check(request: web.Request, handler: Handler) -> web.StreamResponse:
-        write = request.method not in _READS
-        # a read without read auth (the common request) passes before its path is looked at
-        if not (write or read_auth) or request.path in OPEN_PATHS:
-            return await handler(request)
+    async def check(request: web.Request, write: bool) -> None:
         if write and not authenticator.can_write:
             raise ForbiddenError("uploads are disabled on this gateway (no upload "
                                  "credentials with the write scope configured)")
@@ -151,6 +151,12 @@ def auth_middleware(authenticator: Authenticator, read_auth: bool) -> Middleware
             if route_handler not in _CHECKS_NAMES and route_handler not in _NAMES_NO_STORE_PATH:
                 raise _refuse(cred, f"reach {request.path[:120]!r}, which names no store "
                                     "path that could be checked against its prefixes")
-        return await handler(request)
 
-    return check
+    def guard(request: web.Request) -> Awaitable[None] | None:
+        write = request.method not in _READS
+        # a read without read auth (the common request) passes before its path is looked at
+        if not (write or read_auth) or request.path in OPEN_PATHS:
+            return None
+        return check(request, write)
+
+    return guard

@@ -3,14 +3,21 @@
 A line is ``ADDR "METHOD PATH HTTP/x.y" STATUS BYTES SECONDS`` (what
 aiohttp's ``'%a "%r" %s %b %Tf'`` gives: BYTES is the response's body
 length, SECONDS the handling time), under the usual time stamp and logger
-name, followed by ``aborted (REASON)`` when the handler cut the transfer
-off after the headers (:func:`http_serving.metrics.mark_aborted`):
-STATUS is then the status the client got, BYTES what was written before
-the cut.  aiohttp's format interpreter and a write + flush per line cost about
-25 µs a request, a third of a small narinfo answer, so :class:`AccessLogger`
-formats with one ``%`` and :func:`buffered_logger` hands the lines to the
-stream in batches: when 512 are waiting, when a warning or worse is
-logged, every second, and at exit.
+name (:data:`LINE_FORMAT`: ``2026-12-03 11:08:51,123 nixshard.access ...``),
+followed by ``aborted (REASON)`` when the handler cut the transfer off after
+the headers (:func:`http_serving.metrics.mark_aborted`): STATUS is then the
+status the client got, BYTES what was written before the cut.
+
+Cost: aiohttp's format interpreter, then a ``LogRecord`` per line and a
+write + flush per line, cost about 25 µs a request, a third of a small
+narinfo answer.  So :class:`AccessLogger` formats with one ``%``, and when
+its logger writes only through a :class:`LineBatchHandler` (what
+:func:`buffered_logger` sets up) it hands that handler the finished line
+(time stamp made once a second) without making a ``LogRecord``; any other
+logger (a test's capture handler) gets an ordinary ``logger.info``.  The
+handler keeps finished lines and writes them in batches: when
+:data:`BATCH_LINES` are waiting, when a warning or worse is logged through
+it, every :data:`FLUSH_EVERY` seconds, and at exit.
 
 Several processes (the gateway's workers) share one log stream: a batch
 goes to the stream's file descriptor in ``write()`` calls that each carry
@@ -23,13 +30,14 @@ files and sockets take it whole, and POSIX guarantees it for pipes up to
 from __future__ import annotations
 
 import atexit
+import collections
 import io
 import logging
-import logging.handlers
 import os
 import select
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from typing import TextIO
 
@@ -45,17 +53,32 @@ PIPE_BUF = select.PIPE_BUF  # bytes a pipe writes without interleaving (POSIX: >
 
 
 class AccessLogger(AbstractAccessLogger):
-    """aiohttp access logger writing the line described in the module docstring."""
+    """aiohttp access logger writing the line described in the module docstring.
+
+    aiohttp makes one per connection: whether its logger writes only through a
+    :class:`LineBatchHandler` (then lines go straight to it) is decided then.
+    """
+
+    def __init__(self, logger: logging.Logger, log_format: str) -> None:
+        super().__init__(logger, log_format)
+        self._batch = LineBatchHandler.sole_handler_of(logger)
+        self._name = logger.name
 
     def log(self, request: web.BaseRequest, response: web.StreamResponse,
             time: float) -> None:
         """Log one answered request (``time``: seconds taken)."""
         version = request.version
         reason = aborted(request)
-        self.logger.info('%s "%s %s HTTP/%d.%d" %d %d %.6f%s', request.remote, request.method,
-                         request.path_qs, version.major, version.minor, response.status,
-                         response.body_length, time,
-                         "" if reason is None else f" aborted ({reason})")
+        message = (f'{request.remote} "{request.method} {request.path_qs} '
+                   f'HTTP/{version.major}.{version.minor}" {response.status} '
+                   f"{response.body_length} {time:.6f}")
+        if reason is not None:
+            message = f"{message} aborted ({reason})"
+        batch = self._batch
+        if batch is not None:
+            batch.add_line(f"{batch.time_stamp()} {self._name} {message}\n")
+        else:
+            self.logger.info("%s", message)
 
 
 def buffered_logger(name: str, stream: TextIO | None = None) -> logging.Logger:
@@ -92,36 +115,97 @@ def buffered_logger(name: str, stream: TextIO | None = None) -> logging.Logger:
     return logger
 
 
-class LineBatchHandler(logging.handlers.MemoryHandler):
-    """Keeps up to :data:`BATCH_LINES` records and writes them to ``stream`` as whole
-    lines (format :data:`LINE_FORMAT`), at most :data:`PIPE_BUF` bytes per
-    ``write()`` (see the module docstring); flushed when full, on a warning
-    or worse, and by :meth:`flush`.
+class LineBatchHandler(logging.Handler):
+    """Keeps finished lines (format :data:`LINE_FORMAT`) and writes them to ``stream``
+    as whole lines, at most :data:`PIPE_BUF` bytes per ``write()`` (see the module
+    docstring): when :data:`BATCH_LINES` are waiting, when a record of WARNING or
+    worse is logged through it, and on :meth:`flush` or :meth:`close`.
 
-    A stream without a file descriptor (``io.StringIO``) gets the batch with one
-    ``write`` call instead.
+    Lines come from log records (:meth:`emit`, formatted at once) or ready-made
+    from :class:`AccessLogger` (:meth:`add_line`).  Both may be called from
+    any thread: the waiting lines are a deque (appends and pops are atomic) and
+    one flush writes at a time.  A stream without a file descriptor
+    (``io.StringIO``) gets each batch with one ``write`` call instead.
     """
 
     def __init__(self, stream: TextIO) -> None:
-        super().__init__(BATCH_LINES, flushLevel=logging.WARNING, target=None,
-                         flushOnClose=True)
+        super().__init__(logging.NOTSET)
         self.stream = stream
-        self.setFormatter(logging.Formatter(LINE_FORMAT))
+        self.line_formatter = logging.Formatter(LINE_FORMAT)
+        self.setFormatter(self.line_formatter)
+        self._lines: collections.deque[str] = collections.deque()
+        self._writing = threading.Lock()
+        self._second = -1  # the whole second self._seconds_stamp shows
+        self._seconds_stamp = ""
+        self._milli = -1  # the millisecond (since the epoch) self._stamp shows
+        self._stamp = ""
+
+    @staticmethod
+    def sole_handler_of(logger: logging.Logger) -> LineBatchHandler | None:
+        """The :class:`LineBatchHandler` that alone receives ``logger``'s records, with
+        its own formatter and no filter (a line may then skip the ``LogRecord``),
+        else None."""
+        if logger.propagate or logger.filters or logger.disabled or len(logger.handlers) != 1:
+            return None
+        handler = logger.handlers[0]
+        if (not isinstance(handler, LineBatchHandler) or handler.filters
+                or handler.level > logging.INFO or handler.formatter is not handler.line_formatter):
+            return None
+        return handler
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Keep ``record`` as a finished line; write the batch out at once for a
+        warning or worse."""
+        try:
+            line = f"{self.format(record)}\n"
+        except Exception:  # noqa: BLE001 - logging never raises into the server
+            self.handleError(record)
+            return
+        self._lines.append(line)
+        if record.levelno >= logging.WARNING or len(self._lines) >= BATCH_LINES:
+            self.flush()
+
+    def time_stamp(self) -> str:
+        """Now as the ``asctime`` of :data:`LINE_FORMAT` (``2026-12-03 11:08:51,123``;
+        local time), its part up to the second made once a second."""
+        now = time.time()
+        milli = int(now * 1000)
+        if milli == self._milli:  # many lines a millisecond under load
+            return self._stamp
+        second = int(now)
+        if second != self._second:
+            self._seconds_stamp = time.strftime(logging.Formatter.default_time_format,
+                                                self.line_formatter.converter(now))
+            self._second = second
+        self._milli = milli
+        self._stamp = f"{self._seconds_stamp},{int((now - second) * 1000):03d}"
+        return self._stamp
+
+    def add_line(self, line: str) -> None:
+        """Keep ``line`` (a finished line, ``\\n`` included: what :meth:`emit` keeps of a
+        record, e.g. ``f"{self.time_stamp()} {name} {message}\\n"``)."""
+        self._lines.append(line)
+        if len(self._lines) >= BATCH_LINES:
+            self.flush()
 
     def flush(self) -> None:
-        """Write out the records kept so far (errors go to ``handleError``)."""
-        self.acquire()
-        try:
-            records, self.buffer = self.buffer, []
-            if not records:
+        """Write out the lines kept so far (an error goes to ``handleError``)."""
+        with self._writing:
+            lines = self._lines
+            count = len(lines)
+            if not count:
                 return
+            text = "".join([lines.popleft() for _ in range(count)])
             try:
-                text = "".join(f"{self.format(record)}\n" for record in records)
                 write_whole_lines(self.stream, text)
             except Exception:  # noqa: BLE001 - logging never raises into the server
-                self.handleError(records[-1])
-        finally:
-            self.release()
+                self.handleError(logging.makeLogRecord(
+                    {"msg": "lost a batch of %d log lines", "args": (count,)}))
+
+    def close(self) -> None:
+        """Write out what is kept, then close as any handler."""
+        self.flush()
+        super().close()
 
 
 def write_whole_lines(stream: TextIO, text: str) -> None:

@@ -40,22 +40,41 @@ registry it is given:
 Every answer is counted once, when it is prepared (``on_response_prepare``,
 hooked by :func:`setup`): the status is final then, also for answers
 middlewares make of exceptions, aiohttp's 500 for a crash, and a
-``FileResponse``'s 206/304/416.  Nothing here prepares or sends a response.
-The registry is the caller's: a node has one per app (several nodes may run
-in one process), a gateway uses the process's default one.  Exposed in the
-classic text format, :data:`CONTENT_TYPE`.
+``FileResponse``'s 206/304/416.  A plain :class:`aiohttp.web.Response`
+the handler returns unprepared is counted by the middleware as it returns it
+(status and length are final then; the hook then sees it counted).  Nothing
+here prepares or sends a response.  The registry is the caller's: a node has
+one per app (several nodes may run in one process), a gateway uses the
+process's default one.  Exposed in the classic text format, :data:`CONTENT_TYPE`.
+
+Cost per request (the gateway's narinfo answers are a few tens of µs): the
+middleware can also answer errors and run an auth check
+(:meth:`RequestMetrics.middleware` with ``errors`` and ``guard``), one
+coroutine instead of three; and outside prometheus_client's multiprocess
+mode the counts go to plain ints folded into the metrics whenever the
+registry is collected (:mod:`http_serving.tallies`).
 """
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from time import perf_counter
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from .tallies import Folder, Tally, multiprocess_mode
+
+if TYPE_CHECKING:  # errors imports this module
+    from .errors import ErrorMap
+
+Guard = Callable[[web.Request], Awaitable[None] | None]
+"""A check run before the handler (the gateway's auth): None when the request needs
+none, else an awaitable that raises to refuse it."""
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 """What :func:`prometheus_client.generate_latest` writes (the classic text format 0.0.4)."""
@@ -102,19 +121,14 @@ class _Pending:
     aborted: str | None = None  # why the transfer was cut off (mark_aborted)
 
 
-class _Children(NamedTuple):
-    """The metric children one (route, method, status) counts into."""
-
-    requests: Counter  # requests_total{route, method, status}
-    seconds: Histogram  # request_seconds{route, method}
-    sent: Counter  # bytes_sent_total{route}
-
-
 class RequestMetrics:
     """The request metrics of one program (see the module docstring).
 
     Create it once per registry: prometheus_client refuses a second set of
-    the same names in one registry.
+    the same names in one registry.  In a process that keeps its own metric
+    values (not prometheus_client's multiprocess mode) answers are counted in
+    plain ints and folded into the metrics whenever the registry is
+    collected (:mod:`http_serving.tallies`).
 
     Args:
         prefix: the metric names' prefix (``nixshard_node``, ``nixshard_gateway``).
@@ -123,6 +137,9 @@ class RequestMetrics:
 
     def __init__(self, prefix: str, registry: CollectorRegistry) -> None:
         self.registry = registry
+        self._folder = None if multiprocess_mode() else Folder()
+        if self._folder is not None:  # before the metrics: folds before they are read
+            self._folder.register(registry)
         self.requests = Counter(
             f"{prefix}_requests", "Requests answered, by route pattern, method and status.",
             ["route", "method", "status"], registry=registry)
@@ -139,20 +156,25 @@ class RequestMetrics:
             f"{prefix}_aborted",
             "Answers whose transfer was cut off after the headers, by route pattern (counted "
             "in requests_total with the status sent).", ["route"], registry=registry)
+        if self._folder is not None:
+            self._folder.fold_received_into(self.bytes_received)
         # labels() validates, joins and locks (several µs): each child is looked up once.
         # Keys are bounded: route patterns, METHODS + "other", statuses.
-        self._children: dict[tuple[str, str, int | str], _Children] = {}
+        self._tallies: dict[tuple[str, str, int | str], Tally] = {}
         self._sent: dict[str, Counter] = {}
+        self._bounds = (*REQUEST_BUCKETS, float("inf"))
 
-    def _children_of(self, request: web.Request, status: int | str) -> _Children:
-        """The metric children of ``request``'s route and method with ``status``."""
+    def _tally_of(self, request: web.Request, status: int | str) -> Tally:
+        """The tally of ``request``'s route and method with ``status``."""
         key = (route_label(request), method_label(request.method), status)
-        found = self._children.get(key)
+        found = self._tallies.get(key)
         if found is None:
             route, method, _ = key
-            found = self._children[key] = _Children(
+            found = self._tallies[key] = Tally(
                 self.requests.labels(route, method, str(status)),
-                self.seconds.labels(route, method), self._sent_child(route))
+                self.seconds.labels(route, method), self._sent_child(route), self._bounds)
+            if self._folder is not None:
+                self._folder.tallies.append(found)
         return found
 
     def _sent_child(self, route: str) -> Counter:
@@ -162,40 +184,68 @@ class RequestMetrics:
             found = self._sent[route] = self.bytes_sent.labels(route=route)
         return found
 
-    def count(self, request: web.Request, status: int | str, seconds: float | None) -> None:
+    def count(self, request: web.Request, status: int | str, seconds: float | None,
+              sent: int = 0) -> None:
         """Count one answered request, and the request body bytes read so far.
 
         Args:
             status: the status sent (or :data:`CANCELLED_STATUS`).
             seconds: from the start of the middlewares to the answer's headers, or
                 None when not timed.
+            sent: response body bytes announced (its Content-Length).
         """
-        self._count(request, self._children_of(request, status), seconds)
-
-    def _count(self, request: web.BaseRequest, children: _Children,
-               seconds: float | None) -> None:
-        """:meth:`count` with the children already looked up."""
-        children.requests.inc()
-        if seconds is not None:
-            children.seconds.observe(seconds)
+        tally = self._tally_of(request, status)
         received = request.content.total_bytes
-        if received:
-            self.bytes_received.inc(received)
+        folder = self._folder
+        if folder is None:
+            tally.add_now(seconds, sent)
+            if received:
+                self.bytes_received.inc(received)
+        else:
+            tally.add(seconds, sent)
+            if received:
+                folder.received += received
 
-    def middleware(self) -> Middleware:
+    def middleware(self, errors: ErrorMap | None = None,
+                   guard: Guard | None = None) -> Middleware:
         """The outermost middleware: starts each request's clock.
 
-        The answer is counted when it is prepared (:meth:`on_response_prepare`).
+        The answer is counted when it is prepared (:meth:`on_response_prepare`),
+        or, for a plain :class:`aiohttp.web.Response` the handler returns
+        unprepared, uncompressed and not chunked (its status and length are
+        final then), by this middleware as it returns it: the hook then only
+        sees it counted.
         A handler cancelled before it answered counts as ``499``; a body
         streamed without Content-Length is counted once the handler is done.
+
+        One middleware instead of three (each costs a coroutine per request):
+        with ``errors`` it also answers what the guard or the handler raises by
+        that map, as :func:`http_serving.errors.error_middleware` would (which
+        the app then does not run); ``guard`` (only with ``errors``) is awaited
+        before the handler when it returns an awaitable.
         """
+        if guard is not None and errors is None:
+            raise ValueError("a guard's refusals need an error map")
 
         @web.middleware
         async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
             started = perf_counter()
             pending = request[_PENDING] = _Pending(started)
             try:
-                return await handler(request)
+                try:
+                    if guard is not None:
+                        check = guard(request)
+                        if check is not None:
+                            await check
+                    response = await handler(request)
+                except Exception as exc:  # not CancelledError: a BaseException
+                    if errors is None or (isinstance(exc, web.HTTPException)
+                                          and exc.status < 400):  # a redirect is an answer
+                        raise
+                    rule = errors.rule_for(exc)
+                    if rule is None:
+                        raise
+                    response = await errors.handle(request, exc, rule)
             except asyncio.CancelledError:
                 if not pending.counted:
                     pending.counted = True
@@ -204,6 +254,12 @@ class RequestMetrics:
             finally:
                 if pending.stream is not None:  # headers and chunk framing included
                     self._sent_child(route_label(request)).inc(pending.stream.body_length)
+            if (not pending.counted and isinstance(response, web.Response)
+                    and not response.prepared and not response.compression
+                    and not response.chunked):  # its Content-Length is known: no stream
+                pending.counted = True
+                self._count_answer(request, response, perf_counter() - started)
+            return response
 
         return middleware
 
@@ -218,14 +274,18 @@ class RequestMetrics:
         if pending.counted:
             return
         pending.counted = True
-        children = self._children_of(request, response.status)
-        self._count(request, children,
-                    None if pending.started is None else perf_counter() - pending.started)
+        started = pending.started
+        pending.stream = self._count_answer(
+            request, response, None if started is None else perf_counter() - started)
+
+    def _count_answer(self, request: web.Request, response: web.StreamResponse,
+                      seconds: float | None) -> web.StreamResponse | None:
+        """Count ``response`` (status and announced body bytes) as ``request``'s answer,
+        timed ``seconds`` (None: untimed); ``response`` when its body bytes are only
+        known once it is written (no Content-Length), else None."""
         body = announced_body_bytes(request, response)
-        if body is None:
-            pending.stream = response
-        elif body:
-            children.sent.inc(body)
+        self.count(request, response.status, seconds, body or 0)
+        return response if body is None else None
 
 
 REQUEST_METRICS = web.AppKey("request_metrics", RequestMetrics)

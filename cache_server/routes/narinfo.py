@@ -27,6 +27,7 @@ from storage_network import NotFoundError
 from ..auth import checks_names, require_name
 from ..errors import NotServedError
 from ..metrics import UPSTREAM
+from ..records import Entry
 from ..state import CONFIG, RECORDS, UPSTREAMS
 from ..upstream import UpstreamUnavailableError
 from ..upstream_ingest import start_upstream_ingest
@@ -36,6 +37,7 @@ TEXT_TYPE = "text/x-nix-narinfo"
 # what Response(text=..., content_type=TEXT_TYPE) sends, made once (an istr key: not
 # case-folded again for each answer)
 TEXT_HEADERS = {hdrs.CONTENT_TYPE: f"{TEXT_TYPE}; charset=utf-8"}
+PLAIN_HEADERS = {hdrs.CONTENT_TYPE: "text/plain; charset=utf-8"}
 
 
 @checks_names
@@ -50,26 +52,40 @@ async def narinfo(request: web.Request) -> web.Response:
     records = request.app[RECORDS]
     # what is remembered (only valid hash parts are) is answered without an await or a raise
     entry = records.cached(hash_part)
-    if entry is None:
-        absence = records.remembered_absence(hash_part)
-        if absence is not None:
-            return await _absent(request, hash_part, absence)
+    if entry is not None:
+        return _found(request, entry)
+    absence = records.remembered_absence(hash_part)
+    if absence is None:
         try:
             entry = await records.get(validate_hash_part(hash_part))
         except NotFoundError as exc:
-            return await _absent(request, hash_part, str(exc))
+            absence = str(exc)
+        else:
+            return _found(request, entry)
+    if request.app[CONFIG].upstream is None:  # app[UPSTREAMS] is absent, found cheaper
+        return _not_found(absence)
+    return await _from_upstream(request, hash_part)
+
+
+def _found(request: web.Request, entry: Entry) -> web.Response:
+    """The 200 with ``entry``'s narinfo, once ``request``'s credential may read it.
+
+    Raises:
+        ForbiddenError: a credential limited to name prefixes none of which starts
+            the path's name.
+    """
     require_name(request, entry.narinfo.store_path.name)
     return web.Response(body=entry.body, headers=TEXT_HEADERS)
 
 
-async def _absent(request: web.Request, hash_part: str, message: str) -> web.Response:
-    """The answer for a path the network does not have (``message``: why): 404, or what
-    the upstream caches say."""
-    if request.app[CONFIG].upstream is None:  # app[UPSTREAMS] is absent, found cheaper
-        # returned, not raised: Nix asks for many absent paths (the common 404), and the
-        # error middleware would log it at DEBUG only anyway
-        return web.Response(status=404, text=f"error: {message}\n")
-    return await _from_upstream(request, hash_part)
+def _not_found(message: str) -> web.Response:
+    """The 404 for a path the network does not have (``message``: why), body
+    ``error: <message>`` as the error map writes it.
+
+    Returned, not raised: Nix asks for many absent paths (the common 404), and the
+    error map would log it at DEBUG only anyway.
+    """
+    return web.Response(status=404, body=f"error: {message}\n".encode(), headers=PLAIN_HEADERS)
 
 
 async def _from_upstream(request: web.Request, hash_part: str) -> web.Response:
