@@ -40,7 +40,9 @@ from nix_records import (
     load_signing_key,
     read_secret,
 )
-from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, NetworkFileError, load_network
+from storage_network import DEFAULT_HEDGE_AFTER, Keyring, Network, NetworkFileError
+from storage_network.errors import MapError
+from storage_network.network_map.source import read_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 from storage_network.read.stream import DEFAULT_PREFETCH
 
@@ -103,7 +105,7 @@ def default_cache_dir() -> Path:
 
 @click.command("serve")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--listen", default="127.0.0.1:5000", show_default=True, help="HOST:PORT.")
 @click.option("--priority", default=30, show_default=True,
               help="Priority in nix-cache-info (lower wins; cache.nixos.org is 40).")
@@ -209,8 +211,8 @@ def serve_command(network_file: str, listen: str, priority: int, node_timeout: f
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--listen") from exc
     try:
-        network = load_network(network_file)
-    except NetworkFileError as exc:
+        network = read_network(network_file, os.environ)
+    except (NetworkFileError, MapError) as exc:
         raise click.ClickException(str(exc)) from exc
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     ssl_context = serving_tls_context(tls_cert, tls_key)

@@ -53,6 +53,7 @@ python3Packages.buildPythonApplication {
     python3Packages.cryptography
     python3Packages.argon2-cffi
     python3Packages.blake3
+    python3Packages.numpy
   ];
 
   makeWrapperArgs = [

@@ -85,8 +85,10 @@ async def store(net: NetworkClient, publisher: Publisher,
 
 
 async def publish(net: NetworkClient, publisher: Publisher, content: RecordContent,
-                  stored: StoredPayload) -> int:
+                  stored: StoredPayload, expires: int | None = None) -> int:
     """Sign and write the record of ``stored`` (the commit point); returns its size in bytes.
+
+    ``expires``: unix seconds the record's lease ends at (None: it never expires).
 
     Raises:
         RecordConflictError: the key holds a record of another content
@@ -97,7 +99,7 @@ async def publish(net: NetworkClient, publisher: Publisher, content: RecordConte
     """
     return await publish_record(net, publisher, content.key, content.metadata,
                                 stored.manifest, touched_at=stored.stats.touched_at,
-                                links=content.links, pin=content.pin)
+                                links=content.links, pin=content.pin, expires=expires)
 
 
 async def store_then_publish(net: NetworkClient, publisher: Publisher, pieces: Iterable[bytes],

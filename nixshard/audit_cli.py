@@ -5,12 +5,16 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import random
 from pathlib import Path
 
 import click
 
-from storage_network import Network, NetworkClient, NetworkFileError, load_network
+from storage_network import Network, NetworkClient, NetworkFileError
+from storage_network.errors import MapError
+from storage_network.network_map import SignedMap
+from storage_network.network_map.source import read_network
 from storage_network.nodes.scores import Scores, ScoresFileError, default_scores_path
 from storage_network.upkeep.audit import (
     DEFAULT_DEADLINE,
@@ -20,6 +24,8 @@ from storage_network.upkeep.audit import (
     update_scores,
 )
 from storage_network.upkeep.inventory import Inventory, take_inventory
+
+from .map_cli import edit_document, next_draft, write_draft
 
 COLUMNS = ("expected", "sampled", "held", "missing", "corrupt", "late", "unreachable")
 
@@ -57,6 +63,11 @@ def format_report(report: AuditReport) -> str:
         if len(row.bad_shards) > len(row.notes):
             lines.append(f"{row.node_id}: {len(row.bad_shards)} sampled shards not held in all "
                          "(--json lists them)")
+        if row.evidence:
+            shown = sum(len(item["shards"]) for item in row.evidence)
+            lines.append(f"{row.node_id}: evidence signed by the node's key: "
+                         f"{len(row.evidence)} failed proof answer(s), {shown} shard(s) "
+                         "(--json / --report keep the signed answers)")
     flagged = report.flagged
     lines.append("")
     lines.append(f"{len(flagged)} of {len(report.nodes)} nodes flagged: "
@@ -67,7 +78,7 @@ def format_report(report: AuditReport) -> str:
 
 @click.command("audit")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--sample", type=click.IntRange(min=1), default=DEFAULT_SAMPLE,
               show_default=True,
               help="Shards challenged per node (all when it should hold fewer). The default "
@@ -85,8 +96,15 @@ def format_report(report: AuditReport) -> str:
                    "ids per node) for `nixshard repair --from-audit FILE`.")
 @click.option("--seed", type=int, default=None,
               help="Seed of the sample draw (reproducible samples; nonces stay random).")
+@click.option("--propose-map", "draft_path", type=click.Path(dir_okay=False, path_type=Path),
+              default=None, metavar="DRAFT",
+              help="With a signed map or bootstrap file as --network: also write the "
+                   "unsigned draft of the next epoch, in which every active node whose "
+                   "verdict is corrupt or missing is draining (repair then moves its "
+                   "shards); maintainers sign it with `nixshard map sign`.")
 def audit_command(network_file: str, sample: int, deadline: float, scores_path: str | None,
-                  as_json: bool, report_path: str | None, seed: int | None) -> None:
+                  as_json: bool, report_path: str | None, seed: int | None,
+                  draft_path: Path | None) -> None:
     """Challenge every node to prove it holds a random sample of the shards it
     should hold, report per node, and update the node scores.
 
@@ -94,7 +112,10 @@ def audit_command(network_file: str, sample: int, deadline: float, scores_path: 
     proof fails), late (valid, after the deadline) or unreachable.
 
     The JSON report lists each node's corrupt and missing shard ids: hand it
-    to `nixshard repair --from-audit FILE` to rebuild them.
+    to `nixshard repair --from-audit FILE` to rebuild them.  For a node with a
+    key (network map) the failed proof answers are signed by the node and
+    kept in the report as evidence (`signed_evidence`); an answer not signed
+    by its key counts as unreachable.
 
     Exit status: 0 when every node is ok; 1 when any node was flagged
     (missing, corrupt, late or unreachable); 2 when the audit could not run
@@ -102,9 +123,12 @@ def audit_command(network_file: str, sample: int, deadline: float, scores_path: 
     """
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
-        network = load_network(network_file)
-    except NetworkFileError as exc:
+        network = read_network(network_file, os.environ)
+    except (NetworkFileError, MapError) as exc:
         raise AuditNotRun(str(exc)) from exc
+    if draft_path is not None and network.follow is None:
+        raise AuditNotRun("--propose-map needs --network to be a signed network map or a "
+                          "bootstrap file (a network file has no epochs)")
     path = Path(scores_path) if scores_path else default_scores_path()
     try:
         scores = Scores.load(path)
@@ -132,5 +156,38 @@ def audit_command(network_file: str, sample: int, deadline: float, scores_path: 
     else:
         click.echo(format_report(report))
         click.echo(f"scores: {path}")
+    if draft_path is not None:
+        assert network.follow is not None
+        propose_drains(network.follow.trusted, report, draft_path)
     if report.flagged:
         raise SystemExit(1)
+
+
+DRAINED_VERDICTS = ("corrupt", "missing")
+"""Verdicts for which ``--propose-map`` drains a node: its own answers (signed, for a
+node with a key) show shards lost or bad; late and unreachable nodes may be back soon."""
+
+
+def propose_drains(current: SignedMap, report: AuditReport, draft_path: Path) -> None:
+    """Write the next epoch of ``current`` with every active node whose verdict is one of
+    :data:`DRAINED_VERDICTS` draining (nothing is written when there is none).
+
+    Raises:
+        AuditNotRun: the draft cannot be made or written.
+    """
+    active = {n.id for n in current.document.nodes if n.state == "active"}
+    failing = sorted(row.node_id for row in report.flagged
+                     if row.verdict in DRAINED_VERDICTS and row.node_id in active)
+    err = click.get_text_stream("stderr")
+    if not failing:
+        click.echo("no node to drain: no draft written", file=err)
+        return
+    try:
+        doc = edit_document(next_draft(current), drain=failing).validate()
+    except (MapError, click.ClickException) as exc:
+        raise AuditNotRun(f"cannot draft epoch {current.epoch + 1}: {exc}") from exc
+    try:
+        write_draft(draft_path, doc)
+    except click.ClickException as exc:
+        raise AuditNotRun(str(exc)) from exc
+    click.echo(f"draft of epoch {doc.epoch}: draining {', '.join(failing)}", file=err)

@@ -16,7 +16,9 @@ from .doctor_cli import doctor_command
 from .durability_cli import durability_command
 from .gc_cli import gc_command
 from .key_cli import key_group
+from .map_cli import map_group
 from .network_cli import network_group
+from .node_cli import node_commands
 from .pin_cli import pin_group
 from .repair_cli import repair_command
 from .status_cli import status_command
@@ -29,10 +31,11 @@ def main() -> None:
     """nixshard: a Nix binary cache on k-of-n shards over untrusted storage nodes."""
 
 
-main.add_command(with_config_file(node_command))
+main.add_command(node_commands(with_config_file(node_command)))
 main.add_command(with_config_file(push_command))
 main.add_command(with_config_file(serve_command))
 main.add_command(network_group)
+main.add_command(map_group)
 main.add_command(key_group)
 main.add_command(credentials_group)
 main.add_command(pin_group)

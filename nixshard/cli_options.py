@@ -15,7 +15,9 @@ import os
 import click
 
 from nix_records import SecretError, SigningKeyError, load_keyring, load_signing_key
-from storage_network import Keyring, Network, NetworkFileError, Publisher, load_network
+from storage_network import Keyring, Network, NetworkFileError, Publisher
+from storage_network.errors import MapError
+from storage_network.network_map.source import read_network
 
 
 def is_http_node(url: str) -> bool:
@@ -24,14 +26,15 @@ def is_http_node(url: str) -> bool:
 
 
 def network_or_exit(path: str) -> Network:
-    """The network file at ``path``.
+    """The network ``path`` gives: a network file, a signed network map or a bootstrap
+    file (:func:`storage_network.network_map.source.open_network`).
 
     Raises:
-        click.ClickException: unreadable or invalid network file.
+        click.ClickException: unreadable or invalid file, or no node serves a valid map.
     """
     try:
-        return load_network(path)
-    except NetworkFileError as exc:
+        return read_network(path, os.environ)
+    except (NetworkFileError, MapError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -106,7 +106,7 @@ def print_findings(findings: list[Finding], network_file: str, network: Network)
 
 @click.command("doctor")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--signing-key", default=None, type=click.Path(dir_okay=False),
               help="The publisher's Nix secret key file [default: $NIXSHARD_SIGNING_KEY]; "
                    "checks it is a listed publisher and that every node accepts its writes.")

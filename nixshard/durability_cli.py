@@ -1,4 +1,5 @@
-"""``nixshard durability``: loss odds for the network's k and n, next to 3x replication."""
+"""``nixshard durability``: loss odds for the network's k and n, next to 3x replication,
+and (with a network file) the worst losses its placement survives."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import json
 import click
 
 from storage_network.config import ChunkingParams
+from storage_network.nodes.placement_tolerance import LossTolerance, loss_tolerance
 from storage_network.upkeep.durability import durability_table
 
 from .cli_options import network_or_exit
@@ -39,20 +41,29 @@ def durability_command(network_file: str | None, k: int | None, m: int | None,
     when more than m = n - k of its shards are; a NAR when any of its chunks
     is (an upper bound on a network wider than n; exact on one of n nodes).
     Storage overhead is n/k for erasure coding and COPIES for replication.
+    With --network, also the worst case the network's placement survives:
+    how many whole operators, or how many nodes, may be lost at once.
     """
     avg = ChunkingParams().avg_size
     nodes = None
+    tolerance: LossTolerance | None = None
     if network_file is not None:
         network = network_or_exit(network_file)
         k, m, avg, nodes = network.k, network.m, network.chunking.avg_size, len(network.nodes)
+        tolerance = loss_tolerance(network)
     if k is None or m is None:
         raise click.UsageError("give --network FILE, or -k and -m")
     rows = durability_table(k, m, list(ps or DEFAULT_PS), nar_bytes, chunk_bytes or avg, copies,
                             nodes)
     if as_json:
-        click.echo(json.dumps({"k": k, "m": m, "copies": copies, "nar_bytes": nar_bytes,
-                               "rows": [vars(r) for r in rows]}, indent=1))
+        doc = {"k": k, "m": m, "copies": copies, "nar_bytes": nar_bytes,
+               "rows": [vars(r) for r in rows]}
+        if tolerance is not None:
+            doc["survives"] = tolerance.to_json()
+        click.echo(json.dumps(doc, indent=1))
         return
+    if tolerance is not None:
+        click.echo(f"placement: {tolerance.sentence()}")
     click.echo(f"{k}-of-{k + m} (overhead {(k + m) / k:.2f}x) vs {copies}x replication "
                f"(overhead {copies}x); NAR of {nar_bytes} bytes in "
                f"{-(-nar_bytes // (chunk_bytes or avg))} chunks")

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import re
 
 import click
 
@@ -25,24 +24,10 @@ from nix_records.retention import sealed_record_links
 from storage_network import Keyring, Network, NetworkClient, Publisher
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
+from uploader.lease import parse_duration
 from uploader.push import format_bytes
 
 from .cli_options import keyring_or_exit, network_or_exit, publisher_or_exit
-
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION_RE = re.compile(r"\A(\d+(?:\.\d+)?)([smhdw]?)\Z")
-
-
-def parse_duration(text: str) -> float:
-    """Seconds in a duration such as ``30d``, ``12h``, ``90m``, ``45s``, ``2w`` or ``600``.
-
-    Raises:
-        ValueError: anything else.
-    """
-    match = _DURATION_RE.fullmatch(text.strip())
-    if match is None:
-        raise ValueError(f"{text!r} is not a duration like 30d, 12h, 90m, 45s or 2w")
-    return float(match[1]) * _UNITS[match[2] or "s"]
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -131,7 +116,7 @@ async def run_gc(network: Network, publisher: Publisher, *, max_age: float | Non
 
 @click.command("gc")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--signing-key", required=True, type=click.Path(dir_okay=False),
               help="Secret key file of a publisher the nodes accept (signs the deletes).")
 @click.option("--max-age", default=None, callback=_duration, metavar="DURATION",

@@ -11,6 +11,7 @@ import click
 from storage_network import PublisherKey, parse_publisher_key
 from storage_network.config import (
     NODE_ID_RE,
+    PLACEMENTS,
     ChunkingParams,
     NodeInfo,
     init_network,
@@ -93,11 +94,17 @@ def parse_node_specs(specs: tuple[str, ...]) -> list[NodeInfo]:
 @click.option("--private", is_flag=True,
               help="A private cache: nodes hold only ciphertext; publishers and gateways "
                    "need the cache secret (`nixshard key generate-cache-secret`).")
+@click.option("--placement", type=click.Choice(PLACEMENTS), default="groups",
+              show_default=True,
+              help="groups: placement groups, weighted by capacity, a stripe spread over "
+                   "the nodes' operators then zones (give each [[nodes]] entry an operator "
+                   "in the file); rendezvous: every node hashed per chunk (files written "
+                   "before placement groups).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), required=True,
               help="Where to write the network file.")
 def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, ...],
                  record_replicas: int | None, chunk_avg: int, zstd_level: int,
-                 private: bool, output: str) -> None:
+                 private: bool, placement: str, output: str) -> None:
     """Write a network file for the --node nodes with k-of-(k+m) coding.
 
     A node's id is what placement ranks and what every signed write names: start
@@ -110,7 +117,7 @@ def init_command(nodes: tuple[str, ...], k: int, m: int, publishers: tuple[str, 
     try:
         network = init_network(
             [n.url for n in infos], k, m, [_read_key(p) for p in publishers], **extra,
-            zstd_level=zstd_level,
+            zstd_level=zstd_level, placement=placement,
             chunking=ChunkingParams(chunk_avg // 4, chunk_avg, chunk_avg * 4))
         network = dataclasses.replace(network, nodes=tuple(infos)).validate()
     except NetworkFileError as exc:

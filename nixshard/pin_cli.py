@@ -51,7 +51,9 @@ def _network_options(func: F) -> F:
         help="Keyring file of a private network (needed there).  "
              f"[default: the keyring text in ${CACHE_SECRET_ENV}, if set]")(func)
     func = click.option("--network", "network_file", required=True,
-                        type=click.Path(dir_okay=False), help="The network file (TOML).")(func)
+                        type=click.Path(dir_okay=False),
+                        help="The network file (TOML), a signed network map or a "
+                             "bootstrap file.")(func)
     return func
 
 

@@ -77,7 +77,7 @@ def format_report(report: RepairReport, dry_run: bool) -> str:
 
 @click.command("repair")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--signing-key", required=True, type=click.Path(dir_okay=False),
               help="Secret key file (Nix key format) the nodes accept: a maintainer key "
                    "(docs/keys.md); the push key only on a network without `maintainers`.")

@@ -7,6 +7,7 @@ answers, read repairs) and :func:`cancel_and_wait`, for requests hedged past.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 from collections import Counter
@@ -19,7 +20,8 @@ import aiohttp
 
 from storage_network.coding.codec import StripeCodec
 from storage_network.coding.sealing import Keyring
-from storage_network.config import Network
+from storage_network.config import MapFollow, Network
+from storage_network.network_map.fetch import MapRefresher
 from storage_network.nodes.base import NodeStore
 from storage_network.nodes.health import NodeHealth
 from storage_network.nodes.limits import AnswerBudget, Deadlines, LoopLag
@@ -167,11 +169,27 @@ class NetworkClient:
         self.lag = LoopLag()
         self._session: aiohttp.ClientSession | None = None
         self._budget = AnswerBudget()
+        self._following: asyncio.Task[None] | None = None
         self.nodes: dict[str, NodeStore] = {}
         self._codecs: dict[tuple[str, int, int], StripeCodec] = {}
         self._lanes: dict[str, asyncio.Semaphore] = {}
         self.flow = NodeFlow()
         self.pool = ThreadPoolExecutor(os.cpu_count() or 2, thread_name_prefix="nixshard-cpu")
+
+    async def _follow(self) -> None:
+        """Ask for newer epochs of the map :attr:`network` came from, and go on under
+        each (:meth:`adopt`), until the client closes."""
+        follow = self.network.follow
+        assert follow is not None
+
+        async def adopt(network: Network) -> None:
+            assert refresher.current is not None
+            await self.adopt(dataclasses.replace(
+                network, follow=MapFollow(refresher.current, follow.every)))
+
+        refresher = MapRefresher(follow.trusted, on_network=adopt, every=follow.every)
+        await asyncio.sleep(follow.every)  # the map was fetched when the program began
+        await refresher.run()
 
     async def __aenter__(self) -> NetworkClient:
         connector = aiohttp.TCPConnector(limit=0, limit_per_host=self._slots,
@@ -180,6 +198,8 @@ class NetworkClient:
         self.lag.start()
         ctx = self._context(self.network)
         self.nodes = {info.id: open_node(info, ctx) for info in self.network.nodes}
+        if self.network.follow is not None:
+            self._following = asyncio.create_task(self._follow())
         return self
 
     def _context(self, network: Network) -> NodeContext:
@@ -217,6 +237,9 @@ class NetworkClient:
 
     async def close(self) -> None:
         """Cancel the background tasks, close the HTTP session and stop the thread pool."""
+        if self._following is not None:
+            await cancel_and_wait({self._following})
+            self._following = None
         await self.background.close()
         await self.lag.stop()
         for node in self.nodes.values():

@@ -49,13 +49,16 @@ import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import tomli_w
 
 from storage_network.errors import AuthError, NetworkFileError
 from storage_network.nodes.registry import url_error
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key, with_roles
+
+if TYPE_CHECKING:
+    from storage_network.network_map.signatures import SignedMap
 
 NODE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 CODECS = ("isa_l_rs_cauchy", "liberasurecode_rs_vand", "isa_l_rs_vand")
@@ -110,6 +113,20 @@ class ChunkingParams:
     max_size: int = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class MapFollow:
+    """Where a network read from a network map came from, so that a client of it
+    follows newer epochs (:meth:`storage_network.client.NetworkClient.adopt`).
+
+    Attributes:
+        trusted: the newest verified map when the program started.
+        every: seconds between two asks for a newer epoch.
+    """
+
+    trusted: SignedMap
+    every: float = 300.0
+
+
 LEGACY_ROLES_NOTE = (
     "the network file lists no `maintainers`: every publisher key may delete shards and "
     "records (gc, repair); list maintainer keys to keep deletes to them (docs/keys.md)")
@@ -131,6 +148,8 @@ class Network:
         quotas: bytes of shards and records each publisher (by key name) may keep on
             one node; a publisher not listed has no quota (``[quotas]`` table).
         placement: one of :data:`PLACEMENTS`.
+        follow: for a network read from a network map: where from, so that clients
+            follow newer epochs (None for a network file).
     """
 
     nodes: tuple[NodeInfo, ...]
@@ -146,6 +165,7 @@ class Network:
     maintainers: frozenset[str] | None = None
     quotas: dict[str, int] = field(default_factory=dict)
     placement: str = "rendezvous"
+    follow: MapFollow | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         # the role travels with each key (nodes, buckets and readers get the keys only)
@@ -194,10 +214,12 @@ class Network:
                 raise NetworkFileError(f"node {info.id}: url {info.url!r} {why}")
         if self.k < 1 or self.m < 0:
             raise NetworkFileError(f"need k >= 1 and m >= 0, got k={self.k} m={self.m}")
-        if self.n > len(self.nodes):
+        active = sum(1 for node in self.nodes if node.state == "active")
+        if self.n > active:
+            inactive = len(self.nodes) - active
             raise NetworkFileError(
                 f"k + m = {self.n} shards need {self.n} distinct nodes, the file lists "
-                f"{len(self.nodes)}")
+                f"{active}" + (f" active ({inactive} draining or removed)" if inactive else ""))
         if self.n > 256:
             raise NetworkFileError(f"k + m = {self.n} exceeds 256")
         if self.placement not in PLACEMENTS:

@@ -4,6 +4,8 @@ Every error raised on purpose by this package derives from
 :class:`StorageNetworkError`, so callers can catch the package as a whole.
 """
 
+from __future__ import annotations
+
 
 class StorageNetworkError(Exception):
     """Base class of every error :mod:`storage_network` raises on purpose."""
@@ -62,6 +64,28 @@ class NodeAnswerError(NodeError):
     the node misbehaved (it is benched, not just demoted)."""
 
 
+class QuotaExceededError(StorageNetworkError):
+    """A node refused a write with 402: the publisher is over its quota on that node
+    (:mod:`storage_node.usage`).  Not a failure of the node: a write that meets it
+    stops (other nodes are not tried in its place) and writes no record.
+
+    The message is the node's own one line: the publisher, the bytes it keeps
+    there, its quota and the bytes the write needed.
+    """
+
+    STATUS = 402
+
+    @classmethod
+    def from_node_error(cls, exc: BaseException) -> QuotaExceededError | None:
+        """The quota refusal ``exc`` is (a :class:`NodeStatusError` of status 402),
+        else None."""
+        if not isinstance(exc, NodeStatusError) or exc.status != cls.STATUS:
+            return None
+        text = str(exc)
+        said = text.partition(f" -> {cls.STATUS} ")[2].removeprefix("error: ").strip()
+        return cls(said or text)
+
+
 class ChunkUnavailableError(StorageNetworkError):
     """Fewer than k verified shards of a chunk could be fetched."""
 
@@ -95,3 +119,9 @@ class SealError(RecordError):
     """Sealed bytes do not open: another cache secret, a missing key, or tampering
     (the AEAD tag does not match).  A record whose sealed metadata does not open
     is not served."""
+
+
+class MapError(StorageNetworkError):
+    """A network map, a signature on it, a bootstrap file or a chain of epochs is
+    malformed, oversized, or not validly signed (see :mod:`storage_network.network_map`);
+    the message says why."""

@@ -8,10 +8,13 @@ from aiohttp.typedefs import Middleware
 from http_serving import errors as http_errors
 
 from . import metrics, routes
-from .appkeys import BUDGET, CONFIG, NONCES, STORE
+from .appkeys import BUDGET, CONFIG, MAPS, NONCES, STORE
 from .budget import BodyBudget
 from .config import NodeConfig
 from .faults import fault_middleware
+from .map_follow import follow_maps
+from .map_gossip import MapGossip
+from .map_store import MapStore
 from .metrics import NodeMetrics
 from .replay import NonceLedger
 from .responses import ERRORS
@@ -29,13 +32,17 @@ def create_app(config: NodeConfig) -> web.Application:
     Middlewares: request metrics (outermost: the request clock starts before
     anything else runs), errors (:data:`storage_node.responses.ERRORS`), the
     body budget, and the test-only faults.  Routes: :mod:`storage_node.routes`.
+    The network maps it keeps live under ``maps/`` (:mod:`storage_node.map_store`)
+    and are passed between nodes by :mod:`storage_node.map_gossip`.
 
     Raises:
         ConfigError: the configuration is unusable (see :meth:`NodeConfig.validate`).
         DataDirError: the data directory cannot be created, read or locked.
+        ConfigError: the ``--map`` given contradicts the maps held (see
+            :meth:`storage_node.map_store.MapStore.open`).
     """
     config.validate()
-    store = Store.open(config.data_dir)
+    store = Store.open(config.data_dir, config.quotas)
     budget = BodyBudget(config.max_body_bytes_in_flight, config.body_wait_seconds)
     node_metrics = NodeMetrics(store, budget)
     middlewares: list[Middleware] = [node_metrics.http.middleware(),
@@ -47,6 +54,15 @@ def create_app(config: NodeConfig) -> web.Application:
     app[STORE] = store
     app[NONCES] = NonceLedger(config.data_dir / "nonces", WRITE_WINDOW_SECONDS)
     app[BUDGET] = budget
+    try:
+        app[MAPS] = MapStore.open(config.data_dir / "maps", config.network_map, config.bootstrap)
+    except BaseException:
+        store.close()
+        raise
+    follow_maps(config, store, app[MAPS])
+    gossip = MapGossip(app[MAPS], config.node_id, config.gossip_seconds)
+    app.on_startup.append(gossip.start)
+    app.on_cleanup.append(gossip.stop)
     http_errors.setup(app, ERRORS)
     metrics.setup(app, node_metrics)
     for module in routes.MODULES:

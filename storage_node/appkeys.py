@@ -6,6 +6,7 @@ from aiohttp import web
 
 from .budget import BodyBudget
 from .config import NodeConfig
+from .map_store import MapStore
 from .replay import NonceLedger
 from .store import Store
 
@@ -13,3 +14,4 @@ CONFIG = web.AppKey("config", NodeConfig)
 STORE = web.AppKey("store", Store)
 NONCES = web.AppKey("nonces", NonceLedger)
 BUDGET = web.AppKey("body_budget", BodyBudget)
+MAPS = web.AppKey("network_maps", MapStore)

@@ -3,7 +3,9 @@
 This is the only place the node's configuration is read: command-line
 options and, with ``--network``, the publisher and maintainer keys of the
 network file.  With ``--tls-cert`` and ``--tls-key`` the node serves HTTPS
-(:mod:`http_serving.tls`).
+(:mod:`http_serving.tls`).  With ``--map`` / ``--bootstrap`` it keeps, serves and
+passes on the network map (docs/network-map.md); with ``--key`` its node id derives
+from its ed25519 key (:mod:`storage_node.identity`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from http_serving.server import run_app
 from http_serving.tls import certificate_summary
 from http_serving.tls_options import tls_context_or_exit, tls_options
 from storage_network.config import Network, load_network
-from storage_network.errors import AuthError, NetworkFileError
+from storage_network.errors import AuthError, MapError, NetworkFileError
+from storage_network.network_map import Bootstrap, SignedMap, load_bootstrap, load_signed_map
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
 
 from .app import create_app
@@ -31,6 +34,7 @@ from .appkeys import STORE
 from .config import (
     DEFAULT_BODY_STALL_SECONDS,
     DEFAULT_BODY_WAIT_SECONDS,
+    DEFAULT_GOSSIP_SECONDS,
     DEFAULT_MAX_BODY_BYTES_IN_FLIGHT,
     DEFAULT_MAX_RECORD_BYTES,
     DEFAULT_MAX_SHARD_BYTES,
@@ -38,6 +42,7 @@ from .config import (
 )
 from .errors import StorageNodeError
 from .faults import ENV_VAR, Faults, FaultSpecError, faults_allowed, parse_faults
+from .identity import IdentityError, NodeIdentity, load_identity
 
 log = logging.getLogger("nixshard.node")
 ACCESS_LOGGER = "nixshard.node.access"
@@ -197,6 +202,19 @@ def _not_nan(ctx: click.Context, param: click.Parameter, value: float) -> float:
 @click.option("--access-log/--no-access-log", "access_log_on", default=True, show_default=True,
               help="Log one line per request on the nixshard.node.access logger (INFO): "
                    "remote address, request line, status, bytes sent, seconds taken.")
+@click.option("--map", "map_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="A signed network map to keep and serve (trusted as it is when the node "
+                   "holds none yet; docs/network-map.md). Without --network, its publishers "
+                   "and maintainers are the accepted keys.")
+@click.option("--bootstrap", "bootstrap_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Bootstrap file: the maintainer keys that sign epoch 1, and nodes to ask "
+                   "for maps.")
+@click.option("--key", "key_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="This node's ed25519 key file (`nixshard node join-request` makes one); "
+                   "the node id derives from it.")
+@click.option("--gossip-seconds", type=click.FloatRange(min=0.05, max=86400),
+              default=DEFAULT_GOSSIP_SECONDS, show_default=True, callback=_not_nan,
+              help="Seconds between two rounds of asking peers for newer maps.")
 @click.option("--fault", "fault_specs", multiple=True, hidden=True, metavar="MODE[,MODE...]",
               help="TEST ONLY (needs NIXSHARD_TEST_FAULTS=1): stall=SECONDS, flip, short, "
                    "lie-has, deep-json, endless, trickle=BYTES_PER_SECOND, slow-has=SECONDS, "
@@ -206,7 +224,8 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
                  tls_cert: Path | None, tls_key: Path | None, node_id: str | None,
                  max_shard_bytes: int, max_record_bytes: int, max_body_bytes_in_flight: int,
                  body_stall_seconds: float, log_level: str, access_log_on: bool,
-                 fault_specs: tuple[str, ...]) -> None:
+                 map_path: Path | None, bootstrap_path: Path | None, key_path: Path | None,
+                 gossip_seconds: float, fault_specs: tuple[str, ...]) -> None:
     """Run a storage node: keep shards and signed records, serve them over HTTP(S).
 
     Reads are open; writes must be signed by an accepted publisher key, deletes
@@ -221,11 +240,16 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
             network = load_network(network_path)
         except NetworkFileError as exc:
             raise click.ClickException(str(exc)) from exc
+    signed_map, bootstrap = load_map_options(map_path, bootstrap_path)
+    given = node_id is not None
+    identity = load_key_option(key_path)
+    node_id = node_id_from_key(identity, key_path, node_id) or socket.gethostname().split(".")[0]
+    check_node_id(node_id, network, network_path, given or key_path is not None)
+    if network is None and signed_map is not None:
+        # a node not in the map yet (it asked to join) still keeps and serves maps
+        network = signed_map.network
     publishers = gather_publishers(network, accepted, accepted_maintainers)
     maintainers = gather_maintainers(network, accepted_maintainers)
-    given = node_id is not None
-    node_id = node_id or socket.gethostname().split(".")[0]
-    check_node_id(node_id, network, network_path, given)
     logging.basicConfig(level=log_level.upper(),
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("nixshard").setLevel(log_level.upper())
@@ -233,7 +257,12 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
                         max_shard_bytes=max_shard_bytes, max_record_bytes=max_record_bytes,
                         max_body_bytes_in_flight=max_body_bytes_in_flight,
                         body_stall_seconds=body_stall_seconds, faults=faults,
-                        maintainers=maintainers)
+                        maintainers=maintainers,
+                        quotas=dict(network.quotas) if network is not None else {},
+                        network_map=signed_map, bootstrap=bootstrap,
+                        keys_from_map=network_path is None and (
+                            signed_map is not None or bootstrap is not None),
+                        gossip_seconds=gossip_seconds, identity=identity)
     try:
         app = create_app(config)
     except StorageNodeError as exc:
@@ -257,6 +286,54 @@ def node_command(data_dir: Path, listen: str, network_path: Path | None,
         raise click.ClickException(f"cannot listen on {listen}: {exc.strerror or exc}") from exc
     flush_logger(ACCESS_LOGGER)
     log.info("node %s stopped", node_id)
+
+
+def load_map_options(map_path: Path | None, bootstrap_path: Path | None
+                     ) -> tuple[SignedMap | None, Bootstrap | None]:
+    """The signed map of ``--map`` and the bootstrap of ``--bootstrap`` (each None when
+    not given).
+
+    Raises:
+        click.ClickException: unreadable or malformed (the message says why).
+    """
+    try:
+        signed = None if map_path is None else load_signed_map(map_path)
+        bootstrap = None if bootstrap_path is None else load_bootstrap(bootstrap_path)
+    except MapError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return signed, bootstrap
+
+
+def load_key_option(key_path: Path | None) -> NodeIdentity | None:
+    """The node key of ``--key`` (None when not given).
+
+    Raises:
+        click.ClickException: the key file cannot be read.
+    """
+    if key_path is None:
+        return None
+    try:
+        return load_identity(key_path)
+    except IdentityError as exc:
+        raise click.ClickException(exc.message) from exc
+
+
+def node_id_from_key(identity: NodeIdentity | None, key_path: Path | None,
+                     node_id: str | None) -> str | None:
+    """The node id: derived from the key of ``--key`` (``identity``, read from
+    ``key_path``) when given (``--node-id`` must then be that id), else ``--node-id``
+    (None when neither is given).
+
+    Raises:
+        click.UsageError: ``--node-id`` is not the key's id.
+    """
+    if identity is None:
+        return node_id
+    derived = identity.node_id
+    if node_id is not None and node_id != derived:
+        raise click.UsageError(f"--node-id {node_id!r} is not the id of the key {key_path} "
+                               f"({derived!r}); leave --node-id out")
+    return derived
 
 
 def log_roles(maintainers: frozenset[str] | None) -> None:

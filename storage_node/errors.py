@@ -77,5 +77,18 @@ class Busy(RequestError):
     came free within its wait (see :mod:`storage_node.budget`); try again later."""
 
 
+class OverQuota(RequestError):
+    """402: the write would take the publisher past its quota on this node
+    (:mod:`storage_node.usage`); nothing of it was stored.  The message states
+    the publisher, the bytes it keeps (with its writes in flight), its quota
+    and the bytes the write needed.
+
+    402 (Payment Required) because the publisher must get more room from the
+    node's operator: it is no failure of the node (a 5xx, or 507, which the
+    write path goes around as a full disk), no refusal of the key (403), and
+    no limit on one request (413).
+    """
+
+
 class Unprocessable(RequestError):
     """422: a well-formed request whose body does not verify (shard proof, record signature)."""

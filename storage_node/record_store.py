@@ -9,6 +9,10 @@ sets it, at most once a minute; records are read with ``O_NOATIME`` so the
 kernel's own atime updates do not count reads that asked not to be counted).
 :meth:`RecordStore.delete_record` deletes a record only if its bytes are the
 ones the collector judged, under the lock record writes take.
+
+A record written with a :class:`~storage_node.usage.Reservation` is charged
+to its publisher under the record lock, the bytes it replaced refunded to
+their payer; a deleted record refunds its payer (:mod:`storage_node.usage`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from storage_network.wire.record import RECORD_KEY_RE
 
 from .disk import fsync_dir, open_noatime, place, scan_dir
 from .store_layout import Deletion, StoreLayout
+from .usage import RECORD, Reservation
 
 # A record read moves its atime forward only when the stored one is older than this.
 ATIME_RESOLUTION_SECONDS = 60.0
@@ -43,7 +48,8 @@ class RecordStore(StoreLayout):
     """Records under ``records/``: write (decided under the lock), read, delete, list."""
 
     async def write_record(self, key: str, data: bytes | memoryview,
-                           decide: Callable[[bytes | None], bool] | None = None) -> RecordWrite:
+                           decide: Callable[[bytes | None], bool] | None = None,
+                           payer: Reservation | None = None) -> RecordWrite:
         """Store record ``key`` atomically (temp file, fsync, rename, fsync directory).
 
         Args:
@@ -53,19 +59,23 @@ class RecordStore(StoreLayout):
                 rename; returns True to write ``data``, False to keep what is
                 held, or raises to refuse (the exception propagates and
                 nothing is written).  None: always write.
+            payer: the written bytes are charged to its publisher (and it is
+                released); None: charged to nobody.  Either way the bytes
+                replaced are refunded to their payer.
 
         Raises:
             OSError: the disk refused (full, read-only, ...).
             Exception: whatever ``decide`` raises.
         """
         final = self.record_path(key)
-        outcome = await asyncio.to_thread(self._write_record_sync, data, final, decide)
+        outcome = await asyncio.to_thread(self._write_record_sync, data, final, decide, payer)
         if outcome is RecordWrite.CREATED:
             self.stats.records += 1
         return outcome
 
     def _write_record_sync(self, data: bytes | memoryview, final: Path,
-                           decide: Callable[[bytes | None], bool] | None) -> RecordWrite:
+                           decide: Callable[[bytes | None], bool] | None,
+                           payer: Reservation | None) -> RecordWrite:
         with self.new_temp() as temp:
             temp.write(data)
             temp.sync_close()  # before the lock: other keys' writes do not wait on it
@@ -74,6 +84,10 @@ class RecordStore(StoreLayout):
                     return RecordWrite.KEPT
                 created = place(temp.path, final, replace=True)
                 temp.committed = True
+                if payer is not None:
+                    self.usage.replace(RECORD, final.name, len(data), payer.publisher, payer)
+                else:
+                    self.usage.refund(RECORD, final.name)
         fsync_dir(final.parent)
         return RecordWrite.CREATED if created else RecordWrite.REPLACED
 
@@ -150,6 +164,7 @@ class RecordStore(StoreLayout):
             if digest.digest() != sha256:
                 return Deletion.KEPT
             os.unlink(final)
+            self.usage.refund(RECORD, final.name)
         fsync_dir(final.parent)
         return Deletion.DELETED
 

@@ -40,6 +40,7 @@ from .errors import (
     Conflict,
     Forbidden,
     NotFound,
+    OverQuota,
     PayloadTooLarge,
     PreconditionFailed,
     RequestError,
@@ -61,6 +62,7 @@ def _storage_status(exc: OSError) -> int:
 ERRORS = ErrorMap([
     Rule(BadRequest, 400),  # BodyTruncated included
     Rule(Unauthorized, 401, headers={"WWW-Authenticate": AUTH_SCHEME}),
+    Rule(OverQuota, 402),
     Rule(Forbidden, 403),  # Replayed included
     Rule(NotFound, 404),
     Rule(BodyStalled, 408, close=True),

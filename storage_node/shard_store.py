@@ -12,6 +12,10 @@ collector never deletes a shard a push is about to reference;
 :meth:`ShardStore.delete_shard` deletes only shards older than the
 collector's cut-off, and the check and the unlink happen under the lock
 that touches and PUTs take, so neither can slip in between.
+
+A shard placed by a write holding a :class:`~storage_node.usage.Reservation`
+is charged to that reservation's publisher as it is placed, and a deleted
+shard refunds its payer (:mod:`storage_node.usage`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from storage_network.wire.stripe import SHARD_ID_RE, parse_shard_id, verify_shar
 
 from .disk import TempFile, fsync_dir, place, scan_dir, size_or_none, sync_filesystem
 from .store_layout import FANOUT, Deletion, StoreLayout
+from .usage import SHARD, Reservation
 
 log = logging.getLogger("nixshard.node")
 
@@ -72,7 +77,8 @@ class ShardStore(StoreLayout):
             log.warning("shard %s no longer matched its id (%d bytes stored); replaced by "
                         "the %d bytes just written", shard_id, old_size, size)
 
-    async def commit_shard(self, temp: TempFile, shard_id: str) -> ShardWrite:
+    async def commit_shard(self, temp: TempFile, shard_id: str,
+                           payer: Reservation | None = None) -> ShardWrite:
         """Make ``temp`` (bytes already checked against ``shard_id``) shard ``shard_id``:
         fsync, link into place, fsync the directory.
 
@@ -87,7 +93,7 @@ class ShardStore(StoreLayout):
         """
         final = self.shard_path(shard_id)
         outcome, old_size = await asyncio.to_thread(self._commit_shard_sync, temp, shard_id,
-                                                    final)
+                                                    final, payer)
         self._count_shard_write(shard_id, outcome, temp.size, old_size)
         return outcome
 
@@ -107,8 +113,13 @@ class ShardStore(StoreLayout):
             temp.committed = True
         return (ShardWrite.NEW, 0) if old_size is None else (ShardWrite.HEALED, old_size)
 
-    def _commit_shard_sync(self, temp: TempFile, shard_id: str,
-                           final: Path) -> tuple[ShardWrite, int]:
+    def _charge(self, placed: list[tuple[str, int]], payer: Reservation | None) -> None:
+        """Charge ``payer``'s publisher for the shards just ``placed`` (id, bytes)."""
+        if payer is not None and placed:
+            self.usage.charge(SHARD, placed, payer.publisher, payer)
+
+    def _commit_shard_sync(self, temp: TempFile, shard_id: str, final: Path,
+                           payer: Reservation | None) -> tuple[ShardWrite, int]:
         with self._shard_lock:
             present = self._touch_if_present(final)
         if present:
@@ -123,14 +134,16 @@ class ShardStore(StoreLayout):
         with self._shard_lock:
             created = place(temp.path, final, replace=False)
             temp.committed = True
-            if not created:
+            if created:
+                self._charge([(shard_id, temp.size)], payer)
+            else:
                 self._touch_if_present(final)
         if created:
             fsync_dir(final.parent)
         return (ShardWrite.NEW if created else ShardWrite.HELD), 0
 
-    async def commit_shards(self, shards: Sequence[tuple[str, bytes | memoryview]]
-                            ) -> list[ShardWrite]:
+    async def commit_shards(self, shards: Sequence[tuple[str, bytes | memoryview]],
+                            payer: Reservation | None = None) -> list[ShardWrite]:
         """Store a batch of checked shards: all written, then made durable together.
 
         Every new shard is written to its own temp file, one
@@ -138,7 +151,8 @@ class ShardStore(StoreLayout):
         (a reader never sees a partial shard), and a second one makes the
         links durable before this returns.  A shard already stored is kept
         and its mtime set to now, or replaced when its stored bytes no longer
-        match its id, as :meth:`commit_shard` does.
+        match its id, as :meth:`commit_shard` does.  The new shards are charged
+        to ``payer``'s publisher, releasing ``payer`` (None: charged to nobody).
 
         Returns:
             Per shard, in order, what was done.
@@ -148,15 +162,16 @@ class ShardStore(StoreLayout):
                 removed and shards linked before the failure stay (each is
                 complete and matches its id).
         """
-        done = await asyncio.to_thread(self._commit_shards_sync, shards)
+        done = await asyncio.to_thread(self._commit_shards_sync, shards, payer)
         for (sid, body), (outcome, old_size) in zip(shards, done, strict=True):
             self._count_shard_write(sid, outcome, len(body), old_size)
         return [outcome for outcome, _ in done]
 
-    def _commit_shards_sync(self, shards: Sequence[tuple[str, bytes | memoryview]]
-                            ) -> list[tuple[ShardWrite, int]]:
+    def _commit_shards_sync(self, shards: Sequence[tuple[str, bytes | memoryview]],
+                            payer: Reservation | None) -> list[tuple[ShardWrite, int]]:
         done = [(ShardWrite.HELD, 0)] * len(shards)
         temps: list[tuple[int, TempFile, Path, bool]] = []  # (number, temp, final, heal)
+        placed: list[tuple[str, int]] = []  # new shards, charged even if a later one fails
         try:
             for number, (sid, body) in enumerate(shards):
                 final = self.shard_path(sid)
@@ -178,13 +193,16 @@ class ShardStore(StoreLayout):
                 with self._shard_lock:
                     created = place(temp.path, final, replace=False)
                     temp.committed = True
-                    if not created:
+                    if created:
+                        placed.append((shards[number][0], temp.size))
+                    else:
                         self._touch_if_present(final)
                 done[number] = (ShardWrite.NEW if created else ShardWrite.HELD, 0)
             sync_filesystem(self.tmp_dir)
         finally:
             for _, temp, _, _ in temps:
                 temp.discard()
+            self._charge(placed, payer)
         return done
 
     def read_shards(self, shard_ids: Iterable[str]) -> list[bytes | None]:
@@ -240,6 +258,7 @@ class ShardStore(StoreLayout):
             if st.st_mtime >= before:
                 return Deletion.KEPT, 0
             os.unlink(final)
+            self.usage.refund(SHARD, final.name)
         fsync_dir(final.parent)
         return Deletion.DELETED, st.st_size
 

@@ -24,12 +24,15 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import sqlite3
+from collections.abc import Mapping
 from pathlib import Path
 
 from .errors import DataDirError
 from .record_store import RecordStore
 from .shard_store import ShardStore
 from .store_layout import FANOUT, StoreStats
+from .usage import LEDGER_FILE, RECORD, SHARD, UsageLedger
 
 log = logging.getLogger("nixshard.node")
 
@@ -42,12 +45,14 @@ class Store(ShardStore, RecordStore):
     """
 
     @classmethod
-    def open(cls, root: Path) -> Store:
-        """Create the layout if needed, lock it, clear ``tmp/`` and count what is stored.
+    def open(cls, root: Path, quotas: Mapping[str, int] | None = None) -> Store:
+        """Create the layout if needed, lock it, clear ``tmp/``, open the usage ledger
+        (``quotas``: publisher key name -> bytes it may keep here, see
+        :mod:`storage_node.usage`) and count what is stored.
 
         Raises:
-            DataDirError: the directory cannot be created or read, or another
-                node process holds its lock.
+            DataDirError: the directory cannot be created or read, another
+                node process holds its lock, or the usage ledger cannot be opened.
         """
         store = cls(root)
         try:
@@ -57,7 +62,11 @@ class Store(ShardStore, RecordStore):
                 (store.shards_dir / sub).mkdir(exist_ok=True)
             store._lock()
             store._clear_tmp()
+            store.usage = UsageLedger(root / LEDGER_FILE, quotas or {})
             store._count()
+        except sqlite3.Error as exc:
+            store.close()
+            raise DataDirError(f"data dir {root}: usage ledger {LEDGER_FILE}: {exc}") from exc
         except OSError as exc:
             store.close()
             raise DataDirError(f"data dir {root}: {exc.strerror or exc}") from exc
@@ -84,16 +93,28 @@ class Store(ShardStore, RecordStore):
                 log.info("removed leftover temporary file %s", entry.path)
 
     def _count(self) -> None:
+        """Count what is stored and reconcile the usage ledger with it
+        (:meth:`~storage_node.usage.UsageLedger.reconcile`)."""
         stats = StoreStats()
+        shard_ids = set()
         for fanout in range(len(FANOUT)):
             for shard in self.list_shard_dir(fanout):
                 stats.shards += 1
                 stats.shard_bytes += shard.size
-        stats.records = len(self.list_records())
+                shard_ids.add(shard.id)
+        record_keys = {record.key for record in self.list_records()}
+        stats.records = len(record_keys)
         self.stats = stats
+        for kind, present in ((SHARD, shard_ids), (RECORD, record_keys)):
+            dropped = self.usage.reconcile(kind, present)
+            if dropped:
+                log.warning("usage ledger: %d %s rows named objects no longer stored; dropped",
+                            dropped, kind)
 
     def close(self) -> None:
-        """Release the data-directory lock (idempotent)."""
+        """Close the usage ledger and release the data-directory lock (idempotent)."""
+        if getattr(self, "usage", None) is not None:
+            self.usage.close()
         if self._lock_fd is not None:
             os.close(self._lock_fd)
             self._lock_fd = None

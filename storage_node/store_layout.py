@@ -6,6 +6,7 @@ Layout under the data directory::
     records/<record key>
     tmp/<random>.part          bodies being received; never read
     lock                       flock'd while a node runs on this directory
+    usage.sqlite               bytes charged to each publisher (storage_node.usage)
 
 Names are validated against :data:`storage_network.wire.stripe.SHARD_ID_RE` and
 :data:`RECORD_KEY_RE` before any path is built, so no request can name a
@@ -25,6 +26,7 @@ from storage_network.wire.record import RECORD_KEY_RE
 from storage_network.wire.stripe import SHARD_ID_RE
 
 from .disk import TempFile
+from .usage import UsageLedger
 
 FANOUT = [f"{i:02x}" for i in range(256)]
 
@@ -53,8 +55,11 @@ class StoreLayout:
 
     :class:`~storage_node.shard_store.ShardStore` and
     :class:`~storage_node.record_store.RecordStore` build on it;
-    :class:`~storage_node.store.Store` is both.
+    :class:`~storage_node.store.Store` is both.  :attr:`usage`, the ledger of what
+    each publisher is charged, is opened by :meth:`~storage_node.store.Store.open`.
     """
+
+    usage: UsageLedger
 
     def __init__(self, root: Path) -> None:
         self.root = root

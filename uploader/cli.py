@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 
 import click
 from click.core import ParameterSource
@@ -27,12 +28,14 @@ from storage_network import (
     NetworkFileError,
     Publisher,
     StorageNetworkError,
-    load_network,
 )
+from storage_network.errors import MapError
+from storage_network.network_map.source import read_network
 
 from .backoff import DEFAULT_RETRY_DELAY, DEFAULT_RETRY_MAX_DELAY
 from .closure import PathInfo, query_closure, resolve_store_path
 from .errors import PushFailedError, StoreWatchError, UploaderError
+from .lease import lease_end, parse_duration
 from .progress import nar_progress, nar_total, show_progress
 from .push import DEFAULT_JOBS, ProgressCallback, PushSummary, format_summary, push_closure
 from .spool import push_spool
@@ -43,18 +46,21 @@ from .watch import DEFAULT_INTERVAL, DEFAULT_STORE_DIR, watch_store
 async def run_push(network: Network, infos: list[PathInfo], nix_key: SecretKey,
                    publisher: Publisher, *, jobs: int = DEFAULT_JOBS,
                    progress: ProgressCallback | None = None,
-                   keyring: Keyring | None = None) -> PushSummary:
+                   keyring: Keyring | None = None,
+                   expires: int | None = None) -> PushSummary:
     """Push ``infos`` over a fresh network client, ``jobs`` paths at once.
 
     See :func:`uploader.push.push_closure` (records in dependency order).
-    ``keyring``: a private network's cache secrets (everything is sealed).
+    ``keyring``: a private network's cache secrets (everything is sealed);
+    ``expires``: unix seconds the records' lease ends at (None: never).
 
     Raises:
         PushFailedError: some paths were not pushed (the others were).
         NixQueryError: the references form a cycle.
     """
     async with NetworkClient(network, keyring=keyring) as net:
-        return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress)
+        return await push_closure(net, infos, nix_key, publisher, jobs=jobs, progress=progress,
+                                  expires=expires)
 
 
 def check_mode(ctx: click.Context, store_paths: tuple[str, ...], watch: bool,
@@ -95,19 +101,26 @@ def check_mode(ctx: click.Context, store_paths: tuple[str, ...], watch: bool,
 
 
 def log_to_stderr() -> None:
-    """Log lines on stderr: the uploader's at INFO (one per pushed path), others at WARNING."""
+    """Log lines on stderr: the uploader's at INFO (one per pushed path) and the network
+    map's (``network map: now at epoch N`` when a newer epoch is taken), others at
+    WARNING."""
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
     logging.getLogger("nixshard.push").setLevel(logging.INFO)
+    logging.getLogger("nixshard.network_map").setLevel(logging.INFO)
 
 
 def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
                store_paths: tuple[str, ...], jobs: int, progress: bool | None,
-               keyring: Keyring | None = None) -> None:
+               keyring: Keyring | None = None, lease: float | None = None) -> None:
     """Push the closures of ``store_paths``; summary on stdout, bar and errors on stderr.
 
+    ``lease``: seconds the records written stay (from now; None: forever).
+
     Raises:
-        click.ClickException: a path is not valid, or some paths were not
-            pushed (they are named; the summary is printed first).
+        click.ClickException: a path is not valid, some paths were not pushed
+            (they are named; the summary is printed first), or a node refused
+            the publisher for its quota (one line: the node's refusal and how
+            many paths were not pushed).
     """
     try:
         infos = query_closure(list(store_paths))
@@ -118,12 +131,17 @@ def push_paths(network: Network, nix_key: SecretKey, publisher: Publisher,
     with nar_progress(nar_total(infos), show_progress(progress, stderr), stderr) as bar:
         try:
             summary = asyncio.run(run_push(network, infos, nix_key, publisher, jobs=jobs,
-                                           progress=bar, keyring=keyring))
+                                           progress=bar, keyring=keyring,
+                                           expires=lease_end(lease, time.time())))
         except PushFailedError as exc:
             failure, summary = exc, exc.summary
         except UploaderError as exc:
             raise click.ClickException(str(exc)) from exc
     click.echo(format_summary(summary, network.k, network.m))
+    if failure is not None and summary.quota is not None:
+        raise click.ClickException(
+            f"push stopped, over quota: {summary.quota}; {len(failure.failures)} store "
+            "path(s) not pushed (no record written for them)")
     if failure is not None:
         raise click.ClickException(str(failure))
 
@@ -184,9 +202,21 @@ def spool(network: Network, nix_key: SecretKey, publisher: Publisher, spool_dir:
                f"{os.path.join(spool_dir, NEW_DIR)}")
 
 
+def _lease(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    """Click callback: ``--lease``'s duration as seconds (positive)."""
+    if value is None:
+        return None
+    try:
+        seconds = parse_duration(value)
+        lease_end(seconds, 0)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), ctx, param) from exc
+    return seconds
+
+
 @click.command("push")
 @click.option("--network", "network_file", required=True, type=click.Path(dir_okay=False),
-              help="The network file (TOML).")
+              help="The network file (TOML), a signed network map or a bootstrap file.")
 @click.option("--signing-key", type=click.Path(dir_okay=False), default=None,
               help="Secret key file made by `nix-store --generate-binary-cache-key` "
                    "[default: the key text in $NIXSHARD_SIGNING_KEY].")
@@ -234,6 +264,11 @@ def spool(network: Network, nix_key: SecretKey, publisher: Publisher, spool_dir:
                    "keeps their closures; as `nixshard pin add NAME ...`).")
 @click.option("--pin-keep", type=click.IntRange(min=1), default=None, metavar="N",
               help="With --pin: the pin keeps its N newest paths.")
+@click.option("--lease", default=None, callback=_lease, metavar="DURATION",
+              help="Records written stay for DURATION (30d, 12h, 90m, 45s, 2w) from now, "
+                   "then count as absent and gc drops them; a path held with an earlier "
+                   "end is pushed again (renewed). Only with STORE_PATHS. "
+                   "[default: no lease, records never expire]")
 @click.argument("store_paths", nargs=-1)
 @click.pass_context
 def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
@@ -241,7 +276,8 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
                  progress: bool | None, watch_store_flag: bool, push_existing: bool,
                  spool_dir: str | None, watch_interval: float, store_dir: str,
                  retry_delay: float, retry_max_delay: float, pin_name: str | None,
-                 pin_keep: int | None, store_paths: tuple[str, ...]) -> None:
+                 pin_keep: int | None, lease: float | None,
+                 store_paths: tuple[str, ...]) -> None:
     """Push the closures of STORE_PATHS into the network, each record after its references'.
 
     With --watch-store, push new store paths as they appear instead (start it
@@ -252,9 +288,12 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
     """
     check_mode(ctx, store_paths, watch_store_flag, spool_dir)
     check_pin(ctx, pin_name, pin_keep, bool(store_paths))
+    if lease is not None and not store_paths:
+        raise click.UsageError("--lease applies only to STORE_PATHS (not --watch-store or "
+                               "--spool)", ctx)
     try:
-        network = load_network(network_file)
-    except NetworkFileError as exc:
+        network = read_network(network_file, os.environ)
+    except (NetworkFileError, MapError) as exc:
         raise click.ClickException(str(exc)) from exc
     try:
         key = load_signing_key(signing_key, os.environ, network=network)
@@ -272,7 +311,8 @@ def push_command(ctx: click.Context, network_file: str, signing_key: str | None,
         spool(network, key.nix_key, key.publisher, spool_dir, watch_interval, jobs,
               retry_delay, retry_max_delay, keyring)
     else:
-        push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress, keyring)
+        push_paths(network, key.nix_key, key.publisher, store_paths, jobs, progress, keyring,
+                   lease)
         if pin_name is not None:
             pin_pushed(network, key.publisher, pin_name, store_paths, pin_keep, keyring)
 

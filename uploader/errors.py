@@ -20,6 +20,20 @@ class PushError(UploaderError):
     """A store path could not be pushed (NAR mismatch, network refused, ...)."""
 
 
+class PushQuotaError(PushError):
+    """A node refused a store path's shards or record: the publisher is over its quota
+    there (:class:`storage_network.errors.QuotaExceededError`); nothing of the path
+    was committed.
+
+    Attributes:
+        quota: the node's one-line refusal (publisher, usage, quota, bytes needed).
+    """
+
+    def __init__(self, message: str, quota: str) -> None:
+        super().__init__(message)
+        self.quota = quota
+
+
 class PushFailedError(PushError):
     """Some paths of a closure were not pushed; the others were (records in dependency order).
 

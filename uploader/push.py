@@ -1,6 +1,7 @@
 """Push store paths into the shard network.
 
-Per store path: skip it if the network already holds a record for it; else
+Per store path: skip it if the network already holds a record for it (unless
+the push renews its lease, :mod:`uploader.lease`); else
 stream its NAR (:func:`nix_formats.nar.dump_path`) into the network
 (:func:`nix_records.publishing.store`), check the NarHash against the Nix
 database, make the narinfo (:func:`nix_records.narinfo_record.new_narinfo`,
@@ -12,7 +13,9 @@ go in parallel; a record, the commit point, is written only once the
 records of all the path's references within the push are written (or were
 already there), so a reader never sees a narinfo whose references are
 missing.  When a path fails, the paths that depend on it (directly or not)
-are not committed; independent paths still are.
+are not committed; independent paths still are.  A node's quota refusal
+(:class:`~storage_network.errors.QuotaExceededError`) fails its path and stops
+the push: paths not started yet are not pushed (:attr:`PushSummary.quota`).
 """
 
 from __future__ import annotations
@@ -43,9 +46,11 @@ from storage_network import (
     StorageNetworkError,
     fetch_record,
 )
+from storage_network.errors import QuotaExceededError
 
 from .closure import PathInfo, topological_order
-from .errors import PushError, PushFailedError
+from .errors import PushError, PushFailedError, PushQuotaError
+from .lease import renews
 from .narstream import HashingStream
 
 DEFAULT_JOBS = 4
@@ -63,7 +68,8 @@ class PushSummary:
     """What a push did: paths pushed/skipped, byte figures (bytes), wall time (seconds).
 
     ``pushed`` lists paths in the order their records were written;
-    ``failed`` maps each path that was not pushed to the reason.
+    ``failed`` maps each path that was not pushed to the reason; ``quota`` is
+    the node's quota refusal that stopped the push (None: not stopped).
     """
 
     pushed: list[str] = field(default_factory=list)
@@ -72,6 +78,7 @@ class PushSummary:
     record_bytes: int = 0
     seconds: float = 0.0
     failed: dict[str, str] = field(default_factory=dict)
+    quota: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,17 +98,21 @@ def _reporting(pieces: Iterable[bytes], loop: asyncio.AbstractEventLoop,
 
 
 async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publisher: Publisher,
-                 report: ProgressCallback | None = None) -> _Stored | None:
-    """Store the shards of ``info``'s NAR; None when the network holds its record already.
+                 report: ProgressCallback | None = None,
+                 expires: int | None = None) -> _Stored | None:
+    """Store the shards of ``info``'s NAR; None when the network holds its record already
+    and a record ending at ``expires`` (None: never) would not renew its lease.
 
     Raises:
+        PushQuotaError: a node refused a shard: the publisher is over its quota.
         PushError: unreadable tree, NAR differs from the Nix database, a node
             refused a shard, or the record lookup could not tell.
     """
     path = info.store_path.path
     try:
-        await fetch_record(net, record_key(info.store_path.hash_part))
-        return None
+        held = await fetch_record(net, record_key(info.store_path.hash_part))
+        if not renews(held, expires):
+            return None
     except NotFoundError:
         pass
     except StorageNetworkError as exc:
@@ -112,6 +123,8 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
         pieces = _reporting(nar, asyncio.get_running_loop(), report)
     try:
         payload = await store(net, publisher, pieces)
+    except QuotaExceededError as exc:
+        raise PushQuotaError(f"{path}: not pushed: {exc}", str(exc)) from exc
     except StorageNetworkError as exc:
         raise PushError(f"{path}: {exc}") from exc
     except (OSError, NixFormatError) as exc:
@@ -133,14 +146,20 @@ async def _store(net: NetworkClient, info: PathInfo, nix_key: SecretKey, publish
 
 
 async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher: Publisher,
-                  summary: PushSummary) -> None:
-    """Write the record of a stored path (the commit point) and count it in ``summary``.
+                  summary: PushSummary, expires: int | None = None) -> None:
+    """Write the record of a stored path (the commit point), its lease ending at
+    ``expires`` (None: never), and count it in ``summary``.
 
     Raises:
+        PushQuotaError: a node refused the record: the publisher is over its quota.
         PushError: the record was not stored on every replica node.
     """
     try:
-        summary.record_bytes += await publish(net, publisher, stored.record, stored.payload)
+        summary.record_bytes += await publish(net, publisher, stored.record, stored.payload,
+                                              expires)
+    except QuotaExceededError as exc:
+        raise PushQuotaError(f"{info.store_path.path}: record not stored: {exc}",
+                             str(exc)) from exc
     except StorageNetworkError as exc:
         raise PushError(f"{info.store_path.path}: record not stored: {exc}") from exc
     summary.stats.add(stored.payload.stats)
@@ -148,8 +167,10 @@ async def _commit(net: NetworkClient, info: PathInfo, stored: _Stored, publisher
 
 
 async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
-                    publisher: Publisher, summary: PushSummary) -> bool:
-    """Push one store path unless the network holds it; True if pushed.
+                    publisher: Publisher, summary: PushSummary,
+                    expires: int | None = None) -> bool:
+    """Push one store path unless the network holds it (and ``expires``, the end of
+    the lease its record gets, None: never, renews nothing); True if pushed.
 
     Its references are not checked: :func:`push_closure` orders the records.
 
@@ -158,18 +179,19 @@ async def push_path(net: NetworkClient, info: PathInfo, nix_key: SecretKey,
             database, or the network refused a shard or the record (the
             message starts with the store path and says which).
     """
-    stored = await _store(net, info, nix_key, publisher)
+    stored = await _store(net, info, nix_key, publisher, expires=expires)
     if stored is None:
         summary.skipped.append(info.store_path.path)
         return False
-    await _commit(net, info, stored, publisher, summary)
+    await _commit(net, info, stored, publisher, summary, expires)
     return True
 
 
 async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: SecretKey,
                        publisher: Publisher, *, jobs: int = DEFAULT_JOBS,
                        progress: ProgressCallback | None = None,
-                       on_done: DoneCallback | None = None) -> PushSummary:
+                       on_done: DoneCallback | None = None,
+                       expires: int | None = None) -> PushSummary:
     """Push ``infos``, up to ``jobs`` paths at once, each record after its references' records.
 
     References outside ``infos`` are taken to be in the network already.
@@ -185,6 +207,9 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
             failed paths count their whole ``nar_size``, so the counts add
             up to the sum of the known ``nar_size`` values.
         on_done: called for each path that is in the network afterwards.
+        expires: unix seconds the lease of every record written ends at (None:
+            they never expire); a path held with an earlier end is pushed again
+            (:func:`uploader.lease.renews`).
 
     Returns:
         The summary (``pushed`` in record order).
@@ -193,7 +218,8 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
         ValueError: ``jobs`` < 1.
         NixQueryError: the references of ``infos`` form a cycle.
         PushFailedError: some paths were not pushed (``failures`` names each
-            with its reason; ``summary`` holds what was pushed).
+            with its reason; ``summary`` holds what was pushed, and
+            ``summary.quota`` the quota refusal that stopped the push, if one did).
     """
     if jobs < 1:
         raise ValueError(f"jobs must be at least 1, not {jobs}")
@@ -209,6 +235,9 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
         return next((r for r in refs if in_network[r].done() and not in_network[r].result()),
                     None)
 
+    def stopped() -> str | None:
+        return None if summary.quota is None else "the push stopped"
+
     async def push_one(info: PathInfo) -> None:
         path = info.store_path.path
         refs = [r for r in info.references if r != path and r in in_network]
@@ -223,13 +252,14 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
         stored: _Stored | None = None
         done = False
         try:
-            blocker = failed_reference(refs)
+            blocker = failed_reference(refs) or stopped()
             if blocker is None:
                 async with slots:
-                    blocker = failed_reference(refs)
+                    blocker = failed_reference(refs) or stopped()
                     if blocker is None:
                         stored = await _store(net, info, nix_key, publisher,
-                                              report if progress is not None else None)
+                                              report if progress is not None else None,
+                                              expires)
                         done = stored is None
             if stored is not None:
                 for ref in refs:
@@ -237,12 +267,17 @@ async def push_closure(net: NetworkClient, infos: Sequence[PathInfo], nix_key: S
                         blocker = ref
                         break
                 if blocker is None:
-                    await _commit(net, info, stored, publisher, summary)
+                    await _commit(net, info, stored, publisher, summary, expires)
                     done = True
             elif done:
                 summary.skipped.append(path)
-            if blocker is not None:
+            if blocker is not None and blocker == stopped():
+                summary.failed[path] = f"not pushed: {blocker} ({summary.quota})"
+            elif blocker is not None:
                 summary.failed[path] = f"not committed: its reference {blocker} was not pushed"
+        except PushQuotaError as exc:
+            summary.failed[path] = str(exc).removeprefix(f"{path}: ")
+            summary.quota = summary.quota or exc.quota
         except PushError as exc:
             summary.failed[path] = str(exc).removeprefix(f"{path}: ")
         finally:

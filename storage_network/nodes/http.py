@@ -28,6 +28,7 @@ answer), or the base class (connection refused or reset).
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 from collections.abc import Callable
@@ -59,6 +60,7 @@ from storage_network.wire.listing import (
     ListedShard,
     ListingLines,
 )
+from storage_network.wire.node_answer_auth import AnswerCheck, SignedAnswer, answer_check
 from storage_network.wire.node_http import HAS_BATCH, PEEK_HEADER
 from storage_network.wire.proofs import max_answer_bytes
 from storage_network.wire.record import MAX_RECORD_BYTES
@@ -130,13 +132,16 @@ class NodeClient(GatedNode):
                        publisher: Publisher | None = None, ok: tuple[int, ...] = (200,),
                        headers: dict[str, str] | None = None,
                        consume: Callable[[bytes], None] | None = None,
-                       free: int | None = None) -> tuple[int, bytes]:
+                       free: int | None = None,
+                       check: AnswerCheck | None = None) -> tuple[int, bytes]:
         """One request; returns the status and the answer (at most ``limit`` bytes).
 
         With ``consume``, a successful answer is passed to it piece by piece
         instead of being kept (the returned bytes are then empty).  ``free``:
         bytes of the answer held without reserving from the client's
         :class:`AnswerBudget` (never more than the budget's ``free``, its default).
+        ``check``: the answer must be signed by the node
+        (:mod:`storage_network.wire.node_answer_auth`); its nonce is sent.
 
         Raises:
             NodeTimeoutError, NodeStatusError, NodeAnswerError, NodeError.
@@ -148,6 +153,8 @@ class NodeClient(GatedNode):
         if publisher is not None:
             digest = hashlib.sha256(body or b"").digest()
             headers.update(sign_write(publisher, self.id, method, path, digest))
+        if check is not None:
+            headers.update(check.headers)
         what = f"{method} {path}"
         async with self.gate.exchange(what, free) as ex:
             try:
@@ -167,6 +174,8 @@ class NodeClient(GatedNode):
             text = answer[:200].decode("utf-8", "replace").strip()
             raise NodeStatusError(f"node {self.id}: {what} -> {resp.status} {text}",
                                   resp.status)
+        if check is not None:
+            check(resp.status, answer, resp.headers)
         return resp.status, answer
 
     async def _read(self, resp: aiohttp.ClientResponse, limit: int, what: str,
@@ -265,20 +274,22 @@ class NodeClient(GatedNode):
 
         Raises:
             NodeError: the request failed; NodeAnswerError: the answer is
-                malformed, oversized or names ids not asked.
+                malformed, oversized or names ids not asked;
+                :class:`~storage_network.wire.node_answer_auth.UnsignedAnswerError`
+                (a NodeAnswerError): the node's entry names a key and the answer
+                is not signed by it.
         """
         present: set[str] = set()
         for start in range(0, len(shard_ids), HAS_BATCH):
             batch = shard_ids[start:start + HAS_BATCH]
             limit = 64 + sum(len(s) + 4 for s in batch)
-            if touch is None:
-                _, data = await self._request("POST", "/shards/has",
-                                              json_body={"ids": batch}, limit=limit)
-            else:
-                body = json.dumps({"ids": batch, "touch": True}).encode()
-                _, data = await self._request("POST", "/shards/has", body=body,
-                                              publisher=touch, limit=limit,
-                                              headers={"Content-Type": "application/json"})
+            body = json.dumps({"ids": batch, "touch": True} if touch is not None
+                              else {"ids": batch}).encode()
+            _, data = await self._request("POST", "/shards/has", body=body, publisher=touch,
+                                          limit=limit,
+                                          headers={"Content-Type": "application/json"},
+                                          check=self._answer_check("POST", "/shards/has", body,
+                                                                   (200,)))
             doc = parse_json_answer(self.id, "POST /shards/has", data)
             present.update(_id_list(self.id, "POST /shards/has", doc, "present", set(batch)))
         return present
@@ -322,11 +333,44 @@ class NodeClient(GatedNode):
             raise NodeAnswerError(f"node {self.id}: malformed record listing: {exc}") from None
 
     async def prove(self, nonce: bytes, shard_ids: list[str]) -> bytes:
-        """The node's raw answer to a storage challenge (see :mod:`storage_network.wire.proofs`)."""
-        _, data = await self._request("POST", "/proofs",
-                                      json_body={"nonce": nonce.hex(), "ids": shard_ids},
-                                      limit=max_answer_bytes(len(shard_ids)))
+        """The node's raw answer to a storage challenge (see :mod:`storage_network.wire.proofs`).
+
+        When the node's entry names a key the answer must be signed by it; the signed
+        answer is then kept for :meth:`signed_proof` (the audit's evidence).
+
+        Raises:
+            UnsignedAnswerError: the node's entry names a key and the answer is not
+                signed by it.
+        """
+        body = json.dumps({"nonce": nonce.hex(), "ids": shard_ids}).encode()
+        check = self._answer_check("POST", "/proofs", body, (200,))
+        _, data = await self._request("POST", "/proofs", body=body,
+                                      headers={"Content-Type": "application/json"},
+                                      limit=max_answer_bytes(len(shard_ids)), check=check)
+        if check is not None and check.signed is not None:
+            self._signed_proofs[nonce] = (check.signed, body)
+            while len(self._signed_proofs) > self.MAX_KEPT_PROOFS:
+                del self._signed_proofs[next(iter(self._signed_proofs))]
         return data
+
+    MAX_KEPT_PROOFS = 64
+    """Signed proof answers kept for :meth:`signed_proof` (the newest)."""
+
+    @functools.cached_property
+    def _signed_proofs(self) -> dict[bytes, tuple[SignedAnswer, bytes]]:
+        """Challenge nonce -> (signed answer, request body), oldest first."""
+        return {}
+
+    def signed_proof(self, nonce: bytes) -> tuple[SignedAnswer, bytes] | None:
+        """The signed answer to the challenge of ``nonce`` (taken: asked once) and the
+        request body it answers; None when the node's entry names no key (or the
+        answer is no longer kept: the last :attr:`MAX_KEPT_PROOFS` are)."""
+        return self._signed_proofs.pop(nonce, None)
+
+    def _answer_check(self, method: str, path: str, body: bytes,
+                      statuses: tuple[int, ...]) -> AnswerCheck | None:
+        """The check of an answer the node must sign (None: its entry names no key)."""
+        return answer_check(self.info.id, self.info.public_key, method, path, body, statuses)
 
     async def put_record(self, key: str, data: bytes, publisher: Publisher) -> int:
         """Store a signed record (or tombstone) under ``key``; returns the status:
@@ -349,10 +393,17 @@ class NodeClient(GatedNode):
             peek: a maintenance read (inventory, audit, gc, repair): sends
                 ``X-Nixshard-Peek: 1`` so the node does not count it as a use
                 of the record (its last-read time stays).
+
+        Raises:
+            UnsignedAnswerError: the node's entry names a key and a 404 is not signed
+                by it (a record body needs no node signature: it is signed by its
+                publisher).
         """
-        status, data = await self._request("GET", f"/records/{key}", ok=(200, 404),
+        path = f"/records/{key}"
+        status, data = await self._request("GET", path, ok=(200, 404),
                                            headers={PEEK_HEADER: "1"} if peek else None,
-                                           limit=MAX_RECORD_BYTES, free=RECORD_FREE_BYTES)
+                                           limit=MAX_RECORD_BYTES, free=RECORD_FREE_BYTES,
+                                           check=self._answer_check("GET", path, b"", (404,)))
         return data if status == 200 else None
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:

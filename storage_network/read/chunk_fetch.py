@@ -39,7 +39,7 @@ from storage_network.coding.codec import StripeCodec, open_frame
 from storage_network.config import NodeInfo
 from storage_network.errors import ChunkUnavailableError
 from storage_network.nodes.health import CLIENT_RETRIES
-from storage_network.nodes.placement import ranking
+from storage_network.nodes.placement import chunk_ranking
 from storage_network.read.flow import NodeFlow
 from storage_network.read.locate import ShardHolders, relocate_chunk
 from storage_network.read.shard_fetch import (
@@ -59,7 +59,7 @@ def shard_holders(net: NetworkClient, ref: ChunkRef,
     """``holders`` as :class:`ShardHolders` (itself when it is one, else a copy)."""
     if isinstance(holders, ShardHolders):
         return holders
-    have = ShardHolders(ranking(net.network.nodes, ref.chunk_id))
+    have = ShardHolders(chunk_ranking(net.network, ref.chunk_id))
     for index, nodes in holders.items():
         for node in nodes:
             have.add(index, node)

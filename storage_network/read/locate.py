@@ -48,7 +48,7 @@ from storage_network.client import NetworkClient
 from storage_network.config import NodeInfo
 from storage_network.errors import NodeError
 from storage_network.nodes.health import CLIENT_RETRIES, Standing, blamed_on_client
-from storage_network.nodes.placement import ranking
+from storage_network.nodes.placement import chunk_ranking
 from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.stripe import shard_id
 
@@ -63,12 +63,13 @@ class ShardHolders(dict[int, list[NodeInfo]]):
     holds the requests still running that may add some.
 
     Args:
-        rank: the chunk's rendezvous ranking (every node of the network).
+        rank: the chunk's ranking (every node it may be on; kept, not copied:
+            under placement groups it is shared by the chunks of a group).
     """
 
     def __init__(self, rank: Sequence[NodeInfo]) -> None:
         super().__init__()
-        self.rank = list(rank)
+        self.rank = rank
         self.late: set[asyncio.Task[None]] = set()
 
     def _position(self, node: NodeInfo) -> int:
@@ -106,7 +107,7 @@ class Locations:
 
     Attributes:
         holders: per chunk (in the order asked), its :class:`ShardHolders`.
-        rankings: per chunk, the chunk's full rendezvous ranking.
+        rankings: per chunk, the chunk's full ranking.
         unreachable: node id -> why it did not answer.
         slow: node id -> why its answer was not waited for (only with
             ``settle``); such a node's answer may still be added to
@@ -114,7 +115,7 @@ class Locations:
     """
 
     holders: list[ShardHolders]
-    rankings: list[list[NodeInfo]]
+    rankings: list[Sequence[NodeInfo]]
     unreachable: dict[str, str] = field(default_factory=dict)
     slow: dict[str, str] = field(default_factory=dict)
 
@@ -136,7 +137,7 @@ class _Round:
                  unreachable: dict[str, str]) -> None:
         self.net, self.refs, self.holders = net, refs, holders
         self.unreachable = unreachable
-        self.nodes = {node.id: node for have in holders for node in have.rank}
+        self.nodes = {node.id: node for node in net.network.nodes}  # every ranking's nodes
         self.asks = asks
         self.tasks = {asyncio.create_task(self._ask(node_id, pairs)): node_id
                       for node_id, pairs in asks.items() if pairs}
@@ -224,7 +225,7 @@ async def locate_shards(net: NetworkClient, refs: Sequence[ChunkRef], k: int, m:
     """
     n = k + m
     want = n if want is None else want
-    rankings = [ranking(net.network.nodes, ref.chunk_id) for ref in refs]
+    rankings = [chunk_ranking(net.network, ref.chunk_id) for ref in refs]
     holders = [ShardHolders(rank) for rank in rankings]
     found = Locations(holders, rankings)
 

@@ -20,7 +20,9 @@ the answers.  The newest valid version wins (largest signed ``created``,
 ties by the envelope's SHA-256, :func:`storage_network.wire.record.newest`):
 
 - a record: returned;
-- a tombstone, or no version at all: :class:`NotFoundError`;
+- a tombstone, no version at all, or a record whose lease ended (its signed
+  ``expires`` is past, :meth:`~storage_network.wire.record.Record.expired`):
+  :class:`NotFoundError`;
 - fewer than R nodes of the window answered: see below.
 
 More than m nodes of the window down is past what the rule covers; the
@@ -57,6 +59,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
 from dataclasses import dataclass
 
@@ -264,7 +267,7 @@ async def fetch_stored_record(net: NetworkClient, key: str,
 
     Raises:
         NotFoundError: the newest version among R answers of the window is
-            a tombstone, or there is none.
+            a tombstone or a record whose lease ended, or there is none.
         RecordUnavailableError: fewer than R nodes of the window answered, or
             the answers hold only versions older than one this client has
             seen and no longer holds.
@@ -305,6 +308,8 @@ async def fetch_stored_record(net: NetworkClient, key: str,
                             f"nodes asked")
     if best.tombstone:
         raise NotFoundError(f"record {key}: deleted (tombstone created {best.created})")
+    if best.expired(time.time()):
+        raise NotFoundError(f"record {key}: its lease ended at {best.expires}")
     return best
 
 

@@ -22,7 +22,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 
 from storage_network.client import NetworkClient, cancel_and_wait
-from storage_network.nodes.placement import ranking
+from storage_network.nodes.placement import chunk_ranking
 from storage_network.read.batch_fetch import fetch_chunks
 from storage_network.read.locate import ShardHolders
 from storage_network.read.plan import FetchPlan, plan_fetch
@@ -46,7 +46,7 @@ def _windows(total: int, prefetch: int) -> tuple[int, Iterator[range]]:
 def home_holders(net: NetworkClient, manifest: Manifest, number: int) -> ShardHolders:
     """Chunk ``number``'s shard i presumed at the i-th node of its ranking (its home)."""
     ref = manifest.chunks[number]
-    have = ShardHolders(ranking(net.network.nodes, ref.chunk_id))
+    have = ShardHolders(chunk_ranking(net.network, ref.chunk_id))
     for index, node in enumerate(have.rank[:manifest.n]):
         have.add(index, node)
     return have

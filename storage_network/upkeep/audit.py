@@ -1,7 +1,7 @@
 """Audit: challenge every node to prove it holds a random sample of its shards.
 
 What a node should hold: (a) its *home* shards, shard i of every known
-stripe whose rendezvous ranking (``placement.ranking(nodes, chunk_id)``)
+stripe whose ranking (``placement.chunk_homes(network, chunk_id, n)``)
 puts the node at position i < n, and (b) the shards of known stripes it
 lists in ``GET /shards`` (moved there by repair).  "Known" stripes are
 those of the records in the inventory (:mod:`storage_network.upkeep.inventory`).
@@ -32,6 +32,15 @@ lists the corrupt and missing shard ids of each node: ``nixshard repair
 found corrupt or missing (:mod:`storage_network.upkeep.audit_findings`).  The run's pass
 fraction (held / sampled, 0 for a node that could not be reached at all)
 feeds :class:`storage_network.nodes.scores.Scores` (see :func:`update_scores`).
+
+Signed evidence: a node whose network entry names a key signs its proof answers
+(:mod:`storage_network.wire.node_answer_auth`); an answer not signed by that key
+counts as unreachable (whoever answered is not the node).  A signed answer that
+shows corrupt or missing shards, or does not parse, is kept in the node's row
+(:attr:`NodeAudit.evidence`, at most :data:`MAX_EVIDENCE` answers), with the
+challenge and the answer bytes, so the failure can be shown to anyone holding
+the node's key: :func:`storage_network.upkeep.audit_findings.verify_evidence`
+checks it again.
 """
 
 from __future__ import annotations
@@ -44,14 +53,15 @@ import secrets
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
-from storage_network.nodes.placement import shard_nodes
+from storage_network.nodes.placement import chunk_homes
 from storage_network.nodes.scores import Scores
 from storage_network.upkeep.inventory import Inventory
 from storage_network.wire.listing import ListedShard
+from storage_network.wire.node_answer_auth import SignedAnswer, evidence_json
 from storage_network.wire.proofs import MAX_IDS, MalformedAnswerError, ShardOutcome, check_answer
 from storage_network.wire.stripe import parse_shard_id, shard_id
 
@@ -62,6 +72,8 @@ DEFAULT_CONFIDENCE = 0.99
 DEFAULT_DEADLINE = 10.0
 NONCE_BYTES = 32
 MAX_NOTES = 5
+MAX_EVIDENCE = 3
+"""Signed failed proof answers kept per node (each up to a whole answer of 1000 shards)."""
 CLASSES = ("held", "missing", "corrupt", "late", "unreachable")
 # A node's verdict: the first class found among these, else "ok".
 VERDICT_ORDER = ("corrupt", "missing", "unreachable", "late")
@@ -103,6 +115,10 @@ class NodeAudit:
         score: the node's score after this run (set by :func:`update_scores`).
         bad_shards: sampled shard id -> class, for the shards not held.
         notes: the first few error messages, for people.
+        evidence: signed proof answers that show a failure (see the module
+            docstring), each ``{"shards": {id: class}, "signed_answer":``
+            :func:`~storage_network.wire.node_answer_auth.evidence_json` ``}``;
+            ``shards`` is empty for an answer that did not parse.
     """
 
     node_id: str
@@ -118,6 +134,7 @@ class NodeAudit:
     score: float | None = None
     bad_shards: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    evidence: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -165,7 +182,16 @@ class NodeAudit:
                 "score": self.score, "answer_seconds": round(self.answer_seconds, 3),
                 "listing_error": self.listing_error, "bad_shards": self.bad_shards,
                 "corrupt_shards": self.shards_in("corrupt"),
-                "missing_shards": self.shards_in("missing"), "notes": self.notes}
+                "missing_shards": self.shards_in("missing"), "notes": self.notes,
+                "signed_evidence": self.evidence}
+
+    def keep_evidence(self, signed: SignedAnswer | None, request: bytes, answer: bytes,
+                      shards: dict[str, str]) -> None:
+        """Keep a signed failed answer (see :attr:`evidence`); nothing when it is not
+        signed (the node's entry names no key) or :data:`MAX_EVIDENCE` are kept."""
+        if signed is not None and len(self.evidence) < MAX_EVIDENCE:
+            self.evidence.append({"shards": shards,
+                                  "signed_answer": evidence_json(signed, request, answer)})
 
 
 @dataclass
@@ -199,10 +225,9 @@ def expected_shards(net: NetworkClient, inventory: Inventory,
     Args:
         listings: what each node listed (nodes that could not be listed are absent).
     """
-    nodes = net.network.nodes
-    expected: dict[str, set[str]] = {node.id: set() for node in nodes}
+    expected: dict[str, set[str]] = {node.id: set() for node in net.network.nodes}
     for root, stripe in inventory.stripes.items():
-        for index, node in enumerate(shard_nodes(nodes, stripe.ref.chunk_id, stripe.n)):
+        for index, node in enumerate(chunk_homes(net.network, stripe.ref.chunk_id, stripe.n)):
             expected[node.id].add(shard_id(root, index))
     for node_id, listed in listings.items():
         for entry in listed:
@@ -214,6 +239,16 @@ def expected_shards(net: NetworkClient, inventory: Inventory,
             if known is not None and index < known.n:
                 expected[node_id].add(entry.id)
     return expected
+
+
+@runtime_checkable
+class SignsProofs(Protocol):
+    """A node store that keeps the signed answers of its proofs
+    (:meth:`storage_network.nodes.http.NodeClient.signed_proof`)."""
+
+    def signed_proof(self, nonce: bytes) -> tuple[SignedAnswer, bytes] | None:
+        """The signed answer to the challenge of ``nonce`` and its request body."""
+        ...
 
 
 async def _challenge(net: NetworkClient, row: NodeAudit, ids: Sequence[str],
@@ -234,6 +269,8 @@ async def _challenge(net: NetworkClient, row: NodeAudit, ids: Sequence[str],
             continue
         took = time.monotonic() - began
         row.answer_seconds = max(row.answer_seconds, took)
+        kept = client.signed_proof(nonce) if isinstance(client, SignsProofs) else None
+        signed, request = kept if kept is not None else (None, b"")
         try:
             outcomes: list[ShardOutcome] = await loop.run_in_executor(
                 net.pool, check_answer, nonce, batch, answer)
@@ -241,7 +278,12 @@ async def _challenge(net: NetworkClient, row: NodeAudit, ids: Sequence[str],
             for sid in batch:
                 row._count(sid, "unreachable")
             row.note(f"node {row.node_id}: malformed proof answer: {exc}")
+            row.keep_evidence(signed, request, answer, {})
             continue
+        failed = {o.shard_id: "missing" if not o.present else "corrupt"
+                  for o in outcomes if not o.held}
+        if failed:
+            row.keep_evidence(signed, request, answer, failed)
         for outcome in outcomes:
             sid = outcome.shard_id
             if not outcome.present:

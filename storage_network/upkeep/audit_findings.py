@@ -19,6 +19,12 @@ served: the listed ones and those the sample missed.
 The file is read defensively: at most :data:`MAX_FINDINGS_BYTES`, JSON
 nested no deeper than the format, node ids of the network only, shard ids
 of the documented form.
+
+A row may also carry ``signed_evidence``: proof answers of a node with a key
+that show the failures, signed by the node
+(:mod:`storage_network.wire.node_answer_auth`).  :func:`verify_evidence` checks
+one of them from its bytes alone (the node's key, the signature, the challenge
+and the answer), so the failure can be shown to anyone, not only asserted.
 """
 
 from __future__ import annotations
@@ -30,6 +36,8 @@ from pathlib import Path
 from typing import Any
 
 from storage_network.errors import ShardProofError, StorageNetworkError
+from storage_network.wire.node_answer_auth import EvidenceError, open_evidence
+from storage_network.wire.proofs import MAX_IDS, MalformedAnswerError, check_answer
 from storage_network.wire.stripe import parse_shard_id
 
 MAX_FINDINGS_BYTES = 256 * 1024 * 1024
@@ -123,3 +131,60 @@ def load_findings(path: Path, node_ids: Iterable[str]) -> AuditFindings:
                         "corrupt_shards": _ids(path, node, row, "corrupt_shards"),
                         "missing_shards": _ids(path, node, row, "missing_shards")})
     return findings_from_rows(checked)
+
+
+def _challenge_of(request: bytes) -> tuple[bytes, list[str]]:
+    """The nonce and shard ids of a ``POST /proofs`` body (:mod:`storage_network.wire.proofs`).
+
+    Raises:
+        EvidenceError: not such a body.
+    """
+    try:
+        doc = json.loads(request)
+        nonce = bytes.fromhex(doc["nonce"])
+        ids = doc["ids"]
+    except (ValueError, RecursionError, TypeError, KeyError):
+        raise EvidenceError("signed answer: its request is not a proof challenge") from None
+    if not isinstance(ids, list) or len(ids) > MAX_IDS or not all(
+            isinstance(sid, str) for sid in ids):
+        raise EvidenceError("signed answer: the challenge does not list shard ids")
+    for sid in ids:
+        try:
+            parse_shard_id(sid)
+        except ShardProofError as exc:
+            raise EvidenceError(f"signed answer: the challenge names {exc}") from None
+    return nonce, ids
+
+
+def verify_evidence(item: Any) -> tuple[str, dict[str, str]]:
+    """Check one entry of a report row's ``signed_evidence`` from its bytes alone.
+
+    ``item`` is ``{"shards": ..., "signed_answer": {...}}``; only the signed answer
+    is trusted: its key must be the node's (the id derives from it), its signature
+    must verify over the challenge and the answer, and the answer must fail.
+
+    Returns:
+        ``(node id, {shard id: "missing" | "corrupt" | "malformed answer"})``: what
+        the node's own signed answer shows.
+
+    Raises:
+        EvidenceError: malformed, not signed by the node's key, not an answer to a
+            proof challenge, or an answer that proves every shard (no failure).
+    """
+    if not isinstance(item, dict):
+        raise EvidenceError("evidence entry is not a JSON object")
+    signed, request, answer = open_evidence(item.get("signed_answer"))
+    if (signed.method, signed.path, signed.status) != ("POST", "/proofs", 200):
+        raise EvidenceError(f"signed answer of node {signed.node_id} is not a proof answer "
+                            f"({signed.method} {signed.path[:80]} -> {signed.status})")
+    nonce, ids = _challenge_of(request)
+    try:
+        outcomes = check_answer(nonce, ids, answer)
+    except MalformedAnswerError:
+        return signed.node_id, dict.fromkeys(ids, "malformed answer")
+    failed = {o.shard_id: "missing" if not o.present else "corrupt"
+              for o in outcomes if not o.held}
+    if not failed:
+        raise EvidenceError(f"signed answer of node {signed.node_id} proves every shard "
+                            f"asked: it shows no failure")
+    return signed.node_id, failed

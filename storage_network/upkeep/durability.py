@@ -11,9 +11,12 @@ r-fold replication loses a chunk when all r copies go: ``p^r``.  Chunks are
 placed independently (rendezvous hashing per chunk), so a NAR of c chunks
 is lost when any of them is: ``1 - (1 - P)^c``, computed as
 ``-expm1(c * log1p(-P))`` so tiny probabilities keep their digits.  Chunks
-of one NAR share nodes, so their losses are correlated and this figure is
-an upper bound; on a network of exactly n nodes every chunk sits on the
-same nodes and a NAR is lost exactly when one chunk is.
+of one NAR share nodes (under placement groups, every chunk of a group has
+the same homes), so their losses are correlated and this figure is an upper
+bound; on a network of exactly n nodes every chunk sits on the
+same nodes and a NAR is lost exactly when one chunk is.  Losses that are
+not independent, such as every node of one operator at once, are what
+:mod:`storage_network.nodes.placement_tolerance` counts.
 """
 
 from __future__ import annotations

@@ -7,7 +7,9 @@
    not count as uses) and verified.  A key's newest valid version decides
    what it is (:mod:`storage_network.upkeep.inventory`): a live record or a
    tombstone (deleted).
-2. **Expiry.**  A live record is due when its signed ``created`` time is
+2. **Expiry.**  A live record is due when its signed lease ended at or
+   before ``t0`` (its ``expires``: readers already treat it as absent, and
+   nothing keeps it), when its signed ``created`` time is
    before ``t0 - max_age``, or when the key's last read (the latest atime
    over the nodes listing it) is before ``t0 - max_idle``.  With a link
    reader (``links``: what each record needs, which records are pins; the

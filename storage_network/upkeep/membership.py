@@ -25,7 +25,7 @@ def with_node(network: Network, node: NodeInfo) -> Network:
     for known in network.nodes:
         if known.id == node.id or known.url == node.url.rstrip("/"):
             raise NetworkFileError(f"node {known.id} ({known.url}) is already in the network")
-    node = NodeInfo(node.id, node.url.rstrip("/"))
+    node = dataclasses.replace(node, url=node.url.rstrip("/"))
     return dataclasses.replace(network, nodes=(*network.nodes, node)).validate()
 
 

@@ -1,8 +1,11 @@
 """Step 2 of garbage collection: decide which records expire, then write their tombstones.
 
-**The rule.**  A live record is *due* when its signed ``created`` time is
-before ``t0 - max_age``, or when the key's last read (the latest atime over
-the nodes listing it) is before ``t0 - max_idle``.
+**The rule.**  A live record is *due* when its signed lease ended at or
+before ``t0`` (``expires``, :mod:`storage_network.wire.record`), when its
+signed ``created`` time is before ``t0 - max_age``, or when the key's last
+read (the latest atime over the nodes listing it) is before ``t0 - max_idle``.
+A record whose lease ended (*lapsed*) expires whatever needs it: readers
+already treat it as absent, so no closure keeps it, and it keeps nothing.
 
 **Closure (with a link reader).**  The network does not know what a
 record's metadata means; the caller may say it with a :data:`LinkReader`:
@@ -110,10 +113,20 @@ def _days(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
+def _lapsed(record: Record, t0: float) -> str | None:
+    """Why ``record``'s lease makes it due at ``t0`` (unix seconds), or None."""
+    if record.expires is None or not record.expired(t0):
+        return None
+    return f"lease: ended {_days(t0 - record.expires)} ago"
+
+
 def due(record: Record, inv: Inventory, t0: float, max_age: float | None,
         max_idle: float | None) -> str | None:
-    """Why the age or idle rule expires the live record ``record`` at ``t0`` (unix
-    seconds; ``max_age``, ``max_idle`` in seconds, None: no limit), or None."""
+    """Why the lease, age or idle rule expires the live record ``record`` at ``t0``
+    (unix seconds; ``max_age``, ``max_idle`` in seconds, None: no limit), or None."""
+    lapsed = _lapsed(record, t0)
+    if lapsed is not None:
+        return lapsed
     if max_age is not None and record.created < t0 - max_age:
         return f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
     if max_idle is not None:
@@ -246,6 +259,7 @@ def plan_expiry(inv: Inventory, t0: float, max_age: float | None, max_idle: floa
     """
     plan = ExpiryPlan(closure=reader is not None)
     rule = {key: due(record, inv, t0, max_age, max_idle) for key, record in inv.records.items()}
+    lapsed = {key for key, record in inv.records.items() if _lapsed(record, t0) is not None}
     if reader is None:
         plan.expiring = {key: why for key, why in rule.items() if why is not None}
         return plan
@@ -264,7 +278,7 @@ def plan_expiry(inv: Inventory, t0: float, max_age: float | None, max_idle: floa
         plan.needs[key] = sorted({stored for plain in links.needs
                                   for stored in _stored_keys(plain, keyring)
                                   if stored != key and stored in inv.records})
-        if links.pin is not None:
+        if links.pin is not None and key not in lapsed:
             pins[key] = links.pin
             pin_paths[key] = len(set(links.needs))
     _settle_pins(pins, pin_paths, inv, plan.needs, keyring)
@@ -279,7 +293,7 @@ def plan_expiry(inv: Inventory, t0: float, max_age: float | None, max_idle: floa
             key = queue.popleft()
             pin = origin[key]
             for need in plan.needs.get(key, ()):
-                if need in origin:
+                if need in origin or need in lapsed:
                     continue
                 origin[need] = pin
                 queue.append(need)

@@ -5,7 +5,9 @@ tombstone; nothing is re-signed) is copied by the window rule of
 docs/consistency.md: until ``record_replicas`` nodes of the key's window (its
 first ``record_replicas + m`` nodes) hold it, to the window's answering nodes
 that lack it in ranking order, and to every window node holding an older
-version.
+version.  Only ``active`` nodes count and take copies: a copy on a
+``draining`` node of the network map is read, not counted, so repair leaves
+a draining node holding no record still needed.
 """
 
 from __future__ import annotations
@@ -48,7 +50,8 @@ async def repair_records(net: NetworkClient, publisher: Publisher, inv: Inventor
             return
         have = set(inv.holders_of_newest(key))
         versions = inv.versions.get(key, {})
-        window = [n for n in record_window(net.network, key) if n.id not in inv.unreachable]
+        window = [n for n in record_window(net.network, key)
+                  if n.state == "active" and n.id not in inv.unreachable]
         need = replicas - sum(n.id in have for n in window)
         lacking = [n for n in window if n.id not in have]
         stale = [n for n in lacking if n.id in versions]

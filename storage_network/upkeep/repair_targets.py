@@ -6,6 +6,11 @@ the stripe, else the first node past position n of the ranking that answers
 and holds none (then any other such node, in ranking order).  Targets depend
 only on the ranking, on which nodes answer and on what they hold, so a
 repair run is idempotent (:mod:`storage_network.upkeep.repair`).
+
+Only ``active`` nodes take shards.  A shard held only by nodes that are not
+active (a ``draining`` node of the network map) counts as missing: it is
+rebuilt (read from any holder, the draining one included) on an active
+node, so repair empties a draining node of every shard still needed.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ class StripePlan:
     """What one stripe needs: missing shard indices and the node chosen for each.
 
     Attributes:
-        held: shard indices with a good holder.
+        held: shard indices with a good holder (active or not).
         targets: missing index -> the node to write it to.
         unplaceable: missing indices with no free node.
     """
@@ -31,6 +36,14 @@ class StripePlan:
     held: int
     targets: dict[int, NodeInfo]
     unplaceable: list[int]
+
+
+def missing_indices(stripe: Stripe, holders: dict[int, list[NodeInfo]]) -> list[int]:
+    """Shard indices of ``stripe`` (ascending) that no ``active`` node holds a good copy
+    of (``holders``: shard index -> nodes holding one): what repair rebuilds, also
+    those held only by a draining node."""
+    return [i for i in range(stripe.n)
+            if not any(node.state == "active" for node in holders.get(i, ()))]
 
 
 def plan_stripe(stripe: Stripe, holders: dict[int, list[NodeInfo]], rank: Sequence[NodeInfo],
@@ -48,10 +61,11 @@ def plan_stripe(stripe: Stripe, holders: dict[int, list[NodeInfo]], rank: Sequen
     ranking order.
     """
     used = {node.id for nodes in holders.values() for node in nodes}
-    missing = [i for i in range(stripe.n) if not holders.get(i)]
+    missing = missing_indices(stripe, holders)
+    held = sum(1 for i in range(stripe.n) if holders.get(i))
 
     def free(node: NodeInfo) -> bool:
-        return node.id not in used and node.id not in unreachable
+        return node.state == "active" and node.id not in used and node.id not in unreachable
 
     targets: dict[int, NodeInfo] = {}
     for index in missing:
@@ -68,4 +82,4 @@ def plan_stripe(stripe: Stripe, holders: dict[int, list[NodeInfo]], rank: Sequen
         else:
             targets[index] = node
             used.add(node.id)
-    return StripePlan(stripe, stripe.n - len(missing), targets, unplaceable)
+    return StripePlan(stripe, held, targets, unplaceable)

@@ -38,7 +38,7 @@ from storage_network.errors import ChunkUnavailableError, NodeError, StorageNetw
 from storage_network.read.locate import Locations, locate_shards
 from storage_network.upkeep.inventory import Stripe
 from storage_network.upkeep.repair_report import RepairReport
-from storage_network.upkeep.repair_targets import StripePlan, plan_stripe
+from storage_network.upkeep.repair_targets import StripePlan, missing_indices, plan_stripe
 from storage_network.upkeep.shard_check import Checked, read_and_verify
 from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.stripe import shard_id
@@ -79,9 +79,9 @@ class _Window:
                 claim[index] = [n for n in nodes if (n.id, sid) not in bad]
 
     def missing(self, number: int) -> list[int]:
-        """Indices of stripe ``number`` (in the window) with no good holder left."""
-        claim = self.claims[number]
-        return [i for i in range(self.stripes[number].n) if not claim.get(i)]
+        """Indices of stripe ``number`` (in the window) with no good active holder left
+        (:func:`~storage_network.upkeep.repair_targets.missing_indices`)."""
+        return missing_indices(self.stripes[number], self.claims[number])
 
 
 def _start_window(numbers: list[int], stripes: list[Stripe], locations: Locations) -> _Window:

@@ -16,6 +16,20 @@ Envelope (integers big-endian)::
 that the key was deleted at ``created`` (empty metadata, a manifest of no
 chunks).  Version 2 envelopes (no kind byte: always a record) are still read.
 
+A record with a *lease* is a version 4 envelope (``b"nixshard-record-v4\\n"``),
+whose payload carries the signed end of the lease after the kind::
+
+    payload = u64 created | u8 kind (0) | u64 expires (unix seconds) | u32 len
+              | metadata | manifest bytes
+
+Past ``expires`` the record counts as absent (:meth:`Record.expired`: readers
+answer 404, garbage collection deletes it).  A record without a lease is
+still written as version 3 (nodes and readers that predate leases keep
+taking it) and never expires; a tombstone never has a lease.  Renewing a
+lease is publishing the same content again, later, with a later
+``expires``: a newer record of the same content replaces the older one
+(:func:`replacement`).
+
 ``created`` is signed, so garbage collection can expire records by age
 without trusting the nodes' clocks or file times, and so every reader and
 node orders the versions of one key the same way (:func:`newest`):
@@ -50,8 +64,11 @@ from storage_network.wire.write_auth import Publisher, PublisherKey
 
 MAGIC = b"nixshard-record-v3\n"
 MAGIC_V2 = b"nixshard-record-v2\n"
+MAGIC_V4 = b"nixshard-record-v4\n"
 _PAYLOAD_HEAD = struct.Struct(">QBI")
 _PAYLOAD_HEAD_V2 = struct.Struct(">QI")
+_PAYLOAD_HEAD_V4 = struct.Struct(">QBQI")
+_HEADS = {MAGIC: _PAYLOAD_HEAD, MAGIC_V2: _PAYLOAD_HEAD_V2, MAGIC_V4: _PAYLOAD_HEAD_V4}
 RECORD, TOMBSTONE = 0, 1
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 RECORD_KEY_RE = re.compile(r"\A[0-9a-z]{32}\Z")
@@ -70,6 +87,8 @@ class Record:
         created: signed unix seconds.
         tombstone: True for the signed deletion of ``key`` at ``created``.
         digest: SHA-256 of the whole envelope (32 bytes).
+        expires: signed unix seconds at which its lease ends; None: no lease,
+            it never expires.
     """
 
     key: str
@@ -79,6 +98,12 @@ class Record:
     created: int
     tombstone: bool = False
     digest: bytes = field(default=b"", compare=False)
+    expires: int | None = None
+
+    def expired(self, now: float) -> bool:
+        """True when the record has a lease and it ended at or before ``now`` (unix
+        seconds): it then counts as absent."""
+        return self.expires is not None and self.expires <= now
 
     @property
     def version(self) -> tuple[int, bytes]:
@@ -128,22 +153,34 @@ def _signed_message(record_key: str, payload: bytes | memoryview, magic: bytes =
 
 
 def _seal(publisher: Publisher, record_key: str, kind: int, metadata: bytes,
-          manifest: Manifest, created: int | None) -> bytes:
+          manifest: Manifest, created: int | None, expires: int | None = None) -> bytes:
     when = int(time.time()) if created is None else created
-    payload = _PAYLOAD_HEAD.pack(when, kind, len(metadata)) + metadata + manifest.encode()
+    if expires is None:
+        magic, head = MAGIC, _PAYLOAD_HEAD.pack(when, kind, len(metadata))
+    else:
+        magic, head = MAGIC_V4, _PAYLOAD_HEAD_V4.pack(when, kind, expires, len(metadata))
+    payload = head + metadata + manifest.encode()
     name = publisher.name.encode()
-    sig = publisher.sign(_signed_message(record_key, payload))
-    return MAGIC + struct.pack(">H", len(name)) + name + sig + payload
+    sig = publisher.sign(_signed_message(record_key, payload, magic))
+    return magic + struct.pack(">H", len(name)) + name + sig + payload
 
 
 def seal_record(publisher: Publisher, record_key: str, metadata: bytes,
-                manifest: Manifest, created: int | None = None) -> bytes:
+                manifest: Manifest, created: int | None = None,
+                expires: int | None = None) -> bytes:
     """Serialise and sign a record; returns the envelope bytes.
 
     Args:
         created: unix seconds the record counts as made at (default: now).
+        expires: unix seconds its lease ends at (a version 4 envelope); None:
+            no lease (version 3), it never expires.
+
+    Raises:
+        ValueError: ``expires`` is not an unsigned 64-bit number of seconds.
     """
-    return _seal(publisher, record_key, RECORD, metadata, manifest, created)
+    if expires is not None and not 0 < expires < 2 ** 64:
+        raise ValueError(f"a lease must end at a positive unix time, not {expires}")
+    return _seal(publisher, record_key, RECORD, metadata, manifest, created, expires)
 
 
 def seal_tombstone(publisher: Publisher, record_key: str, codec: str, k: int, m: int,
@@ -164,9 +201,9 @@ def open_record(keys: dict[str, PublisherKey], record_key: str,
     if len(view) > MAX_RECORD_BYTES:
         raise RecordError(f"record of {len(view)} bytes exceeds {MAX_RECORD_BYTES}")
     magic = bytes(view[:len(MAGIC)])
-    if magic not in (MAGIC, MAGIC_V2):
+    head = _HEADS.get(magic)
+    if head is None:
         raise RecordError("not a nixshard record (bad magic)")
-    head = _PAYLOAD_HEAD if magic == MAGIC else _PAYLOAD_HEAD_V2
     off = len(MAGIC)
     if len(view) < off + 2:
         raise RecordError("record truncated in its header")
@@ -186,12 +223,17 @@ def open_record(keys: dict[str, PublisherKey], record_key: str,
         key.verify_key.verify(_signed_message(record_key, payload, magic), sig)
     except BadSignatureError as exc:
         raise RecordError(f"record {record_key}: bad signature by key {name!r}") from exc
+    expires: int | None = None
     if head is _PAYLOAD_HEAD:
         created, kind, mlen = _PAYLOAD_HEAD.unpack_from(payload, 0)
+    elif head is _PAYLOAD_HEAD_V4:
+        created, kind, expires, mlen = _PAYLOAD_HEAD_V4.unpack_from(payload, 0)
     else:
         (created, mlen), kind = _PAYLOAD_HEAD_V2.unpack_from(payload, 0), RECORD
     if kind not in (RECORD, TOMBSTONE):
         raise RecordError(f"record {record_key}: unknown kind {kind}")
+    if expires is not None and (kind == TOMBSTONE or expires == 0):
+        raise RecordError(f"record {record_key}: a lease on a tombstone, or ending at 0")
     start = head.size
     if start + mlen > len(payload):
         raise RecordError(f"record {record_key}: metadata length {mlen} overruns the record")
@@ -200,4 +242,4 @@ def open_record(keys: dict[str, PublisherKey], record_key: str,
     if kind == TOMBSTONE and (metadata or manifest.chunks):
         raise RecordError(f"record {record_key}: a tombstone with metadata or chunks")
     return Record(record_key, key, metadata, manifest, created, kind == TOMBSTONE,
-                  hashlib.sha256(view).digest())
+                  hashlib.sha256(view).digest(), expires)

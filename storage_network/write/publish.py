@@ -146,6 +146,9 @@ async def store_payload(net: NetworkClient, publisher: Publisher, pieces: Iterab
         NodeError: a chunk could not get k + 1 shards stored (the payload is
             then not published; shards already stored are harmless and
             reused later); the message names the nodes passed over and why.
+        QuotaExceededError: a node refused shards because the publisher is
+            over its quota there: the upload stops at once (the payload is not
+            published; shards already stored are charged and reused later).
     """
     nw = net.network
     codec = net.codec(nw.codec, nw.k, nw.m)
@@ -226,8 +229,8 @@ def keyed_links(keyring: Keyring, links: Iterable[str], own: str | None = None) 
 
 
 def _signed(publisher: Publisher, record_key: str, metadata: bytes, manifest: Manifest,
-            secret: CacheSecret | None, links: Sequence[str], pin: bool
-            ) -> tuple[bytes, Record]:
+            secret: CacheSecret | None, links: Sequence[str], pin: bool,
+            expires: int | None = None, created: int | None = None) -> tuple[bytes, Record]:
     """The signed envelope of the record and the Record it opens to, its metadata
     first sealed under ``secret`` (when given) with ``links`` (keyed) and ``pin``:
     the CPU work of :func:`publish_record`, run on the client's pool.
@@ -238,14 +241,16 @@ def _signed(publisher: Publisher, record_key: str, metadata: bytes, manifest: Ma
     if secret is not None:
         metadata = seal_metadata(secret, record_key, metadata, manifest, links=links,
                                  pin=pin)
-    data = seal_record(publisher, record_key, metadata, manifest)
+    data = seal_record(publisher, record_key, metadata, manifest, created=created,
+                       expires=expires)
     return data, open_record({publisher.name: publisher.public}, record_key, data)
 
 
 async def publish_record(net: NetworkClient, publisher: Publisher, record_key: str,
                          metadata: bytes, manifest: Manifest, *,
                          touched_at: float | None = None, links: Sequence[str] = (),
-                         pin: bool = False, secret: CacheSecret | None = None) -> int:
+                         pin: bool = False, secret: CacheSecret | None = None,
+                         expires: int | None = None) -> int:
     """Sign the record and write it to its replica window; returns its size in bytes.
 
     The rule of docs/consistency.md (:func:`storage_network.write.record_write.write_version`):
@@ -273,8 +278,13 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
         secret: with a keyring, the secret of the keyring to seal under
             (default: the current one); an older one only to replace that
             secret's version of a record.
+        expires: unix seconds the record's lease ends at (signed in it; see
+            :mod:`storage_network.wire.record`); None: no lease, it never expires.
 
     Raises:
+        QuotaExceededError: the arbiter refused the record because the
+            publisher is over its quota there (nothing written), or fewer than
+            ``record_replicas`` nodes took it and one of them refused for quota.
         RecordConflictError: the arbiter holds a record of another content
             under the key (the first committed content wins): nothing written.
         NodeError: fewer than ``record_replicas`` nodes of the window took it
@@ -298,8 +308,12 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
         links = keyed_links(net.keyring, links, record_key)
     elif secret is not None:
         raise ValueError("a cache secret is given to a client without a keyring")
+    # a version newer than any this client saw, even within the same second (a renewal)
+    seen = net.records.version(record_key)
+    created = None if seen is None else max(int(time.time()), seen[0] + 1)
     data, incoming = await asyncio.get_running_loop().run_in_executor(
-        net.pool, _signed, publisher, record_key, metadata, manifest, secret, links, pin)
+        net.pool, _signed, publisher, record_key, metadata, manifest, secret, links, pin,
+        expires, created)
     outcome = await write_version(net, publisher, record_key, data, incoming)
     if outcome.conflict is not None:
         raise RecordConflictError(
@@ -311,6 +325,8 @@ async def publish_record(net: NetworkClient, publisher: Publisher, record_key: s
                         f"{outcome.superseded.created}) was written after this one was "
                         "sealed; publish again")
     want = net.network.record_replicas
+    if outcome.quota is not None and len(outcome.stored) < want:
+        raise outcome.quota
     if len(outcome.stored) < want:
         raise NodeError(f"record {record_key} stored on {len(outcome.stored)} of the "
                         f"{want} nodes needed: {outcome.failure_text()}")

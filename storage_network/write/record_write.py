@@ -26,6 +26,11 @@ With at most m nodes failing, R nodes of the window always take it; the
 caller decides what fewer than R means (:attr:`WriteOutcome.stored`).
 Every node failure is caught here, reported to ``net.health`` and kept in
 :attr:`WriteOutcome.failures`; nothing raises for a node.
+
+A node's quota refusal (402: the publisher is over its quota there) is no
+node failure (its standing is untouched) and is kept in
+:attr:`WriteOutcome.quota`: at the arbiter it stops the write, nothing
+written anywhere; past the arbiter the next node of the window is asked.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient, cancel_and_wait
 from storage_network.config import NodeInfo
-from storage_network.errors import NodeError, NodeStatusError, RecordError
+from storage_network.errors import NodeError, NodeStatusError, QuotaExceededError, RecordError
 from storage_network.nodes.placement import record_window
 from storage_network.wire.record import Record, open_record
 from storage_network.wire.write_auth import Publisher
@@ -80,11 +85,14 @@ class WriteOutcome:
         superseded: the newer version the arbiter holds that this one cannot
             replace (a newer tombstone, or a newer record when deleting).
         failures: node id -> why it did not take the version.
+        quota: the first quota refusal met (when the arbiter's: nothing was
+            written anywhere).
     """
 
     stored: list[str] = field(default_factory=list)
     conflict: Record | None = None
     superseded: Record | None = None
+    quota: QuotaExceededError | None = None
     failures: dict[str, str] = field(default_factory=dict)
 
     def failure_text(self) -> str:
@@ -118,14 +126,18 @@ async def _held_version(net: NetworkClient, node: NodeInfo, key: str) -> Record 
 
 
 async def _put(net: NetworkClient, node: NodeInfo, key: str, data: bytes,
-               incoming: Record, publisher: Publisher) -> Record | str | None:
+               incoming: Record, publisher: Publisher
+               ) -> Record | QuotaExceededError | str | None:
     """Write to one node: None when it holds the version (or the same content,
-    newer) afterwards, the held version behind a justified refusal, or why
-    the node failed (a string)."""
+    newer) afterwards, the held version behind a justified refusal, the
+    node's quota refusal, or why the node failed (a string)."""
     try:
         await net.nodes[node.id].put_record(key, data, publisher)
         return None
     except NodeStatusError as exc:
+        quota = QuotaExceededError.from_node_error(exc)
+        if quota is not None:
+            return quota
         if exc.status != 409:
             net.health.node_error(node.id, exc)
             return str(exc)
@@ -166,6 +178,10 @@ async def write_version(net: NetworkClient, publisher: Publisher, key: str, data
         result = await _put(net, node, key, data, incoming, publisher)
         if result is None:
             outcome.stored.append(node.id)
+        elif isinstance(result, QuotaExceededError):
+            outcome.quota = result
+            outcome.failures[node.id] = str(result)
+            return outcome
         elif isinstance(result, Record):
             verdict = judge_refusal(result, incoming)
             if verdict is Refusal.CONFLICT:
@@ -188,7 +204,8 @@ async def _write_rest(net: NetworkClient, publisher: Publisher, key: str, data: 
                       outcome: WriteOutcome) -> None:
     """After the arbiter: the next nodes of ``queue`` until ``want`` hold the version."""
     loop = asyncio.get_running_loop()
-    running: dict[asyncio.Task[Record | str | None], tuple[NodeInfo, float]] = {}
+    running: dict[asyncio.Task[Record | QuotaExceededError | str | None],
+                  tuple[NodeInfo, float]] = {}
 
     def launch(count: int) -> None:
         for _ in range(count):
@@ -214,8 +231,13 @@ async def _write_rest(net: NetworkClient, publisher: Publisher, key: str, data: 
                 if result is None:
                     outcome.stored.append(node.id)
                     continue
-                outcome.failures[node.id] = (_refused(node, judge_refusal(result, incoming))
-                                             if isinstance(result, Record) else result)
+                if isinstance(result, QuotaExceededError):
+                    outcome.quota = outcome.quota or result
+                    outcome.failures[node.id] = str(result)
+                else:
+                    outcome.failures[node.id] = (
+                        _refused(node, judge_refusal(result, incoming))
+                        if isinstance(result, Record) else result)
                 launch(1)
             launch(want - len(outcome.stored) - len(running))
     finally:

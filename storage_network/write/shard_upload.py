@@ -38,8 +38,8 @@ from dataclasses import dataclass, field
 from storage_network.client import NetworkClient, cancel_and_wait
 from storage_network.coding.codec import EncodedChunk
 from storage_network.config import NodeInfo
-from storage_network.errors import NodeError
-from storage_network.nodes.placement import ranking
+from storage_network.errors import NodeError, QuotaExceededError
+from storage_network.nodes.placement import chunk_ranking
 from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher
 
@@ -52,14 +52,14 @@ class StripeUpload:
 
     Attributes:
         enc: the encoded chunk.
-        rank: its full rendezvous ranking.
+        rank: its full ranking (:func:`~storage_network.nodes.placement.chunk_ranking`).
         placed: shard index -> id of the first node known to hold it.
         used: ids of the nodes holding, or asked to hold, a shard of it.
         uploaded: True once any of its shards was written (not just found held).
     """
 
     enc: EncodedChunk
-    rank: list[NodeInfo]
+    rank: Sequence[NodeInfo]
     placed: dict[int, str] = field(default_factory=dict)
     used: set[str] = field(default_factory=set)
     uploaded: bool = False
@@ -70,14 +70,15 @@ class StripeUpload:
         return shard_id(self.enc.ref.root, index)
 
     def spare(self, avoid: set[str]) -> NodeInfo | None:
-        """The next node past position n of the ranking holding nothing of the
-        stripe and not in ``avoid``; None when the ranking is exhausted."""
+        """The next active node past position n of the ranking holding nothing of
+        the stripe and not in ``avoid``; None when the ranking is exhausted
+        (``draining`` nodes take no new shards)."""
         n = len(self.enc.bodies)
         self._next_spare = max(self._next_spare, n)
         while self._next_spare < len(self.rank):
             node = self.rank[self._next_spare]
             self._next_spare += 1
-            if node.id not in self.used and node.id not in avoid:
+            if node.id not in self.used and node.id not in avoid and node.state == "active":
                 self.used.add(node.id)
                 return node
         return None
@@ -212,6 +213,7 @@ class _BatchUpload:
         self._launch(retry)
 
     def _fail(self, job: _Job, exc: NodeError) -> None:
+        stop_if_over_quota(exc)
         self.net.health.node_error(job.node.id, exc)
         self.state.pass_over(job.node.id, str(exc))
         self._launch(self._uncovered(job))
@@ -270,6 +272,19 @@ class _BatchUpload:
             await cancel_and_wait(set(self.running))
 
 
+def stop_if_over_quota(exc: NodeError) -> None:
+    """Stop the upload when ``exc`` is a node's quota refusal (402): the publisher is
+    over its quota there, which no other node of the ranking would cure, and the
+    node did not fail (its standing is untouched).
+
+    Raises:
+        QuotaExceededError: ``exc`` is a quota refusal.
+    """
+    quota = QuotaExceededError.from_node_error(exc)
+    if quota is not None:
+        raise quota from exc
+
+
 async def upload_batch(net: NetworkClient, publisher: Publisher, batch: Sequence[EncodedChunk],
                        state: UploadState, limit: asyncio.Semaphore) -> list[StripeUpload]:
     """Store every shard of ``batch`` (see the module docstring).
@@ -280,12 +295,17 @@ async def upload_batch(net: NetworkClient, publisher: Publisher, batch: Sequence
 
     Returns:
         One :class:`StripeUpload` per distinct stripe of the batch, saying
-        which shard indices are stored; never raises for a node.
+        which shard indices are stored; never raises for a node failure.
+
+    Raises:
+        QuotaExceededError: a node refused shards because the publisher is over
+            its quota there (:func:`stop_if_over_quota`); the batch's other
+            uploads are cancelled.
     """
     stripes: dict[bytes, StripeUpload] = {}
     for enc in batch:
         if enc.ref.root not in stripes:
-            rank = ranking(net.network.nodes, enc.ref.chunk_id)
+            rank = chunk_ranking(net.network, enc.ref.chunk_id)
             n = len(enc.bodies)
             stripes[enc.ref.root] = StripeUpload(
                 enc, rank, used={node.id for node in rank[:n]})

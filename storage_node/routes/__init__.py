@@ -9,7 +9,7 @@ answers them.  ``GET /metrics`` is registered by :mod:`storage_node.metrics`
 
 from __future__ import annotations
 
-from . import health, listing, proofs, records, shards
+from . import health, listing, network_map, proofs, records, shards
 
 #: Every route module, in registration order.
-MODULES = (health, shards, records, listing, proofs)
+MODULES = (health, shards, records, listing, proofs, network_map)

@@ -9,7 +9,13 @@ from ..appkeys import CONFIG, STORE
 
 async def healthz(request: web.Request) -> web.Response:
     """Answer 200 JSON ``{"status": "ok", "node_id", "shards", "shard_bytes", "records",
-    "free_bytes"}`` (counts kept in memory; bytes are bytes)."""
+    "free_bytes", "usage", "quotas"}`` (counts kept in memory; bytes are bytes).
+
+    ``usage``: publisher key name -> bytes of shards and records charged to it
+    here; ``quotas``: publisher key name -> the quota this node enforces
+    (:mod:`storage_node.usage`).  Neither is secret: ``nixshard status`` reads
+    them without a key.
+    """
     store = request.app[STORE]
     stats = store.stats
     return web.json_response({
@@ -19,6 +25,8 @@ async def healthz(request: web.Request) -> web.Response:
         "shard_bytes": stats.shard_bytes,
         "records": stats.records,
         "free_bytes": store.free_bytes(),
+        "usage": store.usage.usage(),
+        "quotas": store.usage.quotas,
     })
 
 

@@ -10,6 +10,9 @@ a proof that fails, so the auditor sees it.
 Refusals: 400 on malformed JSON (or JSON nested too deeply), a missing
 or malformed nonce (16-64 bytes as hex), ``ids`` not a list of shard ids,
 or more than 1000 ids; 413 on a body over 256 KiB.  Reads are open, as every read of a node is.
+
+A node with a key signs the answer when asked (:mod:`storage_node.answer_signing`),
+so a failed proof is signed evidence against it.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from storage_network.errors import ShardProofError
 from storage_network.wire.proofs import MAX_IDS, MAX_NONCE_BYTES, MIN_NONCE_BYTES, answer_entry
 from storage_network.wire.stripe import parse_shard_id
 
+from ..answer_signing import answer_headers
 from ..appkeys import STORE
 from ..body import json_type, parse_json, read_body
 from ..errors import BadRequest
@@ -78,11 +82,12 @@ def _answer(store: Store, nonce: bytes, ids: list[str]) -> bytes:
 
 async def post_proofs(request: web.Request) -> web.Response:
     """Answer a storage challenge for the listed shards (see the module docstring)."""
-    body, _ = await read_body(request, MAX_PROOF_BODY_BYTES, "proof request")
+    body, digest = await read_body(request, MAX_PROOF_BODY_BYTES, "proof request")
     nonce, ids = _parse_request(body)
     answer = await asyncio.to_thread(_answer, request.app[STORE], nonce, ids)
     return web.Response(body=answer, content_type="application/octet-stream",
-                        headers={"Cache-Control": "no-store"})
+                        headers={"Cache-Control": "no-store",
+                                 **answer_headers(request, "/proofs", digest, 200, answer)})
 
 
 def setup(app: web.Application) -> None:

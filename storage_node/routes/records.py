@@ -37,6 +37,7 @@ may be copied by anyone, and a maintainer may copy any tombstone).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import re
 from collections.abc import Callable
@@ -48,17 +49,21 @@ from storage_network.wire.node_http import PEEK_HEADER
 from storage_network.wire.record import RECORD_KEY_RE, Record, Replacement, open_record, replacement
 from storage_network.wire.write_auth import WriteClaim
 
+from ..answer_signing import answer_headers
 from ..appkeys import CONFIG, STORE
 from ..body import check_declared_length, read_body
 from ..config import NodeConfig
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
 from ..expect import expect_handler
 from ..record_store import RecordWrite
+from ..store import Store
 from ..store_layout import Deletion
+from ..usage import RECORD
 from ..write_auth import check_delete, check_tombstone, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
 _SHA256_RE = re.compile(r"\A[0-9a-fA-F]{64}\Z")
+_EMPTY_SHA256 = hashlib.sha256(b"").digest()
 _RECORD_HEADERS = {"Content-Type": "application/octet-stream", "Cache-Control": "no-cache"}
 
 
@@ -108,14 +113,23 @@ def _decider(config: NodeConfig, key: str,
     return decide
 
 
+async def _record_need(store: Store, key: str, size: int, publisher: str) -> int:
+    """Bytes a record of ``size`` bytes written by ``publisher`` under ``key`` adds to
+    what ``publisher`` is charged: less what it paid for the version it replaces."""
+    held = await asyncio.to_thread(store.usage.payer_of, RECORD, key)
+    return max(0, size - held[1]) if held is not None and held[0] == publisher else size
+
+
 async def put_record(request: web.Request) -> web.Response:
     """Store a signed record or tombstone, unless the node holds a newer version.
 
     Answers 201 (nothing was held: stored), 200 (the same bytes were held,
     or a version this one supersedes: replaced), 400 (bad key, truncated
-    body), 401 (no signature), 403 (signature refused, or a tombstone that
-    neither its sealer nor its sender may delete with), 409 (the node holds
-    a newer version, or a record of another content), 413 (body over
+    body), 401 (no signature), 402 (a record, not a tombstone, that would
+    take the writer past its quota, see :mod:`storage_node.usage`), 403
+    (signature refused, or a tombstone that neither its sealer nor its
+    sender may delete with), 409 (the node holds a newer version, or a
+    record of another content), 413 (body over
     ``max_record_bytes``), 422 (record malformed, signed by a key the node
     does not accept, or signed for another key).  The JSON answer is
     ``{"key", "created": bool, "replaced": bool, "tombstone": bool, "bytes"}``.
@@ -130,7 +144,10 @@ async def put_record(request: web.Request) -> web.Response:
         raise Unprocessable(str(exc)) from exc
     if record.tombstone:
         check_tombstone(record.publisher, publisher)
-    outcome = await store.write_record(key, memoryview(body), _decider(config, key, record))
+    need = 0 if record.tombstone else await _record_need(store, key, len(body), publisher.name)
+    with store.usage.reserve(publisher.name, need, config.node_id) as payer:
+        outcome = await store.write_record(key, memoryview(body),
+                                           _decider(config, key, record), payer)
     kind = "tombstone" if record.tombstone else "record"
     log.info("%s %s %s (%d bytes, %d chunks, created %d, signed by %s) for publisher %s",
              outcome.value, kind, key, len(body), len(record.manifest.chunks), record.created,
@@ -147,13 +164,17 @@ async def get_record(request: web.Request) -> web.Response:
     404 absent, 400 bad key.
 
     A ``GET`` without ``X-Nixshard-Peek: 1`` sets the record's atime to now
-    (when it is more than a minute old).
+    (when it is more than a minute old).  A node with a key signs a 404 when asked
+    (:mod:`storage_node.answer_signing`): absence is what a reader cannot check.
     """
     key = _parse_key(request)
     count = request.method == "GET" and request.headers.get(PEEK_HEADER) != "1"
     data = await request.app[STORE].read_record(key, count_access=count)
     if data is None:
-        raise NotFound(f"no record {key}")
+        log.debug("refused %s: 404 no record %s", request.method, key)
+        absent = f"error: no record {key}"  # as the error map words a 404
+        return web.Response(status=404, text=absent, headers=answer_headers(
+            request, f"/records/{key}", _EMPTY_SHA256, 404, absent.encode()))
     return web.Response(body=data, headers=_RECORD_HEADERS)
 
 

@@ -23,6 +23,7 @@ maintainer role (:mod:`storage_node.write_auth`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 
@@ -35,13 +36,16 @@ from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_get_answer, p
 from storage_network.wire.stripe import parse_shard_id, verify_shard
 from storage_network.wire.write_auth import WriteClaim
 
+from ..answer_signing import answer_headers
 from ..appkeys import CONFIG, STORE
 from ..body import check_declared_length, json_type, parse_json, read_body
 from ..errors import BadRequest, NotFound, PayloadTooLarge, PreconditionFailed, Unprocessable
 from ..expect import expect_handler
 from ..faults import mangle_shard, trickle_write
 from ..shard_store import ShardWrite
+from ..store import Store
 from ..store_layout import Deletion
+from ..usage import Reservation
 from ..write_auth import check_delete, check_write, precheck_write
 
 log = logging.getLogger("nixshard.node")
@@ -78,7 +82,8 @@ async def put_shard(request: web.Request) -> web.Response:
 
     Answers 201 (stored, or ``"healed"``: replaced stored bytes that no
     longer matched the id), 200 (already stored), 400 (bad id, truncated
-    body), 401 (no signature), 403 (signature refused), 408 (body stalled),
+    body), 401 (no signature), 402 (the shard would take the publisher past
+    its quota, :mod:`storage_node.usage`), 403 (signature refused), 408 (body stalled),
     413 (body over ``max_shard_bytes``), 422 (proof does not match the id),
     503 (no room in the body budget).  The body goes to a temp file that is
     deleted on any refusal.
@@ -93,7 +98,8 @@ async def put_shard(request: web.Request) -> web.Response:
                                         check_blocks=True)
         except ShardProofError as exc:
             raise Unprocessable(f"shard does not match its id: {exc}") from exc
-        outcome = await store.commit_shard(temp, shard_id)
+        with await _reserve(request, store, publisher.name, [(shard_id, len(body))]) as payer:
+            outcome = await store.commit_shard(temp, shard_id, payer)
     log.info("%s shard %s (%d bytes) for publisher %s", _DONE[outcome], shard_id, len(body),
              publisher.name)
     created = outcome is not ShardWrite.HELD
@@ -191,6 +197,19 @@ async def batch_get(request: web.Request) -> web.StreamResponse:
     return resp
 
 
+async def _reserve(request: web.Request, store: Store, publisher: str,
+                   shards: list[tuple[str, int]]) -> Reservation:
+    """Hold ``publisher``'s quota for the shards of ``shards`` (id, bytes) the node
+    does not hold yet (a shard held costs nothing).
+
+    Raises:
+        OverQuota: they would take the publisher past its quota (402).
+    """
+    held = set(await store.present_shards([sid for sid, _ in shards]))
+    need = sum(size for sid, size in shards if sid not in held)
+    return store.usage.reserve(publisher, need, request.app[CONFIG].node_id)
+
+
 def _check_batch(data: bytearray, max_shard_bytes: int) -> list[tuple[str, memoryview]]:
     """Parse a batch-put body and check every shard against its id (blocking)."""
     shards = list(parse_put_batch(data, max_shard_bytes))
@@ -210,9 +229,10 @@ async def batch_put(request: web.Request) -> web.Response:
     (``created`` lists every shard written, the ``healed`` ones included:
     held bytes that no longer matched their id, replaced); 400 (malformed
     batch, bad id, truncated body), 401/403 (signature missing or refused),
-    408 (body stalled), 413 (body over 64 MiB or a shard over
-    ``max_shard_bytes``), 422 (a shard does not match its id), 503 (no room
-    in the body budget).  Nothing is stored on any refusal.
+    402 (the new shards would take the publisher past its quota), 408 (body
+    stalled), 413 (body over 64 MiB or a shard over ``max_shard_bytes``), 422
+    (a shard does not match its id), 503 (no room in the body budget).
+    Nothing is stored on any refusal.
     """
     config, store = request.app[CONFIG], request.app[STORE]
     claim = precheck_write(request)
@@ -226,7 +246,9 @@ async def batch_put(request: web.Request) -> web.Response:
         raise PayloadTooLarge(str(exc)) from exc
     except ShardBatchError as exc:
         raise BadRequest(f"malformed batch-put body: {exc}") from exc
-    outcomes = await store.commit_shards(shards)
+    with await _reserve(request, store, publisher.name,
+                        [(sid, len(body)) for sid, body in shards]) as payer:
+        outcomes = await store.commit_shards(shards, payer)
     done = list(zip((sid for sid, _ in shards), outcomes, strict=True))
     new = [sid for sid, o in done if o is not ShardWrite.HELD]
     held = [sid for sid, o in done if o is ShardWrite.HELD]
@@ -245,7 +267,8 @@ async def post_has(request: web.Request) -> web.Response:
     an accepted publisher (over the path ``/shards/has``) and the node sets
     the mtime of every present one to now.
     400 on malformed JSON, any bad id or a non-boolean touch, 401/403 on a
-    touch without an accepted signature, 413 on a body over 2 MiB.
+    touch without an accepted signature, 413 on a body over 2 MiB.  A node with a
+    key signs the answer when asked (:mod:`storage_node.answer_signing`).
     """
     claim = precheck_write(request) if "Authorization" in request.headers else None
     ids, digest, touch = await _id_list(request, "has request")
@@ -261,7 +284,9 @@ async def post_has(request: web.Request) -> web.Response:
         present = await store.touch_shards(ids)
         log.info("touched %d of %d shards for publisher %s", len(present), len(ids),
                  publisher.name)
-    return web.json_response({"present": present})
+    answer = json.dumps({"present": present}).encode()
+    return web.Response(body=answer, content_type="application/json",
+                        headers=answer_headers(request, "/shards/has", digest, 200, answer))
 
 
 def _parse_before(request: web.Request) -> float:

@@ -248,7 +248,7 @@ def test_wrong_type_of_node_url(tmp_path: Path) -> None:
 def test_failure_domains_round_trip(tmp_path: Path) -> None:
     text = good_head(m="1") + (
         '\n[[nodes]]\nid = "a"\nurl = "http://127.0.0.1:9001"\noperator = "op-1"\n'
-        'zone = "eu"\nweight = 2.5\nstate = "draining"\n' + nodes_toml(4, start=2))
+        'zone = "eu"\nweight = 2.5\nstate = "draining"\n' + nodes_toml(5, start=2))
     network = load_network(write(tmp_path, text))
     first = network.node("a")
     assert (first.operator, first.zone, first.weight, first.state) == ("op-1", "eu", 2.5,

@@ -25,7 +25,7 @@ STATUSES = {
     errors.BodyStalled: 408, errors.Unauthorized: 401, errors.Forbidden: 403,
     errors.Replayed: 403, errors.NotFound: 404, errors.PreconditionFailed: 412,
     errors.Conflict: 409, errors.PayloadTooLarge: 413, errors.Busy: 503,
-    errors.Unprocessable: 422,
+    errors.Unprocessable: 422, errors.OverQuota: 402,
 }
 
 
