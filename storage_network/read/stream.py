@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncGenerator, AsyncIterator, Iterator
 
 from storage_network.client import NetworkClient, cancel_and_wait
 from storage_network.nodes.placement import chunk_ranking
@@ -80,8 +80,29 @@ async def plan_stream(net: NetworkClient, manifest: Manifest,
     return FetchPlan(plan.manifest, plan.holders, tuple(early))
 
 
-async def stream_payload(net: NetworkClient, plan: FetchPlan,
-                         prefetch: int = DEFAULT_PREFETCH) -> AsyncIterator[bytes]:
+class _Frames:
+    """The frames of :func:`_stream` as an async iterator whose ``aclose`` also cancels
+    the plan's early fetches: closing an async generator that never started does not
+    run its ``finally`` (a fill that lost its claim closes the frames unread)."""
+
+    def __init__(self, frames: AsyncGenerator[bytes, None], plan: FetchPlan) -> None:
+        self._frames = frames
+        self._plan = plan
+
+    def __aiter__(self) -> _Frames:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._frames.__anext__()
+
+    async def aclose(self) -> None:
+        """Stop the stream: its fetches (the plan's early ones included) are cancelled."""
+        self._plan.drop_early()
+        await self._frames.aclose()
+
+
+def stream_payload(net: NetworkClient, plan: FetchPlan,
+                   prefetch: int = DEFAULT_PREFETCH) -> AsyncIterator[bytes]:
     """Yield the zstd frame of every chunk in order, ``prefetch`` chunks ahead.
 
     Chunks are fetched in windows of up to :data:`WINDOW_CHUNKS` (one batch
@@ -90,10 +111,18 @@ async def stream_payload(net: NetworkClient, plan: FetchPlan,
     done) are in flight while frames are yielded.  Each node serves them in
     order through its read lanes (:meth:`NetworkClient.lane`).
 
+    The iterator's ``aclose`` cancels every fetch still running, the plan's early
+    ones included, whether or not a frame was taken.
+
     Raises:
         ChunkUnavailableError: a chunk could not be rebuilt (the caller must
             then abort its response, never end it cleanly).
     """
+    return _Frames(_stream(net, plan, prefetch), plan)
+
+
+async def _stream(net: NetworkClient, plan: FetchPlan,
+                  prefetch: int) -> AsyncGenerator[bytes, None]:
     manifest = plan.manifest
     most, windows = _windows(len(manifest.chunks), prefetch)
     ahead = min(most, RAMP_WINDOWS)
