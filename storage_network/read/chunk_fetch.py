@@ -120,13 +120,13 @@ class HedgedFetch:
 
     def first_picks(self, flow: NodeFlow | None = None) -> list[Candidate]:
         """The k candidates a batched fetch asks first (distinct indices, best
-        :func:`preference` first, and with ``flow`` the nodes expected to finish
-        soonest first among equals), marked as asked; with ``flow``, each pick's
-        bytes are counted as asked of its node."""
+        :func:`preference` first, and with ``flow`` the lowest
+        :meth:`NodeFlow.cost` first among equal standing), marked as asked; with
+        ``flow``, each pick's bytes are counted as asked of its node."""
         untried = self._untried()
         if flow is not None:
             untried.sort(key=lambda c: (preference(self.net, self.k, c)[:2],
-                                        flow.step(c.node.id)))
+                                        flow.cost(c.node.id, c.index >= self.k)))
         share = -(-self.ref.stored_size // self.k)
         picks: list[Candidate] = []
         for cand in untried:
