@@ -8,7 +8,9 @@ first, with a plain-text body ``error: <message>`` and one log line on the
 ``nixshard.serve`` logger (404 at DEBUG: Nix asks for many absent paths).
 
 400 bad request or a rejected upload; 401 missing or wrong credentials
-(with ``WWW-Authenticate``); 403 refused; 404 absent (only when the network
+(with ``WWW-Authenticate``); 402 an upload a node refused because the gateway's
+signing key is over its quota there (the node's own message; not transient, so Nix
+does not retry it); 403 refused; 404 absent (only when the network
 says so) or not served here; 409 the path exists with another NarHash (also
 :class:`~storage_network.errors.RecordConflictError` from a publish); 413
 upload too large; 416 unsatisfiable range (with ``Content-Range``); 502 a
@@ -26,6 +28,7 @@ from http_serving.errors import ErrorMap, Rule
 from nix_formats.errors import NixFormatError
 from storage_network.errors import (
     NotFoundError,
+    QuotaExceededError,
     RecordConflictError,
     RecordError,
     StorageNetworkError,
@@ -66,6 +69,7 @@ ERRORS = ErrorMap([
          headers=lambda exc: {"Content-Range": f"bytes */{exc.size}"}),
     Rule(UpstreamUnavailableError, _upstream_status),
     Rule((BadRecordError, RecordError, UpstreamFileError), 502),
+    Rule(QuotaExceededError, 402),  # the gateway's signing key is over its quota on a node
     Rule(StorageNetworkError, 503),  # RecordUnavailableError, ChunkUnavailableError, ...
     Rule(InsufficientStorageError, 507),
 ], log, body="error: {}\n")

@@ -31,7 +31,7 @@ STATUSES: dict[type[Exception], int] = {
     NixFormatError: 400, net_errors.NotFoundError: 404, net_errors.RecordConflictError: 409,
     net_errors.RecordError: 502, net_errors.RecordUnavailableError: 503,
     net_errors.ChunkUnavailableError: 503, net_errors.NodeTimeoutError: 503,
-    net_errors.StorageNetworkError: 503,
+    net_errors.StorageNetworkError: 503, net_errors.QuotaExceededError: 402,
 }
 
 
