@@ -21,6 +21,7 @@ import click
 
 from nix_records import SigningKeyError, load_signing_key
 from storage_network import PublisherKey, parse_publisher_key
+from storage_network.capped_file import read_capped
 from storage_network.config import NodeInfo
 from storage_network.errors import AuthError, MapError, NodeError
 from storage_network.network_map import (
@@ -90,8 +91,7 @@ def _quota(spec: str) -> tuple[str, int | None]:
 
 def _join_request(path: Path) -> NodeInfo:
     try:
-        with open(path, "rb") as fh:
-            return parse_join_request(fh.read(MAX_JOIN_REQUEST_BYTES + 1))
+        return parse_join_request(read_capped(path, MAX_JOIN_REQUEST_BYTES))
     except OSError as exc:
         raise click.ClickException(f"cannot read {path}: {exc.strerror}") from exc
     except MapError as exc:

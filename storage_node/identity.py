@@ -16,6 +16,7 @@ from pathlib import Path
 
 from nacl.signing import SigningKey
 
+from storage_network.capped_file import read_capped
 from storage_network.errors import AuthError
 from storage_network.network_map import node_id_for_key
 from storage_network.wire.write_auth import parse_publisher_secret
@@ -63,12 +64,9 @@ def load_identity(path: Path) -> NodeIdentity:
             that is not its key's.
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_KEY_FILE_BYTES + 1)
+        data = read_capped(path, MAX_KEY_FILE_BYTES)
     except OSError as exc:
         raise IdentityError(f"cannot read node key file {path}: {exc.strerror}") from None
-    if len(data) > MAX_KEY_FILE_BYTES:
-        raise IdentityError(f"node key file {path} is larger than {MAX_KEY_FILE_BYTES} bytes")
     try:
         secret = parse_publisher_secret(data.decode("utf-8"))
     except (UnicodeDecodeError, AuthError) as exc:

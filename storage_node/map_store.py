@@ -32,6 +32,7 @@ from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
 
+from storage_network.capped_file import read_capped
 from storage_network.errors import MapError
 from storage_network.network_map import (
     MAX_MAP_BYTES,
@@ -252,8 +253,7 @@ def _load(directory: Path) -> dict[int, SignedMap]:
     for epoch in sorted(found):
         path = found[epoch]
         try:
-            with open(path, "rb") as fh:
-                signed = parse_signed_map(fh.read(MAX_MAP_BYTES + 1))
+            signed = parse_signed_map(read_capped(path, MAX_MAP_BYTES))
             if signed.epoch != epoch:
                 raise MapError(f"holds epoch {signed.epoch}")
             if maps:

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import tomli_w
 
+from storage_network.capped_file import read_capped
 from storage_network.errors import AuthError, MapError
 from storage_network.nodes.registry import url_error
 from storage_network.wire.write_auth import PublisherKey, parse_publisher_key
@@ -132,12 +133,9 @@ def load_bootstrap(path: str | Path) -> Bootstrap:
         MapError: unreadable, too large, or malformed (the message names the file).
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_BOOTSTRAP_BYTES + 1)
+        data = read_capped(path, MAX_BOOTSTRAP_BYTES)
     except OSError as exc:
         raise MapError(f"cannot read bootstrap file {path}: {exc.strerror}") from None
-    if len(data) > MAX_BOOTSTRAP_BYTES:
-        raise MapError(f"bootstrap file {path}: larger than {MAX_BOOTSTRAP_BYTES} bytes")
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:

@@ -31,6 +31,7 @@ from pathlib import Path
 
 from nacl.exceptions import BadSignatureError
 
+from storage_network.capped_file import read_capped
 from storage_network.config import Network
 from storage_network.errors import MapError
 from storage_network.wire.write_auth import Publisher, PublisherKey
@@ -254,8 +255,7 @@ def load_signed_map(path: str | Path, limit: int = MAX_MAP_BYTES) -> SignedMap:
         MapError: unreadable, too large or malformed (the message names the file).
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(limit + 1)
+        data = read_capped(path, limit)
     except OSError as exc:
         raise MapError(f"cannot read map file {path}: {exc.strerror}") from None
     try:

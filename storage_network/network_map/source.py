@@ -22,6 +22,7 @@ import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 
+from storage_network.capped_file import read_capped
 from storage_network.config import MapFollow, Network, load_network
 from storage_network.errors import MapError, NetworkFileError
 
@@ -61,13 +62,9 @@ def followed(signed: SignedMap, every: float) -> Network:
 
 def _read(path: Path) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_MAP_BYTES + 1)
+        return read_capped(path, MAX_MAP_BYTES)
     except OSError as exc:
         raise NetworkFileError(f"cannot read network file {path}: {exc.strerror}") from exc
-    if len(data) > MAX_MAP_BYTES:
-        raise NetworkFileError(f"{path}: over {MAX_MAP_BYTES} bytes")
-    return data
 
 
 async def open_network(path: str | Path, *, every: float = DEFAULT_REFRESH_SECONDS,

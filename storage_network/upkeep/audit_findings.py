@@ -35,6 +35,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from storage_network.capped_file import read_capped
 from storage_network.errors import ShardProofError, StorageNetworkError
 from storage_network.wire.node_answer_auth import EvidenceError, open_evidence
 from storage_network.wire.proofs import MAX_IDS, MalformedAnswerError, check_answer
@@ -103,12 +104,9 @@ def load_findings(path: Path, node_ids: Iterable[str]) -> AuditFindings:
             (the message says which).
     """
     try:
-        with open(path, "rb") as fh:
-            data = fh.read(MAX_FINDINGS_BYTES + 1)
+        data = read_capped(path, MAX_FINDINGS_BYTES)
     except OSError as exc:
         raise FindingsFileError(f"cannot read audit report {path}: {exc}") from exc
-    if len(data) > MAX_FINDINGS_BYTES:
-        raise FindingsFileError(f"{path}: larger than {MAX_FINDINGS_BYTES} bytes")
     try:
         doc = json.loads(data)
     except (ValueError, RecursionError) as exc:
