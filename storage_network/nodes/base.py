@@ -131,8 +131,11 @@ class NodeStore(Protocol):
         False when absent or more recent."""
         ...
 
-    async def list_shards(self) -> list[ListedShard]:
-        """Every shard held: id, size (bytes), mtime (unix seconds)."""
+    async def list_shards(self, after: str = "", limit: int | None = None
+                          ) -> list[ListedShard]:
+        """The shards held whose ids sort after ``after`` (all: ``""``), in id order, at
+        most ``limit`` (None: all): id, size (bytes), mtime (unix seconds).  Walk a
+        node page by page with :func:`storage_network.nodes.listing_pages.walk_shards`."""
         ...
 
     async def prove(self, nonce: bytes, shard_ids: list[str]) -> bytes:
@@ -155,8 +158,12 @@ class NodeStore(Protocol):
         False when absent or replaced meanwhile."""
         ...
 
-    async def list_records(self) -> list[ListedRecord]:
-        """Every record held: key, size (bytes), mtime and last-read time (unix seconds)."""
+    async def list_records(self, after: str = "", limit: int | None = None
+                           ) -> list[ListedRecord]:
+        """The records held whose keys sort after ``after`` (all: ``""``), in key order,
+        at most ``limit`` (None: all): key, size (bytes), mtime and last-read time
+        (unix seconds).  Walk page by page with
+        :func:`storage_network.nodes.listing_pages.walk_records`."""
         ...
 
     async def health(self) -> dict[str, Any]:

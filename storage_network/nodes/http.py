@@ -33,6 +33,7 @@ import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlencode
 
 import aiohttp
 
@@ -305,28 +306,36 @@ class NodeClient(GatedNode):
                                         limit=SMALL_ANSWER_BYTES)
         return status == 204
 
-    async def _listing(self, path: str, fields: int) -> list[list[str]]:
-        """The rows of a listing, parsed while it arrives (:class:`ListingLines`).
+    async def _listing(self, path: str, fields: int, after: str, limit: int | None
+                       ) -> list[list[str]]:
+        """The rows of a listing page, parsed while it arrives (:class:`ListingLines`).
 
         Raises:
-            NodeAnswerError: a malformed or oversized listing.
+            NodeAnswerError: a malformed or oversized listing (more rows than ``limit``).
         """
-        lines = ListingLines(self.id, f"GET {path}", fields)
-        await self._request("GET", path, limit=MAX_LISTING_ENTRIES * MAX_LISTING_LINE,
-                            consume=lines.feed)
+        most = MAX_LISTING_ENTRIES if limit is None else limit
+        query = {"after": after} if after else {}
+        if limit is not None:
+            query["limit"] = str(limit)
+        if query:
+            path = f"{path}?{urlencode(query)}"
+        lines = ListingLines(self.id, f"GET {path}", fields, most)
+        await self._request("GET", path, limit=most * MAX_LISTING_LINE, consume=lines.feed)
         return lines.finish()
 
-    async def list_shards(self) -> list[ListedShard]:
-        """Every shard the node lists (``GET /shards``)."""
-        rows = await self._listing("/shards", 3)
+    async def list_shards(self, after: str = "", limit: int | None = None
+                          ) -> list[ListedShard]:
+        """The shards the node lists past ``after``, at most ``limit`` (``GET /shards``)."""
+        rows = await self._listing("/shards", 3, after, limit)
         try:
             return [ListedShard(i, int(s), float(t)) for i, s, t in rows]
         except ValueError as exc:
             raise NodeAnswerError(f"node {self.id}: malformed shard listing: {exc}") from None
 
-    async def list_records(self) -> list[ListedRecord]:
-        """Every record the node lists (``GET /records``)."""
-        rows = await self._listing("/records", 4)
+    async def list_records(self, after: str = "", limit: int | None = None
+                           ) -> list[ListedRecord]:
+        """The records the node lists past ``after``, at most ``limit`` (``GET /records``)."""
+        rows = await self._listing("/records", 4, after, limit)
         try:
             return [ListedRecord(k, int(s), float(m), float(a)) for k, s, m, a in rows]
         except ValueError as exc:

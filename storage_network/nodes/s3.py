@@ -73,6 +73,7 @@ import hashlib
 import logging
 import re
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -201,25 +202,38 @@ class S3NodeStore(GatedNode):
             raise NodeStatusError(f"node {self.id}: bad record key {key[:80]!r}", 400)
         return self.where.key("records", key)
 
-    async def _list(self, folder: str) -> list[tuple[str, int, float]]:
-        """``(name, size, LastModified unix s)`` of the objects in ``folder``, one
-        ListObjectsV2 page (<= 1000 keys) per request."""
+    async def _list(self, folder: str, keep: Callable[[str], bool], after: str = "",
+                    limit: int | None = None, until: str | None = None
+                    ) -> list[tuple[str, int, float]]:
+        """``(name, size, LastModified unix s)`` of the objects in ``folder`` whose names
+        ``keep`` accepts, past ``after``: at most ``limit`` of them, and none past
+        ``until``; one ListObjectsV2 page (<= 1000 keys) per request (names come
+        sorted: S3 lists keys in UTF-8 binary order)."""
         prefix = self.where.key(folder)
         rows: list[tuple[str, int, float]] = []
-        token: dict[str, Any] = {}
+        most = MAX_LISTING_ENTRIES if limit is None else limit
+        token: dict[str, Any] = {"StartAfter": prefix + after} if after else {}
         while True:
             _, page = await self.s3.call(f"LIST {folder}", "list_objects_v2", Prefix=prefix,
-                                         **token)
+                                         MaxKeys=1000, **token)
             items = page.get("Contents", [])
-            if not isinstance(items, list) or len(rows) + len(items) > MAX_LISTING_ENTRIES:
-                raise NodeAnswerError(f"node {self.id}: LIST {folder}: malformed, or over "
-                                      f"{MAX_LISTING_ENTRIES} entries")
+            if not isinstance(items, list) or len(items) > 1000:
+                raise NodeAnswerError(f"node {self.id}: LIST {folder}: malformed page")
             for item in items:
                 key, size, when = item.get("Key"), item.get("Size"), item.get("LastModified")
                 if not (isinstance(key, str) and key.startswith(prefix)
                         and isinstance(size, int) and isinstance(when, datetime)):
                     raise NodeAnswerError(f"node {self.id}: LIST {folder}: malformed entry")
-                rows.append((key[len(prefix):], size, when.timestamp()))
+                name = key[len(prefix):]
+                if until is not None and name > until:
+                    return rows
+                if keep(name):
+                    if len(rows) >= most:
+                        if limit is not None:
+                            return rows
+                        raise NodeAnswerError(f"node {self.id}: LIST {folder}: over "
+                                              f"{MAX_LISTING_ENTRIES} entries")
+                    rows.append((name, size, when.timestamp()))
             following = page.get("NextContinuationToken")
             if not page.get("IsTruncated"):
                 return rows
@@ -311,10 +325,12 @@ class S3NodeStore(GatedNode):
                                        Key=key, **condition)
         return status == 200
 
-    async def list_shards(self) -> list[ListedShard]:
-        """Every shard held: id, size (bytes), LastModified (unix s, whole seconds)."""
-        return [ListedShard(name, size, mtime) for name, size, mtime in await self._list("shards")
-                if _is_shard_id(name)]
+    async def list_shards(self, after: str = "", limit: int | None = None
+                          ) -> list[ListedShard]:
+        """The shards held past ``after``, at most ``limit``: id, size (bytes),
+        LastModified (unix s, whole seconds)."""
+        return [ListedShard(name, size, mtime) for name, size, mtime
+                in await self._list("shards", _is_shard_id, after, limit)]
 
     async def prove(self, nonce: bytes, shard_ids: list[str]) -> bytes:
         """The answer to a storage challenge, computed here from each shard read whole."""
@@ -417,19 +433,27 @@ class S3NodeStore(GatedNode):
         self._marked.pop(key, None)
         return status == 200
 
-    async def list_records(self) -> list[ListedRecord]:
-        """Every record held: key, size, LastModified and last read (the later of
-        LastModified and the read marker's), unix seconds."""
-        records, reads = await asyncio.gather(self._list("records"), self._list("reads"))
+    async def list_records(self, after: str = "", limit: int | None = None
+                           ) -> list[ListedRecord]:
+        """The records held past ``after``, at most ``limit``: key, size, LastModified
+        and last read (the later of LastModified and the read marker's), unix seconds."""
+        records = await self._list("records", _is_record_key, after, limit)
+        until = records[-1][0] if limit is not None and records else None
+        reads = await self._list("reads", _is_record_key, after, None, until) \
+            if records else []
         read_at = {name: when for name, _, when in reads}
         return [ListedRecord(name, size, mtime, max(mtime, read_at.get(name, mtime)))
-                for name, size, mtime in records if RECORD_KEY_RE.fullmatch(name)]
+                for name, size, mtime in records]
 
     async def health(self) -> dict[str, Any]:
         """``{"status": "ok", "kind": "s3", ...}`` when the bucket answers a HeadBucket."""
         await self.s3.call("HEAD bucket", "head_bucket")
         return {"status": "ok", "kind": "s3", "bucket": self.where.bucket,
                 "prefix": self.where.prefix, "endpoint": self.where.endpoint}
+
+
+def _is_record_key(name: str) -> bool:
+    return RECORD_KEY_RE.fullmatch(name) is not None
 
 
 def _is_shard_id(name: str) -> bool:

@@ -1,32 +1,31 @@
 """What the network holds: every valid record and the stripes they reference.
 
-Audit, repair, garbage collection and status all start here: every node
-lists its records (``GET /records``); every listed copy of each key is read
-and verified under the trusted publisher keys (bad copies are logged and
-skipped).  The newest valid version of a key decides what the key is
-(docs/consistency.md): a record (the key is live) or a tombstone (the key
-was deleted; its stripes are no longer needed).  The manifests of the live
-records then give every stripe the network must keep, with the records that
-reference it.
+Repair, garbage collection, pins and status start here: the records of the
+whole network are scanned (:class:`storage_network.upkeep.record_scan.RecordScan`:
+every node's listing walked page by page, every listed copy read and
+verified, bad copies logged and skipped) and kept.  The newest valid version
+of a key decides what the key is (docs/consistency.md): a record (the key is
+live) or a tombstone (the key was deleted; its stripes are no longer
+needed).  The manifests of the live records then give every stripe the
+network must keep, with the records that reference it.
+
+An inventory holds the whole network's records in memory; a pass that needs
+only a sample or one node's share (the audit) iterates the scan itself.
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient
-from storage_network.errors import NodeError, RecordError
-from storage_network.nodes.placement import record_nodes
+from storage_network.upkeep.record_scan import RecordCopy, RecordScan
 from storage_network.wire.listing import ListedRecord
 from storage_network.wire.manifest import ChunkRef
-from storage_network.wire.record import Record, newest, open_record
+from storage_network.wire.record import Record
 from storage_network.wire.write_auth import PublisherKey
 
-log = logging.getLogger("nixshard.network")
-READS_IN_FLIGHT = 32
+__all__ = ["Inventory", "RecordCopy", "Stripe", "take_inventory"]
 
 
 @dataclass(frozen=True)
@@ -42,14 +41,6 @@ class Stripe:
     def n(self) -> int:
         """Shards in the stripe."""
         return self.k + self.m
-
-
-@dataclass(frozen=True)
-class RecordCopy:
-    """One node's copy of a record: its exact bytes and the record they open to."""
-
-    data: bytes
-    record: Record
 
 
 @dataclass
@@ -108,25 +99,9 @@ class Inventory:
                 if digest == top.digest]
 
 
-async def _read_copy(net: NetworkClient, key: str, node_id: str,
-                     trusted: dict[str, PublisherKey]) -> RecordCopy | str | None:
-    """Node ``node_id``'s copy of ``key``; None when it no longer serves one; else why not."""
-    try:
-        data = await net.nodes[node_id].get_record(key, peek=True)
-    except NodeError as exc:
-        return f"node {node_id} could not be read: {exc}"
-    if data is None:
-        return None
-    try:
-        return RecordCopy(data, await asyncio.to_thread(open_record, trusted, key, data))
-    except RecordError as exc:
-        log.warning("node %s holds a bad record %s: %s", node_id, key, exc)
-        return f"node {node_id} could not be opened: {exc}"
-
-
 async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | None = None,
                          *, every_copy: bool = False) -> Inventory:
-    """List every node's records, read and verify every listed copy, collect the stripes.
+    """Scan every node's records, keep every key's newest version, collect the stripes.
 
     Args:
         every_copy: keep every valid copy's bytes in :attr:`Inventory.copies`
@@ -137,47 +112,24 @@ async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | 
     :attr:`Inventory.bad_records` and :attr:`Inventory.copy_problems`.  A copy
     that vanished since the listing is no copy.
     """
-    keys = net.network.publishers if trusted is None else trusted
     inv = Inventory()
-
-    async def listing(node_id: str) -> list[ListedRecord]:
-        try:
-            return await net.nodes[node_id].list_records()
-        except NodeError as exc:
-            inv.unreachable[node_id] = str(exc)
-            return []
-
-    ids = [n.id for n in net.network.nodes]
-    for node_id, entries in zip(ids, await asyncio.gather(*(listing(i) for i in ids)),
-                                strict=True):
-        for entry in entries:
-            inv.listings.setdefault(entry.key, {})[node_id] = entry
-    limit = asyncio.Semaphore(READS_IN_FLIGHT)
-
-    async def read(key: str, node_id: str) -> RecordCopy | str | None:
-        async with limit:
-            return await _read_copy(net, key, node_id, keys)
-
-    async def one(key: str) -> None:
-        order = [n.id for n in record_nodes(net.network.nodes, key)
-                 if n.id in inv.listings[key]]
-        results = await asyncio.gather(*(read(key, node_id) for node_id in order))
-        found = {node_id: result for node_id, result in zip(order, results, strict=True)
-                 if isinstance(result, RecordCopy)}
-        problems = [result for result in results if isinstance(result, str)]
-        top = newest(copy.record for copy in found.values())
+    scan = RecordScan(net, trusted)
+    async for item in scan:
+        key = item.key
+        inv.listings[key] = item.listings
+        top = item.newest
         if top is None:
-            if problems:
-                inv.bad_records[key] = "; ".join(problems)
-            return
-        inv.versions[key] = {node_id: copy.record.digest for node_id, copy in found.items()}
+            if item.problems:
+                inv.bad_records[key] = "; ".join(item.problems)
+            continue
+        inv.versions[key] = {node_id: copy.record.digest
+                             for node_id, copy in item.copies.items()}
         if top.tombstone:
             inv.tombstones[key] = top
         else:
             inv.add(top)
-        inv.copy_problems.extend(f"record {key} on {why}" for why in problems)
+        inv.copy_problems.extend(f"record {key} on {why}" for why in item.problems)
         if every_copy:
-            inv.copies[key] = found
-
-    await asyncio.gather(*(one(key) for key in sorted(inv.listings)))
+            inv.copies[key] = item.copies
+    inv.unreachable = scan.unreachable
     return inv

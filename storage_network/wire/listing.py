@@ -42,19 +42,21 @@ class ListingLines:
         node_id: the node answering (named in errors).
         what: the request (e.g. ``"GET /shards"``), named in errors.
         fields: fields every line must have.
+        most: lines the answer may have (a page's limit).
     """
 
-    def __init__(self, node_id: str, what: str, fields: int) -> None:
-        self.node_id, self.what, self.fields = node_id, what, fields
+    def __init__(self, node_id: str, what: str, fields: int,
+                 most: int = MAX_LISTING_ENTRIES) -> None:
+        self.node_id, self.what, self.fields, self.most = node_id, what, fields, most
         self.rows: list[list[str]] = []
         self._tail = bytearray()
 
     def _take(self, line: bytes | bytearray) -> None:
         if not line:
             return
-        if len(self.rows) >= MAX_LISTING_ENTRIES:
+        if len(self.rows) >= self.most:
             raise NodeAnswerError(f"node {self.node_id}: {self.what}: more than "
-                                  f"{MAX_LISTING_ENTRIES} lines")
+                                  f"{self.most} lines")
         parts = bytes(line).decode("utf-8", "replace").split()
         if len(parts) != self.fields:
             raise NodeAnswerError(f"node {self.node_id}: malformed listing line "

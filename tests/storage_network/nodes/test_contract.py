@@ -25,6 +25,7 @@ from storage_network.coding.codec import EncodedChunk, StripeCodec
 from storage_network.config import init_network
 from storage_network.errors import NodeAnswerError, NodeStatusError
 from storage_network.nodes.base import READ_TIME_RESOLUTION_SECONDS
+from storage_network.nodes.listing_pages import walk_records, walk_shards
 from storage_network.wire.manifest import make_manifest
 from storage_network.wire.proofs import check_answer
 from storage_network.wire.record import seal_record, seal_tombstone
@@ -112,6 +113,16 @@ async def test_listing_names_every_shard_with_its_size(store: NodeStore,
     for sid, body in shards:
         assert listed[sid].size == len(body)
         assert abs(listed[sid].mtime - time.time()) < 120
+
+
+async def test_shard_listing_pages_continue_after_a_name(store: NodeStore,
+                                                         node: NodeUnderTest) -> None:
+    await store.put_shards(shards_of(new_chunk()) + shards_of(new_chunk()), node.publisher)
+    every = [row.id for row in await store.list_shards()]
+    assert every == sorted(every) and len(every) >= 6
+    assert [row.id for row in await store.list_shards(every[1], 3)] == every[2:5]
+    assert await store.list_shards(every[-1], 5) == []
+    assert [row.id async for row in walk_shards(store, page=2)] == every
 
 
 async def test_conditional_delete_keeps_a_shard_written_after_the_limit(
@@ -216,6 +227,22 @@ async def test_listing_names_records_and_peeks_keep_the_read_time(
     read = {row.key: row for row in await store.list_records()}[key]
     # a read moves the last-read time to now, once a minute at most (READ_TIME_RESOLUTION_SECONDS)
     assert read_at - READ_TIME_RESOLUTION_SECONDS <= read.atime <= time.time() + 1
+
+
+async def test_record_listing_pages_continue_after_a_key(store: NodeStore,
+                                                        node: NodeUnderTest) -> None:
+    for _ in range(4):
+        key = new_key()
+        await store.put_record(key, a_record(node.publisher, key, int(time.time())),
+                               node.publisher)
+    every = await store.list_records()
+    keys = [row.key for row in every]
+    assert keys == sorted(keys) and len(keys) >= 4
+    assert [row.key for row in await store.list_records(keys[0], 2)] == keys[1:3]
+    assert await store.list_records(keys[-1], 5) == []
+    walked = [row async for row in walk_records(store, page=3)]
+    assert [row.key for row in walked] == keys
+    assert [row.size for row in walked] == [row.size for row in every]
 
 
 # --- health and failures --------------------------------------------------------------------
