@@ -24,7 +24,6 @@ from nix_formats.nar import dump_path
 from nixshard.localnet import LocalNetwork, new_publisher
 from storage_network import NetworkClient, publish_record, store_payload
 from storage_network.upkeep.audit import audit_network
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.repair import DEFAULT_JOBS, repair_network
 
 KEY = "0" * 32
@@ -52,8 +51,7 @@ async def audit(local: LocalNetwork) -> tuple[float, int]:
     assert local.network is not None
     async with NetworkClient(local.network) as net:
         started = time.perf_counter()
-        inv = await take_inventory(net)
-        report = await audit_network(net, inv, rng=random.Random(1))
+        report = await audit_network(net, rng=random.Random(1))
         seconds = time.perf_counter() - started
     return seconds, sum(row.sampled for row in report.nodes)
 

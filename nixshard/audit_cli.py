@@ -23,7 +23,7 @@ from storage_network.upkeep.audit import (
     audit_network,
     update_scores,
 )
-from storage_network.upkeep.inventory import Inventory, take_inventory
+from storage_network.upkeep.record_scan import RecordScan
 
 from .map_cli import edit_document, next_draft, write_draft
 
@@ -37,12 +37,14 @@ class AuditNotRun(click.ClickException):
 
 
 async def run_audit(network: Network, sample: int, deadline: float,
-                    rng: random.Random) -> tuple[Inventory, AuditReport]:
-    """Take the inventory and audit every node over a fresh network client."""
+                    rng: random.Random) -> tuple[dict[str, str], AuditReport]:
+    """Audit every node over a fresh network client: the nodes whose records could not
+    be listed (node id -> why) and the report."""
     async with NetworkClient(network, timeout=max(30.0, 3 * deadline)) as net:
-        inventory = await take_inventory(net)
-        report = await audit_network(net, inventory, sample=sample, deadline=deadline, rng=rng)
-    return inventory, report
+        scan = RecordScan(net)
+        report = await audit_network(net, sample=sample, deadline=deadline, rng=rng,
+                                     scan=scan)
+    return scan.unreachable, report
 
 
 def format_report(report: AuditReport) -> str:
@@ -134,11 +136,11 @@ def audit_command(network_file: str, sample: int, deadline: float, scores_path: 
         scores = Scores.load(path)
     except ScoresFileError as exc:
         raise AuditNotRun(str(exc)) from exc
-    inventory, report = asyncio.run(run_audit(network, sample, deadline, random.Random(seed)))
+    unlisted, report = asyncio.run(run_audit(network, sample, deadline, random.Random(seed)))
     err = click.get_text_stream("stderr")
-    for node_id, why in sorted(inventory.unreachable.items()):
+    for node_id, why in sorted(unlisted.items()):
         click.echo(f"warning: could not list the records of node {node_id}: {why}", file=err)
-    for key, why in sorted(inventory.bad_records.items()):
+    for key, why in sorted(report.bad_records.items()):
         click.echo(f"warning: record {key} could not be read: {why}", file=err)
     update_scores(report, scores)
     try:

@@ -4,7 +4,17 @@ What a node should hold: (a) its *home* shards, shard i of every known
 stripe whose ranking (``placement.chunk_homes(network, chunk_id, n)``)
 puts the node at position i < n, and (b) the shards of known stripes it
 lists in ``GET /shards`` (moved there by repair).  "Known" stripes are
-those of the records in the inventory (:mod:`storage_network.upkeep.inventory`).
+those of the live records the scan finds (:mod:`storage_network.upkeep.record_scan`).
+
+Memory grows with the sample, not with the network: the records stream past
+once and every node's listing is walked page by page, each feeding a
+bottom-k sketch per node (:mod:`storage_network.upkeep.audit_sample`): the
+node's sample is the ``sample`` shards with the smallest salted hashes among
+(a) and (b), a uniform sample without replacement.  For (b) a node keeps the
+:data:`LISTED_FACTOR` x ``sample`` listed ids with the smallest hashes, and
+those whose stripe the scan finds count; on a node whose listing is mostly
+shards of unknown stripes, its moved shards are under-represented.  A node's
+``expected`` count is exact up to the sample size and estimated above it.
 
 Per node a uniform sample without replacement of ``sample`` of those shards
 (all of them when fewer) is challenged (:mod:`storage_network.wire.proofs`, one
@@ -57,10 +67,11 @@ from typing import Any, Protocol, runtime_checkable
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
+from storage_network.nodes.listing_pages import walk_shards
 from storage_network.nodes.placement import chunk_homes
 from storage_network.nodes.scores import Scores
-from storage_network.upkeep.inventory import Inventory
-from storage_network.wire.listing import ListedShard
+from storage_network.upkeep.audit_sample import BottomSample
+from storage_network.upkeep.record_scan import RecordScan
 from storage_network.wire.node_answer_auth import SignedAnswer, evidence_json
 from storage_network.wire.proofs import MAX_IDS, MalformedAnswerError, ShardOutcome, check_answer
 from storage_network.wire.stripe import parse_shard_id, shard_id
@@ -73,6 +84,12 @@ DEFAULT_DEADLINE = 10.0
 NONCE_BYTES = 32
 MAX_NOTES = 5
 MAX_EVIDENCE = 3
+LISTED_FACTOR = 4
+"""A node's listed shard ids kept per sampled shard (see the module docstring)."""
+STRIPES_COUNTED = 4096
+"""Stripes counted exactly in the report; more are estimated (bottom-k sketch)."""
+NODES_LISTED_AT_ONCE = 16
+"""Shard listings walked at once."""
 """Signed failed proof answers kept per node (each up to a whole answer of 1000 shards)."""
 CLASSES = ("held", "missing", "corrupt", "late", "unreachable")
 # A node's verdict: the first class found among these, else "ok".
@@ -196,7 +213,14 @@ class NodeAudit:
 
 @dataclass
 class AuditReport:
-    """The result of one audit run: a row per node, in network-file order."""
+    """The result of one audit run: a row per node, in network-file order.
+
+    Attributes:
+        records: live records scanned.
+        stripes: distinct stripes they reference (estimated above
+            :data:`STRIPES_COUNTED`).
+        bad_records: record key -> why no listed copy of it could be opened.
+    """
 
     nodes: list[NodeAudit]
     records: int
@@ -204,6 +228,7 @@ class AuditReport:
     sample: int
     deadline: float
     seconds: float = 0.0
+    bad_records: dict[str, str] = field(default_factory=dict)
 
     @property
     def flagged(self) -> list[NodeAudit]:
@@ -216,29 +241,6 @@ class AuditReport:
                 "deadline": self.deadline, "seconds": round(self.seconds, 3),
                 "flagged": [row.node_id for row in self.flagged],
                 "nodes": [row.to_json() for row in self.nodes]}
-
-
-def expected_shards(net: NetworkClient, inventory: Inventory,
-                    listings: dict[str, list[ListedShard]]) -> dict[str, set[str]]:
-    """Node id -> ids of the shards it should hold: home shards + listed shards of known stripes.
-
-    Args:
-        listings: what each node listed (nodes that could not be listed are absent).
-    """
-    expected: dict[str, set[str]] = {node.id: set() for node in net.network.nodes}
-    for root, stripe in inventory.stripes.items():
-        for index, node in enumerate(chunk_homes(net.network, stripe.ref.chunk_id, stripe.n)):
-            expected[node.id].add(shard_id(root, index))
-    for node_id, listed in listings.items():
-        for entry in listed:
-            try:
-                root, index = parse_shard_id(entry.id)
-            except ShardProofError:
-                continue
-            known = inventory.stripes.get(root)
-            if known is not None and index < known.n:
-                expected[node_id].add(entry.id)
-    return expected
 
 
 @runtime_checkable
@@ -297,19 +299,78 @@ async def _challenge(net: NetworkClient, row: NodeAudit, ids: Sequence[str],
                 row._count(sid, "held")
 
 
-async def audit_network(net: NetworkClient, inventory: Inventory, *,
-                        sample: int = DEFAULT_SAMPLE, deadline: float = DEFAULT_DEADLINE,
-                        rng: random.Random) -> AuditReport:
+class _Sampler:
+    """The sketches of one run: per node its home and listed shards, and the stripes."""
+
+    def __init__(self, net: NetworkClient, sample: int, salt: bytes) -> None:
+        self.net, self.salt = net, salt
+        ids = [node.id for node in net.network.nodes]
+        self.homes = {node_id: BottomSample(sample, salt) for node_id in ids}
+        self.listed = {node_id: BottomSample(LISTED_FACTOR * sample, salt) for node_id in ids}
+        self.known: dict[str, dict[str, int]] = {node_id: {} for node_id in ids}
+        self.stripes = BottomSample(STRIPES_COUNTED, salt)
+        self.records = 0
+        self._wanted: dict[bytes, list[tuple[str, int, str, int]]] = {}
+
+    async def walk(self, row: NodeAudit) -> None:
+        """Offer every shard ``row``'s node lists to its listed sketch."""
+        sketch = self.listed[row.node_id]
+        try:
+            async for entry in walk_shards(self.net.nodes[row.node_id]):
+                sketch.offer(entry.id)
+        except NodeError as exc:
+            row.listing_error = str(exc)
+            row.note(str(exc))
+
+    def listed_done(self) -> None:
+        """Index the kept listed ids by stripe root, for :meth:`offer_record`."""
+        for node_id, sketch in self.listed.items():
+            for h, sid in sketch.hashed():
+                try:
+                    root, index = parse_shard_id(sid)
+                except ShardProofError:
+                    continue
+                self._wanted.setdefault(root, []).append((node_id, index, sid, h))
+
+    def offer_record(self, chunks: Sequence[tuple[bytes, bytes, int]]) -> None:
+        """Offer the shards of one live record's stripes ``(root, chunk id, n)``."""
+        self.records += 1
+        for root, chunk_id, n in chunks:
+            self.stripes.offer(root.hex())
+            for index, node in enumerate(chunk_homes(self.net.network, chunk_id, n)):
+                self.homes[node.id].offer(shard_id(root, index))
+            for node_id, index, sid, h in self._wanted.get(root, ()):
+                if index < n:
+                    self.known[node_id][sid] = h
+
+    def picks(self, node_id: str, sample: int) -> tuple[list[str], int]:
+        """The node's sample (by rising hash) and its estimated expected count."""
+        home = self.homes[node_id]
+        pool = dict((sid, h) for h, sid in home.hashed())
+        extra = {sid: h for sid, h in self.known[node_id].items() if sid not in pool}
+        pool.update(extra)
+        picked = sorted(pool, key=pool.__getitem__)[:sample]
+        listed = self.listed[node_id]
+        kept = len(listed.hashed())
+        scale = listed.distinct() / kept if kept else 0.0
+        return picked, home.distinct() + round(len(extra) * scale)
+
+
+async def audit_network(net: NetworkClient, *, sample: int = DEFAULT_SAMPLE,
+                        deadline: float = DEFAULT_DEADLINE, rng: random.Random,
+                        scan: RecordScan | None = None) -> AuditReport:
     """Challenge every node of the network on a sample of the shards it should hold.
 
     Args:
-        inventory: the records and stripes to audit (see
-            :func:`~storage_network.upkeep.inventory.take_inventory`).
         sample: shards challenged per node at most (see :func:`sample_size`).
         deadline: seconds a node has to answer one challenge request; a valid
             proof that comes later counts as late.  The HTTP timeout of ``net``
             should be longer, or slow nodes count as unreachable.
-        rng: draws the samples (the nonces come from :mod:`secrets`).
+        rng: draws the hash salt of the samples (the nonces come from :mod:`secrets`).
+        scan: the record scan to read (default: a new one of ``net``); after
+            the run its ``unreachable`` names the nodes whose records could not
+            be listed, and the report's ``bad_records`` the keys no copy of
+            which opened.
 
     Never raises for node failures: they are counted in the report.
     """
@@ -319,24 +380,28 @@ async def audit_network(net: NetworkClient, inventory: Inventory, *,
         raise ValueError(f"deadline must be positive, not {deadline}")
     began = time.monotonic()
     rows = [NodeAudit(node.id) for node in net.network.nodes]
+    sampler = _Sampler(net, sample, rng.randbytes(16))
+    walking = asyncio.Semaphore(NODES_LISTED_AT_ONCE)
 
-    async def listing(row: NodeAudit) -> list[ListedShard] | None:
-        try:
-            return await net.nodes[row.node_id].list_shards()
-        except NodeError as exc:
-            row.listing_error = str(exc)
-            row.note(str(exc))
-            return None
+    async def walk(row: NodeAudit) -> None:
+        async with walking:
+            await sampler.walk(row)
 
-    listed = await asyncio.gather(*(listing(row) for row in rows))
-    listings = {row.node_id: entries for row, entries in zip(rows, listed, strict=True)
-                if entries is not None}
-    expected = expected_shards(net, inventory, listings)
+    await asyncio.gather(*(walk(row) for row in rows))
+    sampler.listed_done()
+    bad_records: dict[str, str] = {}
+    async for item in scan or RecordScan(net):
+        top = item.newest
+        if top is None:
+            if item.problems:
+                bad_records[item.key] = "; ".join(item.problems)
+        elif not top.tombstone:
+            man = top.manifest
+            sampler.offer_record([(ref.root, ref.chunk_id, man.k + man.m)
+                                  for ref in man.chunks])
     picks = []
     for row in rows:
-        candidates = sorted(expected[row.node_id])
-        row.expected = len(candidates)
-        picked = rng.sample(candidates, min(sample, len(candidates)))
+        picked, row.expected = sampler.picks(row.node_id, sample)
         row.sampled = len(picked)
         picks.append(picked)
     await asyncio.gather(*(_challenge(net, row, picked, deadline)
@@ -346,8 +411,8 @@ async def audit_network(net: NetworkClient, inventory: Inventory, *,
             log.info("node %s: %s (%d sampled: %d held, %d missing, %d corrupt, %d late, "
                      "%d unreachable)", row.node_id, row.verdict, row.sampled, row.held,
                      row.missing, row.corrupt, row.late, row.unreachable)
-    return AuditReport(rows, len(inventory.records), len(inventory.stripes), sample, deadline,
-                       time.monotonic() - began)
+    return AuditReport(rows, sampler.records, sampler.stripes.distinct(), sample, deadline,
+                       time.monotonic() - began, bad_records)
 
 
 def update_scores(report: AuditReport, scores: Scores, now: float | None = None) -> None:

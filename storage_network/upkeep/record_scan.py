@@ -35,6 +35,10 @@ READS_IN_FLIGHT = 32
 """Record copies read at once."""
 KEYS_IN_FLIGHT = 256
 """Keys whose copies are read before the next are taken from the listings."""
+NAMES_IN_FLIGHT = 2_000_000
+"""Listing names held at most over all nodes (two pages each): the page size
+shrinks as the network grows, down to :data:`MIN_PAGE`."""
+MIN_PAGE = 100
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,16 @@ class RecordScan:
     Args:
         net: the network client (its nodes are listed and read).
         trusted: publisher keys records are opened under (default: the network's).
-        page: listing names asked for per page.
+        page: listing names asked for per page (default: :data:`PAGE`, less in a
+            network of more than :data:`NAMES_IN_FLIGHT` / (2 x :data:`PAGE`) nodes).
     """
 
     def __init__(self, net: NetworkClient, trusted: dict[str, PublisherKey] | None = None,
-                 *, page: int = PAGE) -> None:
+                 *, page: int | None = None) -> None:
         self.net = net
         self.trusted = net.network.publishers if trusted is None else trusted
-        self.page = page
+        nodes = max(1, len(net.network.nodes))
+        self.page = page or max(MIN_PAGE, min(PAGE, NAMES_IN_FLIGHT // (2 * nodes)))
         self.unreachable: dict[str, str] = {}
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self._removed = {n.id for n in net.network.nodes if n.state == "removed"}

@@ -25,7 +25,6 @@ from storage_network.read.locate import locate_shards
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.audit import audit_network
 from storage_network.upkeep.audit_findings import load_findings, verify_evidence
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.node_answer_auth import (
     NONCE_HEADER,
@@ -190,7 +189,7 @@ async def test_failed_proof_is_signed_evidence(keyed: KeyedNodes, tmp_path: Path
     for path in files:
         flip_tail(path)
     async with NetworkClient(keyed.network, timeout=30.0) as net:
-        report = await audit_network(net, await take_inventory(net), deadline=30.0,
+        report = await audit_network(net, deadline=30.0,
                                      rng=random.Random(1))
     row = {r.node_id: r for r in report.nodes}[rotten]
     assert row.verdict == "corrupt" and row.evidence

@@ -22,7 +22,6 @@ from storage_network.upkeep.audit import (
     sample_size,
     update_scores,
 )
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.stripe import shard_id
 from storage_network.write.publish import publish_record, store_payload
@@ -56,8 +55,7 @@ async def run(local: LocalNetwork, sample: int = DEFAULT_SAMPLE,
               deadline: float = 30.0) -> AuditReport:
     assert local.network is not None
     async with NetworkClient(local.network, timeout=30.0) as net:
-        inventory = await take_inventory(net)
-        return await audit_network(net, inventory, sample=sample, deadline=deadline,
+        return await audit_network(net, sample=sample, deadline=deadline,
                                    rng=random.Random(5))
 
 

@@ -77,7 +77,7 @@ async def test_push_audit_repair_gc_survive_a_hostile_node(proxied: Proxied, mod
                 manifest, stats = await store_payload(net, proxied.local.publisher, [data])
                 await publish_record(net, proxied.local.publisher, key, b"meta", manifest)
                 inventory = await take_inventory(net)
-                audit = await audit_network(net, inventory, rng=random.Random(1))
+                audit = await audit_network(net, rng=random.Random(1))
                 repair = await repair_network(net, proxied.local.publisher, verify=True)
                 gc = await collect_garbage(net, proxied.local.publisher, max_age=None,
                                            max_idle=None, grace=86400.0, dry_run=True)
