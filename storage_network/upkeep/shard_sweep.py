@@ -1,10 +1,13 @@
 """Step 3 of garbage collection: delete the old shards no live stripe references.
 
-Every node lists its shards; a shard whose stripe is not live and whose
-mtime is before the cut-off (``t0 - grace``) is deleted with
-``DELETE /shards/<id>?before=<cut-off>``: the node deletes it only if its
-mtime is still earlier (see :mod:`storage_network.upkeep.gc` for why a push
-racing the sweep loses nothing).
+Every node's shard listing is walked page by page
+(:func:`storage_network.nodes.listing_pages.walk_shards`), :data:`NODES_AT_ONCE`
+nodes at a time; a shard whose stripe is not live and whose mtime is before
+the cut-off (``t0 - grace``) is deleted with ``DELETE /shards/<id>?before=<cut-off>``
+as the walk reaches it: the node deletes it only if its mtime is still
+earlier (see :mod:`storage_network.upkeep.gc` for why a push racing the sweep
+loses nothing).  The sweep holds a page or two per node walked, whatever the
+size of the network; what it reports (the deleted shards) is its output.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
+from storage_network.nodes.listing_pages import walk_shards
 from storage_network.upkeep.gc_report import GcReport, NodeSweep
 from storage_network.wire.listing import ListedShard
 from storage_network.wire.stripe import parse_shard_id
@@ -22,39 +26,32 @@ from storage_network.wire.write_auth import Publisher
 log = logging.getLogger("nixshard.gc")
 
 
-async def sweep_shards(net: NetworkClient, publisher: Publisher, report: GcReport,
-                       live: set[bytes], limit: asyncio.Semaphore) -> None:
-    """List every node's shards; delete (or, dry run, note) the unreferenced old ones."""
+NODES_AT_ONCE = 4
+"""Nodes swept at once."""
+
+
+async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
+                     live: set[bytes], limit: asyncio.Semaphore, node_id: str) -> None:
+    """Walk one node's shards; delete (or, dry run, note) the unreferenced old ones."""
     cutoff = report.cutoff
+    sweep = report.nodes[node_id] = NodeSweep()
+    deletes: set[asyncio.Task[None]] = set()
 
-    async def listing(node_id: str) -> list[ListedShard] | str:
+    async def delete(shard: ListedShard) -> None:
         try:
-            return await net.nodes[node_id].list_shards()
-        except NodeError as exc:
-            return str(exc)
-
-    async def delete(node_id: str, sweep: NodeSweep, shard: ListedShard) -> None:
-        try:
-            async with limit:
-                deleted = await net.nodes[node_id].delete_shard(shard.id, cutoff, publisher)
+            deleted = await net.nodes[node_id].delete_shard(shard.id, cutoff, publisher)
         except NodeError as exc:
             sweep.errors.append(str(exc))
             return
+        finally:
+            limit.release()
         if deleted:
             sweep.deleted.append(shard)
         else:
             sweep.kept_recent += 1
 
-    ids = [n.id for n in net.network.nodes]
-    deletes = []
-    for node_id, listed in zip(ids, await asyncio.gather(*(listing(i) for i in ids)),
-                               strict=True):
-        sweep = report.nodes[node_id] = NodeSweep()
-        if isinstance(listed, str):
-            sweep.errors.append(f"not swept: {listed}")
-            report.skipped.append(f"node {node_id} could not list its shards: {listed}")
-            continue
-        for shard in listed:
+    try:
+        async for shard in walk_shards(net.nodes[node_id]):
             try:
                 root, _ = parse_shard_id(shard.id)
             except ShardProofError:
@@ -67,10 +64,36 @@ async def sweep_shards(net: NetworkClient, publisher: Publisher, report: GcRepor
             elif report.dry_run:
                 sweep.deleted.append(shard)
             else:
-                deletes.append(delete(node_id, sweep, shard))
-    await asyncio.gather(*deletes)
-    for node_id, sweep in report.nodes.items():
-        sweep.deleted.sort(key=lambda s: s.id)
-        if sweep.deleted and not report.dry_run:
-            log.info("node %s: deleted %d shards, %d bytes", node_id, len(sweep.deleted),
-                     sweep.deleted_bytes)
+                await limit.acquire()  # deletes in flight stay bounded as the walk goes on
+                task = asyncio.create_task(delete(shard))
+                deletes.add(task)
+                task.add_done_callback(deletes.discard)
+    except NodeError as exc:
+        sweep.errors.append(f"not swept: {exc}")
+        report.skipped.append(f"node {node_id} could not list its shards: {exc}")
+    finally:
+        await asyncio.gather(*deletes)
+    sweep.deleted.sort(key=lambda s: s.id)
+    if sweep.deleted and not report.dry_run:
+        log.info("node %s: deleted %d shards, %d bytes", node_id, len(sweep.deleted),
+                 sweep.deleted_bytes)
+
+
+async def sweep_shards(net: NetworkClient, publisher: Publisher, report: GcReport,
+                       live: set[bytes], limit: asyncio.Semaphore) -> None:
+    """Sweep every node (:func:`sweep_node`), :data:`NODES_AT_ONCE` at a time; the
+    report's nodes come in network order.
+
+    Args:
+        limit: bounds the deletes in flight over all nodes.
+    """
+    ids = [n.id for n in net.network.nodes]
+    for node_id in ids:
+        report.nodes[node_id] = NodeSweep()
+    at_once = asyncio.Semaphore(NODES_AT_ONCE)
+
+    async def one(node_id: str) -> None:
+        async with at_once:
+            await sweep_node(net, publisher, report, live, limit, node_id)
+
+    await asyncio.gather(*(one(node_id) for node_id in ids))

@@ -248,9 +248,11 @@ async def test_gc_racing_a_push_deletes_none_of_its_shards(
     started: list[bool] = []
     originals = {node_id: client.list_shards for node_id, client in net.nodes.items()}
 
-    def listing_then_push(node_id: str) -> Callable[[], Awaitable[list[ListedShard]]]:
-        async def list_shards() -> list[ListedShard]:
-            result = await originals[node_id]()
+    def listing_then_push(node_id: str
+                          ) -> Callable[[str, int | None], Awaitable[list[ListedShard]]]:
+        async def list_shards(after: str = "", limit: int | None = None
+                              ) -> list[ListedShard]:
+            result = await originals[node_id](after, limit)
             if not started:  # once, right after the first node answered
                 started.append(True)
                 manifest, stats = await store_payload(net, publisher, [data])
