@@ -96,7 +96,8 @@ def format_publisher_usage(report: dict[str, dict[str, Any]]) -> list[str]:
 def status_command(network_file: str, scores_path: Path | None, timeout: float,
                    as_json: bool) -> None:
     """Show each node's health, audit score, shard count, bytes stored and free space,
-    and the worst case the placement survives (whole operators or nodes lost at once).
+    and the worst case the placement survives (whole operators or nodes lost at once);
+    for a network map, the epoch in use (the newest any node served).
 
     Exit status 1 when a node does not answer.
     """
@@ -107,11 +108,13 @@ def status_command(network_file: str, scores_path: Path | None, timeout: float,
         raise click.ClickException(str(exc)) from exc
     rows = asyncio.run(node_status(network, scores, timeout))
     tolerance = loss_tolerance(network)
+    epoch = network.follow.trusted.epoch if network.follow is not None else None
     if as_json:
-        click.echo(json.dumps({"k": network.k, "m": network.m,
+        click.echo(json.dumps({"k": network.k, "m": network.m, "epoch": epoch,
                                "survives": tolerance.to_json(), "nodes": rows}, indent=1))
     else:
-        click.echo(f"{network.k}-of-{network.n}, {len(network.nodes)} nodes, "
+        click.echo(("" if epoch is None else f"network map epoch {epoch}: ")
+                   + f"{network.k}-of-{network.n}, {len(network.nodes)} nodes, "
                    f"{network.placement} placement: {tolerance.sentence()}")
         note = network.roles_note()
         if note is not None:

@@ -65,20 +65,25 @@ async def _walk(node_id: str, what: str, fetch: Callable[[str, int], Awaitable[l
                 await pending
 
 
-def walk_shards(node: NodeStore, page: int = PAGE) -> AsyncGenerator[ListedShard, None]:
-    """Every shard ``node`` lists, in id order, fetched ``page`` ids at a time.
+def walk_shards(node: NodeStore, page: int | None = None
+                ) -> AsyncGenerator[ListedShard, None]:
+    """Every shard ``node`` lists, in id order, fetched ``page`` ids (default: :data:`PAGE`)
+    at a time.
 
     Raises (while iterating):
         NodeError: a page could not be read, or broke the rules above
             (:class:`~storage_network.errors.NodeAnswerError`).
     """
-    return _walk(node.id, "GET /shards", node.list_shards, lambda row: row.id, page)
+    return _walk(node.id, "GET /shards", node.list_shards, lambda row: row.id, page or PAGE)
 
 
-def walk_records(node: NodeStore, page: int = PAGE) -> AsyncGenerator[ListedRecord, None]:
-    """Every record ``node`` lists, in key order, fetched ``page`` keys at a time.
+def walk_records(node: NodeStore, page: int | None = None
+                 ) -> AsyncGenerator[ListedRecord, None]:
+    """Every record ``node`` lists, in key order, fetched ``page`` keys (default:
+    :data:`PAGE`) at a time.
 
     Raises (while iterating):
         NodeError: as :func:`walk_shards`.
     """
-    return _walk(node.id, "GET /records", node.list_records, lambda row: row.key, page)
+    return _walk(node.id, "GET /records", node.list_records, lambda row: row.key,
+                 page or PAGE)

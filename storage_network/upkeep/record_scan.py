@@ -25,7 +25,8 @@ from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, RecordError
-from storage_network.nodes.listing_pages import PAGE, walk_records
+from storage_network.nodes import listing_pages
+from storage_network.nodes.listing_pages import walk_records
 from storage_network.wire.listing import ListedRecord
 from storage_network.wire.record import Record, newest, open_record
 from storage_network.wire.write_auth import PublisherKey
@@ -79,8 +80,9 @@ class RecordScan:
     Args:
         net: the network client (its nodes are listed and read).
         trusted: publisher keys records are opened under (default: the network's).
-        page: listing names asked for per page (default: :data:`PAGE`, less in a
-            network of more than :data:`NAMES_IN_FLIGHT` / (2 x :data:`PAGE`) nodes).
+        page: listing names asked for per page (default:
+            :data:`storage_network.nodes.listing_pages.PAGE`, less in a network of
+            more than :data:`NAMES_IN_FLIGHT` / (2 x that) nodes).
     """
 
     def __init__(self, net: NetworkClient, trusted: dict[str, PublisherKey] | None = None,
@@ -88,7 +90,8 @@ class RecordScan:
         self.net = net
         self.trusted = net.network.publishers if trusted is None else trusted
         nodes = max(1, len(net.network.nodes))
-        self.page = page or max(MIN_PAGE, min(PAGE, NAMES_IN_FLIGHT // (2 * nodes)))
+        self.page = page or max(MIN_PAGE, min(listing_pages.PAGE,
+                                              NAMES_IN_FLIGHT // (2 * nodes)))
         self.unreachable: dict[str, str] = {}
         self._reads = asyncio.Semaphore(READS_IN_FLIGHT)
         self._removed = {n.id for n in net.network.nodes if n.state == "removed"}

@@ -56,6 +56,15 @@ def test_a_node_that_lost_its_shards_is_drained_in_the_draft(tmp_path: Path) -> 
         assert states[victim] == "draining"
         assert all(state == "active" for node_id, state in states.items() if node_id != victim)
 
+        # status names the epoch it works from
+        res = CliRunner().invoke(main, ["status", "--network", str(map_file), "--scores",
+                                        str(scores), "--json"])
+        assert res.exit_code == 0, res.output
+        assert '"epoch": 1' in res.output
+        res = CliRunner().invoke(main, ["status", "--network", str(map_file), "--scores",
+                                        str(scores)])
+        assert any(line.startswith("network map epoch 1: ") for line in res.output.splitlines())
+
         # a network file has no epochs to propose
         plain = tmp_path / "network.toml"
         write_network(network, plain)
