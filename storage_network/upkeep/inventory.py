@@ -15,12 +15,10 @@ only a sample or one node's share (the audit) iterates the scan itself.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 from storage_network.client import NetworkClient
 from storage_network.upkeep.record_scan import RecordCopy, RecordScan
-from storage_network.wire.listing import ListedRecord
 from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.record import Record
 from storage_network.wire.write_auth import PublisherKey
@@ -54,11 +52,11 @@ class Inventory:
     Attributes:
         records: live keys: key -> its newest version, a record.
         tombstones: deleted keys: key -> its newest version, a tombstone.
-        listings: record key -> what each node listing it said (node id -> entry).
+        last_read: record key -> its latest read time over the nodes listing it
+            (unix seconds; gc's idle rule).
         versions: record key -> node id -> :attr:`Record.digest` of the valid
             version that node serves (nodes serving none or an invalid one are absent).
-        stripes: stripe root -> stripe of a live record; ``users[root]`` are
-            the live record keys using it.
+        stripes: stripe root -> stripe of a live record.
         bad_records: record key -> why no listed copy could be opened.
         unreachable: node id -> why it could not be listed.
         copies: with ``every_copy``: record key -> node id -> its valid copy
@@ -69,10 +67,9 @@ class Inventory:
 
     records: dict[str, Record] = field(default_factory=dict)
     tombstones: dict[str, Record] = field(default_factory=dict)
-    listings: dict[str, dict[str, ListedRecord]] = field(default_factory=dict)
+    last_read: dict[str, float] = field(default_factory=dict)
     versions: dict[str, dict[str, bytes]] = field(default_factory=dict)
     stripes: dict[bytes, Stripe] = field(default_factory=dict)
-    users: dict[bytes, set[str]] = field(default_factory=lambda: defaultdict(set))
     bad_records: dict[str, str] = field(default_factory=dict)
     unreachable: dict[str, str] = field(default_factory=dict)
     copies: dict[str, dict[str, RecordCopy]] = field(default_factory=dict)
@@ -84,7 +81,6 @@ class Inventory:
         man = record.manifest
         for ref in man.chunks:
             self.stripes.setdefault(ref.root, Stripe(ref, man.codec, man.k, man.m))
-            self.users[ref.root].add(record.key)
 
     def newest(self, key: str) -> Record | None:
         """The newest valid version of ``key`` (record or tombstone), None if none."""
@@ -116,7 +112,7 @@ async def take_inventory(net: NetworkClient, trusted: dict[str, PublisherKey] | 
     scan = RecordScan(net, trusted)
     async for item in scan:
         key = item.key
-        inv.listings[key] = item.listings
+        inv.last_read[key] = max(entry.atime for entry in item.listings.values())
         top = item.newest
         if top is None:
             if item.problems:

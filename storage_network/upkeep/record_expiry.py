@@ -130,7 +130,7 @@ def due(record: Record, inv: Inventory, t0: float, max_age: float | None,
     if max_age is not None and record.created < t0 - max_age:
         return f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
     if max_idle is not None:
-        last_read = max(entry.atime for entry in inv.listings[record.key].values())
+        last_read = inv.last_read[record.key]
         if last_read < t0 - max_idle:
             return f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
     return None

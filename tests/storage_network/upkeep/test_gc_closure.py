@@ -50,7 +50,6 @@ from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.inventory import Inventory
 from storage_network.upkeep.record_expiry import ExpiryPlan, LinkReader, plan_expiry
-from storage_network.wire.listing import ListedRecord
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
@@ -122,8 +121,7 @@ class ToyInventory:
         record = Record(stored, TOY_PUBLISHER.public, data, manifest, created,
                         digest=hashlib.sha256(stored.encode() + data).digest())
         self.inv.add(record)
-        self.inv.listings[stored] = {"node-1": ListedRecord(stored, len(data), created,
-                                                            T0 - idle_days * DAY)}
+        self.inv.last_read[stored] = T0 - idle_days * DAY
         return stored
 
 

@@ -22,7 +22,6 @@ from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.inventory import Inventory
 from storage_network.upkeep.record_expiry import plan_expiry
-from storage_network.wire.listing import ListedRecord
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, open_record, seal_record
 from storage_network.wire.write_auth import Publisher
@@ -62,7 +61,7 @@ def inventory(*records: tuple[str, str, int | None]) -> Inventory:
                      T0 - 60, digest=hashlib.sha256(key.encode() + data).digest(),
                      expires=expires)
         inv.add(rec)
-        inv.listings[key] = {"node-1": ListedRecord(key, len(data), T0 - 60, T0)}
+        inv.last_read[key] = T0
     return inv
 
 
