@@ -496,6 +496,41 @@ in
         '';
       };
 
+      keyFile = mkOption {
+        type = types.nullOr types.str;
+        default = null;
+        example = "/var/lib/nixshard-keys/node.key";
+        description = ''
+          This node's ed25519 key file (`nixshard node join-request --key
+          FILE` makes one and prints what to hand the maintainers). The
+          node's id derives from the key, so `nodeId` is not used, and the
+          node signs its `has`, record-absence and proof answers. Read by
+          systemd and passed as the credential `node-key` (`--key
+          %d/node-key`); give a string path outside the store.
+        '';
+      };
+
+      mapFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        description = ''
+          A signed network map (docs/network-map.md) to keep and serve while
+          the node holds none yet; the node then follows newer epochs from
+          its peers, and without `networkFile` takes its publishers and
+          maintainers from the newest map. Sets `settings.map`.
+        '';
+      };
+
+      bootstrapFile = mkOption {
+        type = types.nullOr types.path;
+        default = null;
+        description = ''
+          A bootstrap file (`nixshard map bootstrap`): the maintainer keys
+          that sign epoch 1 and nodes to ask for maps. Sets
+          `settings.bootstrap`.
+        '';
+      };
+
       environmentFile = environmentFileOption "the node";
 
       user = userOption "the node";
@@ -729,8 +764,10 @@ in
       services.nixshard.node.settings = {
         data = lib.mkDefault node.dataDir;
         listen = lib.mkDefault node.listen;
-        node_id = lib.mkDefault node.nodeId;
+        node_id = lib.mkIf (node.keyFile == null) (lib.mkDefault node.nodeId);
         network = lib.mkIf (node.networkFile != null) (lib.mkDefault node.networkFile);
+        map = lib.mkIf (node.mapFile != null) (lib.mkDefault node.mapFile);
+        bootstrap = lib.mkIf (node.bootstrapFile != null) (lib.mkDefault node.bootstrapFile);
         accept_publisher = lib.mkIf (node.acceptPublishers != [ ]) (lib.mkDefault node.acceptPublishers);
       };
 
@@ -744,24 +781,46 @@ in
           message = "services.nixshard.node: a data directory outside /var/lib/ (${node.settings.data}) needs a static services.nixshard.node.user to own it (a DynamicUser's UID may change between starts)";
         }
         {
-          assertion = node.settings ? network || (node.settings.accept_publisher or [ ]) != [ ];
-          message = "services.nixshard.node: set networkFile or acceptPublishers; otherwise no publisher can write to the node";
+          assertion =
+            node.settings ? network
+            || node.settings ? map
+            || node.settings ? bootstrap
+            || (node.settings.accept_publisher or [ ]) != [ ];
+          message = "services.nixshard.node: set networkFile or acceptPublishers (or mapFile / bootstrapFile, whose map names the publishers); otherwise no publisher can write to the node";
+        }
+        {
+          assertion = !(node.settings ? key);
+          message = "services.nixshard.node: use keyFile (a systemd credential) instead of settings.key";
         }
       ];
 
-      systemd.services.nixshard-node = mkDaemon "nixshard storage node" node.settings.listen (
-        identity "nixshard-node" node.user node.group
-        // environmentFileConfig node.environmentFile
-        // dataDirConfig node.settings.data
-        // {
-          ExecStart = command [
-            exe
-            "node"
-            "--config"
-            "${nodeConfig}"
+      systemd.services.nixshard-node =
+        let
+          creds = credentials [
+            {
+              name = "node-key";
+              file = node.keyFile;
+              flag = "--key";
+            }
           ];
-        }
-      );
+        in
+        mkDaemon "nixshard storage node" node.settings.listen (
+          identity "nixshard-node" node.user node.group
+          // environmentFileConfig node.environmentFile
+          // dataDirConfig node.settings.data
+          // {
+            ExecStart = command (
+              [
+                exe
+                "node"
+                "--config"
+                "${nodeConfig}"
+              ]
+              ++ creds.args
+            );
+          }
+          // lib.optionalAttrs (node.keyFile != null) { LoadCredential = creds.load; }
+        );
 
       systemd.tmpfiles.rules = lib.mkIf (!underVarLib node.settings.data && node.user != null) [
         (tmpfilesRule node.settings.data node.user node.group)

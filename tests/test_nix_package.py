@@ -488,8 +488,9 @@ def test_module_in_full(tmp_path: Path) -> None:
                     "uploadCredentialsFile", "user", "workers"],
         "maintenance": ["audit", "environmentFile", "gc", "group", "maintenanceKeyFile",
                         "networkFile", "repair", "user"],
-        "node": ["acceptPublishers", "dataDir", "enable", "environmentFile", "group", "listen",
-                 "networkFile", "nodeId", "openFirewall", "settings", "user"],
+        "node": ["acceptPublishers", "bootstrapFile", "dataDir", "enable", "environmentFile",
+                 "group", "keyFile", "listen", "mapFile", "networkFile", "nodeId",
+                 "openFirewall", "settings", "user"],
         "postBuildHook": ["enable", "spoolDir"],
         "push": ["cacheSecretFile", "configFile", "environmentFile", "group", "networkFile",
                  "settings", "signingKeyFile", "user"],
@@ -687,6 +688,33 @@ def test_module_defaults(tmp_path: Path) -> None:
 
 
 @pytest.mark.nix
+def test_a_node_with_a_key_following_a_map(tmp_path: Path) -> None:
+    # No network file: the map names the publishers; the id derives from the key, so the
+    # host name is not passed as --node-id (the node would refuse to start: not the key's).
+    got = eval_module(f"""{{ {BASE} services.nixshard.node = {{
+        enable = true; keyFile = "/var/lib/nixshard-keys/node.key";
+        mapFile = "/etc/nixshard/map.json"; bootstrapFile = "/etc/nixshard/bootstrap.toml";
+      }}; }}""", """{
+        unit = c.systemd.services.nixshard-node.serviceConfig;
+        settings = c.services.nixshard.node.settings;
+        failed = map (a: a.message) (builtins.filter (a: !a.assertion) c.assertions);
+      }""")
+    assert isinstance(got, dict)
+    assert got["failed"] == []
+    unit = got["unit"]
+    assert unit["ExecStart"] == (f"{NIXSHARD} node --config {STORE}nixshard-node.toml"
+                                 " --key %d/node-key")
+    assert unit["LoadCredential"] == ["node-key:/var/lib/nixshard-keys/node.key"]
+    hardened(unit)
+    assert "node_id" not in got["settings"]
+    assert got["settings"]["map"].endswith("map.json")
+    assert got["settings"]["bootstrap"].endswith("bootstrap.toml")
+    ctx = check_command_line(unit["ExecStart"], got["settings"], tmp_path)
+    assert ctx.params["key_path"] == Path("%d/node-key") and ctx.params["node_id"] is None
+    assert ctx.params["map_path"] is not None and ctx.params["bootstrap_path"] is not None
+
+
+@pytest.mark.nix
 def test_package_option_needs_pkgs_nixshard() -> None:
     # As in nixpkgs: without pkgs.nixshard (no overlay) the default throws when used,
     # and setting services.nixshard.package works.
@@ -712,6 +740,7 @@ BASE = 'networking.hostName = "h"; nix.package = drv "nix";'
     ('node = { enable = true; networkFile = "/n"; dataDir = "data"; user = "u"; };',
      "the data directory must be an absolute path"),
     ('node = { enable = true; };', "set networkFile or acceptPublishers"),
+    ('node = { enable = true; mapFile = "/m"; settings.key = "/k"; };', "use keyFile"),
     ('gateway = { enable = true; networkFile = "/n"; cacheDir = "/srv/cache"; };',
      "the cache directory must lie under /var/cache/"),
     ('gateway = { enable = true; networkFile = "/n"; settings.signing_key = "/k"; };',
@@ -725,7 +754,8 @@ BASE = 'networking.hostName = "h"; nix.package = drv "nix";'
     ('maintenance = { networkFile = "/n"; repair.enable = true; };',
      "repair and gc sign with a maintainer key"),
     ('maintenance.audit.enable = true;', "set networkFile (or enable the gateway"),
-], ids=["data-outside-var-lib", "data-relative", "node-no-publisher", "cache-dir",
+], ids=["data-outside-var-lib", "data-relative", "node-no-publisher", "node-key-in-settings",
+        "cache-dir",
         "gateway-secret-in-settings", "push-no-network", "push-no-key", "push-secret-in-settings",
         "spool-relative", "repair-no-key", "audit-no-network"])
 def test_module_assertions(nixshard: str, message: str) -> None:
