@@ -169,16 +169,24 @@ class TempFile:
         self.discard()
 
 
-def scan_dir(directory: Path, name_re: re.Pattern[str]) -> list[tuple[str, os.stat_result]]:
-    """``(name, stat)`` of the regular files in ``directory`` whose names match,
-    sorted by name; files that vanish while listed are skipped."""
-    found = []
-    for entry in os.scandir(directory):
-        if name_re.fullmatch(entry.name):
-            try:
-                st = entry.stat(follow_symlinks=False)
-            except FileNotFoundError:
-                continue
-            if stat.S_ISREG(st.st_mode):
-                found.append((entry.name, st))
-    return sorted(found, key=lambda pair: pair[0])
+def scan_dir(directory: Path, name_re: re.Pattern[str], after: str = "",
+             limit: int | None = None) -> list[tuple[str, os.stat_result]]:
+    """``(name, stat)`` of the regular files in ``directory`` whose names match and sort
+    after ``after``, sorted by name, at most ``limit`` (None: all); files that vanish
+    while listed are skipped.  Only the files returned are stat'ed, so a page from
+    the middle of a large directory costs its names, not a stat of every file.
+    """
+    with os.scandir(directory) as entries:
+        names = sorted(entry.name for entry in entries
+                       if entry.name > after and name_re.fullmatch(entry.name))
+    found: list[tuple[str, os.stat_result]] = []
+    for name in names:
+        if limit is not None and len(found) >= limit:
+            break
+        try:
+            st = os.stat(directory / name, follow_symlinks=False)
+        except FileNotFoundError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.append((name, st))
+    return found

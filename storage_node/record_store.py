@@ -168,7 +168,8 @@ class RecordStore(StoreLayout):
         fsync_dir(final.parent)
         return Deletion.DELETED
 
-    def list_records(self) -> list[ListedRecord]:
-        """Every stored record, sorted by key (blocking: call it from a thread)."""
+    def list_records(self, after: str = "", limit: int | None = None) -> list[ListedRecord]:
+        """The stored records whose keys sort after ``after``, sorted by key, at most
+        ``limit`` (None: all).  Blocking: call it from a thread."""
         return [ListedRecord(name, st.st_size, st.st_mtime, st.st_atime)
-                for name, st in scan_dir(self.records_dir, RECORD_KEY_RE)]
+                for name, st in scan_dir(self.records_dir, RECORD_KEY_RE, after, limit)]

@@ -268,10 +268,12 @@ class ShardStore(StoreLayout):
         return await asyncio.to_thread(
             lambda: [i for i in ids if self.shard_path(i).is_file()])
 
-    def list_shard_dir(self, fanout: int) -> list[ListedShard]:
-        """The shards under fan-out directory ``fanout`` (0-255), sorted by id.
+    def list_shard_dir(self, fanout: int, after: str = "", limit: int | None = None
+                       ) -> list[ListedShard]:
+        """The shards under fan-out directory ``fanout`` (0-255) whose ids sort after
+        ``after``, sorted by id, at most ``limit`` (None: all).
 
         Blocking (scandir + stat): call it from a thread.
         """
-        return [ListedShard(name, st.st_size, st.st_mtime)
-                for name, st in scan_dir(self.shards_dir / FANOUT[fanout], SHARD_ID_RE)]
+        return [ListedShard(name, st.st_size, st.st_mtime) for name, st
+                in scan_dir(self.shards_dir / FANOUT[fanout], SHARD_ID_RE, after, limit)]

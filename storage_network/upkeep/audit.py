@@ -84,13 +84,13 @@ DEFAULT_DEADLINE = 10.0
 NONCE_BYTES = 32
 MAX_NOTES = 5
 MAX_EVIDENCE = 3
+"""Signed failed proof answers kept per node (each up to a whole answer of 1000 shards)."""
 LISTED_FACTOR = 4
 """A node's listed shard ids kept per sampled shard (see the module docstring)."""
 STRIPES_COUNTED = 4096
 """Stripes counted exactly in the report; more are estimated (bottom-k sketch)."""
 NODES_LISTED_AT_ONCE = 16
 """Shard listings walked at once."""
-"""Signed failed proof answers kept per node (each up to a whole answer of 1000 shards)."""
 CLASSES = ("held", "missing", "corrupt", "late", "unreachable")
 # A node's verdict: the first class found among these, else "ok".
 VERDICT_ORDER = ("corrupt", "missing", "unreachable", "late")

@@ -22,7 +22,6 @@ malformed ``after`` or ``limit`` is answered 400 with the reason.
 from __future__ import annotations
 
 import asyncio
-import bisect
 import re
 
 from aiohttp import web
@@ -68,11 +67,8 @@ async def list_shards(request: web.Request) -> web.StreamResponse:
     left = limit
     first = int(after[:2], 16) if _FANOUT_RE.match(after) else 0
     for fanout in range(first, 256):
-        entries = await asyncio.to_thread(store.list_shard_dir, fanout)
-        if after:
-            entries = entries[bisect.bisect_right([e.id for e in entries], after):]
+        entries = await asyncio.to_thread(store.list_shard_dir, fanout, after, left)
         if left is not None:
-            entries = entries[:left]
             left -= len(entries)
         if entries:
             await resp.write("".join(f"{e.id} {e.size} {e.mtime:.3f}\n"
@@ -88,11 +84,7 @@ async def list_records(request: web.Request) -> web.Response:
     ``<key> <size> <mtime> <atime>`` lines."""
     after, limit = _page(request)
     store = request.app[STORE]
-    entries = await asyncio.to_thread(store.list_records)
-    if after:
-        entries = entries[bisect.bisect_right([e.key for e in entries], after):]
-    if limit is not None:
-        entries = entries[:limit]
+    entries = await asyncio.to_thread(store.list_records, after, limit)
     text = "".join(f"{e.key} {e.size} {e.mtime:.3f} {e.atime:.3f}\n" for e in entries)
     return web.Response(text=text, content_type="text/plain", headers={"Cache-Control": "no-store"})
 

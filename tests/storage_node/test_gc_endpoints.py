@@ -387,3 +387,40 @@ async def test_deletes_never_remove_a_shard_touched_concurrently(tmp_path: Path)
         assert store.shard_path(sid).exists() == (sid in touched)
     assert store.stats.shards == len(touched)
     store.close()
+
+
+# --- listing pages -------------------------------------------------------------------------
+
+
+async def test_a_record_page_skips_what_is_not_a_record_file_and_stays_full(
+        client: TestClient, publisher: Publisher, data_dir: Path) -> None:
+    keys = sorted(record_key() for _ in range(6))
+    for key in keys:
+        await put_record(client, publisher, key, record(publisher, key))
+    # a directory under a record's name (not a file) is no record, and does not shorten a page
+    (record_file(data_dir, keys[1][:-1] + ("a" if keys[1][-1] != "a" else "b"))).mkdir()
+    page = await client.get("/records", params={"after": keys[0], "limit": "3"})
+    assert page.status == 200
+    assert [line.split()[0] for line in (await page.text()).splitlines()] == keys[1:4]
+    rest = await client.get("/records", params={"after": keys[3], "limit": "3"})
+    assert [line.split()[0] for line in (await rest.text()).splitlines()] == keys[4:]
+
+
+async def test_a_shard_page_crosses_fan_out_directories(
+        client: TestClient, publisher: Publisher) -> None:
+    ids = []
+    for _ in range(4):
+        for sid, body in stripe(3):
+            assert await put_shard(client, publisher, sid, body) == 201
+            ids.append(sid)
+    ids.sort()
+    got: list[str] = []
+    after = ""
+    while True:
+        page = await client.get("/shards", params={"after": after, "limit": "5"})
+        lines = [line.split()[0] for line in (await page.text()).splitlines()]
+        got += lines
+        if len(lines) < 5:
+            break
+        after = lines[-1]
+    assert got == ids
