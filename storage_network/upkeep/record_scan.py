@@ -128,32 +128,44 @@ class RecordScan:
             for walk in walks.values():
                 await walk.aclose()
 
-    async def _read(self, key: str, node_id: str) -> RecordCopy | str | None:
-        """Node ``node_id``'s copy of ``key``; None when it no longer serves one; else why not."""
+    async def _fetch(self, key: str, node_id: str) -> bytes | str | None:
+        """Node ``node_id``'s copy of ``key`` as bytes; None when it no longer serves
+        one; else why it could not be read."""
         async with self._reads:
             try:
-                data = await self.net.nodes[node_id].get_record(key, peek=True)
+                return await self.net.nodes[node_id].get_record(key, peek=True)
             except NodeError as exc:
                 return f"node {node_id} could not be read: {exc}"
-        if data is None:
-            return None
-        try:
-            return RecordCopy(data, await asyncio.to_thread(open_record, self.trusted, key,
-                                                            data))
-        except RecordError as exc:
-            log.warning("node %s holds a bad record %s: %s", node_id, key, exc)
-            return f"node {node_id} could not be opened: {exc}"
+
+    def _open(self, key: str, copies: list[bytes]) -> list[Record | str]:
+        """Each distinct copy opened (signature checked) once; why, for one that fails."""
+        opened: list[Record | str] = []
+        for data in copies:
+            try:
+                opened.append(open_record(self.trusted, key, data))
+            except RecordError as exc:
+                opened.append(str(exc))
+        return opened
 
     async def _key(self, key: str, listings: dict[str, ListedRecord]) -> ScannedKey:
-        """Read and open every listed copy of ``key`` (not those of removed nodes)."""
+        """Read every listed copy of ``key`` (not those of removed nodes) and open each
+        distinct one (copies are usually the same bytes: one signature check)."""
         item = ScannedKey(key, listings)
         order = [node_id for node_id in listings if node_id not in self._removed]
-        results = await asyncio.gather(*(self._read(key, node_id) for node_id in order))
-        for node_id, result in zip(order, results, strict=True):
-            if isinstance(result, RecordCopy):
-                item.copies[node_id] = result
-            elif isinstance(result, str):
-                item.problems.append(result)
+        fetched = await asyncio.gather(*(self._fetch(key, node_id) for node_id in order))
+        distinct = list(dict.fromkeys(data for data in fetched if isinstance(data, bytes)))
+        opened = dict(zip(distinct, await asyncio.to_thread(self._open, key, distinct),
+                          strict=True)) if distinct else {}
+        for node_id, data in zip(order, fetched, strict=True):
+            if isinstance(data, str):
+                item.problems.append(data)
+            elif data is not None:
+                record = opened[data]
+                if isinstance(record, str):
+                    log.warning("node %s holds a bad record %s: %s", node_id, key, record)
+                    item.problems.append(f"node {node_id} could not be opened: {record}")
+                else:
+                    item.copies[node_id] = RecordCopy(data, record)
         item.newest = newest(copy.record for copy in item.copies.values())
         return item
 
