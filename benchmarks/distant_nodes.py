@@ -135,6 +135,15 @@ class EmulatorThread:
 
         self.call(apply)
 
+    def traces(self) -> list[tuple[list[tuple[float, int]], list[float]]]:
+        """Per emulator, copies of its node->client pieces ``(time, bytes)`` and its
+        client->node piece times since the last :meth:`configure`."""
+        async def copy() -> list[tuple[list[tuple[float, int]], list[float]]]:
+            return [(list(e.down_trace), list(e.requests)) for e in self.emulators]
+
+        result: list[tuple[list[tuple[float, int]], list[float]]] = self.call(copy)
+        return result
+
     def close(self) -> None:
         """Stop every emulator and the loop."""
         for emulator in self.emulators:
@@ -196,6 +205,61 @@ def cold_get(root: Path, name: str, network_file: Path, store_path: str,
     finally:
         gateway.stop()
         remove_tree(root / f"{name}-cache")
+
+
+GAP_SECONDS = 0.005
+"""A pause between two pieces of a capped link longer than this is idle time (a 16 KiB
+piece takes 1.3 ms at 12.5 MB/s)."""
+
+
+def idle_profile(traces: list[tuple[list[tuple[float, int]], list[float]]],
+                 rates: list[float]) -> str:
+    """Where each capped link was idle during one GET, from the emulators' traces.
+
+    The GET spans the first request piece at any node to the last answer piece of
+    any node.  Per node: ``head`` (until its first answer piece), ``tail`` (after its
+    last, while others still send), and the pauses between pieces longer than
+    :data:`GAP_SECONDS`, split by whether a request piece from the gateway reached the
+    emulator during the pause ("no request outstanding": the link waited for the
+    gateway's next request; then ``react``: from the pause's start to that request
+    piece) or not (a request was outstanding: the node or the path was slow).
+    Medians over the nodes, milliseconds.
+    """
+    starts = [reqs[0] for _, reqs in traces if reqs]
+    ends = [down[-1][0] for down, _ in traces if down]
+    if not starts or not ends:
+        return "no trace"
+    start, end = min(starts), max(ends)
+    rows = []
+    for (down, reqs), rate in zip(traces, rates, strict=True):
+        if not down:
+            continue
+        waiting = busy_gaps = 0.0
+        reacts = []
+        count = 0
+        for (t0, size), (t1, _) in zip(down, down[1:], strict=False):
+            pause = t1 - t0 - size / rate
+            if t1 - t0 <= GAP_SECONDS or pause <= 0:
+                continue
+            count += 1
+            asked = [u for u in reqs if t0 < u < t1]
+            if asked:
+                waiting += pause
+                reacts.append(asked[0] - t0)
+            else:
+                busy_gaps += pause
+        rows.append((down[0][0] - start, end - down[-1][0], waiting, busy_gaps, count,
+                     statistics.median(reacts) if reacts else 0.0))
+    span = end - start
+
+    def med(i: int) -> float:
+        return 1000 * statistics.median(r[i] for r in rows)
+
+    return (f"span {1000 * span:.0f} ms; per node (median): head {med(0):.0f} ms, "
+            f"tail {med(1):.0f} ms, pauses waiting for a request {med(2):.0f} ms, "
+            f"pauses with a request outstanding {med(3):.0f} ms "
+            f"({statistics.median(r[4] for r in rows):.0f} pauses; from a pause's start to "
+            f"the next request piece {med(5):.0f} ms)")
 
 
 def table(rows: list[tuple[Config, list[float], list[float], float, list[float]]], size: int,
@@ -296,6 +360,9 @@ def main() -> None:
                             f"(sent {', '.join(f'{b / MB:.2f}' for b in sent)} MB)")
                 print(f"  run {run + 1} {config.name}: {size / MB / seconds:.1f} MB/s, "
                       f"{seconds:.2f} s, gateway {cpu:.2f} CPU-s{busy}", flush=True)
+                if all(config.rates):
+                    print(f"    idle: {idle_profile(emulators.traces(), config.rates)}",
+                          flush=True)
                 time.sleep(0.5)
 
         rows = []

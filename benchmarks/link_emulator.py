@@ -83,12 +83,14 @@ class TokenBucket:
         self.tokens = float(burst)
         self.stamp = time.monotonic()
         self.taken = 0  # bytes passed so far
+        self.trace: list[tuple[float, int]] = []  # (monotonic time, bytes) of every take
 
     async def take(self, size: int) -> None:
         """Wait until ``size`` bytes may pass (debt allowed: a piece bigger than the
         bucket passes, and the next one waits for the debt to be paid)."""
         self.taken += size
         now = time.monotonic()
+        self.trace.append((now, size))
         self.tokens = min(self.burst, self.tokens + (now - self.stamp) * self.rate)
         self.stamp = now
         self.tokens -= size
@@ -101,10 +103,12 @@ class _Direction:
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
                  params: LinkParams, bucket: TokenBucket | None, rng: random.Random,
-                 first_release: float) -> None:
+                 first_release: float, trace: list[float] | None = None) -> None:
         """``bucket``: the direction's cap, shared by the link's connections (None:
         no cap); ``first_release``: monotonic time before which nothing read counts
-        as sent (its one-way delay is added from then on)."""
+        as sent (its one-way delay is added from then on); ``trace``: gets the
+        monotonic time of every piece read."""
+        self.trace = trace
         self.reader = reader
         self.writer = writer
         self.params = params
@@ -124,6 +128,8 @@ class _Direction:
             while True:
                 await self.room.wait()
                 data = await self.reader.read(self.piece)
+                if self.trace is not None and data:
+                    self.trace.append(time.monotonic())
                 if self.bucket is not None and data:
                     await self.bucket.take(len(data))
                 sent = max(time.monotonic(), self.hold_until)
@@ -195,6 +201,9 @@ class LinkEmulator:
         self.server: asyncio.Server | None = None
         self.tasks: set[asyncio.Task[None]] = set()
         self.connections = 0
+        self.requests: list[float] = []
+        """Monotonic times of the client->node pieces read since :meth:`configure`
+        (requests leaving the client)."""
 
     @property
     def port(self) -> int:
@@ -220,6 +229,14 @@ class LinkEmulator:
         """Use ``params`` (and fresh shared buckets) for connections opened from now on."""
         self.params = params
         self.buckets = self._buckets(params)
+        self.requests = []
+
+    @property
+    def down_trace(self) -> list[tuple[float, int]]:
+        """``(monotonic time, bytes)`` of every node->client piece passed since the last
+        :meth:`configure` (empty when that direction is not capped)."""
+        down = self.buckets[1]
+        return [] if down is None else down.trace
 
     async def start(self) -> LinkEmulator:
         """Listen; returns self."""
@@ -249,7 +266,8 @@ class LinkEmulator:
             up_reader, up_writer = await asyncio.open_connection(self.target_host,
                                                                  self.target_port)
             first_up = accepted + params.rtt_ms / 1000 if params.handshake else accepted
-            up = _Direction(reader, up_writer, params, up_bucket, self.rng, first_up)
+            up = _Direction(reader, up_writer, params, up_bucket, self.rng, first_up,
+                            self.requests)
             down = _Direction(up_reader, writer, params, down_bucket, self.rng, accepted)
             await asyncio.gather(up.run(), down.run())
         except OSError:
