@@ -8,7 +8,9 @@ a reader keeps at most two pages per node (the one it reads and the next,
 fetched meanwhile).
 
 A page is hostile input like any answer: names must rise strictly (each page
-past the last name of the one before), a page may not be longer than asked,
+past the last name of the one before), a record listing may name only record
+keys (:data:`~storage_network.wire.record.RECORD_KEY_RE`: a name that is none is
+never asked for), a page may not be longer than asked,
 and a walk ends after :data:`~storage_network.wire.listing.MAX_LISTING_ENTRIES`
 names with :class:`~storage_network.errors.NodeAnswerError`.  A page shorter
 than asked is the last.
@@ -18,12 +20,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from typing import TypeVar
 
 from storage_network.errors import NodeAnswerError, NodeError
 from storage_network.nodes.base import NodeStore
 from storage_network.wire.listing import MAX_LISTING_ENTRIES, ListedRecord, ListedShard
+from storage_network.wire.record import RECORD_KEY_RE
 
 PAGE = 10_000
 """Names asked for per page (about 1 MB of listing lines)."""
@@ -32,7 +36,8 @@ Row = TypeVar("Row", ListedShard, ListedRecord)
 
 
 async def _walk(node_id: str, what: str, fetch: Callable[[str, int], Awaitable[list[Row]]],
-                name: Callable[[Row], str], page: int) -> AsyncGenerator[Row, None]:
+                name: Callable[[Row], str], page: int,
+                valid: re.Pattern[str] | None = None) -> AsyncGenerator[Row, None]:
     """The rows of every page of one listing, in name order (see the module docstring)."""
     if page < 1:
         raise ValueError(f"page must be at least 1, not {page}")
@@ -46,6 +51,9 @@ async def _walk(node_id: str, what: str, fetch: Callable[[str, int], Awaitable[l
                 raise NodeAnswerError(f"node {node_id}: {what}: a page of {len(rows)} names, "
                                       f"{page} asked for")
             for row in rows:
+                if valid is not None and not valid.fullmatch(name(row)):
+                    raise NodeAnswerError(f"node {node_id}: {what}: {name(row)[:80]!r} is not "
+                                          "a valid name")
                 if name(row) <= after:
                     raise NodeAnswerError(f"node {node_id}: {what}: names out of order "
                                           f"({name(row)[:80]!r} after {after[:80]!r})")
@@ -86,4 +94,4 @@ def walk_records(node: NodeStore, page: int | None = None
         NodeError: as :func:`walk_shards`.
     """
     return _walk(node.id, "GET /records", node.list_records, lambda row: row.key,
-                 page or PAGE)
+                 page or PAGE, RECORD_KEY_RE)

@@ -18,7 +18,7 @@ from nixshard.localnet.ports import free_port
 from storage_network.config import NodeInfo
 from storage_network.errors import NodeAnswerError, NodeStatusError
 from storage_network.nodes.http import NodeClient
-from storage_network.nodes.listing_pages import walk_shards
+from storage_network.nodes.listing_pages import walk_records, walk_shards
 
 from .conftest import NodeUnderTest
 
@@ -110,3 +110,26 @@ async def test_the_client_names_the_refusal(http_node: NodeUnderTest) -> None:
             await client.list_records("UPPER", 5)
         assert caught.value.status == 400
         await client.close()
+
+
+async def test_a_record_listing_naming_a_non_key_fails_the_node() -> None:
+    keys = ["0" * 32, "1" * 31 + "/", "2" * 32]
+
+    async def records(request: web.Request) -> web.Response:
+        return web.Response(text="".join(f"{k} 10 1.000 1.000\n" for k in keys))
+
+    port = free_port()
+    app = web.Application()
+    app.router.add_get("/records", records)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        async with aiohttp.ClientSession() as session:
+            client = NodeClient(NodeInfo("node-x", f"http://127.0.0.1:{port}"), session,
+                                timeout=10.0)
+            with pytest.raises(NodeAnswerError, match="not a valid name"):
+                [row async for row in walk_records(client, page=5)]
+            await client.close()
+    finally:
+        await runner.cleanup()
