@@ -23,6 +23,7 @@ from storage_network.wire.proofs import encode_answer
 from storage_network.wire.write_auth import Publisher
 from storage_node.identity import NodeIdentity
 from tests.support.network import SMALL_CHUNKS, K, M
+from tests.support.servers import serve_app
 
 
 @dataclass
@@ -122,11 +123,5 @@ async def impostor_server(port: int, node_id: str, key: SigningKey) -> AsyncIter
     app.router.add_get("/records/{key}", record)
     app.router.add_post("/proofs", proofs)
     app.router.add_get("/healthz", healthz)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", port)
-    await site.start()
-    try:
+    async with serve_app(app, port):
         yield
-    finally:
-        await runner.cleanup()

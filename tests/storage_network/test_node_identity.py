@@ -17,7 +17,6 @@ from aiohttp import web
 from nacl.signing import SigningKey
 
 from nixshard.audit_cli import format_report
-from nixshard.localnet import free_port
 from storage_network.client import NetworkClient
 from storage_network.config import NodeInfo
 from storage_network.nodes.http import NodeClient
@@ -38,6 +37,7 @@ from storage_network.write.publish import publish_record, store_payload
 from storage_node.identity import NodeIdentity
 from tests.support.reads import read_back
 from tests.support.records import payload, record_key
+from tests.support.servers import serve_app
 from tests.support.shards import flip_tail, shard_files
 
 from .keyed_nodes import KeyedNodes, copy_data, impostor_server, keyed_nodes
@@ -162,22 +162,14 @@ async def test_replayed_signed_answer_is_refused(keyed: KeyedNodes) -> None:
         return web.Response(body=captured, content_type="application/json",
                             headers={SIGNATURE_HEADER: signature})
 
-    port = free_port()
     app = web.Application()
     app.router.add_post("/shards/has", replay)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        info = NodeInfo(genuine.id, f"http://127.0.0.1:{port}",
-                        public_key=genuine.public_key)
-        async with aiohttp.ClientSession() as session:
-            client = NodeClient(info, session, timeout=10.0)
-            with pytest.raises(UnsignedAnswerError, match="does not verify"):
-                await client.has(all_ids(manifest))
-            await client.close()
-    finally:
-        await runner.cleanup()
+    async with serve_app(app) as url, aiohttp.ClientSession() as session:
+        client = NodeClient(NodeInfo(genuine.id, url, public_key=genuine.public_key),
+                            session, timeout=10.0)
+        with pytest.raises(UnsignedAnswerError, match="does not verify"):
+            await client.has(all_ids(manifest))
+        await client.close()
 
 
 async def test_failed_proof_is_signed_evidence(keyed: KeyedNodes, tmp_path: Path) -> None:

@@ -10,15 +10,17 @@ from aiohttp import web
 
 
 @asynccontextmanager
-async def serve_app(app: web.Application, **runner_options: Any) -> AsyncIterator[str]:
-    """Serve ``app`` on a free port of 127.0.0.1; yields its base URL, cleans up after.
+async def serve_app(app: web.Application, port: int = 0, **runner_options: Any
+                    ) -> AsyncIterator[str]:
+    """Serve ``app`` on ``port`` of 127.0.0.1 (0: a free one); yields its base URL,
+    cleans up after.
 
     ``runner_options`` go to :class:`aiohttp.web.AppRunner` (default: no access log).
     """
     runner = web.AppRunner(app, **{"access_log": None, **runner_options})
     await runner.setup()
     try:
-        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
         yield f"http://127.0.0.1:{runner.addresses[0][1]}"
     finally:
         await runner.cleanup()

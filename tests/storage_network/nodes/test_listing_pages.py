@@ -7,18 +7,18 @@ malformed ``after`` or ``limit`` with 400 and the reason.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
 from aiohttp import web
 
-from nixshard.localnet.ports import free_port
 from storage_network.config import NodeInfo
 from storage_network.errors import NodeAnswerError, NodeStatusError
 from storage_network.nodes.http import NodeClient
 from storage_network.nodes.listing_pages import walk_records, walk_shards
+from tests.support.servers import serve_app
 
 from .conftest import NodeUnderTest
 
@@ -30,8 +30,24 @@ def lines(ids: list[str]) -> str:
 
 
 @asynccontextmanager
-async def serving(answer: Callable[[str, int], str]) -> AsyncIterator[NodeClient]:
-    """A node client of a server answering ``GET /shards?after&limit`` with ``answer``."""
+async def fake_node(path: str, handler: Callable[[web.Request], Awaitable[web.Response]]
+                    ) -> AsyncIterator[NodeClient]:
+    """The real node client of a server answering ``GET path`` with ``handler``."""
+    app = web.Application()
+    app.router.add_get(path, handler)
+    async with serve_app(app) as url, aiohttp.ClientSession() as session:
+        client = NodeClient(NodeInfo("node-x", url), session, timeout=10.0)
+        try:
+            yield client
+        finally:
+            await client.close()
+
+
+@asynccontextmanager
+async def serving(answer: Callable[[str, int], str]
+                  ) -> AsyncIterator[tuple[NodeClient, list[tuple[str, int]]]]:
+    """A node client of a server answering ``GET /shards?after&limit`` with ``answer``,
+    and the ``(after, limit)`` of every request it got."""
     asked: list[tuple[str, int]] = []
 
     async def shards(request: web.Request) -> web.Response:
@@ -39,21 +55,8 @@ async def serving(answer: Callable[[str, int], str]) -> AsyncIterator[NodeClient
         asked.append((after, limit))
         return web.Response(text=answer(after, limit))
 
-    port = free_port()
-    app = web.Application()
-    app.router.add_get("/shards", shards)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = NodeClient(NodeInfo("node-x", f"http://127.0.0.1:{port}"), session,
-                                timeout=10.0)
-            client.asked = asked  # type: ignore[attr-defined]
-            yield client
-            await client.close()
-    finally:
-        await runner.cleanup()
+    async with fake_node("/shards", shards) as client:
+        yield client, asked
 
 
 def honest(after: str, limit: int) -> str:
@@ -62,12 +65,12 @@ def honest(after: str, limit: int) -> str:
 
 
 async def test_an_honest_node_is_walked_page_by_page() -> None:
-    async with serving(honest) as client:
+    async with serving(honest) as (client, asked):
         got = [row.id async for row in walk_shards(client, page=4)]
         assert got == [f"{root}.0" for root in ROOTS]
         # pages of 4, 4 and 2: the short one is the last
-        assert [limit for _, limit in client.asked] == [4, 4, 4]
-        assert client.asked[1][0] == got[3]
+        assert [limit for _, limit in asked] == [4, 4, 4]
+        assert asked[1][0] == got[3]
 
 
 @pytest.mark.parametrize(("answer", "why"), [
@@ -79,17 +82,17 @@ async def test_an_honest_node_is_walked_page_by_page() -> None:
 ])
 async def test_a_page_breaking_the_rules_fails_the_node(answer: Callable[[str, int], str],
                                                         why: str) -> None:
-    async with serving(answer) as client:
+    async with serving(answer) as (client, _):
         with pytest.raises(NodeAnswerError, match=why):
             [row async for row in walk_shards(client, page=3)]
 
 
 async def test_a_walk_stopped_early_leaves_no_request_behind() -> None:
-    async with serving(honest) as client:
+    async with serving(honest) as (client, asked):
         walk = walk_shards(client, page=2)
         assert (await anext(walk)).id == f"{ROOTS[0]}.0"
         await walk.aclose()
-        assert len(client.asked) <= 2
+        assert len(asked) <= 2
 
 
 @pytest.mark.parametrize("query", ["after=..%2F..%2Fetc", "limit=0", "limit=x",
@@ -118,18 +121,6 @@ async def test_a_record_listing_naming_a_non_key_fails_the_node() -> None:
     async def records(request: web.Request) -> web.Response:
         return web.Response(text="".join(f"{k} 10 1.000 1.000\n" for k in keys))
 
-    port = free_port()
-    app = web.Application()
-    app.router.add_get("/records", records)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    await web.TCPSite(runner, "127.0.0.1", port).start()
-    try:
-        async with aiohttp.ClientSession() as session:
-            client = NodeClient(NodeInfo("node-x", f"http://127.0.0.1:{port}"), session,
-                                timeout=10.0)
-            with pytest.raises(NodeAnswerError, match="not a valid name"):
-                [row async for row in walk_records(client, page=5)]
-            await client.close()
-    finally:
-        await runner.cleanup()
+    async with fake_node("/records", records) as client:
+        with pytest.raises(NodeAnswerError, match="not a valid name"):
+            [row async for row in walk_records(client, page=5)]
