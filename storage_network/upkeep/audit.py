@@ -303,7 +303,7 @@ class _Sampler:
     """The sketches of one run: per node its home and listed shards, and the stripes."""
 
     def __init__(self, net: NetworkClient, sample: int, salt: bytes) -> None:
-        self.net, self.salt = net, salt
+        self.net = net
         ids = [node.id for node in net.network.nodes]
         self.homes = {node_id: BottomSample(sample, salt) for node_id in ids}
         self.listed = {node_id: BottomSample(LISTED_FACTOR * sample, salt) for node_id in ids}
@@ -346,13 +346,12 @@ class _Sampler:
     def picks(self, node_id: str, sample: int) -> tuple[list[str], int]:
         """The node's sample (by rising hash) and its estimated expected count."""
         home = self.homes[node_id]
-        pool = dict((sid, h) for h, sid in home.hashed())
+        pool = {sid: h for h, sid in home.hashed()}
         extra = {sid: h for sid, h in self.known[node_id].items() if sid not in pool}
         pool.update(extra)
         picked = sorted(pool, key=pool.__getitem__)[:sample]
         listed = self.listed[node_id]
-        kept = len(listed.hashed())
-        scale = listed.distinct() / kept if kept else 0.0
+        scale = listed.distinct() / len(listed) if len(listed) else 0.0
         return picked, home.distinct() + round(len(extra) * scale)
 
 

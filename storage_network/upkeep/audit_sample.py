@@ -74,19 +74,23 @@ class BottomSample:
             heapq.heappush(self._heap, (-h, name))
         self._names.add(name)
 
-    def names(self) -> list[str]:
-        """The kept names, by rising hash (a uniform random order of a uniform sample)."""
-        return [name for _, name in sorted(self._heap, reverse=True)]
+    def __len__(self) -> int:
+        """How many names are kept (at most ``size``)."""
+        return len(self._heap)
 
     def hashed(self) -> list[tuple[int, str]]:
         """``(hash, name)`` of the kept names, by rising hash."""
         return [(-neg, name) for neg, name in sorted(self._heap, reverse=True)]
 
+    def names(self) -> list[str]:
+        """The kept names, by rising hash (a uniform random order of a uniform sample)."""
+        return [name for _, name in self.hashed()]
+
     def distinct(self) -> int:
         """How many distinct names were offered: exact below ``size``, else the estimate
         of the module docstring."""
         if not self.full:
-            return len(self._heap)
+            return len(self)
         if self.size < 2:
             return self.size
         return max(self.size, round((self.size - 1) * _SPACE / (self.threshold + 1)))
