@@ -6,6 +6,7 @@ whole network, so tests only assert about their own objects.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -21,7 +22,6 @@ from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.inventory import take_inventory
-from storage_network.wire.listing import ListedShard
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.write_auth import Publisher
@@ -246,22 +246,25 @@ async def test_gc_racing_a_push_deletes_none_of_its_shards(
     data = old_part + payload(4002, 60_000)
     pushed: list[tuple[Manifest, float | None]] = []
     started: list[bool] = []
-    originals = {node_id: client.list_shards for node_id, client in net.nodes.items()}
+    done = asyncio.Event()
+    originals = {node_id: client.delete_shard for node_id, client in net.nodes.items()}
 
-    def listing_then_push(node_id: str
-                          ) -> Callable[[str, int | None], Awaitable[list[ListedShard]]]:
-        async def list_shards(after: str = "", limit: int | None = None
-                              ) -> list[ListedShard]:
-            result = await originals[node_id](after, limit)
-            if not started:  # once, right after the first node answered
+    def push_then_delete(node_id: str) -> Callable[..., Awaitable[bool]]:
+        # The sweep deletes as it walks the listings: the push runs before the first
+        # delete leaves (after that node's listing page was read), and every delete
+        # waits for it, so the listing is the collector's and the deletes come after.
+        async def delete_shard(shard_id: str, before: float, signer: Publisher) -> bool:
+            if not started:  # once, before the first delete
                 started.append(True)
                 manifest, stats = await store_payload(net, publisher, [data])
                 pushed.append((manifest, stats.touched_at))
-            return result
-        return list_shards
+                done.set()
+            await done.wait()
+            return await originals[node_id](shard_id, before, signer)
+        return delete_shard
 
     for node_id, client in net.nodes.items():
-        monkeypatch.setattr(client, "list_shards", listing_then_push(node_id))
+        monkeypatch.setattr(client, "delete_shard", push_then_delete(node_id))
     marks = node_logs(local)
     report = await gc(net, publisher, grace=0)
 
