@@ -2,11 +2,15 @@
 
 :func:`collect_garbage` runs in three steps from a start time ``t0``:
 
-1. **Inventory.**  Every node lists its records; every listed copy of every
+1. **Scan.**  Every node lists its records; every listed copy of every
    record is read (with ``X-Nixshard-Peek: 1``, so the collector's reads do
-   not count as uses) and verified.  A key's newest valid version decides
-   what it is (:mod:`storage_network.upkeep.inventory`): a live record or a
-   tombstone (deleted).
+   not count as uses) and verified
+   (:class:`~storage_network.upkeep.record_scan.RecordScan`).  A key's newest
+   valid version decides what it is: a live record or a tombstone (deleted).
+   What the scan finds goes to a
+   :class:`~storage_network.upkeep.record_table.RecordTable` on disk, and
+   steps 2 and 3 work on it: the collector's memory does not grow with the
+   network (its report, the records and shards it names, is its output).
 2. **Expiry.**  A live record is due when its signed lease ended at or
    before ``t0`` (its ``expires``: readers already treat it as absent, and
    nothing keeps it), when its signed ``created`` time is
@@ -30,7 +34,7 @@
    node still listing a copy.  A node that missed the deletion cannot bring
    the record back: readers see the newer tombstone among the answers of
    the window (docs/consistency.md).  When the arbiter holds a newer version
-   (a push landed since the inventory), the tombstone is refused there and
+   (a push landed since the scan), the tombstone is refused there and
    written nowhere: the record stays.  A tombstone that is already the
    newest version but not yet on ``record_replicas`` window nodes, or not on
    every node listing the key, is completed the same way.  Tombstones are
@@ -59,7 +63,7 @@ then writes its record; it refuses to write the record once more than
 (:func:`storage_network.write.publish.check_push_window`).  Let ``s`` be that
 first touch and ``r`` the record write, ``r - s <= grace / 2``.  If the
 record landed before the collector listed records (after ``t0``), it is in
-the inventory and its stripes are live.  Otherwise ``r >= t0``, so
+the scan and its stripes are live.  Otherwise ``r >= t0``, so
 ``s >= t0 - grace / 2 > t0 - grace``: every shard of the push has an mtime
 after the cut-off, is skipped by the sweep or refused by its node (412).  A
 shard deleted before the push touched it is reported absent by ``has`` and
@@ -83,22 +87,67 @@ import asyncio
 import time
 
 from storage_network.client import NetworkClient
+from storage_network.coding.sealing import Keyring
 from storage_network.upkeep.gc_report import GcReport
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.record_expiry import (
     LinkReader,
     RecordLinks,
     expire_in_order,
-    keep,
+    note_links,
     plan_expiry,
     settle_tombstone,
 )
+from storage_network.upkeep.record_scan import RecordScan, ScannedKey
+from storage_network.upkeep.record_table import RecordTable
 from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.write_auth import Publisher
 
 __all__ = ["REQUESTS_IN_FLIGHT", "LinkReader", "RecordLinks", "collect_garbage"]
 
 REQUESTS_IN_FLIGHT = 16
+KEYS_PER_TRANSACTION = 256
+"""Scanned keys written to the record table in one transaction, on a thread."""
+
+
+def _store(table: RecordTable, items: list[ScannedKey], links: LinkReader | None,
+           keyring: Keyring | None) -> None:
+    """Write scanned keys (and, with a link reader, the links of each live one) into
+    ``table``, in one transaction."""
+    table.begin()
+    for item in items:
+        top = item.newest
+        if top is None:
+            continue
+        table.add(item.key, top, max(entry.atime for entry in item.listings.values()),
+                  item.copies)
+        if links is not None and not top.tombstone:
+            note_links(table, top, links, keyring)
+    table.commit()
+
+
+async def _scan_into(net: NetworkClient, table: RecordTable, links: LinkReader | None,
+                     keyring: Keyring | None) -> tuple[RecordScan, list[str]]:
+    """Step 1: scan every record into ``table``; returns the scan (its trusted keys and
+    unreachable nodes) and what makes the live set incomplete, a line each."""
+    scan = RecordScan(net)
+    unopened: list[str] = []
+    copy_problems: list[str] = []
+    batch: list[ScannedKey] = []
+    async for item in scan:
+        if item.newest is None:
+            if item.problems:
+                unopened.append(f"record {item.key} could not be opened: "
+                                f"{'; '.join(item.problems)}")
+            continue
+        copy_problems.extend(f"record {item.key} on {why}" for why in item.problems)
+        batch.append(item)
+        if len(batch) >= KEYS_PER_TRANSACTION:
+            await asyncio.to_thread(_store, table, batch, links, keyring)
+            batch = []
+    await asyncio.to_thread(_store, table, batch, links, keyring)
+    unreachable = [f"node {n} could not list its records: {why}"
+                   for n, why in sorted(scan.unreachable.items())]
+    return scan, unreachable + unopened + copy_problems
 
 
 async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
@@ -116,7 +165,7 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
             when pushes may run meanwhile).
         dry_run: decide and report, delete nothing.
         force: sweep shards (and, with ``links``, expire records) even when the
-            inventory is incomplete.
+            scan is incomplete.
         now: ``t0``, unix seconds (default: the clock).
         links: reads what each live record needs and whether it is a pin
             (:data:`~storage_network.upkeep.record_expiry.LinkReader`); records
@@ -135,59 +184,56 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     for name, value in (("max_age", max_age), ("max_idle", max_idle), ("grace", grace)):
         if value is not None and value < 0:
             raise ValueError(f"{name} must not be negative, got {value}")
-    private = net.network.private
     t0 = time.time() if now is None else now
     report = GcReport(started=t0, dry_run=dry_run, grace=grace)
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
-    inv = await take_inventory(net, every_copy=True)
-    incomplete = ([f"node {n} could not list its records: {why}"
-                   for n, why in sorted(inv.unreachable.items())]
-                  + [f"record {k} could not be opened: {why}"
-                     for k, why in sorted(inv.bad_records.items())]
-                  + inv.copy_problems)
-    plan = await asyncio.to_thread(plan_expiry, inv, t0, max_age, max_idle, links,
-                                   net.keyring if private else None)
-    report.closure = plan.closure
-    report.pins = plan.pins
-    report.skipped.extend(incomplete)  # said once, for the closure and the sweep below
+    keyring = net.keyring if net.network.private else None
+    with RecordTable() as table:
+        scan, incomplete = await _scan_into(net, table, links, keyring)
+        plan = await asyncio.to_thread(plan_expiry, table, t0, max_age, max_idle,
+                                       closure=links is not None)
+        report.closure = plan.closure
+        report.pins = plan.pins
+        report.skipped.extend(incomplete)  # said once, for the closure and the sweep below
 
-    unread = [f"record {k}: what it references could not be read: {why}"
-              for k, why in sorted(plan.unread.items())]
-    if plan.closure and plan.expiring and (incomplete or unread):
-        report.skipped.extend(unread)
-        if force:
-            report.skipped.append("closure incomplete, expiring anyway (--force)")
-        else:
-            report.skipped.append(
-                f"no record expired ({len(plan.expiring)} due): a record that stays may "
-                "need any of them, and some record could not be read (see above); fix "
-                "the nodes or pass --force")
-            plan.expiring = {}
+        unread = [f"record {k}: what it references could not be read: {why}"
+                  for k, why in sorted(plan.unread.items())]
+        if plan.closure and plan.expiring and (incomplete or unread):
+            report.skipped.extend(unread)
+            if force:
+                report.skipped.append("closure incomplete, expiring anyway (--force)")
+            else:
+                report.skipped.append(
+                    f"no record expired ({len(plan.expiring)} due): a record that stays may "
+                    "need any of them, and some record could not be read (see above); fix "
+                    "the nodes or pass --force")
+                plan.cancel()
 
-    live: set[bytes] = set()
-    for key in inv.records.keys() - plan.expiring.keys():
-        keep(inv.copies[key], live)
+        await asyncio.to_thread(table.keep_where, "keys.tombstone = 0 AND keys.expiring = 0")
 
-    async def settle(key: str) -> None:
-        if not await settle_tombstone(net, publisher, key, inv.copies[key], inv, report,
-                                      limit):
-            keep(inv.copies[key], live)
+        async def settle_all() -> None:
+            for keys in table.keys("tombstone = 1"):
+                settled = await asyncio.gather(*(
+                    settle_tombstone(net, publisher, key, table, scan.trusted, report, limit)
+                    for key in keys))
+                for key, done in zip(keys, settled, strict=True):
+                    if not done:
+                        table.keep(key)
 
-    await asyncio.gather(*(settle(key) for key in sorted(inv.tombstones)),
-                         expire_in_order(net, publisher, plan, inv, report, live, limit))
-    report.expired.sort(key=lambda e: e.key)
-    report.retained = sorted(plan.retained.values(), key=lambda r: r.key)
-    report.records_kept = len(inv.records) - len(report.expired)
-    report.kept_records.sort(key=lambda k: (k.key, k.node))
-    report.live_stripes = len(live)
+        await asyncio.gather(settle_all(), expire_in_order(net, publisher, plan, report, limit))
+        report.expired.sort(key=lambda e: e.key)
+        report.retained = sorted(plan.retained.values(), key=lambda r: r.key)
+        report.records_kept = table.count("tombstone = 0") - len(report.expired)
+        report.kept_records.sort(key=lambda k: (k.key, k.node))
+        report.live_stripes = table.live_count()
 
-    if incomplete:
-        if not force:
-            report.skipped.append(
-                "no shard deleted: the live set is incomplete (see above), an unseen record "
-                "may reference any shard; fix the nodes or pass --force")
-            return report
-        report.skipped.append("live set incomplete, sweeping anyway (--force)")
-    report.swept = True
-    await sweep_shards(net, publisher, report, live, limit)
+        if incomplete:
+            if not force:
+                report.skipped.append(
+                    "no shard deleted: the live set is incomplete (see above), an unseen "
+                    "record may reference any shard; fix the nodes or pass --force")
+                return report
+            report.skipped.append("live set incomplete, sweeping anyway (--force)")
+        report.swept = True
+        await sweep_shards(net, publisher, report, table, limit)
     return report

@@ -37,16 +37,25 @@ then to every other node still listing a copy; a tombstone that is already
 the newest version but not yet on enough nodes is completed the same way.
 With links, records are deleted referrers first (:func:`expire_in_order`):
 a record whose tombstone is refused (a newer version landed since the
-inventory) stays, and so does everything it needs that has not gone yet.
+scan) stays, and so does everything it needs that has not gone yet.
 The stripes of every key that stays are collected as live for the sweep
 (:mod:`storage_network.upkeep.gc` has the whole story).
+
+**Where it is decided.**  All of it runs on a
+:class:`~storage_network.upkeep.record_table.RecordTable` (the scan's records
+on disk): the links are noted as the scan goes (:func:`note_links`), the
+closure is walked in SQL one level at a time (the first parent in (pin, key)
+order names the reason), and the deletion waves are queries over the needs
+of the keys still pending, so the collector's memory does not grow with the
+network; what it reports (expired and retained records) is its output.
 """
+
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+import sqlite3
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -62,17 +71,21 @@ from storage_network.upkeep.gc_report import (
     PinSummary,
     RetainedRecord,
 )
-from storage_network.upkeep.inventory import Inventory, RecordCopy
+from storage_network.upkeep.record_table import RecordTable
 from storage_network.wire.record import Record, open_record, seal_tombstone
 from storage_network.wire.sealed_metadata import (
     is_sealed,
     open_sealed_record,
     sealing_secret_id,
 )
-from storage_network.wire.write_auth import Publisher
+from storage_network.wire.write_auth import Publisher, PublisherKey
 from storage_network.write.record_write import write_version
 
 log = logging.getLogger("nixshard.gc")
+
+KEYS_AT_ONCE = 256
+"""Expiring keys deleted at once (their tombstone writes in flight are bounded by
+the collector's request limit)."""
 
 
 class RecordLinks(Protocol):
@@ -113,61 +126,20 @@ def _days(seconds: float) -> str:
     return f"{seconds / 86400:.1f} d"
 
 
-def _lapsed(record: Record, t0: float) -> str | None:
-    """Why ``record``'s lease makes it due at ``t0`` (unix seconds), or None."""
-    if record.expires is None or not record.expired(t0):
-        return None
-    return f"lease: ended {_days(t0 - record.expires)} ago"
-
-
-def due(record: Record, inv: Inventory, t0: float, max_age: float | None,
-        max_idle: float | None) -> str | None:
-    """Why the lease, age or idle rule expires the live record ``record`` at ``t0``
-    (unix seconds; ``max_age``, ``max_idle`` in seconds, None: no limit), or None."""
-    lapsed = _lapsed(record, t0)
-    if lapsed is not None:
-        return lapsed
-    if max_age is not None and record.created < t0 - max_age:
-        return f"age: created {_days(t0 - record.created)} ago (max {_days(max_age)})"
-    if max_idle is not None:
-        last_read = inv.last_read[record.key]
-        if last_read < t0 - max_idle:
+def due_rule(t0: float, max_age: float | None,
+             max_idle: float | None) -> Callable[[int, int | None, float], str | None]:
+    """The lease, age and idle rule at ``t0`` (unix seconds; ``max_age``, ``max_idle``
+    in seconds, None: no limit): a function of a live record's signed ``created``,
+    ``expires`` and last read (unix seconds) that says why it is due, or None."""
+    def why(created: int, expires: int | None, last_read: float) -> str | None:
+        if expires is not None and expires <= t0:
+            return f"lease: ended {_days(t0 - expires)} ago"
+        if max_age is not None and created < t0 - max_age:
+            return f"age: created {_days(t0 - created)} ago (max {_days(max_age)})"
+        if max_idle is not None and last_read < t0 - max_idle:
             return f"idle: last read {_days(t0 - last_read)} ago (max {_days(max_idle)})"
-    return None
-
-
-@dataclass
-class ExpiryPlan:
-    """What step 2 decided from the inventory, before writing anything.
-
-    Attributes:
-        expiring: key -> why it expires (``age: ...``, ``idle: ...``), for the live
-            records that go.
-        retained: key -> the due records that stay, with why.
-        needs: key -> the keys (as stored) of the live records it needs, for every
-            live record whose links were read (empty without a reader).
-        labels: key -> the record's label from the reader.
-        pins: the pins found.
-        unread: key -> why the links of a live record that stays could not be
-            read (the closure is then incomplete).
-        closure: whether links were read at all.
-    """
-
-    expiring: dict[str, str] = field(default_factory=dict)
-    retained: dict[str, RetainedRecord] = field(default_factory=dict)
-    needs: dict[str, list[str]] = field(default_factory=dict)
-    labels: dict[str, str] = field(default_factory=dict)
-    pins: list[PinSummary] = field(default_factory=list)
-    unread: dict[str, str] = field(default_factory=dict)
-    closure: bool = False
-
-    def label(self, key: str) -> str:
-        """The record's label, else its key."""
-        return self.labels.get(key, key)
-
-    def retain(self, key: str, expiry: str, why: str) -> None:
-        """Keep the due record ``key`` (``expiry``: why it was due) because ``why``."""
-        self.retained[key] = RetainedRecord(key, self.labels.get(key), expiry, why)
+        return None
+    return why
 
 
 def _opened(record: Record, keyring: Keyring | None) -> Record:
@@ -193,18 +165,6 @@ def _stored_keys(plain: str, keyring: Keyring | None) -> list[str]:
     return [secret.record_key(plain) for secret in keyring]
 
 
-def _closure(start: list[str], needs: dict[str, list[str]]) -> set[str]:
-    """Every key reachable from ``start`` over ``needs`` (``start`` included)."""
-    seen = set(start)
-    queue = deque(start)
-    while queue:
-        for need in needs.get(queue.popleft(), ()):
-            if need not in seen:
-                seen.add(need)
-                queue.append(need)
-    return seen
-
-
 def _secret_rank(record: Record, keyring: Keyring | None) -> int:
     """Where the secret that sealed ``record`` stands in ``keyring`` (0: the newest;
     0 too on a public network; past the end: a secret the keyring lacks)."""
@@ -215,108 +175,167 @@ def _secret_rank(record: Record, keyring: Keyring | None) -> int:
     return len(keyring) if secret is None else keyring.index(secret)
 
 
-def _settle_pins(pins: dict[str, str], named: dict[str, int], inv: Inventory,
-                 needs: dict[str, list[str]], keyring: Keyring | None = None) -> None:
-    """Keep in ``pins`` (key -> name) only the pins that count.  Of several records
-    pinning one name (a private cache's pin written under two secrets), only the one
-    readers see counts: the one under the newest secret of ``keyring`` (readers try
-    the newest first), the newest (largest signed ``created``) of those; the others
-    need nothing.  A pin that names nothing (``named``: key -> how many keys it
-    names) is no pin: it follows the age and idle rule like any record."""
-    def order(key: str) -> tuple[int, tuple[int, bytes]]:
-        record = inv.records[key]
-        return -_secret_rank(record, keyring), record.version
+def note_links(table: RecordTable, record: Record, reader: LinkReader,
+               keyring: Keyring | None = None) -> None:
+    """Read the live record ``record``'s links with ``reader`` into ``table`` (its
+    metadata opened under ``keyring`` first, and the plain keys it needs mapped to
+    the key under each secret; None: a public network, or a private one read without
+    the secret, :data:`LinkReader`).  A record the reader does not know gets no
+    links; one whose links cannot be read is noted as unread, with why.
 
-    newest: dict[str, str] = {}
-    for key, name in sorted(pins.items()):
-        other = newest.get(name)
-        if other is None or order(key) > order(other):
-            newest[name] = key
-    for key in list(pins):
-        if newest[pins[key]] != key:
-            needs[key] = []
-            del pins[key]
-        elif not named[key]:
-            del pins[key]
+    CPU only (opens and parses the record).
+    """
+    try:
+        links = reader(_opened(record, keyring))
+    except RecordError as exc:
+        table.add_links(record.key, label=None, unread=str(exc))
+        return
+    if links is None:
+        return
+    table.add_links(record.key, label=links.label, pin=links.pin,
+                    named=len(set(links.needs)), rank=_secret_rank(record, keyring),
+                    needs={stored for plain in links.needs
+                           for stored in _stored_keys(plain, keyring)})
 
 
-def plan_expiry(inv: Inventory, t0: float, max_age: float | None, max_idle: float | None,
-                reader: LinkReader | None = None,
-                keyring: Keyring | None = None) -> ExpiryPlan:
-    """Decide which live records of ``inv`` expire at ``t0`` (module docstring).
+@dataclass
+class ExpiryPlan:
+    """What step 2 decided from the record table, before writing anything.
+
+    Attributes:
+        table: the record table it was planned on (the keys to expire are marked
+            ``expiring`` there).
+        expiring: key -> why it expires (``age: ...``, ``idle: ...``, ``lease: ...``),
+            for the live records that go.
+        retained: key -> the due records that stay, with why.
+        pins: the pins found.
+        unread: key -> why the links of a live record that stays could not be
+            read (the closure is then incomplete).
+        closure: whether links were read at all.
+    """
+
+    table: RecordTable
+    expiring: dict[str, str] = field(default_factory=dict)
+    retained: dict[str, RetainedRecord] = field(default_factory=dict)
+    pins: list[PinSummary] = field(default_factory=list)
+    unread: dict[str, str] = field(default_factory=dict)
+    closure: bool = False
+
+    def label(self, key: str) -> str:
+        """The record's label, else its key."""
+        return self.table.label(key) or key
+
+    def needs_of(self, key: str) -> list[str]:
+        """The keys (as stored) of the live records ``key`` needs, sorted."""
+        return self.table.needs_of(key)
+
+    def retain(self, key: str, expiry: str, why: str) -> None:
+        """Keep the due record ``key`` (``expiry``: why it was due) because ``why``."""
+        self.retained[key] = RetainedRecord(key, self.table.label(key), expiry, why)
+
+    def cancel(self) -> None:
+        """Expire nothing after all."""
+        self.expiring = {}
+        self.table.db.execute("UPDATE keys SET expiring = 0")
+
+
+def _settle_pins(db: sqlite3.Connection) -> None:
+    """Fill the table ``pins`` with the pins that count.  Of several records pinning
+    one name (a private cache's pin written under two secrets), only the one readers
+    see counts: the one under the newest secret (smallest rank; readers try the
+    newest first), the newest (largest signed ``created``, then digest) of those;
+    the others need nothing.  A lapsed pin is no pin, nor is one that names nothing:
+    they follow the age and idle rule like any record."""
+    db.execute("CREATE TEMP TABLE pins(key TEXT PRIMARY KEY, name TEXT NOT NULL, "
+               "named INTEGER NOT NULL, best INTEGER NOT NULL) WITHOUT ROWID")
+    db.execute("INSERT INTO pins SELECT l.key, l.pin, l.named, row_number() OVER "
+               "(PARTITION BY l.pin ORDER BY l.rank, k.created DESC, k.digest DESC) = 1 "
+               "FROM links l JOIN keys k ON k.key = l.key "
+               "WHERE l.pin IS NOT NULL AND k.lapsed = 0")
+    db.execute("DELETE FROM needs WHERE key IN (SELECT key FROM pins WHERE best = 0)")
+    db.execute("DELETE FROM pins WHERE best = 0 OR named = 0")
+
+
+def _reach(db: sqlite3.Connection, depth: int) -> int:
+    """Breadth-first from the ``origin`` rows at ``depth``: every live, unlapsed record
+    they need that has no origin yet gets one (the first parent in (pin, key) order
+    wins), one level at a time.  Returns the deepest level reached."""
+    while True:
+        added = db.execute(
+            "INSERT OR IGNORE INTO origin(key, pin, via, depth) "
+            "SELECT n.need, o.pin, o.key, ? FROM origin o JOIN needs n ON n.key = o.key "
+            "JOIN keys k ON k.key = n.need WHERE o.depth = ? AND k.lapsed = 0 "
+            "ORDER BY o.pin, o.key, n.need", (depth + 1, depth)).rowcount
+        if not added:
+            return depth
+        depth += 1
+
+
+def _closure_size(db: sqlite3.Connection, key: str) -> int:
+    """How many records ``key`` needs, transitively (itself not counted)."""
+    got: int = db.execute("WITH RECURSIVE c(key) AS (SELECT ? UNION SELECT n.need FROM needs n "
+                          "JOIN c ON n.key = c.key) SELECT count(*) - 1 FROM c",
+                          (key,)).fetchone()[0]
+    return got
+
+
+def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: float | None,
+                *, closure: bool = False) -> ExpiryPlan:
+    """Decide which live records of ``table`` expire at ``t0`` (module docstring).
 
     Args:
         t0: the collection's start, unix seconds.
         max_age, max_idle: the rule's limits in seconds (None: no limit).
-        reader: reads each live record's links; None: the rule alone decides.
-        keyring: a private network's keyring (records are opened under it and
-            needed keys mapped to each secret's keyed key); None on a public one,
-            and on a private one read without the secret (the reader then reads
-            the records' public links, :data:`LinkReader`).
+        closure: links were read into the table (:func:`note_links`, for every live
+            record); False: the rule alone decides.
 
-    CPU only (opens and parses every live record with a reader): run it on a
-    thread for a large inventory.
+    Runs SQL over the whole table (seconds for a million records): run it on a
+    thread.  Memory: the plan's own dicts (what expires, what is retained).
     """
-    plan = ExpiryPlan(closure=reader is not None)
-    rule = {key: due(record, inv, t0, max_age, max_idle) for key, record in inv.records.items()}
-    lapsed = {key for key, record in inv.records.items() if _lapsed(record, t0) is not None}
-    if reader is None:
-        plan.expiring = {key: why for key, why in rule.items() if why is not None}
-        return plan
-    pins: dict[str, str] = {}
-    pin_paths: dict[str, int] = {}
-    unread: dict[str, str] = {}
-    for key, record in sorted(inv.records.items()):
-        try:
-            links = reader(_opened(record, keyring))
-        except RecordError as exc:
-            unread[key] = str(exc)
-            continue
-        if links is None:
-            continue
-        plan.labels[key] = links.label
-        plan.needs[key] = sorted({stored for plain in links.needs
-                                  for stored in _stored_keys(plain, keyring)
-                                  if stored != key and stored in inv.records})
-        if links.pin is not None and key not in lapsed:
-            pins[key] = links.pin
-            pin_paths[key] = len(set(links.needs))
-    _settle_pins(pins, pin_paths, inv, plan.needs, keyring)
-    # The closure of the pins first, so a record both pinned and needed by another
-    # record says it is pinned; then that of the records that are not due.
-    origin: dict[str, str | None] = {}
-    for roots in (sorted(pins, key=lambda k: (pins[k], k)),
-                  sorted(key for key, why in rule.items() if why is None)):
-        queue = deque(key for key in roots if key not in origin)
-        origin.update((key, pins.get(key)) for key in queue)
-        while queue:
-            key = queue.popleft()
-            pin = origin[key]
-            for need in plan.needs.get(key, ()):
-                if need in origin or need in lapsed:
-                    continue
-                origin[need] = pin
-                queue.append(need)
-                expiry = rule[need]
-                if expiry is None:
-                    continue
-                if pin is None:
-                    why = f"referenced by {plan.label(key)}"
-                elif key in pins:
-                    why = f"pinned by {pin}"
-                else:
-                    why = f"pinned by {pin} (referenced by {plan.label(key)})"
-                plan.retain(need, expiry, why)
-    for key, name in pins.items():
-        expiry = rule[key]
-        if expiry is not None:
-            plan.retain(key, expiry, f"a pin ({name}): pins do not expire")
-        plan.pins.append(PinSummary(name, key, pin_paths[key],
-                                    len(_closure([key], plan.needs)) - 1))
-    plan.pins.sort(key=lambda p: (p.name, p.key))
-    plan.expiring = {key: why for key, why in rule.items()
-                     if why is not None and key not in origin}
-    plan.unread = {key: why for key, why in unread.items() if key not in plan.expiring}
+    db = table.db
+    plan = ExpiryPlan(table, closure=closure)
+    db.create_function("due_rule", 3, due_rule(t0, max_age, max_idle), deterministic=True)
+    db.execute("UPDATE keys SET due = due_rule(created, expires, last_read), "
+               "lapsed = (expires IS NOT NULL AND expires <= ?) WHERE tombstone = 0", (t0,))
+    if closure:
+        db.execute("DELETE FROM needs WHERE need = key OR need NOT IN "
+                   "(SELECT key FROM keys WHERE tombstone = 0)")
+        _settle_pins(db)
+        # The closure of the pins first, so a record both pinned and needed by another
+        # record says it is pinned; then that of the records that are not due.
+        db.execute("CREATE TEMP TABLE origin(key TEXT PRIMARY KEY, pin TEXT, via TEXT, "
+                   "depth INTEGER NOT NULL) WITHOUT ROWID")
+        db.execute("CREATE INDEX origin_depth ON origin(depth)")
+        db.execute("INSERT INTO origin SELECT key, name, NULL, 0 FROM pins ORDER BY name, key")
+        depth = _reach(db, 0) + 1
+        db.execute("INSERT OR IGNORE INTO origin SELECT key, NULL, NULL, ? FROM keys "
+                   "WHERE tombstone = 0 AND due IS NULL ORDER BY key", (depth,))
+        _reach(db, depth)
+        for key, pin, via, expiry, via_pin in db.execute(
+                "SELECT o.key, o.pin, o.via, k.due, p.key IS NOT NULL FROM origin o "
+                "JOIN keys k ON k.key = o.key LEFT JOIN pins p ON p.key = o.via "
+                "WHERE o.via IS NOT NULL AND k.due IS NOT NULL").fetchall():
+            if pin is None:
+                why = f"referenced by {plan.label(via)}"
+            elif via_pin:
+                why = f"pinned by {pin}"
+            else:
+                why = f"pinned by {pin} (referenced by {plan.label(via)})"
+            plan.retain(key, expiry, why)
+        for key, name, named, expiry in db.execute(
+                "SELECT p.key, p.name, p.named, k.due FROM pins p JOIN keys k ON k.key = p.key "
+                "ORDER BY p.name, p.key").fetchall():
+            if expiry is not None:
+                plan.retain(key, expiry, f"a pin ({name}): pins do not expire")
+            plan.pins.append(PinSummary(name, key, named, _closure_size(db, key)))
+        kept = "key IN (SELECT key FROM origin)"
+    else:
+        kept = "0"
+    db.execute(f"UPDATE keys SET expiring = 1 WHERE tombstone = 0 AND due IS NOT NULL "
+               f"AND NOT ({kept})")
+    plan.expiring = dict(db.execute("SELECT key, due FROM keys WHERE expiring = 1"))
+    plan.unread = dict(db.execute("SELECT l.key, l.unread FROM links l JOIN keys k ON "
+                                  "k.key = l.key WHERE l.unread IS NOT NULL AND k.expiring = 0"))
     return plan
 
 
@@ -336,32 +355,25 @@ async def _spread(net: NetworkClient, publisher: Publisher, key: str, data: byte
     return took
 
 
-def keep(held: dict[str, RecordCopy], live: set[bytes]) -> None:
-    """Every stripe of the record copies in ``held`` stays (goes to ``live``)."""
-    for copy in held.values():
-        live.update(ref.root for ref in copy.record.manifest.chunks)
-
-
-async def expire_key(net: NetworkClient, publisher: Publisher, key: str,
-                     held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
-                     limit: asyncio.Semaphore, reason: str, label: str | None = None) -> bool:
+async def expire_key(net: NetworkClient, publisher: Publisher, key: str, table: RecordTable,
+                     report: GcReport, limit: asyncio.Semaphore, reason: str,
+                     label: str | None = None) -> bool:
     """Delete the live record ``key`` (due: ``reason``) with a tombstone; a dry run only
     notes it.
 
     Returns:
         True when it is deleted (or, dry run, would be): an :class:`ExpiredRecord`
         is in ``report``.  False when it stays (a newer version was written since
-        the inventory, or the tombstone reached fewer than ``record_replicas``
+        the scan, or the tombstone reached fewer than ``record_replicas``
         nodes): a :class:`KeptRecord` per copy is in ``report``; the caller keeps
         its stripes.  Never raises for a node.
     """
-    top = inv.records[key]
-    copies = sorted(node_id for node_id, copy in held.items() if not copy.record.tombstone)
+    top = table.row(key)
+    copies = sorted(node_id for node_id, (_, tomb) in table.copies(key).items() if not tomb)
     if report.dry_run:
         report.expired.append(ExpiredRecord(key, reason, tuple(copies), label))
         return True
-    man = top.manifest
-    data = seal_tombstone(publisher, key, man.codec, man.k, man.m,
+    data = seal_tombstone(publisher, key, top.codec, top.k, top.m,
                           created=max(int(report.started) - 1, top.created + 1))
     tomb = open_record({publisher.name: publisher.public}, key, data)
     async with limit:
@@ -384,59 +396,80 @@ async def expire_key(net: NetworkClient, publisher: Publisher, key: str,
 
 
 async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: ExpiryPlan,
-                          inv: Inventory, report: GcReport, live: set[bytes],
-                          limit: asyncio.Semaphore) -> None:
-    """Delete ``plan.expiring``, each record only after every expiring record that needs
-    it (waves; a cycle, which Nix references never form, goes as one wave).
+                          report: GcReport, limit: asyncio.Semaphore) -> None:
+    """Delete the keys marked expiring in ``plan.table``, each record only after every
+    expiring record that needs it (waves; a cycle, which Nix references never form,
+    goes as one wave), :data:`KEYS_AT_ONCE` at a time.
 
     A record that stays (:func:`expire_key` False) keeps every record it needs that
     has not gone yet: they move to ``plan.retained`` (why: ``referenced by <label>,
-    whose deletion failed``).  The stripes of every record that stays go to ``live``.
+    whose deletion failed``).  The stripes of every record that stays join the
+    table's live set.
     """
-    remaining = set(plan.expiring)
-    referrers: dict[str, set[str]] = {key: set() for key in remaining}
-    for key in remaining:
-        for need in plan.needs.get(key, ()):
-            if need in remaining:
-                referrers[need].add(key)
-    while remaining:
-        wave = sorted(key for key in remaining if not referrers[key] & remaining)
-        if not wave:
-            wave = sorted(remaining)
-        results = await asyncio.gather(*(
-            expire_key(net, publisher, key, inv.copies[key], inv, report, limit,
-                       plan.expiring[key], plan.labels.get(key)) for key in wave))
-        remaining.difference_update(wave)
-        for key, gone in zip(wave, results, strict=True):
-            if gone:
-                continue
-            keep(inv.copies[key], live)
-            for need in sorted(_closure([key], plan.needs) & remaining):
+    table, db = plan.table, plan.table.db
+    db.execute("CREATE TEMP TABLE pending(key TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("CREATE TEMP TABLE wave(key TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("INSERT INTO pending SELECT key FROM keys WHERE expiring = 1")
+    while db.execute("SELECT 1 FROM pending LIMIT 1").fetchone():
+        db.execute("DELETE FROM wave")
+        db.execute("INSERT INTO wave SELECT p.key FROM pending p WHERE NOT EXISTS "
+                   "(SELECT 1 FROM needs n JOIN pending q ON q.key = n.key "
+                   "WHERE n.need = p.key)")
+        if not db.execute("SELECT 1 FROM wave LIMIT 1").fetchone():
+            db.execute("INSERT INTO wave SELECT key FROM pending")
+        failed: list[str] = []
+        after = ""
+        while chunk := db.execute("SELECT key FROM wave WHERE key > ? ORDER BY key LIMIT ?",
+                                  (after, KEYS_AT_ONCE)).fetchall():
+            after = chunk[-1][0]
+            keys = [key for (key,) in chunk]
+            results = await asyncio.gather(*(
+                expire_key(net, publisher, key, table, report, limit, plan.expiring[key],
+                           table.label(key)) for key in keys))
+            failed.extend(key for key, gone in zip(keys, results, strict=True) if not gone)
+        db.execute("DELETE FROM pending WHERE key IN (SELECT key FROM wave)")
+        for key in failed:
+            table.keep(key)
+            for (need,) in db.execute(
+                    "WITH RECURSIVE c(key) AS (SELECT ? UNION SELECT n.need FROM needs n "
+                    "JOIN c ON n.key = c.key) SELECT c.key FROM c JOIN pending p "
+                    "ON p.key = c.key ORDER BY c.key", (key,)).fetchall():
                 plan.retain(need, plan.expiring[need],
                             f"referenced by {plan.label(key)}, whose deletion failed")
-                remaining.discard(need)
-                keep(inv.copies[need], live)
+                db.execute("DELETE FROM pending WHERE key = ?", (need,))
+                table.keep(need)
 
 
 async def settle_tombstone(net: NetworkClient, publisher: Publisher, key: str,
-                           held: dict[str, RecordCopy], inv: Inventory, report: GcReport,
-                           limit: asyncio.Semaphore) -> bool:
+                           table: RecordTable, trusted: dict[str, PublisherKey],
+                           report: GcReport, limit: asyncio.Semaphore) -> bool:
     """Make sure the tombstone that is the newest version of ``key`` is on
     ``record_replicas`` nodes of the window and replaced every old copy; True when
-    it is committed (the key's stripes may go).  A dry run assumes it will be."""
-    top = inv.tombstones[key]
-    having = set(inv.holders_of_newest(key))
+    it is committed (the key's stripes may go).  A dry run assumes it will be.
+
+    Args:
+        trusted: the publisher keys the scan verified records under (the tombstone
+            is opened again from its bytes in the table).
+    """
+    top = table.row(key)
+    held = table.copies(key)
+    having = {node_id for node_id, (digest, _) in held.items() if digest == top.digest}
     window = {node.id for node in record_window(net.network, key)}
     stale = sorted(node_id for node_id in held if node_id not in having)
     if len(having & window) >= net.network.record_replicas and not stale:
         return True
     if report.dry_run:
         return True
-    data = next(copy.data for node_id, copy in held.items() if node_id in having)
+    if top.tomb is None:
+        return False
+    try:
+        tomb = open_record(trusted, key, top.tomb)
+    except RecordError:
+        return False
     async with limit:
-        outcome = await write_version(net, publisher, key, data, top)
+        outcome = await write_version(net, publisher, key, top.tomb, tomb)
     if outcome.superseded is not None or len(outcome.stored) < net.network.record_replicas:
         return False
-    await _spread(net, publisher, key, data,
+    await _spread(net, publisher, key, top.tomb,
                   [node_id for node_id in stale if node_id not in outcome.stored], report, limit)
     return True

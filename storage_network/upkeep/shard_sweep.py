@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Container
 
 from storage_network.client import NetworkClient
 from storage_network.errors import NodeError, ShardProofError
@@ -31,8 +32,13 @@ NODES_AT_ONCE = 4
 
 
 async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
-                     live: set[bytes], limit: asyncio.Semaphore, node_id: str) -> None:
-    """Walk one node's shards; delete (or, dry run, note) the unreferenced old ones."""
+                     live: Container[bytes], limit: asyncio.Semaphore, node_id: str) -> None:
+    """Walk one node's shards; delete (or, dry run, note) the unreferenced old ones.
+
+    Args:
+        live: the stripe roots that stay (a set, or garbage collection's
+            :class:`~storage_network.upkeep.record_table.RecordTable`).
+    """
     cutoff = report.cutoff
     sweep = report.nodes[node_id] = NodeSweep()
     deletes: set[asyncio.Task[None]] = set()
@@ -80,7 +86,7 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
 
 
 async def sweep_shards(net: NetworkClient, publisher: Publisher, report: GcReport,
-                       live: set[bytes], limit: asyncio.Semaphore) -> None:
+                       live: Container[bytes], limit: asyncio.Semaphore) -> None:
     """Sweep every node (:func:`sweep_node`), :data:`NODES_AT_ONCE` at a time; the
     report's nodes come in network order.
 

@@ -48,14 +48,14 @@ from storage_network.nodes.placement import record_nodes
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
-from storage_network.upkeep.inventory import Inventory
-from storage_network.upkeep.record_expiry import ExpiryPlan, LinkReader, plan_expiry
+from storage_network.upkeep.record_expiry import ExpiryPlan, LinkReader
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import keyed_links
 from tests.support.network import NODES, K, M, keyed_network
+from tests.support.record_tables import close_tables, plan_records
 from tests.support.records import NIX32, publish_path, store_path, stripe_ids
 
 DAY = 86400.0
@@ -91,11 +91,17 @@ TOY_PUBLISHER = new_publisher("toy-1")[0]
 T0 = 1_700_000_000.0
 
 
+@pytest.fixture(autouse=True)
+def _tables() -> Iterator[None]:
+    yield
+    close_tables()
+
+
 class ToyInventory:
-    """Builds an :class:`Inventory` of live records: key -> (metadata, age in days)."""
+    """Live records to plan over: key -> (metadata, age in days), with last reads."""
 
     def __init__(self, keyring: Keyring | None = None) -> None:
-        self.inv = Inventory()
+        self.records: list[tuple[Record, float]] = []
         self.keyring = keyring
 
     def add(self, key: str, metadata: str, age_days: float, *, idle_days: float = 0.0,
@@ -120,8 +126,7 @@ class ToyInventory:
         created = int(T0 - age_days * DAY) + created_offset
         record = Record(stored, TOY_PUBLISHER.public, data, manifest, created,
                         digest=hashlib.sha256(stored.encode() + data).digest())
-        self.inv.add(record)
-        self.inv.last_read[stored] = T0 - idle_days * DAY
+        self.records.append((record, T0 - idle_days * DAY))
         return stored
 
 
@@ -135,7 +140,7 @@ def sealed_v1(secret: CacheSecret, stored: str, metadata: bytes, manifest: Manif
 
 def plan(toy: ToyInventory, reader: LinkReader | None = toy_reader,
          max_age: float | None = 30 * DAY, max_idle: float | None = None) -> ExpiryPlan:
-    return plan_expiry(toy.inv, T0, max_age, max_idle, reader, toy.keyring)
+    return plan_records(toy.records, T0, max_age, max_idle, reader, toy.keyring)
 
 
 def test_the_closure_of_what_stays_stays_and_the_rest_goes() -> None:
@@ -152,7 +157,7 @@ def test_the_closure_of_what_stays_stays_and_the_rest_goes() -> None:
     assert {k: r.why for k, r in got.retained.items()} == {
         b: "referenced by app", c: "referenced by lib"}
     assert got.retained[b].expiry.startswith("age: ") and got.retained[b].label == "lib"
-    assert got.needs[e] == [d], "a key the inventory lacks is no need"
+    assert got.needs_of(e) == [d], "a key the inventory lacks is no need"
     assert got.closure and not got.unread and not got.pins
 
 
@@ -260,7 +265,7 @@ def test_with_the_keyring_the_pin_under_the_newest_secret_counts() -> None:
     assert got.retained[rel].why == "pinned by main"
     assert [p.key for p in got.pins] == [current]
     assert set(got.expiring) == {was}, "the emptied pin is young; was is pinned by nothing"
-    assert got.needs[emptied] == []
+    assert got.needs_of(emptied) == []
 
 
 def test_without_the_keyring_a_private_closure_is_read_from_public_links() -> None:
@@ -283,9 +288,9 @@ def test_without_the_keyring_a_private_closure_is_read_from_public_links() -> No
         dep: f"referenced by {top}", base: f"referenced by {dep}",
         pin: f"a pin ({pin}): pins do not expire",
         rel: f"pinned by {pin}", rel_dep: f"pinned by {pin} (referenced by {rel})"}
-    assert got.needs[top] == [dep], "the key under the new secret matches nothing: harmless"
-    assert got.needs[dep] == [base], "its own key is no need"
-    assert got.labels[top] == top and not got.unread
+    assert got.needs_of(top) == [dep], "the key under the new secret matches nothing: harmless"
+    assert got.needs_of(dep) == [base], "its own key is no need"
+    assert got.table.label(top) == top and not got.unread
     (summary,) = got.pins
     assert (summary.name, summary.key, summary.paths, summary.closure) == (pin, pin, 2, 2)
     assert plan(toy, reader=sealed_record_links).expiring == got.expiring
@@ -304,7 +309,7 @@ def test_without_the_keyring_a_version_1_record_that_stays_leaves_the_closure_un
     assert "sealed metadata version 1 carries no links" in got.unread[young]
     # with the keyring the same records open: the young one needs nothing known
     ring = ToyInventory(Keyring([secret]))
-    ring.inv = toy.inv
+    ring.records = toy.records
     assert not plan(ring).unread
 
 

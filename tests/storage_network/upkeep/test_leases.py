@@ -2,7 +2,7 @@
 is absent to readers and dropped by gc (its shards swept as unreferenced), a renewed
 one is kept, and a record without a lease is untouched.
 
-Two layers: :func:`plan_expiry` on a hand-made inventory (what a lapsed record keeps
+Two layers: :func:`plan_expiry` on hand-made records (what a lapsed record keeps
 and what keeps it), then one 6-node network of real node processes.
 """
 
@@ -20,8 +20,6 @@ from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
-from storage_network.upkeep.inventory import Inventory
-from storage_network.upkeep.record_expiry import plan_expiry
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import Record, open_record, seal_record
 from storage_network.wire.write_auth import Publisher
@@ -29,6 +27,7 @@ from storage_network.write.publish import publish_record, store_payload
 from storage_network.write.record_write import write_version
 from tests.support.network import K, M, running_network
 from tests.support.reads import read_back
+from tests.support.record_tables import close_tables, plan_records
 from tests.support.records import payload, record_key, stripe_ids
 
 T0 = 1_700_000_000
@@ -52,17 +51,22 @@ def reader(record: Record) -> Links:
     return Links(needs, fields.get("pin"), record.key[:6])
 
 
-def inventory(*records: tuple[str, str, int | None]) -> Inventory:
+@pytest.fixture(autouse=True)
+def _tables() -> Iterator[None]:
+    yield
+    close_tables()
+
+
+def inventory(*records: tuple[str, str, int | None]) -> list[tuple[Record, float]]:
     """Live records ``(key, metadata, expires)`` created at ``T0 - 60``, read at T0."""
-    inv = Inventory()
+    made = []
     for key, metadata, expires in records:
         data = metadata.encode()
         rec = Record(key, PUBLISHER.public, data, Manifest("isa_l_rs_cauchy", K, M, ()),
                      T0 - 60, digest=hashlib.sha256(key.encode() + data).digest(),
                      expires=expires)
-        inv.add(rec)
-        inv.last_read[key] = T0
-    return inv
+        made.append((rec, float(T0)))
+    return made
 
 
 def test_a_lapsed_record_expires_even_when_needed_and_keeps_nothing() -> None:
@@ -71,7 +75,7 @@ def test_a_lapsed_record_expires_even_when_needed_and_keeps_nothing() -> None:
                     (lib, f"needs={libc}", T0 - 1),         # lapsed, needed by app
                     (libc, "", T0 - 1000),                  # lapsed, needed by lib
                     (leased, "", T0 + 3600))                # lease still running
-    plan = plan_expiry(inv, T0, None, None, reader)
+    plan = plan_records(inv, T0, None, None, reader)
     assert set(plan.expiring) == {lib, libc}
     assert plan.expiring[lib].startswith("lease: ended 0.0 d ago")
     assert not plan.retained
@@ -80,7 +84,7 @@ def test_a_lapsed_record_expires_even_when_needed_and_keeps_nothing() -> None:
 def test_a_lapsed_pin_is_no_pin() -> None:
     pin, path = record_key(910), record_key(911)
     inv = inventory((pin, f"pin=nightly;needs={path}", T0 - 5), (path, "", None))
-    plan = plan_expiry(inv, T0, 0.0, None, reader)  # max_age 0: everything unpinned is due
+    plan = plan_records(inv, T0, 0.0, None, reader)  # max_age 0: everything unpinned is due
     assert set(plan.expiring) == {pin, path} and not plan.pins
 
 
