@@ -81,7 +81,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from storage_network import config  # noqa: E402
 from storage_network.config import Network, NodeInfo  # noqa: E402
 from storage_network.nodes import placement  # noqa: E402
-from storage_network.upkeep.inventory import Stripe  # noqa: E402
+from storage_network.upkeep.record_table import Stripe  # noqa: E402
 from storage_network.upkeep.repair_targets import StripePlan, plan_stripe  # noqa: E402
 from storage_network.wire.manifest import ChunkRef  # noqa: E402
 

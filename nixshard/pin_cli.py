@@ -34,7 +34,7 @@ from nix_records import (
     unpin,
 )
 from storage_network import Keyring, Network, NetworkClient, StorageNetworkError
-from storage_network.upkeep.inventory import take_inventory
+from storage_network.upkeep.record_scan import RecordScan
 from storage_network.wire.sealed_metadata import open_metadata
 from uploader.closure import resolve_store_path
 from uploader.errors import UploaderError
@@ -186,21 +186,28 @@ def remove_command(network_file: str, cache_secret: str | None, signing_key: str
 async def all_pins(net: NetworkClient) -> tuple[list[Pin], list[str]]:
     """Every pin in the network that holds a path, by name, and what could not be read.
 
-    Reads every record of every node (:func:`storage_network.upkeep.inventory.
-    take_inventory`), opening each in a private network; of two records
-    pinning one name (written under two cache secrets) the newest counts.
+    Scans every record of every node (:class:`storage_network.upkeep.record_scan.
+    RecordScan`: one key at a time, each key's newest version), opening each in a
+    private network; of two records pinning one name (written under two cache
+    secrets) the newest counts.  Memory: the scan's pages and the pins found.
 
     Returns:
         The pins, sorted by name, and one line per node, record or pin that
         could not be read (a pin may hide behind it).
     """
-    inv = await take_inventory(net)
-    problems = ([f"node {n} could not list its records: {why}"
-                 for n, why in sorted(inv.unreachable.items())]
-                + [f"record {k} could not be opened: {why}"
-                   for k, why in sorted(inv.bad_records.items())])
+    scan = RecordScan(net)
+    unopened: list[str] = []
+    problems: list[str] = []
     found: dict[str, tuple[tuple[int, bytes], Pin]] = {}
-    for key, record in sorted(inv.records.items()):
+    async for item in scan:
+        key, record = item.key, item.newest
+        if record is None:
+            if item.problems:
+                unopened.append(f"record {key} could not be opened: "
+                                f"{'; '.join(item.problems)}")
+            continue
+        if record.tombstone:
+            continue
         metadata = record.metadata
         if net.keyring is not None:
             try:
@@ -217,7 +224,10 @@ async def all_pins(net: NetworkClient) -> tuple[list[Pin], list[str]]:
             continue
         if pin.name not in found or found[pin.name][0] < record.version:
             found[pin.name] = (record.version, pin)
-    return [pin for _, (_, pin) in sorted(found.items()) if pin.paths], problems
+    unreachable = [f"node {n} could not list its records: {why}"
+                   for n, why in sorted(scan.unreachable.items())]
+    return ([pin for _, (_, pin) in sorted(found.items()) if pin.paths],
+            unreachable + unopened + problems)
 
 
 @pin_group.command("list")

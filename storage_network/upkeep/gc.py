@@ -87,7 +87,6 @@ import asyncio
 import time
 
 from storage_network.client import NetworkClient
-from storage_network.coding.sealing import Keyring
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.record_expiry import (
     LinkReader,
@@ -97,59 +96,13 @@ from storage_network.upkeep.record_expiry import (
     plan_expiry,
     settle_tombstone,
 )
-from storage_network.upkeep.record_scan import RecordScan, ScannedKey
-from storage_network.upkeep.record_table import RecordTable
+from storage_network.upkeep.record_table import RecordTable, scan_into
 from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.write_auth import Publisher
 
 __all__ = ["REQUESTS_IN_FLIGHT", "LinkReader", "RecordLinks", "collect_garbage"]
 
 REQUESTS_IN_FLIGHT = 16
-KEYS_PER_TRANSACTION = 256
-"""Scanned keys written to the record table in one transaction, on a thread."""
-
-
-def _store(table: RecordTable, items: list[ScannedKey], links: LinkReader | None,
-           keyring: Keyring | None) -> None:
-    """Write scanned keys (and, with a link reader, the links of each live one) into
-    ``table``, in one transaction."""
-    table.begin()
-    for item in items:
-        top = item.newest
-        if top is None:
-            continue
-        table.add(item.key, top, max(entry.atime for entry in item.listings.values()),
-                  item.copies)
-        if links is not None and not top.tombstone:
-            note_links(table, top, links, keyring)
-    table.commit()
-
-
-async def _scan_into(net: NetworkClient, table: RecordTable, links: LinkReader | None,
-                     keyring: Keyring | None) -> tuple[RecordScan, list[str]]:
-    """Step 1: scan every record into ``table``; returns the scan (its trusted keys and
-    unreachable nodes) and what makes the live set incomplete, a line each."""
-    scan = RecordScan(net)
-    unopened: list[str] = []
-    copy_problems: list[str] = []
-    batch: list[ScannedKey] = []
-    async for item in scan:
-        if item.newest is None:
-            if item.problems:
-                unopened.append(f"record {item.key} could not be opened: "
-                                f"{'; '.join(item.problems)}")
-            continue
-        copy_problems.extend(f"record {item.key} on {why}" for why in item.problems)
-        batch.append(item)
-        if len(batch) >= KEYS_PER_TRANSACTION:
-            await asyncio.to_thread(_store, table, batch, links, keyring)
-            batch = []
-    await asyncio.to_thread(_store, table, batch, links, keyring)
-    unreachable = [f"node {n} could not list its records: {why}"
-                   for n, why in sorted(scan.unreachable.items())]
-    return scan, unreachable + unopened + copy_problems
-
-
 async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                           max_age: float | None, max_idle: float | None, grace: float,
                           dry_run: bool, force: bool = False, now: float | None = None,
@@ -188,8 +141,15 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     report = GcReport(started=t0, dry_run=dry_run, grace=grace)
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
     keyring = net.keyring if net.network.private else None
+    reader = links
     with RecordTable() as table:
-        scan, incomplete = await _scan_into(net, table, links, keyring)
+        scan = await scan_into(net, table, None if reader is None else
+                               lambda tab, record: note_links(tab, record, reader, keyring))
+        incomplete = ([f"node {n} could not list its records: {why}"
+                       for n, why in sorted(scan.unreachable.items())]
+                      + [f"record {k} could not be opened: {why}"
+                         for k, why in sorted(scan.unopened.items())]
+                      + scan.copy_problems)
         plan = await asyncio.to_thread(plan_expiry, table, t0, max_age, max_idle,
                                        closure=links is not None)
         report.closure = plan.closure

@@ -16,42 +16,52 @@ import asyncio
 import hashlib
 
 from storage_network.client import NetworkClient
-from storage_network.errors import NodeError
+from storage_network.errors import NodeError, RecordError
 from storage_network.nodes.placement import record_window
-from storage_network.upkeep.inventory import Inventory
+from storage_network.upkeep.record_table import RecordTable, ScanOutcome
 from storage_network.upkeep.repair_report import RepairReport
-from storage_network.wire.record import Record
+from storage_network.wire.record import open_record
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.record_write import write_version
 
+KEYS_AT_ONCE = 256
+"""Keys copied at once."""
 
-async def _newest_bytes(net: NetworkClient, key: str, top: Record,
+
+async def _newest_bytes(net: NetworkClient, key: str, digest: bytes,
                         holders: list[str]) -> bytes | None:
-    """The exact bytes of ``top`` read from one of ``holders`` (checked by digest)."""
+    """The exact bytes of the version of ``key`` whose SHA-256 is ``digest``, read from
+    one of ``holders``."""
     for node_id in holders:
         try:
             data = await net.nodes[node_id].get_record(key, peek=True)
         except NodeError as exc:
             net.health.node_error(node_id, exc)
             continue
-        if data is not None and hashlib.sha256(data).digest() == top.digest:
+        if data is not None and hashlib.sha256(data).digest() == digest:
             return data
     return None
 
 
-async def repair_records(net: NetworkClient, publisher: Publisher, inv: Inventory,
-                         report: RepairReport, dry_run: bool) -> None:
-    """Copy each key's newest version to its window (see the module docstring)."""
+async def repair_records(net: NetworkClient, publisher: Publisher, table: RecordTable,
+                         scan: ScanOutcome, report: RepairReport, dry_run: bool) -> None:
+    """Copy each key's newest version to its window (see the module docstring),
+    :data:`KEYS_AT_ONCE` keys at a time.
+
+    Args:
+        table: the scan's records (every key's newest version, and which version
+            each node holds).
+        scan: what the scan could not read (nodes whose listing failed take no
+            copy) and the publisher keys to open the copied version under.
+    """
     replicas = net.network.record_replicas
 
     async def copy(key: str) -> None:
-        top = inv.newest(key)
-        if top is None:
-            return
-        have = set(inv.holders_of_newest(key))
-        versions = inv.versions.get(key, {})
+        top = table.row(key)
+        versions = table.copies(key)
+        have = {node_id for node_id, (digest, _) in versions.items() if digest == top.digest}
         window = [n for n in record_window(net.network, key)
-                  if n.state == "active" and n.id not in inv.unreachable]
+                  if n.state == "active" and n.id not in scan.unreachable]
         need = replicas - sum(n.id in have for n in window)
         lacking = [n for n in window if n.id not in have]
         stale = [n for n in lacking if n.id in versions]
@@ -62,13 +72,18 @@ async def repair_records(net: NetworkClient, publisher: Publisher, inv: Inventor
         if dry_run:
             report.planned["records"].extend(f"{key} -> {n.id}" for n in planned)
             return
-        data = await _newest_bytes(net, key, top, sorted(have))
+        data = await _newest_bytes(net, key, top.digest, sorted(have))
         if data is None:
             report.failures.append(f"record {key}: no copy of its newest version could be read")
             return
+        try:
+            record = open_record(scan.trusted, key, data)
+        except RecordError as exc:
+            report.failures.append(f"record {key}: its newest version no longer opens: {exc}")
+            return
         done: set[str] = set()
         if need > 0:
-            outcome = await write_version(net, publisher, key, data, top, replicas=need,
+            outcome = await write_version(net, publisher, key, data, record, replicas=need,
                                           window=lacking)
             done.update(outcome.stored)
             if outcome.conflict is not None or outcome.superseded is not None:
@@ -86,4 +101,5 @@ async def repair_records(net: NetworkClient, publisher: Publisher, inv: Inventor
                 report.failures.append(f"record {key} to {node.id}: {exc}")
         report.records_copied += len(done)
 
-    await asyncio.gather(*(copy(key) for key in sorted({*inv.records, *inv.tombstones})))
+    for keys in table.keys("1", batch=KEYS_AT_ONCE):
+        await asyncio.gather(*(copy(key) for key in keys))

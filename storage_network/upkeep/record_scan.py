@@ -11,8 +11,8 @@ valid version (largest signed ``created``, ties by the envelope's SHA-256:
 
 Memory: two listing pages per node and :data:`KEYS_IN_FLIGHT` keys being
 read, whatever the size of the network; what a caller keeps of each
-:class:`ScannedKey` is its own choice (:mod:`storage_network.upkeep.inventory`
-keeps everything, the audit one sample per node).
+:class:`ScannedKey` is its own choice (:mod:`storage_network.upkeep.record_table`
+keeps it on disk for garbage collection and repair, the audit one sample per node).
 """
 
 from __future__ import annotations

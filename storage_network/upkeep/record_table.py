@@ -22,7 +22,12 @@ Tables (one row per):
 - ``links``: a live record's links as the caller's link reader read them
   (label, pin name, how many keys the pin names, the rank of the secret that
   sealed it) or why they could not be read; ``needs``: (key, needed key).
+- ``stripes``: stripe root -> the stripe as the first live record (in key
+  order) referencing it describes it (:class:`Stripe`); repair walks them.
 - ``live``: stripe roots that stay (the sweep's live set).
+
+:func:`scan_into` fills a table from a
+:class:`~storage_network.upkeep.record_scan.RecordScan`.
 
 The connection may be used from one thread at a time (the event loop, or a
 worker thread while the loop awaits it); the table is not shared between
@@ -31,16 +36,21 @@ tasks that run SQL at once.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import tempfile
-from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from storage_network.upkeep.record_scan import RecordCopy
+from storage_network.client import NetworkClient
+from storage_network.upkeep.record_scan import RecordCopy, RecordScan, ScannedKey
+from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.record import Record
+from storage_network.wire.write_auth import PublisherKey
 
-__all__ = ["CACHE_KIB", "KeyRow", "RecordTable"]
+__all__ = ["CACHE_KIB", "KEYS_PER_TRANSACTION", "KeyRow", "RecordTable", "ScanOutcome",
+           "Stripe", "scan_into"]
 
 CACHE_KIB = 16 * 1024
 """SQLite's page cache, KiB: the table's share of the collector's memory."""
@@ -74,8 +84,30 @@ CREATE TABLE links(
 CREATE TABLE needs(key TEXT NOT NULL, need TEXT NOT NULL,
                    PRIMARY KEY(key, need)) WITHOUT ROWID;
 CREATE INDEX needs_by_need ON needs(need, key);
+CREATE TABLE stripes(
+    root BLOB PRIMARY KEY, codec TEXT NOT NULL, k INTEGER NOT NULL, m INTEGER NOT NULL,
+    chunk_id BLOB NOT NULL, size INTEGER NOT NULL, stored_size INTEGER NOT NULL
+) WITHOUT ROWID;
 CREATE TABLE live(root BLOB PRIMARY KEY) WITHOUT ROWID;
 """
+
+KEYS_PER_TRANSACTION = 256
+"""Scanned keys written to a table in one transaction, on a thread."""
+
+
+@dataclass(frozen=True)
+class Stripe:
+    """One chunk's stripe as the manifests describe it."""
+
+    ref: ChunkRef
+    codec: str
+    k: int
+    m: int
+
+    @property
+    def n(self) -> int:
+        """Shards in the stripe."""
+        return self.k + self.m
 
 
 @dataclass(frozen=True)
@@ -147,6 +179,11 @@ class RecordTable:
         self.db.executemany("INSERT OR IGNORE INTO copy_stripes VALUES (?,?)",
                             [(key, ref.root) for c in copies.values()
                              for ref in c.record.manifest.chunks])
+        if not newest.tombstone:
+            self.db.executemany(
+                "INSERT OR IGNORE INTO stripes VALUES (?,?,?,?,?,?,?)",
+                [(ref.root, man.codec, man.k, man.m, ref.chunk_id, ref.size, ref.stored_size)
+                 for ref in man.chunks])
 
     def add_links(self, key: str, *, label: str | None, pin: str | None = None,
                   named: int = 0, rank: int = 0, needs: Iterable[str] = (),
@@ -217,6 +254,26 @@ class RecordTable:
         return [n for (n,) in self.db.execute(
             "SELECT need FROM needs WHERE key = ? ORDER BY need", (key,))]
 
+    def stripe_count(self) -> int:
+        """Stripes of the live records."""
+        got: int = self.db.execute("SELECT count(*) FROM stripes").fetchone()[0]
+        return got
+
+    def stripe_batches(self, batch: int) -> Iterator[list[Stripe]]:
+        """The stripes of the live records, ``batch`` at a time, each batch of one
+        erasure code (codec, k, m), in order of code, then root."""
+        codes = self.db.execute("SELECT DISTINCT codec, k, m FROM stripes "
+                                "ORDER BY codec, k, m").fetchall()
+        for codec, k, m in codes:
+            after = b""
+            while rows := self.db.execute(
+                    "SELECT root, chunk_id, size, stored_size FROM stripes WHERE codec = ? "
+                    "AND k = ? AND m = ? AND root > ? ORDER BY root LIMIT ?",
+                    (codec, k, m, after, batch)).fetchall():
+                after = rows[-1][0]
+                yield [Stripe(ChunkRef(chunk_id, root, size, stored_size), codec, k, m)
+                       for root, chunk_id, size, stored_size in rows]
+
     # --- the live set ----------------------------------------------------------------
 
     def keep(self, key: str) -> None:
@@ -238,3 +295,68 @@ class RecordTable:
         """Whether the stripe ``root`` (32 bytes) is live."""
         return self.db.execute("SELECT 1 FROM live WHERE root = ?", (root,)).fetchone() \
             is not None
+
+
+@dataclass
+class ScanOutcome:
+    """What a :func:`scan_into` could not read.
+
+    Attributes:
+        trusted: the publisher keys records were verified under.
+        unreachable: node id -> why its listing failed (keys only it holds were
+            not seen).
+        unopened: record key -> why no listed copy could be opened (the key is
+            not in the table).
+        copy_problems: why a listed copy of a key with another valid copy could
+            not be read or opened, a line each (``record KEY on node ...``).
+    """
+
+    trusted: dict[str, PublisherKey]
+    unreachable: dict[str, str] = field(default_factory=dict)
+    unopened: dict[str, str] = field(default_factory=dict)
+    copy_problems: list[str] = field(default_factory=list)
+
+
+def _store(table: RecordTable, items: list[ScannedKey],
+           each_live: Callable[[RecordTable, Record], None] | None) -> None:
+    """Write scanned keys into ``table`` in one transaction, calling ``each_live`` with
+    every live key's newest version."""
+    table.begin()
+    for item in items:
+        top = item.newest
+        if top is None:
+            continue
+        table.add(item.key, top, max(entry.atime for entry in item.listings.values()),
+                  item.copies)
+        if each_live is not None and not top.tombstone:
+            each_live(table, top)
+    table.commit()
+
+
+async def scan_into(net: NetworkClient, table: RecordTable,
+                    each_live: Callable[[RecordTable, Record], None] | None = None,
+                    ) -> ScanOutcome:
+    """Scan every record of the network (:class:`RecordScan`) into ``table``.
+
+    Args:
+        each_live: called on a worker thread with the table and each live key's
+            newest version, as it is added (garbage collection notes its links).
+
+    Never raises for a node: what could not be read is in the outcome.
+    """
+    scan = RecordScan(net)
+    outcome = ScanOutcome(scan.trusted)
+    batch: list[ScannedKey] = []
+    async for item in scan:
+        if item.newest is None:
+            if item.problems:
+                outcome.unopened[item.key] = "; ".join(item.problems)
+            continue
+        outcome.copy_problems.extend(f"record {item.key} on {why}" for why in item.problems)
+        batch.append(item)
+        if len(batch) >= KEYS_PER_TRANSACTION:
+            await asyncio.to_thread(_store, table, batch, each_live)
+            batch = []
+    await asyncio.to_thread(_store, table, batch, each_live)
+    outcome.unreachable = dict(scan.unreachable)
+    return outcome

@@ -2,8 +2,10 @@
 
 A run (:func:`repair_network`):
 
-1. takes the inventory (:mod:`storage_network.upkeep.inventory`: every key's
-   newest version, record or tombstone; the stripes of the live records);
+1. scans every record into a record table on disk
+   (:func:`storage_network.upkeep.record_table.scan_into`: every key's newest
+   version, record or tombstone, the nodes holding each version, the stripes
+   of the live records), so the run's memory does not grow with the network;
 2. locates each stripe's shards (:func:`storage_network.read.locate.locate_shards`,
    which follows the rendezvous ranking past the first n nodes);
 3. checks them: every shard claimed by a *suspect* node (one an audit
@@ -52,13 +54,12 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
 from collections.abc import Callable
 
 from storage_network.client import NetworkClient
 from storage_network.upkeep.audit_findings import AuditFindings
-from storage_network.upkeep.inventory import Stripe, take_inventory
 from storage_network.upkeep.record_repair import repair_records
+from storage_network.upkeep.record_table import RecordTable, scan_into
 from storage_network.upkeep.repair_report import RepairReport
 from storage_network.upkeep.stripe_repair import RepairRun, repair_batch
 from storage_network.wire.write_auth import Publisher
@@ -94,26 +95,23 @@ async def repair_network(net: NetworkClient, publisher: Publisher, *, dry_run: b
     """
     started = time.monotonic()
     report = RepairReport()
-    inv = await take_inventory(net)
-    report.unreachable.update(inv.unreachable)
-    report.failures.extend(f"record {key}: {why}" for key, why in sorted(inv.bad_records.items()))
-    report.records = len(inv.records)
-    report.tombstones = len(inv.tombstones)
-    groups: dict[tuple[str, int, int], list[Stripe]] = defaultdict(list)
-    for root in sorted(inv.stripes):
-        s = inv.stripes[root]
-        groups[(s.codec, s.k, s.m)].append(s)
-    report.stripes = len(inv.stripes)
-    if on_start is not None:
-        on_start(report.stripes)
-    findings = findings or AuditFindings()
-    suspects = ({n.id for n in net.network.nodes} if verify
-                else {*findings.suspects, *findings.bad})
-    run = RepairRun(net, publisher, report, dry_run, suspects,
-                    asyncio.Semaphore(max(1, jobs)), progress or (lambda _n: None))
-    for stripes in groups.values():
-        for start in range(0, len(stripes), LOCATE_BATCH):
-            await repair_batch(run, stripes[start:start + LOCATE_BATCH])
-    await repair_records(net, publisher, inv, report, dry_run)
+    with RecordTable() as table:
+        scan = await scan_into(net, table)
+        report.unreachable.update(scan.unreachable)
+        report.failures.extend(f"record {key}: {why}"
+                               for key, why in sorted(scan.unopened.items()))
+        report.records = table.count("tombstone = 0")
+        report.tombstones = table.count("tombstone = 1")
+        report.stripes = table.stripe_count()
+        if on_start is not None:
+            on_start(report.stripes)
+        findings = findings or AuditFindings()
+        suspects = ({n.id for n in net.network.nodes} if verify
+                    else {*findings.suspects, *findings.bad})
+        run = RepairRun(net, publisher, report, dry_run, suspects,
+                        asyncio.Semaphore(max(1, jobs)), progress or (lambda _n: None))
+        for stripes in table.stripe_batches(LOCATE_BATCH):
+            await repair_batch(run, stripes)
+        await repair_records(net, publisher, table, scan, report, dry_run)
     report.seconds = time.monotonic() - started
     return report

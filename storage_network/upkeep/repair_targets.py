@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from storage_network.config import NodeInfo
-from storage_network.upkeep.inventory import Stripe
+from storage_network.upkeep.record_table import Stripe
 
 
 @dataclass

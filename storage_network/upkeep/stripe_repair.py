@@ -36,7 +36,7 @@ from storage_network.client import NetworkClient
 from storage_network.config import NodeInfo
 from storage_network.errors import ChunkUnavailableError, NodeError, StorageNetworkError
 from storage_network.read.locate import Locations, locate_shards
-from storage_network.upkeep.inventory import Stripe
+from storage_network.upkeep.record_table import Stripe
 from storage_network.upkeep.repair_report import RepairReport
 from storage_network.upkeep.repair_targets import StripePlan, missing_indices, plan_stripe
 from storage_network.upkeep.shard_check import Checked, read_and_verify

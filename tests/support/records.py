@@ -2,7 +2,8 @@
 
 :func:`payload` makes test data, :func:`record_key` a key nodes accept,
 :func:`stripe_ids` names a manifest's shards; :func:`store_path` and
-:func:`publish_path` make and publish hand-made narinfo records.
+:func:`publish_path` make and publish hand-made narinfo records; :func:`scanned`
+says what a scan of the network finds of one key.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from nix_formats.store_path import StorePath
 from nix_records import narinfo_record, new_narinfo
 from storage_network.client import NetworkClient
 from storage_network.nodes.placement import record_nodes
+from storage_network.upkeep.record_scan import RecordScan, ScannedKey
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import seal_record
 from storage_network.wire.sealed_metadata import seal_metadata
@@ -77,3 +79,12 @@ async def publish_path(net: NetworkClient, publisher: Publisher, path: StorePath
     for node in record_nodes(net.network.nodes, key)[:net.network.record_replicas]:
         await net.nodes[node.id].put_record(key, sealed, publisher)
     return manifest
+
+
+async def scanned(net: NetworkClient, key: str) -> ScannedKey | None:
+    """What a record scan of the whole network finds of ``key`` (every copy read and
+    verified), None when no node lists it."""
+    async for item in RecordScan(net):
+        if item.key == key:
+            return item
+    return None

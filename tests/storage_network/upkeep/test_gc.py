@@ -21,11 +21,11 @@ from storage_network.nodes.placement import record_nodes
 from storage_network.read.record_lookup import fetch_record
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.wire.manifest import Manifest
 from storage_network.wire.record import open_record, seal_record
 from storage_network.wire.write_auth import Publisher
 from storage_network.write.publish import publish_record, store_payload
+from tests.support.records import scanned
 
 from ..conftest import NODES, payload, read_back, record_key, stripe_ids
 
@@ -213,8 +213,8 @@ async def test_a_node_that_missed_the_deletion_cannot_bring_it_back(
     assert [p.parent.parent.name for p in live_record_files(local, key)] == [replicas[1]]
     with pytest.raises(NotFoundError):
         await fetch_record(net, key)
-    inventory = await take_inventory(net)
-    assert key in inventory.tombstones and key not in inventory.records
+    found = await scanned(net, key)
+    assert found is not None and found.newest is not None and found.newest.tombstone
     await gc(net, publisher, grace=DAY)
     assert live_record_files(local, key) == []
     assert replicas[1] in [p.parent.parent.name for p in record_files(local, key)]

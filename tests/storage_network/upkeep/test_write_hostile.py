@@ -22,10 +22,10 @@ from storage_network.client import NetworkClient
 from storage_network.config import Network, NodeInfo
 from storage_network.upkeep.audit import audit_network
 from storage_network.upkeep.gc import collect_garbage
-from storage_network.upkeep.inventory import take_inventory
 from storage_network.upkeep.repair import repair_network
 from storage_network.write.publish import publish_record, store_payload
 from tests.chaos.proxy import proxy_process, set_mode
+from tests.support.records import scanned
 
 from ..conftest import payload, read_back, record_key, running_network
 
@@ -76,12 +76,13 @@ async def test_push_audit_repair_gc_survive_a_hostile_node(proxied: Proxied, mod
             async with asyncio.timeout(300):  # a bound on waiting; every step ends far sooner
                 manifest, stats = await store_payload(net, proxied.local.publisher, [data])
                 await publish_record(net, proxied.local.publisher, key, b"meta", manifest)
-                inventory = await take_inventory(net)
+                found = await scanned(net, key)
                 audit = await audit_network(net, rng=random.Random(1))
                 repair = await repair_network(net, proxied.local.publisher, verify=True)
                 gc = await collect_garbage(net, proxied.local.publisher, max_age=None,
                                            max_idle=None, grace=86400.0, dry_run=True)
-            assert key in inventory.records
+            assert found is not None and found.newest is not None
+            assert not found.newest.tombstone
             (row,) = [r for r in audit.nodes if r.node_id == HOSTILE]
             named = [
                 *stats.passed_over,
