@@ -1,4 +1,4 @@
-"""Memory of audit, gc and the inventory as the network grows: real nodes, real records.
+"""Memory of audit, gc and repair as the network grows: real nodes, real records.
 
 Usage: python benchmarks/upkeep_memory.py [--sizes 1000,4000,16000] [--nodes 6]
 
@@ -9,17 +9,23 @@ directly through the node API.  At each size, every pass runs in a fresh
 interpreter under ``tracemalloc`` and reports its peak of Python heap (MB) and
 CPU seconds:
 
-* ``inventory``: :func:`~storage_network.upkeep.inventory.take_inventory`, the
-  whole network's records and stripes in memory (what repair, pins and gc's
-  record expiry hold): the reference that grows with the network;
+* ``hold-all``: the reference that grows with the network: the record scan
+  with every scanned key kept in memory (what the inventory repair, pins and
+  gc's record expiry used before held: every record and copy);
 * ``audit``: :func:`~storage_network.upkeep.audit.audit_network` (record scan
   and page-by-page shard walks into one bottom-k sketch per node);
 * ``sweep``: gc's shard sweep alone (a dry run, every stripe live), walking
   every node's shards page by page;
-* ``gc``: a whole ``collect_garbage`` dry run (inventory + expiry + sweep).
+* ``gc``: a whole ``collect_garbage`` dry run with a link reader (each record
+  needs three earlier ones, so the closure is walked): the scan into the
+  record table on disk, the expiry plan and the sweep;
+* ``repair``: a whole ``repair_network`` dry run (the scan into the record
+  table, every stripe located in batches, every record's window checked).
 
 Prints one table (Markdown); ``growth`` is each peak over its peak at the
-smallest size.  Not part of the test run.
+smallest size; ``peak RSS`` is the whole process (interpreter, imports and
+memory outside the Python heap, such as SQLite's page cache).  Not part of
+the test run.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import sys
 import tempfile
 import time
 import tracemalloc
+from dataclasses import dataclass
 from pathlib import Path
 
 from nixshard.localnet import LocalNetwork, new_publisher
@@ -47,16 +54,19 @@ from storage_network.nodes.placement import chunk_homes, record_window
 from storage_network.upkeep.audit import audit_network
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
-from storage_network.upkeep.inventory import take_inventory
+from storage_network.upkeep.record_scan import RecordScan
+from storage_network.upkeep.repair import repair_network
 from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.manifest import make_manifest
-from storage_network.wire.record import seal_record
+from storage_network.wire.record import Record, seal_record
 from storage_network.wire.stripe import shard_id
 from storage_network.wire.write_auth import Publisher, parse_publisher_secret
 
 CHUNKS = 4
+NEEDS_BACK = (1, 7, 31)
+"""Each record needs the records written this many before it."""
 CHUNK_BYTES = 1024
-PASSES = ("inventory", "audit", "sweep", "gc")
+PASSES = ("hold-all", "audit", "sweep", "gc", "repair")
 ALPHABET = "0123456789abcdfghijklmnpqrsvwxyz"
 
 
@@ -89,12 +99,35 @@ async def grow(network: Network, publisher: Publisher, first: int, last: int) ->
                             (shard_id(chunk.ref.root, index), chunk.bodies[index]))
                 key = record_key(number)
                 manifest = make_manifest(network.codec, network.k, network.m, refs)
-                records.append((key, seal_record(publisher, key, b"bench", manifest)))
+                records.append((key, seal_record(publisher, key, bench_metadata(number),
+                                                 manifest)))
             await asyncio.gather(*(net.nodes[node_id].put_shards(batch, publisher)
                                    for node_id, batch in shards.items()))
             await asyncio.gather(*(put(node.id, key, data) for key, data in records
                                    for node in record_window(network, key)
                                    [:network.record_replicas]))
+
+
+def bench_metadata(number: int) -> bytes:
+    """A record's metadata: ``needs=`` three earlier records (gc's closure walks them)."""
+    return ("needs=" + ",".join(record_key(number - back) for back in NEEDS_BACK
+                                if number >= back)).encode()
+
+
+@dataclass(frozen=True)
+class BenchLinks:
+    """What a benchmark record needs (:data:`~storage_network.upkeep.gc.LinkReader`)."""
+
+    needs: tuple[str, ...]
+    pin: str | None
+    label: str
+
+
+def bench_links(record: Record) -> BenchLinks:
+    """Reads :func:`bench_metadata`."""
+    text = record.metadata.decode()
+    return BenchLinks(tuple(k for k in text.removeprefix("needs=").split(",") if k), None,
+                      record.key)
 
 
 class Everything(set[bytes]):
@@ -106,18 +139,21 @@ class Everything(set[bytes]):
 
 async def run_pass(name: str, network: Network, publisher: Publisher) -> None:
     async with NetworkClient(network, timeout=120.0) as net:
-        if name == "inventory":
-            inv = await take_inventory(net)
-            assert inv.records
+        if name == "hold-all":
+            held = {item.key: item async for item in RecordScan(net)}
+            assert held
         elif name == "audit":
             report = await audit_network(net, rng=random.Random(1))
             assert report.records
         elif name == "sweep":
             gc = GcReport(started=time.time(), dry_run=True, grace=0.0)
             await sweep_shards(net, publisher, gc, Everything(), asyncio.Semaphore(16))
+        elif name == "repair":
+            repaired = await repair_network(net, publisher, dry_run=True)
+            assert repaired.stripes
         else:
-            await collect_garbage(net, publisher, max_age=None, max_idle=None, grace=86400.0,
-                                  dry_run=True)
+            await collect_garbage(net, publisher, max_age=30 * 86400.0, max_idle=None,
+                                  grace=86400.0, dry_run=True, links=bench_links)
 
 
 def measure(name: str, network_file: str, publisher_file: str, page: int) -> None:
@@ -170,12 +206,14 @@ def main() -> None:
                       f"{figures['cpu']:.1f} CPU-s", file=sys.stderr)
     base = {name: figures["peak"] for size, name, figures in rows if size == sizes[0]}
     print(f"{args.nodes} nodes, 2-of-1, {CHUNKS} chunks a record ({CHUNKS * 3} shards), "
-          f"listing pages of {args.page}; peak Python heap (tracemalloc) of each pass\n")
-    print("| records | shards | pass | peak MB | growth | CPU-s |")
-    print("|---:|---:|---|---:|---:|---:|")
+          f"listing pages of {args.page}; peak Python heap (tracemalloc) of each pass, "
+          "and the peak RSS of its process\n")
+    print("| records | shards | pass | peak MB | growth | peak RSS MB | CPU-s |")
+    print("|---:|---:|---|---:|---:|---:|---:|")
     for size, name, figures in rows:
         print(f"| {size} | {size * CHUNKS * 3} | {name} | {figures['peak'] / 1e6:.1f} | "
-              f"{figures['peak'] / base[name]:.2f}x | {figures['cpu']:.1f} |")
+              f"{figures['peak'] / base[name]:.2f}x | {figures['maxrss'] / 1e6:.1f} | "
+              f"{figures['cpu']:.1f} |")
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ manifest plus opaque metadata.  The package is grouped by role:
                 the registry by URL scheme, node health, audit scores, placement
 ``read/``       record lookup, locating shards, the hedged and verified fetch
 ``write/``      storing payloads around missing nodes, publishing records
-``upkeep/``     inventory, audit, repair, gc, durability, membership
+``upkeep/``     record scan and table, audit, repair, gc, durability, membership
 
 The names below are the public surface used by the other packages.
 """

@@ -60,7 +60,7 @@ Read times.
     ``list_records`` gives each record's last-read time: a ``get_record``
     without ``peek`` moves it to now, at most once per
     :data:`READ_TIME_RESOLUTION_SECONDS` (so reads stay cheap); a peek
-    (inventory, audit, gc, repair) never moves it.  gc's idle expiry reads it.
+    (the record scan of audit, gc, repair) never moves it.  gc's idle expiry reads it.
 
 Writes are authorized.
     Our node checks the publisher's signature over each write; a bucket

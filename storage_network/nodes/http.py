@@ -399,7 +399,7 @@ class NodeClient(GatedNode):
         when absent (404).
 
         Args:
-            peek: a maintenance read (inventory, audit, gc, repair): sends
+            peek: a maintenance read (record scan: audit, gc, repair, pins): sends
                 ``X-Nixshard-Peek: 1`` so the node does not count it as a use
                 of the record (its last-read time stays).
 

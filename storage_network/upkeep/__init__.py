@@ -1,3 +1,3 @@
-"""Keeping the network whole: inventory, audit, repair, garbage collection, durability figures,
-membership changes.
+"""Keeping the network whole: the record scan and table, audit, repair, garbage
+collection, durability figures, membership changes.
 """

@@ -105,7 +105,7 @@ class GcReport:
         live_stripes: stripes referenced by the records that stay.
         swept: whether shards were considered for deletion at all.
         nodes: node id -> its sweep.
-        skipped: why some of the work was not done (incomplete inventory, ...).
+        skipped: why some of the work was not done (incomplete record scan, ...).
     """
 
     started: float

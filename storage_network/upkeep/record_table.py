@@ -149,6 +149,12 @@ class RecordTable:
                               f"PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=FILE;"
                               + _SCHEMA)
 
+    def disk_bytes(self) -> int:
+        """The database's size on disk, bytes."""
+        pages: int = self.db.execute("PRAGMA page_count").fetchone()[0]
+        size: int = self.db.execute("PRAGMA page_size").fetchone()[0]
+        return pages * size
+
     def close(self) -> None:
         """Close the database and delete it."""
         self.db.close()
