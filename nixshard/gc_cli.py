@@ -48,8 +48,8 @@ def format_report(report: GcReport) -> str:
     """The report as text for a terminal: what goes and why, what stays and why."""
     would = "would be " if report.dry_run else ""
     lines = [f"gc{' (dry run)' if report.dry_run else ''}: "
-             f"{len(report.expired)} records {would}expired, "
-             f"{len(report.retained)} due but kept, "
+             f"{report.expired_total} records {would}expired, "
+             f"{report.retained_total} due but kept, "
              f"{report.deleted_shards} shards ({format_bytes(report.deleted_bytes)}) "
              f"{would}deleted, "
              f"{report.live_stripes} stripes live"]
@@ -57,15 +57,21 @@ def format_report(report: GcReport) -> str:
     for exp in report.expired:
         nodes = f" (nodes {', '.join(exp.nodes)})" if exp.nodes else ""
         lines.append(f"  {verb} record {_named(exp.key, exp.label)}: {exp.reason}{nodes}")
+    if report.expired_total > len(report.expired):
+        lines.append(f"  ... and {report.expired_total - len(report.expired)} more expired "
+                     "records (each is in the log)")
     for ret in report.retained:
         lines.append(f"  keep record {_named(ret.key, ret.label)}: {ret.why} "
                      f"(due by {ret.expiry})")
+    if report.retained_total > len(report.retained):
+        lines.append(f"  ... and {report.retained_total - len(report.retained)} more records "
+                     "due but kept")
     for pin in report.pins:
         lines.append(f"  pin {pin.name}: {pin.paths} paths, keeps {pin.closure} records")
     for kept in report.kept_records:
         lines.append(f"  record {kept.key} kept on node {kept.node}: {kept.reason}")
     for node_id, sweep in sorted(report.nodes.items()):
-        lines.append(f"  {node_id}: {len(sweep.deleted)} unreferenced shards, "
+        lines.append(f"  {node_id}: {sweep.deleted_count} unreferenced shards, "
                      f"{format_bytes(sweep.deleted_bytes)} {would}deleted; "
                      f"{sweep.kept_recent} unreferenced kept as recent")
         lines.extend(f"    error: {err}" for err in sweep.errors)

@@ -87,6 +87,7 @@ import asyncio
 import time
 
 from storage_network.client import NetworkClient
+from storage_network.upkeep import gc_report
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.upkeep.record_expiry import (
     LinkReader,
@@ -182,8 +183,9 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
 
         await asyncio.gather(settle_all(), expire_in_order(net, publisher, plan, report, limit))
         report.expired.sort(key=lambda e: e.key)
-        report.retained = sorted(plan.retained.values(), key=lambda r: r.key)
-        report.records_kept = table.count("tombstone = 0") - len(report.expired)
+        report.retained = plan.retained_first(gc_report.REPORT_LIMIT)
+        report.retained_total = plan.retained_count()
+        report.records_kept = table.count("tombstone = 0") - report.expired_total
         report.kept_records.sort(key=lambda k: (k.key, k.node))
         report.live_stripes = table.live_count()
 

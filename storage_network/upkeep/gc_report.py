@@ -65,12 +65,21 @@ class KeptRecord:
     reason: str
 
 
+REPORT_LIMIT = 10_000
+"""Records or shards a report names per list, at most; its totals count every one
+(each expiry and deletion is also logged), so a collection of millions of records
+reports in bounded memory."""
+
+
 @dataclass
 class NodeSweep:
     """The shard sweep of one node.
 
     Attributes:
-        deleted: shards deleted (dry run: that would be), with sizes.
+        deleted: shards deleted (dry run: that would be), with sizes: the first
+            :data:`REPORT_LIMIT`.
+        deleted_count: shards deleted, all of them.
+        deleted_bytes: their bytes.
         kept_recent: unreferenced shards kept because they were written or
             touched after the cut-off, seen in the listing or answered by the
             node at delete time (412; a shard gone meanwhile counts here too).
@@ -78,13 +87,17 @@ class NodeSweep:
     """
 
     deleted: list[ListedShard] = field(default_factory=list)
+    deleted_count: int = 0
+    deleted_bytes: int = 0
     kept_recent: int = 0
     errors: list[str] = field(default_factory=list)
 
-    @property
-    def deleted_bytes(self) -> int:
-        """Bytes of the deleted shards."""
-        return sum(s.size for s in self.deleted)
+    def note_deleted(self, shard: ListedShard) -> None:
+        """Count a deleted shard (and name it, below :data:`REPORT_LIMIT`)."""
+        self.deleted_count += 1
+        self.deleted_bytes += shard.size
+        if len(self.deleted) < REPORT_LIMIT:
+            self.deleted.append(shard)
 
 
 @dataclass
@@ -96,9 +109,13 @@ class GcReport:
         cutoff: ``t0 - grace``: unreferenced shards older than this go.
         closure: whether the records' links were read (a link reader was
             given): records that stay then keep every record they need.
-        expired: expired records, each with its reason.
+        expired: expired records, each with its reason: the first
+            :data:`REPORT_LIMIT`.
+        expired_total: expired records, all of them.
         retained: records the age or idle rule would expire that stay, each with
-            why (needed by a record that stays, pinned).
+            why (needed by a record that stays, pinned): the first
+            :data:`REPORT_LIMIT` by key.
+        retained_total: such records, all of them.
         pins: the pins found (with ``closure``).
         records_kept: live records that stay (retained ones included).
         kept_records: expired copies that stay (replaced meanwhile, node error).
@@ -113,7 +130,9 @@ class GcReport:
     grace: float
     closure: bool = False
     expired: list[ExpiredRecord] = field(default_factory=list)
+    expired_total: int = 0
     retained: list[RetainedRecord] = field(default_factory=list)
+    retained_total: int = 0
     pins: list[PinSummary] = field(default_factory=list)
     records_kept: int = 0
     kept_records: list[KeptRecord] = field(default_factory=list)
@@ -127,10 +146,16 @@ class GcReport:
         """``started - grace``."""
         return self.started - self.grace
 
+    def note_expired(self, record: ExpiredRecord) -> None:
+        """Count an expired record (and name it, below :data:`REPORT_LIMIT`)."""
+        self.expired_total += 1
+        if len(self.expired) < REPORT_LIMIT:
+            self.expired.append(record)
+
     @property
     def deleted_shards(self) -> int:
         """Shards deleted over all nodes."""
-        return sum(len(n.deleted) for n in self.nodes.values())
+        return sum(n.deleted_count for n in self.nodes.values())
 
     @property
     def deleted_bytes(self) -> int:
@@ -142,8 +167,10 @@ class GcReport:
 
         ``expired_records``: what goes and why (``reason``: ``age: ...`` or
         ``idle: ...``); ``retained_records``: what the rule would expire but
-        stays, and why (``kept_because``); each node's ``deleted_shards`` are
-        unreferenced shards last written before ``cutoff``.
+        stays, and why (``kept_because``); each names at most
+        :data:`REPORT_LIMIT`, and ``expired_total`` and ``retained_total`` count
+        all; each node's ``deleted_shards`` are unreferenced shards last written
+        before ``cutoff``.
         """
         return {
             "dry_run": self.dry_run,
@@ -154,9 +181,11 @@ class GcReport:
             "expired_records": [{"key": e.key, "label": e.label, "reason": e.reason,
                                  "nodes": list(e.nodes)}
                                 for e in self.expired],
+            "expired_total": self.expired_total,
             "retained_records": [{"key": r.key, "label": r.label, "expired_by": r.expiry,
                                   "kept_because": r.why}
                                  for r in self.retained],
+            "retained_total": self.retained_total,
             "pins": [{"name": p.name, "key": p.key, "paths": p.paths,
                       "closure_records": p.closure} for p in self.pins],
             "records_kept": self.records_kept,
@@ -164,7 +193,7 @@ class GcReport:
                              for k in self.kept_records],
             "live_stripes": self.live_stripes,
             "shards_swept": self.swept,
-            "nodes": {node_id: {"deleted_shards": len(s.deleted),
+            "nodes": {node_id: {"deleted_shards": s.deleted_count,
                                 "deleted_bytes": s.deleted_bytes,
                                 "kept_recent": s.kept_recent,
                                 "errors": s.errors}

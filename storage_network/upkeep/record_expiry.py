@@ -202,12 +202,13 @@ def note_links(table: RecordTable, record: Record, reader: LinkReader,
 class ExpiryPlan:
     """What step 2 decided from the record table, before writing anything.
 
+    The keys to expire are marked ``expiring`` in the table, the due records that
+    stay carry why in its ``retained`` column.
+
     Attributes:
-        table: the record table it was planned on (the keys to expire are marked
-            ``expiring`` there).
+        table: the record table it was planned on.
         expiring: key -> why it expires (``age: ...``, ``idle: ...``, ``lease: ...``),
             for the live records that go.
-        retained: key -> the due records that stay, with why.
         pins: the pins found.
         unread: key -> why the links of a live record that stays could not be
             read (the closure is then incomplete).
@@ -216,7 +217,6 @@ class ExpiryPlan:
 
     table: RecordTable
     expiring: dict[str, str] = field(default_factory=dict)
-    retained: dict[str, RetainedRecord] = field(default_factory=dict)
     pins: list[PinSummary] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
     closure: bool = False
@@ -229,9 +229,27 @@ class ExpiryPlan:
         """The keys (as stored) of the live records ``key`` needs, sorted."""
         return self.table.needs_of(key)
 
-    def retain(self, key: str, expiry: str, why: str) -> None:
-        """Keep the due record ``key`` (``expiry``: why it was due) because ``why``."""
-        self.retained[key] = RetainedRecord(key, self.table.label(key), expiry, why)
+    def retain(self, key: str, why: str) -> None:
+        """Keep the due record ``key`` because ``why``."""
+        self.table.db.execute("UPDATE keys SET retained = ? WHERE key = ?", (why, key))
+
+    def retained_count(self) -> int:
+        """Due records that stay."""
+        return self.table.count("retained IS NOT NULL")
+
+    def retained_first(self, limit: int | None = None) -> list[RetainedRecord]:
+        """The due records that stay, with why, in key order (the first ``limit``;
+        None: all of them)."""
+        return [RetainedRecord(key, label, expiry, why) for key, label, expiry, why in
+                self.table.db.execute(
+                    "SELECT k.key, l.label, k.due, k.retained FROM keys k LEFT JOIN links l "
+                    "ON l.key = k.key WHERE k.retained IS NOT NULL ORDER BY k.key LIMIT ?",
+                    (-1 if limit is None else limit,))]
+
+    @property
+    def retained(self) -> dict[str, RetainedRecord]:
+        """Key -> every due record that stays (all in memory: for small tables)."""
+        return {r.key: r for r in self.retained_first()}
 
     def cancel(self) -> None:
         """Expire nothing after all."""
@@ -289,8 +307,8 @@ def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: 
         closure: links were read into the table (:func:`note_links`, for every live
             record); False: the rule alone decides.
 
-    Runs SQL over the whole table (seconds for a million records): run it on a
-    thread.  Memory: the plan's own dicts (what expires, what is retained).
+    Runs SQL over the whole table: run it on a thread.  Memory: what expires (the
+    plan's ``expiring``); what is retained stays in the table.
     """
     db = table.db
     plan = ExpiryPlan(table, closure=closure)
@@ -311,22 +329,19 @@ def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: 
         db.execute("INSERT OR IGNORE INTO origin SELECT key, NULL, NULL, ? FROM keys "
                    "WHERE tombstone = 0 AND due IS NULL ORDER BY key", (depth,))
         _reach(db, depth)
-        for key, pin, via, expiry, via_pin in db.execute(
-                "SELECT o.key, o.pin, o.via, k.due, p.key IS NOT NULL FROM origin o "
-                "JOIN keys k ON k.key = o.key LEFT JOIN pins p ON p.key = o.via "
-                "WHERE o.via IS NOT NULL AND k.due IS NOT NULL").fetchall():
-            if pin is None:
-                why = f"referenced by {plan.label(via)}"
-            elif via_pin:
-                why = f"pinned by {pin}"
-            else:
-                why = f"pinned by {pin} (referenced by {plan.label(via)})"
-            plan.retain(key, expiry, why)
+        db.execute(
+            "UPDATE keys SET retained = CASE WHEN o.pin IS NULL "
+            "THEN 'referenced by ' || coalesce(v.label, o.via) "
+            "WHEN p.key IS NOT NULL THEN 'pinned by ' || o.pin "
+            "ELSE 'pinned by ' || o.pin || ' (referenced by ' || coalesce(v.label, o.via) "
+            "|| ')' END "
+            "FROM origin o LEFT JOIN pins p ON p.key = o.via LEFT JOIN links v ON v.key = o.via "
+            "WHERE o.key = keys.key AND o.via IS NOT NULL AND keys.due IS NOT NULL")
         for key, name, named, expiry in db.execute(
                 "SELECT p.key, p.name, p.named, k.due FROM pins p JOIN keys k ON k.key = p.key "
                 "ORDER BY p.name, p.key").fetchall():
             if expiry is not None:
-                plan.retain(key, expiry, f"a pin ({name}): pins do not expire")
+                plan.retain(key, f"a pin ({name}): pins do not expire")
             plan.pins.append(PinSummary(name, key, named, _closure_size(db, key)))
         kept = "key IN (SELECT key FROM origin)"
     else:
@@ -371,7 +386,7 @@ async def expire_key(net: NetworkClient, publisher: Publisher, key: str, table: 
     top = table.row(key)
     copies = sorted(node_id for node_id, (_, tomb) in table.copies(key).items() if not tomb)
     if report.dry_run:
-        report.expired.append(ExpiredRecord(key, reason, tuple(copies), label))
+        report.note_expired(ExpiredRecord(key, reason, tuple(copies), label))
         return True
     data = seal_tombstone(publisher, key, top.codec, top.k, top.m,
                           created=max(int(report.started) - 1, top.created + 1))
@@ -389,7 +404,7 @@ async def expire_key(net: NetworkClient, publisher: Publisher, key: str, table: 
     rest = [node_id for node_id in copies if node_id not in outcome.stored]
     gone = set(copies) & set(outcome.stored)
     gone.update(await _spread(net, publisher, key, data, rest, report, limit))
-    report.expired.append(ExpiredRecord(key, reason, tuple(sorted(gone)), label))
+    report.note_expired(ExpiredRecord(key, reason, tuple(sorted(gone)), label))
     log.info("expired record %s (%s): tombstone on %s", key, reason,
              ", ".join(sorted(outcome.stored)))
     return True
@@ -402,8 +417,8 @@ async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: Expiry
     goes as one wave), :data:`KEYS_AT_ONCE` at a time.
 
     A record that stays (:func:`expire_key` False) keeps every record it needs that
-    has not gone yet: they move to ``plan.retained`` (why: ``referenced by <label>,
-    whose deletion failed``).  The stripes of every record that stays join the
+    has not gone yet: they are retained (why: ``referenced by <label>, whose
+    deletion failed``).  The stripes of every record that stays join the
     table's live set.
     """
     table, db = plan.table, plan.table.db
@@ -434,8 +449,7 @@ async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: Expiry
                     "WITH RECURSIVE c(key) AS (SELECT ? UNION SELECT n.need FROM needs n "
                     "JOIN c ON n.key = c.key) SELECT c.key FROM c JOIN pending p "
                     "ON p.key = c.key ORDER BY c.key", (key,)).fetchall():
-                plan.retain(need, plan.expiring[need],
-                            f"referenced by {plan.label(key)}, whose deletion failed")
+                plan.retain(need, f"referenced by {plan.label(key)}, whose deletion failed")
                 db.execute("DELETE FROM pending WHERE key = ?", (need,))
                 table.keep(need)
 

@@ -14,7 +14,8 @@ Tables (one row per):
   signed ``created`` and ``expires`` (unix seconds), SHA-256 digest, the
   manifest's codec, k and m, the key's last read (unix seconds, the latest
   atime over the nodes listing it) and, for a tombstone, its signed bytes;
-  ``due``, ``lapsed`` and ``expiring`` are filled in by the expiry plan.
+  ``due``, ``lapsed``, ``expiring`` and ``retained`` (why a due record
+  stays) are filled in by the expiry plan.
 - ``copies``: (key, node) -> the digest of the valid version that node serves
   and whether it is a tombstone.
 - ``copy_stripes``: (key, stripe root) for every stripe any valid copy of the
@@ -69,7 +70,8 @@ CREATE TABLE keys(
     tomb BLOB,
     due TEXT,
     lapsed INTEGER NOT NULL DEFAULT 0,
-    expiring INTEGER NOT NULL DEFAULT 0
+    expiring INTEGER NOT NULL DEFAULT 0,
+    retained TEXT
 ) WITHOUT ROWID;
 CREATE TABLE copies(
     key TEXT NOT NULL, node TEXT NOT NULL, digest BLOB NOT NULL, tombstone INTEGER NOT NULL,

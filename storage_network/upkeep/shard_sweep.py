@@ -52,7 +52,7 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
         finally:
             limit.release()
         if deleted:
-            sweep.deleted.append(shard)
+            sweep.note_deleted(shard)
         else:
             sweep.kept_recent += 1
 
@@ -68,7 +68,7 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
             if shard.mtime >= cutoff:
                 sweep.kept_recent += 1
             elif report.dry_run:
-                sweep.deleted.append(shard)
+                sweep.note_deleted(shard)
             else:
                 await limit.acquire()  # deletes in flight stay bounded as the walk goes on
                 task = asyncio.create_task(delete(shard))
@@ -80,8 +80,8 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
     finally:
         await asyncio.gather(*deletes)
     sweep.deleted.sort(key=lambda s: s.id)
-    if sweep.deleted and not report.dry_run:
-        log.info("node %s: deleted %d shards, %d bytes", node_id, len(sweep.deleted),
+    if sweep.deleted_count and not report.dry_run:
+        log.info("node %s: deleted %d shards, %d bytes", node_id, sweep.deleted_count,
                  sweep.deleted_bytes)
 
 

@@ -14,11 +14,13 @@ from pathlib import Path
 
 import pytest
 
+from nixshard.gc_cli import format_report
 from nixshard.localnet import LocalNetwork
 from storage_network.client import NetworkClient
 from storage_network.errors import NotFoundError
 from storage_network.nodes.placement import record_nodes
 from storage_network.read.record_lookup import fetch_record
+from storage_network.upkeep import gc_report
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from storage_network.wire.manifest import Manifest
@@ -113,6 +115,35 @@ async def test_gc_removes_an_unreferenced_chunk_and_keeps_a_shared_one(
     with pytest.raises(NotFoundError):
         await fetch_record(net, key_a)
     assert await read_record(net, key_b) == data_b
+
+
+# --- a report of bounded size -------------------------------------------------------------
+
+
+async def test_a_report_names_at_most_its_limit_and_counts_everything(
+        net: NetworkClient, publisher: Publisher, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Over the limit (here 1), the report names that many expired records and deleted
+    shards per node, and its totals (and the CLI's text) count every one."""
+    monkeypatch.setattr(gc_report, "REPORT_LIMIT", 1)
+    keys = [record_key(1501 + i) for i in range(3)]
+    for i, key in enumerate(keys):
+        await publish(net, publisher, key, payload(1501 + i, 40_000), age=10 * DAY)
+
+    dry = await gc(net, publisher, max_age=DAY, dry_run=True)
+
+    assert dry.expired_total >= 3 and len(dry.expired) == 1
+    swept = [s for s in dry.nodes.values() if s.deleted_count > 1]
+    assert swept, "no node has more than one shard to delete"
+    assert all(len(s.deleted) == 1 and s.deleted_bytes >= s.deleted[0].size for s in swept)
+    assert dry.deleted_shards == sum(s.deleted_count for s in dry.nodes.values())
+    doc = dry.to_json()
+    assert doc["expired_total"] == dry.expired_total and len(doc["expired_records"]) == 1
+    text = format_report(dry)
+    assert f"{dry.expired_total} records would be expired" in text
+    assert f"... and {dry.expired_total - 1} more expired records" in text
+    real = await gc(net, publisher, max_age=DAY)
+    assert real.expired_total == dry.expired_total
+    assert real.deleted_shards == dry.deleted_shards
 
 
 # --- dry run, expiry by age and by last read ----------------------------------------------

@@ -100,6 +100,8 @@ def test_the_closure_in_sql_is_the_breadth_first_walk(table: RecordTable, seed: 
     assert set(plan.retained) == {k for k in kept if due[k]}
     assert {p.key for p in plan.pins} == pins
     assert lapsed <= set(plan.expiring), "a lapsed lease expires whatever needs it"
+    assert plan.retained_count() == len(plan.retained)
+    assert [r.key for r in plan.retained_first(5)] == sorted(plan.retained)[:5]
 
 
 def test_stripes_come_in_batches_of_one_code_in_root_order(table: RecordTable) -> None:
