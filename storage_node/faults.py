@@ -20,26 +20,28 @@ has ``NIXSHARD_TEST_FAULTS=1`` (see :func:`faults_allowed`).  Modes:
     acks; not ``/healthz``, not error answers, which are text) is replaced by
     100,000 nested ``[`` (:data:`DEEP_JSON`), well-framed, same status;
 ``endless``
-    ``GET /records/{key}``, ``POST /shards/has`` and ``POST /shards/batch-get``
-    answer 200 and then stream ``[`` bytes forever (chunked, no
-    Content-Length), until the client goes away; the request is not looked at;
+    ``GET /records/{key}``, ``POST /shards/has``, ``POST /shards/batch-get`` and
+    ``POST /records/batch-get`` answer 200 and then stream ``[`` bytes forever
+    (chunked, no Content-Length), until the client goes away; the request is
+    not looked at;
 ``trickle=BYTES_PER_SECOND``
-    those same three answers carry their real content, sent at that rate
+    those same four answers carry their real content, sent at that rate
     (a piece every tenth of a second, or one byte at a time below 10 bytes/s);
     a record or ``has`` answer keeps its Content-Length;
 ``slow-has=SECONDS``
     ``POST /shards/has`` waits that long before it is handled (nothing else does);
 ``stale-records``
-    ``GET /records/{key}`` serves the first version this node ever stored
-    for the key, even after a newer version or a tombstone replaced it: a
-    copy of each key's first version is kept under
+    ``GET /records/{key}`` (and ``POST /records/batch-get``) serves the first
+    version this node ever stored for the key, even after a newer version or a
+    tombstone replaced it: a copy of each key's first version is kept under
     ``<data dir>/fault-first-records/`` (so it survives restarts).
 
 ``endless`` and ``trickle`` cannot be combined.  The modes live in an
 aiohttp middleware (:func:`fault_middleware`) that
 :func:`storage_node.app.create_app` installs only when some mode is set; a
 batch-get answer is altered by its handler, per shard with
-:func:`mangle_shard` and paced with :func:`trickle_write`.
+:func:`mangle_shard` or per record with :func:`stale_record`, and paced with
+:func:`trickle_write`.
 """
 
 from __future__ import annotations
@@ -75,8 +77,10 @@ _SHARD_ROUTE = "/shards/{id}"
 _HAS_ROUTE = "/shards/has"
 _BATCH_GET_ROUTE = "/shards/batch-get"
 _RECORD_ROUTE = "/records/{key}"
+_RECORD_BATCH_ROUTE = "/records/batch-get"
 # The answers ``endless`` and ``trickle`` act on, as (method, route).
-_SLOWED = {("GET", _RECORD_ROUTE), ("POST", _HAS_ROUTE), ("POST", _BATCH_GET_ROUTE)}
+_SLOWED = {("GET", _RECORD_ROUTE), ("POST", _HAS_ROUTE), ("POST", _BATCH_GET_ROUTE),
+           ("POST", _RECORD_BATCH_ROUTE)}
 _RECORD_HEADERS = {"Content-Type": "application/octet-stream", "Cache-Control": "no-cache"}
 
 Sleep = Callable[[float], Awaitable[None]]
@@ -295,6 +299,12 @@ def _keep_first_record(store: Store, key: str) -> None:
     except FileNotFoundError:
         return
     os.replace(temp, kept)
+
+
+def stale_record(store: Store, key: str) -> bytes | None:
+    """What ``stale-records`` serves for ``key`` in a batch: the first version stored,
+    None when none was kept (blocking)."""
+    return _read_first_record(store, key)
 
 
 def _read_first_record(store: Store, key: str) -> bytes | None:

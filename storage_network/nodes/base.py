@@ -153,6 +153,13 @@ class NodeStore(Protocol):
         maintenance read that does not move the record's last-read time."""
         ...
 
+    async def get_records(self, keys: list[str]) -> list[bytes | None]:
+        """The bytes of each record of ``keys`` in order, None where none is held (an
+        absence :meth:`get_record` must confirm before anyone acts on it); a
+        maintenance read (no last-read time moves).  NodeAnswerError for an answer
+        too large for one batch: the caller reads those records one at a time."""
+        ...
+
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:
         """Delete record ``key`` if its stored bytes have SHA-256 ``sha256_hex``;
         False when absent or replaced meanwhile."""

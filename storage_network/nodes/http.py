@@ -46,6 +46,7 @@ from storage_network.errors import (
 )
 from storage_network.nodes.base import GatedNode
 from storage_network.nodes.limits import (
+    RECORD_BATCH_ANSWER_BYTES,
     RECORD_FREE_BYTES,
     SMALL_ANSWER_BYTES,
     AnswerBudget,
@@ -65,7 +66,12 @@ from storage_network.wire.node_answer_auth import AnswerCheck, SignedAnswer, ans
 from storage_network.wire.node_http import HAS_BATCH, PEEK_HEADER
 from storage_network.wire.proofs import max_answer_bytes
 from storage_network.wire.record import MAX_RECORD_BYTES
-from storage_network.wire.shard_batch import MAX_BATCH_IDS, encode_put_batch, parse_get_answer
+from storage_network.wire.shard_batch import (
+    MAX_BATCH_IDS,
+    MAX_BATCH_KEYS,
+    encode_put_batch,
+    parse_get_answer,
+)
 from storage_network.wire.write_auth import Publisher, sign_write
 
 
@@ -414,6 +420,31 @@ class NodeClient(GatedNode):
                                            limit=MAX_RECORD_BYTES, free=RECORD_FREE_BYTES,
                                            check=self._answer_check("GET", path, b"", (404,)))
         return data if status == 200 else None
+
+    async def get_records(self, keys: list[str]) -> list[bytes | None]:
+        """The bytes of each record of ``keys`` in order, None where the node holds none
+        (an unsigned absence: ask :meth:`get_record` before acting on it); one
+        ``POST /records/batch-get`` per :data:`MAX_BATCH_KEYS` keys, a maintenance
+        read (no last-read time moves).
+
+        Raises:
+            NodeError: the request failed; NodeAnswerError: the answer is malformed
+                or over :data:`RECORD_BATCH_ANSWER_BYTES` (large records: read them
+                one at a time).
+        """
+        out: list[bytes | None] = []
+        what = "POST /records/batch-get"
+        for start in range(0, len(keys), MAX_BATCH_KEYS):
+            batch = keys[start:start + MAX_BATCH_KEYS]
+            _, data = await self._request("POST", "/records/batch-get",
+                                          json_body={"keys": batch},
+                                          limit=RECORD_BATCH_ANSWER_BYTES)
+            try:
+                got = parse_get_answer(data, len(batch))
+            except ShardBatchError as exc:
+                raise NodeAnswerError(f"node {self.id}: {what}: {exc}") from None
+            out += [None if body is None else bytes(body) for body in got]
+        return out
 
     async def delete_record(self, key: str, sha256_hex: str, publisher: Publisher) -> bool:
         """Delete record ``key`` if the stored bytes have SHA-256 ``sha256_hex``.

@@ -23,6 +23,9 @@ from storage_network.errors import NodeTimeoutError
 
 SMALL_ANSWER_BYTES = 2 * 1024 * 1024
 """Cap of answers that are short by protocol (write acknowledgements, ``/healthz``)."""
+RECORD_BATCH_ANSWER_BYTES = 8 * 1024 * 1024
+"""Cap of one answer of many records (``get_records``): a page of typical records
+(a few KB each) fits many times; a batch of large ones is read one record at a time."""
 RECORD_FREE_BYTES = 256 * 1024
 """Bytes of a record answer held without reserving from the :class:`AnswerBudget`: a
 record this size lists some 8000 chunks (a NAR of about 2 GB); larger ones reserve.

@@ -1,4 +1,4 @@
-"""Wire format of batched shard transfers: many shards in one node request.
+"""Wire format of batched shard and record transfers: many in one node request.
 
 One request per shard costs a round trip and an HTTP exchange per ~20 KB;
 the read and write paths move a window of chunks at once instead.  Both
@@ -13,6 +13,12 @@ nixshard's own)::
     POST /shards/batch-put   body, per shard:
             u8 id length | id (ASCII) | u32 length | length bytes
         answer: {"created": [ids], "held": [ids]}                    (JSON)
+
+    POST /records/batch-get  body: {"keys": [record key, ...]}      (JSON)
+        answer, per asked key in order, framed as batch-get's shards: the
+        record's bytes, or the marker when the node does not hold it (an
+        unsigned absence: a reader that acts on absence asks ``GET
+        /records/<key>``, whose 404 the node signs)
 
 A batch put is signed like a single put, over the path
 ``/shards/batch-put`` and the SHA-256 of the whole body
@@ -30,18 +36,21 @@ from storage_network.wire.stripe import SHARD_ID_RE
 
 ABSENT = 0xFFFFFFFF
 MAX_BATCH_IDS = 10_000
+MAX_BATCH_KEYS = 1_000
+"""Record keys a ``POST /records/batch-get`` may ask, at most."""
 _U32 = struct.Struct(">I")
 
 
 def encode_get_answer(body: bytes | None) -> bytes:
-    """The frame of one shard in a batch-get answer (``None``: not held)."""
+    """The frame of one shard or record in a batch-get answer (``None``: not held)."""
     if body is None:
         return _U32.pack(ABSENT)
     return _U32.pack(len(body)) + body
 
 
 def parse_get_answer(data: bytes, count: int) -> list[memoryview | None]:
-    """Split a batch-get answer into ``count`` bodies (``None`` where not held).
+    """Split a batch-get answer (shards or records) into ``count`` bodies (``None``
+    where not held).
 
     The bodies are views into ``data``, not copies (the caller verifies and
     copies each fragment once, off the event loop).
@@ -54,19 +63,20 @@ def parse_get_answer(data: bytes, count: int) -> list[memoryview | None]:
     pos = 0
     for number in range(count):
         if pos + 4 > len(view):
-            raise ShardBatchError(f"batch answer cut short at shard {number} of {count}")
+            raise ShardBatchError(f"batch answer cut short at entry {number} of {count}")
         (length,) = _U32.unpack_from(view, pos)
         pos += 4
         if length == ABSENT:
             bodies.append(None)
             continue
         if pos + length > len(view):
-            raise ShardBatchError(f"batch answer cut short in shard {number} of {count}: "
+            raise ShardBatchError(f"batch answer cut short in entry {number} of {count}: "
                                   f"{len(view) - pos} of {length} bytes")
         bodies.append(view[pos:pos + length])
         pos += length
     if pos != len(view):
-        raise ShardBatchError(f"batch answer has {len(view) - pos} bytes past its {count} shards")
+        raise ShardBatchError(f"batch answer has {len(view) - pos} bytes past its {count} "
+                              "entries")
     return bodies
 
 

@@ -1,4 +1,5 @@
-"""Record endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /records/{key}``.
+"""Record endpoints: ``PUT``/``GET``/``HEAD``/``DELETE /records/{key}``, ``POST
+/records/batch-get``.
 
 A record key is 32 characters of ``[0-9a-z]`` (to nixshard, a store-path
 hash part; the node does not need to know).  The node stores a record only
@@ -19,6 +20,14 @@ lock (:meth:`storage_node.store.Store.write_record`), so two writers of one
 key cannot both win.  A held version the node can no longer open (its
 publisher key was dropped, or its file rotted) does not block a valid one:
 it is replaced, with a warning.
+
+``POST /records/batch-get`` (body ``{"keys": [...]}``, at most
+:data:`~storage_network.wire.shard_batch.MAX_BATCH_KEYS`) sends many records
+in one answer, framed as a shard batch (:mod:`storage_network.wire.shard_batch`):
+the record scans of audit, repair and gc read a page of keys per node with it
+instead of one ``GET`` a key.  It is a maintenance read (no atime moves), and
+its absence markers are not signed: a reader that acts on absence asks the
+single ``GET``.
 
 A ``GET`` counts as a use of the record: the node sets the file's atime to
 now (at most once a minute), which ``GET /records`` reports as the last
@@ -44,17 +53,20 @@ from collections.abc import Callable
 
 from aiohttp import web
 
+from http_serving.errors import start_answer
 from storage_network.errors import RecordError
 from storage_network.wire.node_http import PEEK_HEADER
 from storage_network.wire.record import RECORD_KEY_RE, Record, Replacement, open_record, replacement
+from storage_network.wire.shard_batch import MAX_BATCH_KEYS, encode_get_answer
 from storage_network.wire.write_auth import WriteClaim
 
 from ..answer_signing import answer_headers
 from ..appkeys import CONFIG, STORE
-from ..body import check_declared_length, read_body
+from ..body import check_declared_length, json_type, parse_json, read_body
 from ..config import NodeConfig
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
 from ..expect import expect_handler
+from ..faults import stale_record, trickle_write
 from ..record_store import RecordWrite
 from ..store import Store
 from ..store_layout import Deletion
@@ -178,6 +190,59 @@ async def get_record(request: web.Request) -> web.Response:
     return web.Response(body=data, headers=_RECORD_HEADERS)
 
 
+BATCH_READ_GROUP = 64
+"""Records a batch-get reads on one worker thread before writing their frames."""
+MAX_BATCH_BODY_BYTES = 128 * 1024
+"""A batch-get request body, at most (1,000 keys of JSON take about 36 KB)."""
+
+
+def parse_key_list(body: bytes | bytearray, what: str) -> list[str]:
+    """The validated ``keys`` of a JSON ``{"keys": [record key, ...]}`` body.
+
+    Raises:
+        BadRequest: not JSON (or nested too deeply), not an object, ``keys`` not a
+            list of at most :data:`MAX_BATCH_KEYS` record keys.
+    """
+    doc = parse_json(body, what)
+    keys = doc.get("keys") if isinstance(doc, dict) else None
+    if not isinstance(keys, list):
+        raise BadRequest(f'{what} body must be {{"keys": [record key, ...]}}, '
+                         f"not a JSON {json_type(doc)}")
+    if len(keys) > MAX_BATCH_KEYS:
+        raise BadRequest(f"{what} lists {len(keys)} keys, at most {MAX_BATCH_KEYS} allowed")
+    for key in keys:
+        if not isinstance(key, str) or not RECORD_KEY_RE.fullmatch(key):
+            shown = key[:80] if isinstance(key, str) else f"a JSON {json_type(key)}"
+            raise BadRequest(f"{what}: bad record key {shown!r}: want 32 characters of "
+                             "[0-9a-z]")
+    return keys
+
+
+async def batch_get_records(request: web.Request) -> web.StreamResponse:
+    """Send many held records in one answer, in the order asked (module docstring);
+    400 on malformed JSON or a bad key, 413 on a body over
+    :data:`MAX_BATCH_BODY_BYTES`."""
+    what = "record batch-get request"
+    body, _ = await read_body(request, MAX_BATCH_BODY_BYTES, what)
+    keys = parse_key_list(body, what)
+    store, faults = request.app[STORE], request.app[CONFIG].faults
+    resp = web.StreamResponse(headers={"Content-Type": "application/octet-stream"})
+    await start_answer(request, resp)
+    for start in range(0, len(keys), BATCH_READ_GROUP):
+        group = keys[start:start + BATCH_READ_GROUP]
+        records = await store.read_records(group)
+        if faults.stale_records:  # TEST-ONLY fault
+            firsts = [await asyncio.to_thread(stale_record, store, key) for key in group]
+            records = [first or data for first, data in zip(firsts, records, strict=True)]
+        frames = b"".join(encode_get_answer(data) for data in records)
+        if faults.trickle is not None:  # TEST-ONLY fault
+            await trickle_write(resp, frames, faults.trickle)
+        else:
+            await resp.write(frames)
+    await resp.write_eof()
+    return resp
+
+
 def _parse_sha256(request: web.Request) -> bytes:
     values = request.query.getall("sha256", [])
     if len(values) != 1 or not _SHA256_RE.fullmatch(values[0]):
@@ -213,4 +278,5 @@ def setup(app: web.Application) -> None:
     app.router.add_put("/records/{key}", put_record,
                        expect_handler=expect_handler(_precheck_put))
     app.router.add_get("/records/{key}", get_record)
+    app.router.add_post("/records/batch-get", batch_get_records)
     app.router.add_delete("/records/{key}", delete_record)

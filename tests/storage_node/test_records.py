@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient
 
 from storage_network.wire.record import open_record
+from storage_network.wire.shard_batch import parse_get_answer
 from storage_network.wire.write_auth import Publisher
 
 from .conftest import MAX_RECORD
@@ -124,3 +126,32 @@ async def test_oversize_record_is_413(client: TestClient, publisher: Publisher,
     assert resp.status == 413
     assert "exceeds the limit" in await resp.text()
     assert stored(data_dir) == []
+
+
+async def test_batch_get_answers_each_key_in_order_and_moves_no_atime(
+        client: TestClient, publisher: Publisher, data_dir: Path) -> None:
+    keys = [record_key() for _ in range(3)]
+    bodies = [record(publisher, key, created=T0) for key in keys[:2]]
+    for key, body in zip(keys[:2], bodies, strict=True):
+        assert (await put(client, publisher, key, body)).status == 201
+    atimes = [(data_dir / "records" / k).stat().st_atime for k in keys[:2]]
+    resp = await client.post("/records/batch-get", json={"keys": [keys[1], keys[2], keys[0]]})
+    assert resp.status == 200
+    assert parse_get_answer(await resp.read(), 3) == [bodies[1], None, bodies[0]]
+    assert [(data_dir / "records" / k).stat().st_atime for k in keys[:2]] == atimes
+
+
+@pytest.mark.parametrize(("payload", "status", "message"), [
+    (b"not json", 400, "not JSON"),
+    (json.dumps(["x"]).encode(), 400, "must be"),
+    (json.dumps({"keys": "x"}).encode(), 400, "must be"),
+    (json.dumps({"keys": ["../../etc/passwd"]}).encode(), 400, "bad record key"),
+    (json.dumps({"keys": [7]}).encode(), 400, "a JSON number"),
+    (json.dumps({"keys": ["a" * 32] * 1001}).encode(), 400, "at most 1000"),
+    (json.dumps({"keys": ["a" * 32] * 4000}).encode(), 413, ""),
+])
+async def test_batch_get_refuses_bad_requests(client: TestClient, payload: bytes,
+                                              status: int, message: str) -> None:
+    resp = await client.post("/records/batch-get", data=payload)
+    assert resp.status == status
+    assert message in await resp.text()

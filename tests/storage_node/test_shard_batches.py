@@ -47,8 +47,8 @@ def test_put_batch_round_trips_and_get_answers_frame_absent_shards() -> None:
 
 
 @pytest.mark.parametrize(("data", "count", "message"), [
-    (encode_get_answer(b"abc")[:5], 1, "cut short in shard 0"),
-    (encode_get_answer(b"abc"), 2, "cut short at shard 1"),
+    (encode_get_answer(b"abc")[:5], 1, "cut short in entry 0"),
+    (encode_get_answer(b"abc"), 2, "cut short at entry 1"),
     (encode_get_answer(b"abc") + b"x", 1, "1 bytes past"),
 ])
 def test_malformed_get_answers_are_refused(data: bytes, count: int, message: str) -> None:

@@ -248,6 +248,22 @@ async def test_record_listing_pages_continue_after_a_key(store: NodeStore,
 # --- health and failures --------------------------------------------------------------------
 
 
+async def test_a_batch_read_answers_every_key_in_order_and_moves_no_read_time(
+        store: NodeStore, node: NodeUnderTest) -> None:
+    keys = [new_key() for _ in range(3)]
+    datas = [a_record(node.publisher, key, int(time.time()) - 100) for key in keys[:2]]
+    for key, data in zip(keys[:2], datas, strict=True):
+        await store.put_record(key, data, node.publisher)
+    before = {row.key: row.atime for row in await store.list_records()}
+    await asyncio.sleep(1.2)
+    asked = [keys[0], keys[2], keys[1], keys[0]]
+    assert await store.get_records(asked) == [datas[0], None, datas[1], datas[0]]
+    assert await store.get_records([]) == []
+    after = {row.key: row.atime for row in await store.list_records()}
+    assert [after[k] for k in keys[:2]] == pytest.approx([before[k] for k in keys[:2]],
+                                                         abs=0.01)
+
+
 async def test_health_answers(store: NodeStore) -> None:
     assert (await store.health()).get("status") == "ok"
     assert store.queued == 0
