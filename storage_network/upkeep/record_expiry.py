@@ -315,6 +315,7 @@ def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: 
     db.create_function("due_rule", 3, due_rule(t0, max_age, max_idle), deterministic=True)
     db.execute("UPDATE keys SET due = due_rule(created, expires, last_read), "
                "lapsed = (expires IS NOT NULL AND expires <= ?) WHERE tombstone = 0", (t0,))
+    table.index_needs()
     if closure:
         db.execute("DELETE FROM needs WHERE need = key OR need NOT IN "
                    "(SELECT key FROM keys WHERE tombstone = 0)")

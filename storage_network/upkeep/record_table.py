@@ -85,7 +85,6 @@ CREATE TABLE links(
 ) WITHOUT ROWID;
 CREATE TABLE needs(key TEXT NOT NULL, need TEXT NOT NULL,
                    PRIMARY KEY(key, need)) WITHOUT ROWID;
-CREATE INDEX needs_by_need ON needs(need, key);
 CREATE TABLE stripes(
     root BLOB PRIMARY KEY, codec TEXT NOT NULL, k INTEGER NOT NULL, m INTEGER NOT NULL,
     chunk_id BLOB NOT NULL, size INTEGER NOT NULL, stored_size INTEGER NOT NULL
@@ -256,6 +255,11 @@ class RecordTable:
         """The label the link reader gave ``key``, None if it gave none."""
         got = self.db.execute("SELECT label FROM links WHERE key = ?", (key,)).fetchone()
         return None if got is None else got[0]
+
+    def index_needs(self) -> None:
+        """Index ``needs`` by the needed key (once, after filling: one sort instead of
+        a random insert per need)."""
+        self.db.execute("CREATE INDEX IF NOT EXISTS needs_by_need ON needs(need, key)")
 
     def needs_of(self, key: str) -> list[str]:
         """The keys ``key`` needs, sorted."""
