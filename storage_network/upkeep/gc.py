@@ -159,13 +159,14 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
 
         unread = [f"record {k}: what it references could not be read: {why}"
                   for k, why in sorted(plan.unread.items())]
-        if plan.closure and plan.expiring and (incomplete or unread):
+        due = plan.expiring_count()
+        if plan.closure and due and (incomplete or unread):
             report.skipped.extend(unread)
             if force:
                 report.skipped.append("closure incomplete, expiring anyway (--force)")
             else:
                 report.skipped.append(
-                    f"no record expired ({len(plan.expiring)} due): a record that stays may "
+                    f"no record expired ({due} due): a record that stays may "
                     "need any of them, and some record could not be read (see above); fix "
                     "the nodes or pass --force")
                 plan.cancel()

@@ -202,13 +202,12 @@ def note_links(table: RecordTable, record: Record, reader: LinkReader,
 class ExpiryPlan:
     """What step 2 decided from the record table, before writing anything.
 
-    The keys to expire are marked ``expiring`` in the table, the due records that
-    stay carry why in its ``retained`` column.
+    The keys to expire are marked ``expiring`` in the table (with why in ``due``:
+    ``age: ...``, ``idle: ...``, ``lease: ...``), the due records that stay carry why
+    in its ``retained`` column.
 
     Attributes:
         table: the record table it was planned on.
-        expiring: key -> why it expires (``age: ...``, ``idle: ...``, ``lease: ...``),
-            for the live records that go.
         pins: the pins found.
         unread: key -> why the links of a live record that stays could not be
             read (the closure is then incomplete).
@@ -216,7 +215,6 @@ class ExpiryPlan:
     """
 
     table: RecordTable
-    expiring: dict[str, str] = field(default_factory=dict)
     pins: list[PinSummary] = field(default_factory=list)
     unread: dict[str, str] = field(default_factory=dict)
     closure: bool = False
@@ -232,6 +230,16 @@ class ExpiryPlan:
     def retain(self, key: str, why: str) -> None:
         """Keep the due record ``key`` because ``why``."""
         self.table.db.execute("UPDATE keys SET retained = ? WHERE key = ?", (why, key))
+
+    def expiring_count(self) -> int:
+        """Live records that go."""
+        return self.table.count("expiring = 1")
+
+    @property
+    def expiring(self) -> dict[str, str]:
+        """Key -> why, for every live record that goes (all in memory: for small
+        tables)."""
+        return dict(self.table.db.execute("SELECT key, due FROM keys WHERE expiring = 1"))
 
     def retained_count(self) -> int:
         """Due records that stay."""
@@ -253,7 +261,6 @@ class ExpiryPlan:
 
     def cancel(self) -> None:
         """Expire nothing after all."""
-        self.expiring = {}
         self.table.db.execute("UPDATE keys SET expiring = 0")
 
 
@@ -307,8 +314,8 @@ def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: 
         closure: links were read into the table (:func:`note_links`, for every live
             record); False: the rule alone decides.
 
-    Runs SQL over the whole table: run it on a thread.  Memory: what expires (the
-    plan's ``expiring``); what is retained stays in the table.
+    Runs SQL over the whole table: run it on a thread.  What expires and what is
+    retained stay in the table; the plan holds the pins and the unread records.
     """
     db = table.db
     plan = ExpiryPlan(table, closure=closure)
@@ -349,7 +356,6 @@ def plan_expiry(table: RecordTable, t0: float, max_age: float | None, max_idle: 
         kept = "0"
     db.execute(f"UPDATE keys SET expiring = 1 WHERE tombstone = 0 AND due IS NOT NULL "
                f"AND NOT ({kept})")
-    plan.expiring = dict(db.execute("SELECT key, due FROM keys WHERE expiring = 1"))
     plan.unread = dict(db.execute("SELECT l.key, l.unread FROM links l JOIN keys k ON "
                                   "k.key = l.key WHERE l.unread IS NOT NULL AND k.expiring = 0"))
     return plan
@@ -435,13 +441,15 @@ async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: Expiry
             db.execute("INSERT INTO wave SELECT key FROM pending")
         failed: list[str] = []
         after = ""
-        while chunk := db.execute("SELECT key FROM wave WHERE key > ? ORDER BY key LIMIT ?",
-                                  (after, KEYS_AT_ONCE)).fetchall():
+        while chunk := db.execute(
+                "SELECT w.key, k.due, l.label FROM wave w JOIN keys k ON k.key = w.key "
+                "LEFT JOIN links l ON l.key = w.key WHERE w.key > ? ORDER BY w.key LIMIT ?",
+                (after, KEYS_AT_ONCE)).fetchall():
             after = chunk[-1][0]
-            keys = [key for (key,) in chunk]
+            keys = [key for key, _, _ in chunk]
             results = await asyncio.gather(*(
-                expire_key(net, publisher, key, table, report, limit, plan.expiring[key],
-                           table.label(key)) for key in keys))
+                expire_key(net, publisher, key, table, report, limit, reason, label)
+                for key, reason, label in chunk))
             failed.extend(key for key, gone in zip(keys, results, strict=True) if not gone)
         db.execute("DELETE FROM pending WHERE key IN (SELECT key FROM wave)")
         for key in failed:
