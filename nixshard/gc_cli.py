@@ -22,6 +22,7 @@ import click
 from nix_records import CACHE_SECRET_ENV, record_links
 from nix_records.retention import sealed_record_links
 from storage_network import Keyring, Network, NetworkClient, Publisher
+from storage_network.errors import RecordTableError
 from storage_network.upkeep.gc import collect_garbage
 from storage_network.upkeep.gc_report import GcReport
 from uploader.lease import parse_duration
@@ -157,8 +158,12 @@ def gc_command(network_file: str, signing_key: str, max_age: float | None,
         click.echo(f"warning: --grace is below the network's gc_grace_seconds "
                    f"({network.gc_grace_seconds} s): a push running now may lose shards",
                    err=True)
-    report = asyncio.run(run_gc(network, publisher, max_age=max_age, max_idle=max_idle,
-                                grace=grace, dry_run=dry_run, force=force, keyring=keyring))
+    try:
+        report = asyncio.run(run_gc(network, publisher, max_age=max_age, max_idle=max_idle,
+                                    grace=grace, dry_run=dry_run, force=force,
+                                    keyring=keyring))
+    except RecordTableError as exc:
+        raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(json.dumps(report.to_json(), indent=2))
         return

@@ -13,6 +13,7 @@ from typing import Any
 import click
 
 from storage_network import Network, NetworkClient, Publisher
+from storage_network.errors import RecordTableError
 from storage_network.upkeep.audit_findings import AuditFindings, FindingsFileError, load_findings
 from storage_network.upkeep.repair import DEFAULT_JOBS, repair_network
 from storage_network.upkeep.repair_report import RepairReport
@@ -118,8 +119,11 @@ def repair_command(network_file: str, signing_key: str, dry_run: bool, jobs: int
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     show = click.get_text_stream("stderr").isatty() if progress is None else progress
     while True:
-        report = asyncio.run(_run_once(network, publisher, dry_run, jobs, show and not as_json,
-                                       findings, verify))
+        try:
+            report = asyncio.run(_run_once(network, publisher, dry_run, jobs,
+                                           show and not as_json, findings, verify))
+        except RecordTableError as exc:
+            raise click.ClickException(str(exc)) from None
         click.echo(json.dumps(report.to_json(), indent=1) if as_json
                    else format_report(report, dry_run))
         if watch is None:

@@ -125,3 +125,9 @@ class MapError(StorageNetworkError):
     """A network map, a signature on it, a bootstrap file or a chain of epochs is
     malformed, oversized, or not validly signed (see :mod:`storage_network.network_map`);
     the message says why."""
+
+
+class RecordTableError(StorageNetworkError):
+    """The record table garbage collection and repair keep on disk
+    (:mod:`storage_network.upkeep.record_table`) could not be made or written: its
+    directory (``TMPDIR``) is full or unwritable.  Nothing was deleted after it."""

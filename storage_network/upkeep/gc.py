@@ -97,7 +97,7 @@ from storage_network.upkeep.record_expiry import (
     plan_expiry,
     settle_tombstone,
 )
-from storage_network.upkeep.record_table import RecordTable, scan_into
+from storage_network.upkeep.record_table import record_table, scan_into
 from storage_network.upkeep.shard_sweep import sweep_shards
 from storage_network.wire.write_auth import Publisher
 
@@ -134,6 +134,8 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
 
     Raises:
         ValueError: a negative duration.
+        RecordTableError: the record table on disk could not be made or written
+            (``TMPDIR`` full); the sweep had not started.
     """
     for name, value in (("max_age", max_age), ("max_idle", max_idle), ("grace", grace)):
         if value is not None and value < 0:
@@ -143,7 +145,7 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
     keyring = net.keyring if net.network.private else None
     reader = links
-    with RecordTable() as table:
+    with record_table() as table:
         scan = await scan_into(net, table, None if reader is None else
                                lambda tab, record: note_links(tab, record, reader, keyring))
         incomplete = ([f"node {n} could not list its records: {why}"

@@ -41,17 +41,19 @@ import asyncio
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from storage_network.client import NetworkClient
+from storage_network.errors import RecordTableError
 from storage_network.upkeep.record_scan import RecordCopy, RecordScan, ScannedKey
 from storage_network.wire.manifest import ChunkRef
 from storage_network.wire.record import Record
 from storage_network.wire.write_auth import PublisherKey
 
 __all__ = ["CACHE_KIB", "KEYS_PER_TRANSACTION", "KeyRow", "RecordTable", "ScanOutcome",
-           "Stripe", "scan_into"]
+           "Stripe", "record_table", "scan_into"]
 
 CACHE_KIB = 16 * 1024
 """SQLite's page cache, KiB: the table's share of the collector's memory."""
@@ -144,7 +146,8 @@ class RecordTable:
 
     def __init__(self, directory: str | Path | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="nixshard-records-", dir=directory)
-        self.db = sqlite3.connect(Path(self._dir.name) / "records.sqlite",
+        self.path = Path(self._dir.name) / "records.sqlite"
+        self.db = sqlite3.connect(self.path,
                                   check_same_thread=False, isolation_level=None)
         self.db.executescript(f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
                               f"PRAGMA cache_size=-{CACHE_KIB}; PRAGMA temp_store=FILE;"
@@ -307,6 +310,28 @@ class RecordTable:
         """Whether the stripe ``root`` (32 bytes) is live."""
         return self.db.execute("SELECT 1 FROM live WHERE root = ?", (root,)).fetchone() \
             is not None
+
+
+@contextmanager
+def record_table(directory: str | Path | None = None) -> Iterator[RecordTable]:
+    """A :class:`RecordTable` for the ``with`` block, closed and deleted after it.
+
+    Raises:
+        RecordTableError: the table could not be made (an unwritable directory), or
+            SQLite failed inside the block (a full disk): one line saying where.
+    """
+    where = directory or tempfile.gettempdir()
+    try:
+        table = RecordTable(directory)
+    except (OSError, sqlite3.Error) as exc:
+        raise RecordTableError(f"cannot make the record table in {where}: {exc}") from None
+    try:
+        yield table
+    except sqlite3.Error as exc:
+        raise RecordTableError(f"the record table in {where} failed: {exc} (set TMPDIR to "
+                               "a directory with room: about 2 KB a record)") from None
+    finally:
+        table.close()
 
 
 @dataclass

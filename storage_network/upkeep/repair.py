@@ -59,7 +59,7 @@ from collections.abc import Callable
 from storage_network.client import NetworkClient
 from storage_network.upkeep.audit_findings import AuditFindings
 from storage_network.upkeep.record_repair import repair_records
-from storage_network.upkeep.record_table import RecordTable, scan_into
+from storage_network.upkeep.record_table import record_table, scan_into
 from storage_network.upkeep.repair_report import RepairReport
 from storage_network.upkeep.stripe_repair import RepairRun, repair_batch
 from storage_network.wire.write_auth import Publisher
@@ -92,10 +92,14 @@ async def repair_network(net: NetworkClient, publisher: Publisher, *, dry_run: b
     Node failures never raise: they land in ``report.failures`` and
     ``report.unreachable``; stripes with fewer than k good shards found are
     in ``report.lost``.
+
+    Raises:
+        RecordTableError: the record table on disk could not be made or written
+            (``TMPDIR`` full).
     """
     started = time.monotonic()
     report = RepairReport()
-    with RecordTable() as table:
+    with record_table() as table:
         scan = await scan_into(net, table)
         report.unreachable.update(scan.unreachable)
         report.failures.extend(f"record {key}: {why}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from click.testing import CliRunner
 
 from nixshard.gc_cli import gc_command, parse_duration
 from nixshard.localnet import LocalNetwork, new_publisher
+from tests.support.disk import fill_up, tmpfs
 from tests.support.network import NODES, keyed_network
 
 DAY = 86400.0
@@ -67,3 +69,22 @@ def test_gc_command_refuses_a_key_the_network_does_not_list(
     result = CliRunner().invoke(gc_command, ["--network", str(local.network_file),
                                              "--signing-key", str(other), "--dry-run"])
     assert result.exit_code == 1 and "does not list publisher key" in result.output
+
+
+def test_gc_with_a_full_tmpdir_fails_in_one_line_and_deletes_nothing(
+        gc_net: tuple[LocalNetwork, Path], tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The record table lives in TMPDIR: on a real tmpfs too small for it, gc says where
+    and why in one line (no traceback), exits 1, and no node lost a shard."""
+    local, key_file = gc_net
+    before = sorted(p.name for p in local.node_dir(1).joinpath("shards").rglob("*"))
+    with tmpfs(tmp_path / "tiny", 16 * 1024) as tiny:
+        fill_up(tiny)
+        monkeypatch.setattr(tempfile, "tempdir", str(tiny))
+        result = CliRunner().invoke(gc_command, [
+            "--network", str(local.network_file), "--signing-key", str(key_file),
+            "--grace", "0s"])
+    assert result.exit_code == 1, result.output
+    assert f"Error: cannot make the record table in {tiny}" in result.output
+    assert "Traceback" not in result.output and len(result.output.splitlines()) <= 2
+    assert sorted(p.name for p in local.node_dir(1).joinpath("shards").rglob("*")) == before
