@@ -40,7 +40,7 @@ has ``NIXSHARD_TEST_FAULTS=1`` (see :func:`faults_allowed`).  Modes:
 aiohttp middleware (:func:`fault_middleware`) that
 :func:`storage_node.app.create_app` installs only when some mode is set; a
 batch-get answer is altered by its handler, per shard with
-:func:`mangle_shard` or per record with :func:`stale_record`, and paced with
+:func:`mangle_shard` or per record with :func:`read_first_record`, and paced with
 :func:`trickle_write`.
 """
 
@@ -301,13 +301,9 @@ def _keep_first_record(store: Store, key: str) -> None:
     os.replace(temp, kept)
 
 
-def stale_record(store: Store, key: str) -> bytes | None:
-    """What ``stale-records`` serves for ``key`` in a batch: the first version stored,
-    None when none was kept (blocking)."""
-    return _read_first_record(store, key)
-
-
-def _read_first_record(store: Store, key: str) -> bytes | None:
+def read_first_record(store: Store, key: str) -> bytes | None:
+    """What ``stale-records`` serves for ``key``: the first version stored, None when
+    none was kept (blocking)."""
     try:
         return _first_record_path(store, key).read_bytes()
     except FileNotFoundError:
@@ -350,7 +346,7 @@ def fault_middleware(faults: Faults, store: Store, sleep: Sleep | None = None) -
         response: web.StreamResponse
         first = None
         if stale and method in ("GET", "HEAD"):
-            first = await asyncio.to_thread(_read_first_record, store, key)
+            first = await asyncio.to_thread(read_first_record, store, key)
         if first is not None:
             response = web.Response(body=first, headers=_RECORD_HEADERS)
         elif faults.lie_has and method == "POST" and route == _HAS_ROUTE:

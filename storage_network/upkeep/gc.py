@@ -84,6 +84,7 @@ Step 2 is :mod:`storage_network.upkeep.record_expiry`, step 3
 from __future__ import annotations
 
 import asyncio
+import functools
 import time
 
 from storage_network.client import NetworkClient
@@ -104,6 +105,8 @@ from storage_network.wire.write_auth import Publisher
 __all__ = ["REQUESTS_IN_FLIGHT", "LinkReader", "RecordLinks", "collect_garbage"]
 
 REQUESTS_IN_FLIGHT = 16
+
+
 async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
                           max_age: float | None, max_idle: float | None, grace: float,
                           dry_run: bool, force: bool = False, now: float | None = None,
@@ -144,10 +147,9 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
     report = GcReport(started=t0, dry_run=dry_run, grace=grace)
     limit = asyncio.Semaphore(REQUESTS_IN_FLIGHT)
     keyring = net.keyring if net.network.private else None
-    reader = links
     with record_table() as table:
-        scan = await scan_into(net, table, None if reader is None else
-                               lambda tab, record: note_links(tab, record, reader, keyring))
+        scan = await scan_into(net, table, None if links is None else
+                               functools.partial(note_links, reader=links, keyring=keyring))
         incomplete = ([f"node {n} could not list its records: {why}"
                        for n, why in sorted(scan.unreachable.items())]
                       + [f"record {k} could not be opened: {why}"
@@ -175,16 +177,16 @@ async def collect_garbage(net: NetworkClient, publisher: Publisher, *,
 
         await asyncio.to_thread(table.keep_where, "keys.tombstone = 0 AND keys.expiring = 0")
 
-        async def settle_all() -> None:
-            for keys in table.keys("tombstone = 1"):
-                settled = await asyncio.gather(*(
-                    settle_tombstone(net, publisher, key, table, scan.trusted, report, limit)
-                    for key in keys))
-                for key, done in zip(keys, settled, strict=True):
-                    if not done:
-                        table.keep(key)
-
-        await asyncio.gather(settle_all(), expire_in_order(net, publisher, plan, report, limit))
+        # Tombstones first, then the expiry (whose queries run on a worker thread:
+        # one user of the table at a time).
+        for keys in table.keys("tombstone = 1"):
+            settled = await asyncio.gather(*(
+                settle_tombstone(net, publisher, key, table, scan.trusted, report, limit)
+                for key in keys))
+            for key, done in zip(keys, settled, strict=True):
+                if not done:
+                    table.keep(key)
+        await expire_in_order(net, publisher, plan, report, limit)
         report.expired.sort(key=lambda e: e.key)
         report.retained = plan.retained_first(gc_report.REPORT_LIMIT)
         report.retained_total = plan.retained_count()

@@ -426,19 +426,12 @@ async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: Expiry
     A record that stays (:func:`expire_key` False) keeps every record it needs that
     has not gone yet: they are retained (why: ``referenced by <label>, whose
     deletion failed``).  The stripes of every record that stays join the
-    table's live set.
+    table's live set.  The queries over all pending keys run on a worker thread;
+    nothing else may use the table meanwhile.
     """
     table, db = plan.table, plan.table.db
-    db.execute("CREATE TEMP TABLE pending(key TEXT PRIMARY KEY) WITHOUT ROWID")
-    db.execute("CREATE TEMP TABLE wave(key TEXT PRIMARY KEY) WITHOUT ROWID")
-    db.execute("INSERT INTO pending SELECT key FROM keys WHERE expiring = 1")
-    while db.execute("SELECT 1 FROM pending LIMIT 1").fetchone():
-        db.execute("DELETE FROM wave")
-        db.execute("INSERT INTO wave SELECT p.key FROM pending p WHERE NOT EXISTS "
-                   "(SELECT 1 FROM needs n JOIN pending q ON q.key = n.key "
-                   "WHERE n.need = p.key)")
-        if not db.execute("SELECT 1 FROM wave LIMIT 1").fetchone():
-            db.execute("INSERT INTO wave SELECT key FROM pending")
+    await asyncio.to_thread(_start_waves, db)
+    while await asyncio.to_thread(_next_wave, db):
         failed: list[str] = []
         after = ""
         while chunk := db.execute(
@@ -451,16 +444,43 @@ async def expire_in_order(net: NetworkClient, publisher: Publisher, plan: Expiry
                 expire_key(net, publisher, key, table, report, limit, reason, label)
                 for key, reason, label in chunk))
             failed.extend(key for key, gone in zip(keys, results, strict=True) if not gone)
-        db.execute("DELETE FROM pending WHERE key IN (SELECT key FROM wave)")
-        for key in failed:
-            table.keep(key)
-            for (need,) in db.execute(
-                    "WITH RECURSIVE c(key) AS (SELECT ? UNION SELECT n.need FROM needs n "
-                    "JOIN c ON n.key = c.key) SELECT c.key FROM c JOIN pending p "
-                    "ON p.key = c.key ORDER BY c.key", (key,)).fetchall():
-                plan.retain(need, f"referenced by {plan.label(key)}, whose deletion failed")
-                db.execute("DELETE FROM pending WHERE key = ?", (need,))
-                table.keep(need)
+        await asyncio.to_thread(_end_wave, plan, failed)
+
+
+def _start_waves(db: sqlite3.Connection) -> None:
+    """Every expiring key is pending (blocking)."""
+    db.execute("CREATE TEMP TABLE pending(key TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("CREATE TEMP TABLE wave(key TEXT PRIMARY KEY) WITHOUT ROWID")
+    db.execute("INSERT INTO pending SELECT key FROM keys WHERE expiring = 1")
+
+
+def _next_wave(db: sqlite3.Connection) -> bool:
+    """Fill ``wave`` with the pending keys no pending key needs (all pending keys when
+    every one is needed: a cycle); False when nothing is pending (blocking)."""
+    if not db.execute("SELECT 1 FROM pending LIMIT 1").fetchone():
+        return False
+    db.execute("DELETE FROM wave")
+    db.execute("INSERT INTO wave SELECT p.key FROM pending p WHERE NOT EXISTS "
+               "(SELECT 1 FROM needs n JOIN pending q ON q.key = n.key WHERE n.need = p.key)")
+    if not db.execute("SELECT 1 FROM wave LIMIT 1").fetchone():
+        db.execute("INSERT INTO wave SELECT key FROM pending")
+    return True
+
+
+def _end_wave(plan: ExpiryPlan, failed: list[str]) -> None:
+    """The wave is no longer pending; each of ``failed`` (its deletion failed) stays
+    with every pending record it needs, which are retained (blocking)."""
+    table, db = plan.table, plan.table.db
+    db.execute("DELETE FROM pending WHERE key IN (SELECT key FROM wave)")
+    for key in failed:
+        table.keep(key)
+        for (need,) in db.execute(
+                "WITH RECURSIVE c(key) AS (SELECT ? UNION SELECT n.need FROM needs n "
+                "JOIN c ON n.key = c.key) SELECT c.key FROM c JOIN pending p "
+                "ON p.key = c.key ORDER BY c.key", (key,)).fetchall():
+            plan.retain(need, f"referenced by {plan.label(key)}, whose deletion failed")
+            db.execute("DELETE FROM pending WHERE key = ?", (need,))
+            table.keep(need)
 
 
 async def settle_tombstone(net: NetworkClient, publisher: Publisher, key: str,

@@ -32,7 +32,8 @@ Tables (one row per):
 
 The connection may be used from one thread at a time (the event loop, or a
 worker thread while the loop awaits it); the table is not shared between
-tasks that run SQL at once.
+tasks that run SQL at once, except for live-set lookups (``in``), which take
+the table's lock and may run on several threads (the sweep's).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -147,6 +149,7 @@ class RecordTable:
     def __init__(self, directory: str | Path | None = None) -> None:
         self._dir = tempfile.TemporaryDirectory(prefix="nixshard-records-", dir=directory)
         self.path = Path(self._dir.name) / "records.sqlite"
+        self._lock = threading.Lock()
         self.db = sqlite3.connect(self.path,
                                   check_same_thread=False, isolation_level=None)
         self.db.executescript(f"PRAGMA journal_mode=OFF; PRAGMA synchronous=OFF; "
@@ -307,9 +310,10 @@ class RecordTable:
         return got
 
     def __contains__(self, root: object) -> bool:
-        """Whether the stripe ``root`` (32 bytes) is live."""
-        return self.db.execute("SELECT 1 FROM live WHERE root = ?", (root,)).fetchone() \
-            is not None
+        """Whether the stripe ``root`` (32 bytes) is live (thread-safe)."""
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM live WHERE root = ?",
+                                   (root,)).fetchone() is not None
 
 
 @contextmanager

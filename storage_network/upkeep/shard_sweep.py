@@ -29,6 +29,14 @@ log = logging.getLogger("nixshard.gc")
 
 NODES_AT_ONCE = 4
 """Nodes swept at once."""
+LIVE_CHECK_BATCH = 1000
+"""Listed shards whose stripes are looked up in the live set at once, on a worker
+thread (the live set may be a table on disk)."""
+
+
+def _live_among(live: Container[bytes], roots: list[bytes]) -> set[bytes]:
+    """The stripe roots of ``roots`` that are in ``live`` (blocking)."""
+    return {root for root in roots if root in live}
 
 
 async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
@@ -37,7 +45,9 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
 
     Args:
         live: the stripe roots that stay (a set, or garbage collection's
-            :class:`~storage_network.upkeep.record_table.RecordTable`).
+            :class:`~storage_network.upkeep.record_table.RecordTable`); looked up
+            :data:`LIVE_CHECK_BATCH` listed shards at a time on a worker thread, so
+            it must be safe to read from several threads.
     """
     cutoff = report.cutoff
     sweep = report.nodes[node_id] = NodeSweep()
@@ -56,14 +66,15 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
         else:
             sweep.kept_recent += 1
 
-    try:
-        async for shard in walk_shards(net.nodes[node_id]):
-            try:
-                root, _ = parse_shard_id(shard.id)
-            except ShardProofError:
-                log.warning("node %s lists a malformed shard id %r", node_id, shard.id[:80])
-                continue
-            if root in live:
+    listed: list[tuple[ListedShard, bytes]] = []
+
+    async def decide() -> None:
+        """Delete (or note) the unreferenced old shards among those listed so far."""
+        chunk = listed[:]
+        listed.clear()
+        held = await asyncio.to_thread(_live_among, live, [root for _, root in chunk])
+        for shard, root in chunk:
+            if root in held:
                 continue
             if shard.mtime >= cutoff:
                 sweep.kept_recent += 1
@@ -74,9 +85,23 @@ async def sweep_node(net: NetworkClient, publisher: Publisher, report: GcReport,
                 task = asyncio.create_task(delete(shard))
                 deletes.add(task)
                 task.add_done_callback(deletes.discard)
-    except NodeError as exc:
-        sweep.errors.append(f"not swept: {exc}")
-        report.skipped.append(f"node {node_id} could not list its shards: {exc}")
+
+    try:
+        try:
+            async for shard in walk_shards(net.nodes[node_id]):
+                try:
+                    root, _ = parse_shard_id(shard.id)
+                except ShardProofError:
+                    log.warning("node %s lists a malformed shard id %r", node_id,
+                                shard.id[:80])
+                    continue
+                listed.append((shard, root))
+                if len(listed) >= LIVE_CHECK_BATCH:
+                    await decide()
+        except NodeError as exc:
+            sweep.errors.append(f"not swept: {exc}")
+            report.skipped.append(f"node {node_id} could not list its shards: {exc}")
+        await decide()
     finally:
         await asyncio.gather(*deletes)
     sweep.deleted.sort(key=lambda s: s.id)

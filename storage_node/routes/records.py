@@ -66,7 +66,7 @@ from ..body import check_declared_length, json_type, parse_json, read_body
 from ..config import NodeConfig
 from ..errors import BadRequest, Conflict, NotFound, PreconditionFailed, Unprocessable
 from ..expect import expect_handler
-from ..faults import stale_record, trickle_write
+from ..faults import read_first_record, trickle_write
 from ..record_store import RecordWrite
 from ..store import Store
 from ..store_layout import Deletion
@@ -218,6 +218,11 @@ def parse_key_list(body: bytes | bytearray, what: str) -> list[str]:
     return keys
 
 
+def _first_records(store: Store, keys: list[str]) -> list[bytes | None]:
+    """What ``stale-records`` serves for each of ``keys`` (TEST-ONLY; blocking)."""
+    return [read_first_record(store, key) for key in keys]
+
+
 async def batch_get_records(request: web.Request) -> web.StreamResponse:
     """Send many held records in one answer, in the order asked (module docstring);
     400 on malformed JSON or a bad key, 413 on a body over
@@ -232,7 +237,7 @@ async def batch_get_records(request: web.Request) -> web.StreamResponse:
         group = keys[start:start + BATCH_READ_GROUP]
         records = await store.read_records(group)
         if faults.stale_records:  # TEST-ONLY fault
-            firsts = [await asyncio.to_thread(stale_record, store, key) for key in group]
+            firsts = await asyncio.to_thread(_first_records, store, group)
             records = [first or data for first, data in zip(firsts, records, strict=True)]
         frames = b"".join(encode_get_answer(data) for data in records)
         if faults.trickle is not None:  # TEST-ONLY fault

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,7 +26,7 @@ from storage_network.write.publish import publish_record, store_payload
 from storage_network.write.record_write import write_version
 from tests.support.network import K, M, running_network
 from tests.support.reads import read_back
-from tests.support.record_tables import close_tables, plan_records
+from tests.support.record_tables import close_tables, plan_records, reader
 from tests.support.records import payload, record_key, stripe_ids
 
 T0 = 1_700_000_000
@@ -35,20 +34,6 @@ PUBLISHER = new_publisher("lease-plan-1")[0]
 
 
 # --- plan_expiry: what a lapsed record keeps, and what keeps it ---------------------------
-
-
-@dataclass(frozen=True)
-class Links:
-    needs: Collection[str]
-    pin: str | None
-    label: str
-
-
-def reader(record: Record) -> Links:
-    """Metadata ``needs=a,b`` or ``pin=NAME;needs=a``: the keys the record needs."""
-    fields = dict(part.split("=", 1) for part in record.metadata.decode().split(";") if part)
-    needs = [k for k in fields.get("needs", "").split(",") if k]
-    return Links(needs, fields.get("pin"), record.key[:6])
 
 
 @pytest.fixture(autouse=True)

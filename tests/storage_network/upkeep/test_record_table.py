@@ -7,8 +7,7 @@ from __future__ import annotations
 import hashlib
 import random
 from collections import deque
-from collections.abc import Collection, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +17,7 @@ from storage_network.upkeep.record_scan import RecordCopy
 from storage_network.upkeep.record_table import RecordTable
 from storage_network.wire.manifest import ChunkRef, Manifest
 from storage_network.wire.record import Record
+from tests.support.record_tables import reader
 
 T0 = 1_700_000_000
 DAY = 86400
@@ -28,19 +28,6 @@ PUBLISHER = new_publisher("table-1")[0]
 def table() -> Iterator[RecordTable]:
     with RecordTable() as t:
         yield t
-
-
-@dataclass(frozen=True)
-class Links:
-    needs: Collection[str]
-    pin: str | None
-    label: str
-
-
-def reader(record: Record) -> Links:
-    """Metadata ``pin|needs=a,b``: the keys the record needs, and whether it is a pin."""
-    pin, _, needs = record.metadata.decode().partition("|needs=")
-    return Links([k for k in needs.split(",") if k], pin or None, record.key)
 
 
 def ref(root: bytes) -> ChunkRef:
@@ -78,7 +65,7 @@ def test_the_closure_in_sql_is_the_breadth_first_walk(table: RecordTable, seed: 
         old = rng.random() < 0.7
         expires = T0 - 10 if rng.random() < 0.05 else None
         rec = record(key, created=T0 - (90 if old else 1) * DAY, expires=expires,
-                     metadata=(f"pin-{number}" if pin else "") + "|needs=" + ",".join(wanted))
+                     metadata=(f"pin=pin-{number};" if pin else "") + "needs=" + ",".join(wanted))
         table.add(key, rec, T0, {})
         note_links(table, rec, reader)
         needs[key] = wanted
